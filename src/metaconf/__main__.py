@@ -1,0 +1,3 @@
+from metaconf.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,233 @@
+"""The one interface every engine implements, with caching and resumability done once, here.
+
+`Engine.generate` looks every (prompt, sample index) up in the attached `CompletionStore`, asks the engine only
+for what is missing, and stores each batch as soon as it is produced. Batches are planned over the whole request
+(cached prompts included) so a resumed run sees exactly the batches an uninterrupted run would; each sample's
+random seed is derived from (seed, prompt, sample index), never from its position in a batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+Messages = list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to sample. `n` is not part of a sample's identity: sample 3 of n=5 equals sample 3 of n=10."""
+
+    n: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 16
+    stop: tuple[str, ...] = ()
+    seed: int = 0
+    logprobs: int | None = None  # how many top alternatives to return per generated token; None: no logprobs
+
+    def key(self) -> str:
+        fields = asdict(self)
+        fields.pop("n")
+        fields["stop"] = list(self.stop)
+        return json.dumps(fields, sort_keys=True)
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0.0
+
+
+@dataclass
+class TokenLogprob:
+    token: str
+    logprob: float
+    top: dict[str, float] = field(default_factory=dict)  # the most likely tokens at this position
+
+
+@dataclass
+class Completion:
+    text: str
+    logprobs: list[TokenLogprob] | None = None
+    finish_reason: str = "stop"  # "stop" (EOS or a stop string) or "length"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("cached")
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], cached: bool = False) -> "Completion":
+        lps = d.get("logprobs")
+        return cls(
+            text=d["text"],
+            logprobs=[TokenLogprob(**t) for t in lps] if lps is not None else None,
+            finish_reason=d.get("finish_reason", "stop"),
+            prompt_tokens=d.get("prompt_tokens", 0),
+            completion_tokens=d.get("completion_tokens", 0),
+            cached=cached,
+        )
+
+
+@dataclass
+class PromptRequest:
+    """One distinct prompt and the sample indices still wanted for it."""
+
+    messages: Messages
+    sample_indices: list[int]
+    seed: int  # derived from (params.seed, prompt); sample i uses sample_seed(seed, i)
+
+
+def stable_hash(*parts: str) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode("utf-8"))
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+def prompt_text(messages: Messages) -> str:
+    return json.dumps(messages, sort_keys=True, ensure_ascii=False)
+
+
+def sample_seed(prompt_seed: int, sample_index: int) -> int:
+    """The seed of one sample: independent of batch composition and of n."""
+    return int(stable_hash(str(prompt_seed), str(sample_index))[:15], 16)
+
+
+def apply_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
+    """Cut `text` at the first stop string; returns (text, whether it was cut)."""
+    cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+class Engine(ABC):
+    """A model that completes chat prompts. Subclasses implement `_generate_batch` (and may plan batches)."""
+
+    name: str = "engine"
+
+    def __init__(self, store: "CompletionStore | str | Path | None" = None, quiet: bool = False):
+        from metaconf.engines.store import CompletionStore
+
+        self.store = CompletionStore(store) if isinstance(store, (str, Path)) else store
+        self.quiet = quiet
+
+    # -- identity (part of every cache key) ------------------------------------------------------------
+    @property
+    @abstractmethod
+    def model_identity(self) -> str:
+        """Names the model's weights (a path + content fingerprint, a hub id + revision, a served model name)."""
+
+    @property
+    def adapter_identity(self) -> str:
+        """Names the adapter on top of the model, or "" for none."""
+        return ""
+
+    # -- what subclasses provide -------------------------------------------------------------------------
+    @abstractmethod
+    def _generate_batch(self, requests: list[PromptRequest], params: SamplingParams) -> list[list[Completion]]:
+        """Completions for each request, one per entry of its `sample_indices`, in that order."""
+
+    def plan_batches(self, requests: list[PromptRequest], params: SamplingParams) -> list[list[int]]:
+        """Indices into `requests` grouped into batches. Must depend only on the prompts and params."""
+        size = 8
+        return [list(range(i, min(i + size, len(requests)))) for i in range(0, len(requests), size)]
+
+    # -- the public call ---------------------------------------------------------------------------------
+    def generate(
+        self,
+        prompts: Sequence[Messages],
+        n: int = 1,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        max_new_tokens: int = 16,
+        stop: Sequence[str] | None = None,
+        seed: int = 0,
+        logprobs: int | None = None,
+        desc: str | None = None,
+    ) -> list[list[Completion]]:
+        """Per prompt, a list of `n` completions. Served from the store where already generated."""
+        params = SamplingParams(
+            n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
+            stop=tuple(stop or ()), seed=seed, logprobs=logprobs,
+        )
+        return self.generate_with(prompts, params, desc=desc)
+
+    def cache_key(self, messages: Messages, params: SamplingParams) -> str:
+        return stable_hash(self.model_identity, self.adapter_identity, prompt_text(messages), params.key())
+
+    def generate_with(self, prompts: Sequence[Messages], params: SamplingParams, desc: str | None = None):
+        keys = [self.cache_key(list(m), params) for m in prompts]
+        distinct: dict[str, int] = {}
+        for i, key in enumerate(keys):
+            distinct.setdefault(key, i)
+        found = self.store.get_many(list(distinct), params.n) if self.store else {}
+        requests = [
+            PromptRequest(
+                messages=list(prompts[i]),
+                sample_indices=list(range(params.n)),
+                seed=int(stable_hash(str(params.seed), prompt_text(list(prompts[i])))[:15], 16),
+            )
+            for i in distinct.values()
+        ]
+        request_keys = list(distinct)
+        results: dict[tuple[str, int], Completion] = dict(found)
+        total = len(requests) * params.n
+        progress = _Progress(total, len(found), desc or self.name, disabled=self.quiet)
+        try:
+            for batch in self.plan_batches(requests, params):
+                todo = []
+                for idx in batch:
+                    missing = [s for s in requests[idx].sample_indices if (request_keys[idx], s) not in results]
+                    if missing:
+                        todo.append((idx, PromptRequest(requests[idx].messages, missing, requests[idx].seed)))
+                if not todo:
+                    continue
+                outputs = self._generate_batch([r for _, r in todo], params)
+                produced = []
+                for (idx, req), comps in zip(todo, outputs, strict=True):
+                    for s, comp in zip(req.sample_indices, comps, strict=True):
+                        results[(request_keys[idx], s)] = comp
+                        produced.append((request_keys[idx], s, comp))
+                if self.store:
+                    self.store.put_many(
+                        produced, model=self.model_identity, adapter=self.adapter_identity,
+                        params=params.key(), prompts={request_keys[i]: requests[i].messages for i, _ in todo},
+                    )
+                progress.update(produced)
+        finally:
+            progress.close()
+        return [[results[(key, s)] for s in range(params.n)] for key in keys]
+
+
+class _Progress:
+    """completions done / total, generated tokens per second and cache hits; silent off a terminal."""
+
+    def __init__(self, total: int, cached: int, desc: str, disabled: bool):
+        self.bar = None
+        self.tokens = 0
+        self.cached = cached
+        self.start = time.perf_counter()
+        if not disabled and sys.stderr.isatty() and total > cached:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=cached, desc=desc, unit="compl", dynamic_ncols=True)
+
+    def update(self, produced: list[tuple[str, int, Completion]]) -> None:
+        self.tokens += sum(c.completion_tokens for _, _, c in produced)
+        if self.bar is not None:
+            rate = self.tokens / max(time.perf_counter() - self.start, 1e-9)
+            self.bar.set_postfix(tok_s=f"{rate:.0f}", cache_hits=self.cached, refresh=False)
+            self.bar.update(len(produced))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

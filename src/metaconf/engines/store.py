@@ -1,0 +1,80 @@
+"""An embedded SQLite store of completions: what makes every run resumable.
+
+Each batch is written in one transaction as soon as it is produced (WAL mode), so a process killed at any moment
+loses at most the batch in flight and never leaves a half-written one; a rerun is served from here.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable
+
+if TYPE_CHECKING:
+    from metaconf.engines.base import Completion
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS completions (
+    key TEXT NOT NULL,
+    sample INTEGER NOT NULL,
+    completion TEXT NOT NULL,
+    model TEXT NOT NULL,
+    adapter TEXT NOT NULL,
+    params TEXT NOT NULL,
+    prompt TEXT NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (key, sample)
+)
+"""
+
+
+class CompletionStore:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute(_SCHEMA)
+
+    def get_many(self, keys: list[str], n: int) -> dict[tuple[str, int], "Completion"]:
+        from metaconf.engines.base import Completion
+
+        found: dict[tuple[str, int], Completion] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(
+                f"SELECT key, sample, completion FROM completions WHERE sample < ? AND key IN ({marks})",
+                [n, *chunk],
+            )
+            for key, sample, payload in rows:
+                found[(key, sample)] = Completion.from_dict(json.loads(payload), cached=True)
+        return found
+
+    def put_many(
+        self,
+        produced: Iterable[tuple[str, int, "Completion"]],
+        *,
+        model: str,
+        adapter: str,
+        params: str,
+        prompts: dict[str, list[dict[str, str]]],
+    ) -> None:
+        now = time.time()
+        rows = [
+            (key, sample, json.dumps(c.to_dict(), ensure_ascii=False), model, adapter, params,
+             json.dumps(prompts.get(key, []), ensure_ascii=False), now)
+            for key, sample, c in produced
+        ]
+        with self.db:  # one transaction: all of the batch or none of it
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany("INSERT OR IGNORE INTO completions VALUES (?,?,?,?,?,?,?,?)", rows)
+
+    def count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM completions").fetchone()[0]
+
+    def close(self) -> None:
+        self.db.close()
