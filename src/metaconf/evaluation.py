@@ -1,0 +1,141 @@
+"""The evaluation stage: one condition's answers to the single and pairwise tasks, as per-item predictions.
+
+Every prompt goes through the engine (and so its completion store), is parsed and graded; the rows land in
+`RUN/predictions/<condition>__<task>__<dataset>.jsonl` (formats in docs/architecture.md) for the metrics and
+for anyone who wants to re-analyse.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+from metaconf.data import Question
+from metaconf.engines import Engine
+from metaconf.io import read_jsonl, write_jsonl
+from metaconf.tasks import (
+    generation_settings,
+    pairwise_messages,
+    parse_pairwise,
+    parse_single,
+    single_messages,
+)
+
+Pair = tuple[Question, Question]
+
+
+def make_pairs(questions: list[Question], n_pairs: int, seed: int = 0) -> list[Pair]:
+    """`n_pairs` distinct pairs of distinct questions, each question in about the same number of pairs.
+
+    Questions are shuffled (seeded) into a cycle and neighbours paired, then the next-but-one neighbours, and so
+    on; the position of each question in its pair alternates so neither slot is favoured.
+    """
+    if len(questions) < 2:
+        return []
+    order = sorted(questions, key=lambda q: q.id)
+    random.Random(f"pairs:{seed}").shuffle(order)
+    pairs: list[Pair] = []
+    seen: set[frozenset[str]] = set()
+    k = len(order)
+    for offset in range(1, k):
+        for i in range(k):
+            q1, q2 = order[i], order[(i + offset) % k]
+            key = frozenset((q1.id, q2.id))
+            if key in seen:
+                continue
+            seen.add(key)
+            pairs.append((q1, q2) if len(pairs) % 2 == 0 else (q2, q1))
+            if len(pairs) == n_pairs:
+                return pairs
+    return pairs
+
+
+def prediction_path(run_dir: Path, condition: str, task: str, dataset: str) -> Path:
+    return run_dir / "predictions" / f"{condition}__{task}__{dataset}.jsonl"
+
+
+def evaluate_single(
+    engine: Engine, condition: str, questions: list[Question], temperature: float = 0.0, seed: int = 0
+) -> list[dict[str, Any]]:
+    """Answer + confidence for each question; one prediction row each."""
+    settings = generation_settings("single")
+    outputs = engine.generate(
+        [single_messages(q) for q in questions], n=1, temperature=temperature, seed=seed,
+        desc=f"{condition}: single", **settings,
+    )
+    rows = []
+    for q, (completion,) in zip(questions, outputs, strict=True):
+        parsed = parse_single(completion.text, q)
+        rows.append({
+            "id": q.id, "dataset": q.dataset, "domain": q.domain, "condition": condition, "task": "single",
+            "raw": completion.text, "answer": parsed.answer, "confidence": parsed.confidence,
+            "correct": bool(parsed.correct), "parsed": bool(parsed.parsed),
+        })
+    return rows
+
+
+def evaluate_pairwise(
+    engine: Engine,
+    condition: str,
+    pairs: list[Pair],
+    consistency: dict[str, float],
+    temperature: float = 0.0,
+    logprobs: int = 5,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """The choice between two questions, then both answers; one prediction row per pair."""
+    settings = generation_settings("pairwise")
+    outputs = engine.generate(
+        [pairwise_messages(q1, q2) for q1, q2 in pairs], n=1, temperature=temperature, seed=seed,
+        logprobs=logprobs or None, desc=f"{condition}: pairwise", **settings,
+    )
+    rows = []
+    for (q1, q2), (completion,) in zip(pairs, outputs, strict=True):
+        parsed = parse_pairwise(completion.text, q1, q2, logprobs=completion.logprobs)
+        rows.append({
+            "id1": q1.id, "id2": q2.id, "dataset": q1.dataset, "domain": q1.domain, "condition": condition,
+            "task": "pairwise", "raw": completion.text, "choice": parsed.choice,
+            "answer1": parsed.answer1, "answer2": parsed.answer2,
+            "correct1": bool(parsed.correct1), "correct2": bool(parsed.correct2),
+            "consistency1": consistency.get(q1.id), "consistency2": consistency.get(q2.id),
+            "p_first": parsed.p_first, "parsed": bool(parsed.parsed),
+        })
+    return rows
+
+
+def evaluate_condition(
+    run_dir: Path,
+    engine: Engine,
+    condition: str,
+    questions: dict[str, list[Question]],
+    pairs: dict[str, list[Pair]],
+    consistency: dict[str, float],
+    temperature: float = 0.0,
+    logprobs: int = 5,
+    seed: int = 0,
+) -> dict[tuple[str, str], Path]:
+    """Both tasks on every dataset for one condition; writes and returns the prediction files.
+
+    All datasets go to the engine in one call per task so it can batch prompts of similar length together.
+    """
+    flat = [q for qs in questions.values() for q in qs]
+    single_rows = evaluate_single(engine, condition, flat, temperature, seed)
+    flat_pairs = [p for ps in pairs.values() for p in ps]
+    pair_rows = evaluate_pairwise(engine, condition, flat_pairs, consistency, temperature, logprobs, seed)
+    written = {}
+    for task, rows in (("single", single_rows), ("pairwise", pair_rows)):
+        for dataset in questions:
+            path = prediction_path(run_dir, condition, task, dataset)
+            write_jsonl(path, [r for r in rows if r["dataset"] == dataset])
+            written[(task, dataset)] = path
+    return written
+
+
+def load_predictions(run_dir: Path) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
+    """Every prediction file of a run, keyed by (condition, task, dataset)."""
+    found = {}
+    for path in sorted((run_dir / "predictions").glob("*__*__*.jsonl")):
+        condition, task, dataset = path.stem.split("__")
+        found[(condition, task, dataset)] = read_jsonl(path)
+    return found
