@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +109,7 @@ def load_dataset(name_or_path: str | os.PathLike[str], *, split: str | None = No
         raise DataError(f"{source}: no questions loaded")
     ids = [q.id for q in questions]
     if len(set(ids)) != len(ids):
-        dup = next(i for i in ids if ids.count(i) > 1)
+        dup = next(i for i, n in Counter(ids).items() if n > 1)
         raise DataError(f"{source}: duplicate question id '{dup}'")
     if limit is not None:
         questions = subset(questions, limit, seed)
