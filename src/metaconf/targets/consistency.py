@@ -1,0 +1,93 @@
+"""Sample each training question n times and measure how consistently the model gives its modal answer.
+
+Modal answer: the most frequent extracted answer; a tie goes to the answer that appeared first in sample order
+(deterministic, independent of hashing). Unparseable samples (no answer extracted) never become the modal
+answer but still count in n, so they lower consistency: consistency = (samples giving the modal answer) / n.
+With no parseable sample the modal answer is None, consistency 0 and modal_correct False.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+from metaconf import grading
+from metaconf.data.schema import Question
+from metaconf.engines.base import Engine
+from metaconf.tasks.parsing import answer_part, parse_answer
+from metaconf.tasks.templates import answer_messages, load_template
+
+
+@dataclass
+class ConsistencyRecord:
+    id: str
+    dataset: str
+    domain: str
+    answer_type: str
+    samples: list[str]  # the n raw completions
+    answers: list[str | None]  # extracted answer per sample (None: unparseable)
+    modal_answer: str | None
+    modal_text: str | None  # how the model wrote the modal answer (first such sample's answer line)
+    consistency: float
+    modal_correct: bool
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def parse_rate(self) -> float:
+        return sum(a is not None for a in self.answers) / len(self.answers) if self.answers else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, row: dict[str, Any]) -> "ConsistencyRecord":
+        return cls(**row)
+
+
+def modal_answer(answers: Sequence[str | None]) -> tuple[str | None, float]:
+    """(modal answer, consistency) under the module's rule: ties to the earliest, unparseable count in n."""
+    counts = Counter(a for a in answers if a is not None)
+    if not counts:
+        return None, 0.0
+    best = max(counts.values())
+    modal = next(a for a in answers if a is not None and counts[a] == best)
+    return modal, best / len(answers)
+
+
+def consistency_record(q: Question, samples: Sequence[str]) -> ConsistencyRecord:
+    """Extract, vote and grade the samples of one question."""
+    answers = [parse_answer(s, q) for s in samples]
+    modal, consistency = modal_answer(answers)
+    modal_text = None
+    if modal is not None:
+        first = next(s for s, a in zip(samples, answers) if a == modal)
+        line = answer_part(first).split("\n", 1)[0].strip()
+        modal_text = line if line and parse_answer(line, q) == modal else modal
+    try:
+        correct = modal is not None and bool(grading.answer_matches(modal, q))
+    except Exception:
+        correct = False
+    return ConsistencyRecord(
+        id=q.id, dataset=q.dataset, domain=q.domain, answer_type=q.answer_type, samples=list(samples),
+        answers=answers, modal_answer=modal, modal_text=modal_text, consistency=consistency, modal_correct=correct,
+    )
+
+
+def sample_consistency(
+    engine: Engine,
+    questions: Sequence[Question],
+    n: int = 10,
+    temperature: float = 1.0,
+    seed: int = 0,
+    template: str = "answer",
+    max_new_tokens: int | None = None,
+) -> list[ConsistencyRecord]:
+    """n answer-only samples per question (cached by the engine's store) -> one record per question."""
+    t = load_template(template)
+    prompts = [answer_messages(q, t) for q in questions]
+    outputs = engine.generate(
+        prompts, n=n, temperature=temperature, seed=seed, max_new_tokens=max_new_tokens or t.max_new_tokens,
+        stop=list(t.stop), desc="consistency samples",
+    )
+    return [consistency_record(q, [c.text for c in comps]) for q, comps in zip(questions, outputs, strict=True)]

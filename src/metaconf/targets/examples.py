@@ -1,0 +1,170 @@
+"""SFT examples for the two tasks and the training sets (conditions) built from them.
+
+Only questions with a modal answer are eligible (there is nothing to train the answer on otherwise).
+Pairs: two different questions whose calibrated (noise-free) targets differ by at least `gap`; the label is the
+question with the higher target, so target noise never flips a label. Positions are balanced: the higher
+question comes first in every other pair of the (shuffled) selection. Every random choice is seeded.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from metaconf.data.schema import Question
+from metaconf.engines.base import stable_hash
+from metaconf.errors import DataError
+from metaconf.targets.calibration import CalibrationMap
+from metaconf.targets.config import TargetsConfig, TrainingSetSpec
+from metaconf.targets.consistency import ConsistencyRecord
+from metaconf.tasks.parsing import format_pairwise_target, format_single_target
+from metaconf.tasks.templates import pairwise_messages, single_messages
+
+MAX_CANDIDATE_PAIRS = 200_000
+
+
+@dataclass
+class Example:
+    """One SFT example: chat messages (prompt + assistant target) and what it was built from."""
+
+    task: str  # "single" | "pairwise"
+    messages: list[dict[str, str]]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def _rng(seed: int, *parts: str) -> random.Random:
+    return random.Random(int(stable_hash(str(seed), *parts)[:15], 16))
+
+
+def display_answer(record: ConsistencyRecord) -> str:
+    """The answer as written in a target: the model's own wording for open answers, else the normalized one."""
+    if record.answer_type == "open" and record.modal_text:
+        return record.modal_text
+    return str(record.modal_answer)
+
+
+def eligible(records: Sequence[ConsistencyRecord], domains: Sequence[str] | None = None) -> list[ConsistencyRecord]:
+    """Records with a modal answer, in the given domains (all when None), sorted by id for determinism."""
+    keep = [r for r in records if r.modal_answer is not None and (domains is None or r.domain in domains)]
+    return sorted(keep, key=lambda r: r.id)
+
+
+def subsample_bins(
+    records: Sequence[ConsistencyRecord], cmap: CalibrationMap, max_per_bin: int | None, seed: int
+) -> list[ConsistencyRecord]:
+    """At most `max_per_bin` records per consistency bin (seeded choice), so targets are spread."""
+    if max_per_bin is None:
+        return list(records)
+    bins: dict[int, list[ConsistencyRecord]] = {}
+    for r in records:
+        bins.setdefault(cmap.bin_of(r), []).append(r)
+    keep: set[str] = set()
+    for k, group in bins.items():
+        chosen = group if len(group) <= max_per_bin else _rng(seed, "subsample", str(k)).sample(group, max_per_bin)
+        keep.update(r.id for r in chosen)
+    return [r for r in records if r.id in keep]
+
+
+def _question(questions: dict[str, Question], qid: str) -> Question:
+    if qid not in questions:
+        raise DataError(f"consistency record {qid}: no such training question")
+    return questions[qid]
+
+
+def single_examples(
+    records: Sequence[ConsistencyRecord], questions: dict[str, Question], cmap: CalibrationMap,
+    noise: float = 0.05, seed: int = 0, template: str = "single",
+) -> list[Example]:
+    """Question prompt -> modal answer + calibrated target confidence, one per record."""
+    out = []
+    for r in records:
+        q = _question(questions, r.id)
+        target = cmap.target(r, noise=noise, seed=seed)
+        reply = format_single_target(display_answer(r), target, q, template)
+        out.append(Example("single", single_messages(q, template) + [{"role": "assistant", "content": reply}], {
+            "id": r.id, "dataset": r.dataset, "domain": r.domain, "bin": cmap.bin_of(r),
+            "consistency": r.consistency, "target": round(target, 2), "modal_correct": r.modal_correct,
+        }))
+    return out
+
+
+def select_pairs(
+    records: Sequence[ConsistencyRecord], cmap: CalibrationMap, n_pairs: int, gap: float = 0.1,
+    cross_domain_share: float = 0.5, seed: int = 0,
+) -> list[tuple[ConsistencyRecord, ConsistencyRecord]]:
+    """Up to `n_pairs` distinct unordered pairs (never a question with itself) with targets >= gap apart,
+    about `cross_domain_share` of them across domains. Returned as (higher target, lower target)."""
+    rng = _rng(seed, "pairs")
+    items = list(records)
+    total = len(items) * (len(items) - 1) // 2
+    if total <= MAX_CANDIDATE_PAIRS:
+        index_pairs: Sequence[tuple[int, int]] = list(itertools.combinations(range(len(items)), 2))
+    else:  # too many to list: a seeded random sample of distinct pairs
+        chosen: set[tuple[int, int]] = set()
+        while len(chosen) < MAX_CANDIDATE_PAIRS:
+            i, j = rng.sample(range(len(items)), 2)
+            chosen.add((min(i, j), max(i, j)))
+        index_pairs = sorted(chosen)
+    score = [cmap.accuracy(r) for r in items]
+    within, across = [], []
+    for i, j in index_pairs:
+        if items[i].id != items[j].id and abs(score[i] - score[j]) >= gap - 1e-12 and score[i] != score[j]:
+            (across if items[i].domain != items[j].domain else within).append((i, j))
+    rng.shuffle(within)
+    rng.shuffle(across)
+    n_across = min(round(n_pairs * cross_domain_share), len(across))
+    n_within = min(n_pairs - n_across, len(within))
+    n_across = min(n_pairs - n_within, len(across))  # top up from the other kind
+    picked = across[:n_across] + within[:n_within]
+    rng.shuffle(picked)
+    return [(items[i], items[j]) if score[i] > score[j] else (items[j], items[i]) for i, j in picked]
+
+
+def pairwise_examples(
+    pairs: Sequence[tuple[ConsistencyRecord, ConsistencyRecord]], questions: dict[str, Question],
+    cmap: CalibrationMap, template: str = "pairwise",
+) -> list[Example]:
+    """Pairs (higher, lower) -> prompts with the higher question first in even positions, second in odd ones."""
+    out = []
+    for k, (high, low) in enumerate(pairs):
+        first, second = (high, low) if k % 2 == 0 else (low, high)
+        choice = 1 if k % 2 == 0 else 2
+        q1, q2 = _question(questions, first.id), _question(questions, second.id)
+        reply = format_pairwise_target(choice, display_answer(first), display_answer(second), q1, q2, template)
+        out.append(Example("pairwise", pairwise_messages(q1, q2, template) + [{"role": "assistant", "content": reply}], {
+            "id1": first.id, "id2": second.id, "domain1": first.domain, "domain2": second.domain,
+            "dataset1": first.dataset, "dataset2": second.dataset, "choice": choice,
+            "target1": round(cmap.accuracy(first), 4), "target2": round(cmap.accuracy(second), 4),
+            "bin1": cmap.bin_of(first), "bin2": cmap.bin_of(second),
+        }))
+    return out
+
+
+def build_training_set(
+    spec: TrainingSetSpec, records: Sequence[ConsistencyRecord], questions: dict[str, Question],
+    cmap: CalibrationMap, config: TargetsConfig,
+) -> list[Example]:
+    """The examples of one condition: single, pairwise, or a seeded multitask mix of both."""
+    pool = subsample_bins(eligible(records, spec.domains), cmap, config.subsample_max_per_bin, config.seed)
+    seed = config.seed
+
+    def singles(n: int | None) -> list[Example]:
+        chosen = pool if n is None or n >= len(pool) else _rng(seed, spec.name, "single").sample(pool, n)
+        return single_examples(sorted(chosen, key=lambda r: r.id), questions, cmap, config.noise, seed,
+                               config.single_template)
+
+    def pairs(n: int) -> list[Example]:
+        picked = select_pairs(pool, cmap, n, config.pair_gap, config.cross_domain_share, seed)
+        return pairwise_examples(picked, questions, cmap, config.pairwise_template)
+
+    if spec.task == "single":
+        return singles(spec.size)
+    if spec.task == "pairwise":
+        return pairs(spec.size or len(pool))
+    size = spec.size or len(pool)
+    n_single = round(size * spec.single_share)
+    mixed = singles(n_single) + pairs(size - n_single)
+    _rng(seed, spec.name, "mix").shuffle(mixed)
+    return mixed
