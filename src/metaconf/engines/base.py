@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from metaconf.errors import ConfigError, EngineError
+
 Messages = list[dict[str, str]]
 
 
@@ -155,6 +157,8 @@ class Engine(ABC):
         desc: str | None = None,
     ) -> list[list[Completion]]:
         """Per prompt, a list of `n` completions. Served from the store where already generated."""
+        if isinstance(stop, str):
+            stop = [stop]
         params = SamplingParams(
             n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
             stop=tuple(stop or ()), seed=seed, logprobs=logprobs,
@@ -164,7 +168,19 @@ class Engine(ABC):
     def cache_key(self, messages: Messages, params: SamplingParams) -> str:
         return stable_hash(self.model_identity, self.adapter_identity, prompt_text(messages), params.key())
 
-    def generate_with(self, prompts: Sequence[Messages], params: SamplingParams, desc: str | None = None):
+    def generate_with(
+        self, prompts: Sequence[Messages], params: SamplingParams, desc: str | None = None
+    ) -> list[list[Completion]]:
+        """`generate` with the sampling settings already gathered in a `SamplingParams`."""
+        validate_params(params)
+        for i, messages in enumerate(prompts):
+            if not isinstance(messages, (list, tuple)) or not all(
+                isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+                for m in messages
+            ):
+                raise EngineError(
+                    f"{self.name}: prompt {i} is not a list of chat messages ({{'role': ..., 'content': ...}})"
+                )
         keys = [self.cache_key(list(m), params) for m in prompts]
         distinct: dict[str, int] = {}
         for i, key in enumerate(keys):
@@ -192,9 +208,10 @@ class Engine(ABC):
                 if not todo:
                     continue
                 outputs = self._generate_batch([r for _, r in todo], params)
+                _check_shape(self.name, todo, outputs)
                 produced = []
-                for (idx, req), comps in zip(todo, outputs, strict=True):
-                    for s, comp in zip(req.sample_indices, comps, strict=True):
+                for (idx, req), comps in zip(todo, outputs):
+                    for s, comp in zip(req.sample_indices, comps):
                         results[(request_keys[idx], s)] = comp
                         produced.append((request_keys[idx], s, comp))
                 if self.store:
@@ -206,6 +223,38 @@ class Engine(ABC):
         finally:
             progress.close()
         return [[results[(key, s)] for s in range(params.n)] for key in keys]
+
+
+def validate_params(params: SamplingParams) -> None:
+    """One clear line for sampling settings no engine can honour."""
+    problems = []
+    if not isinstance(params.n, int) or params.n < 1:
+        problems.append(f"n must be an integer >= 1, got {params.n!r}")
+    if not isinstance(params.max_new_tokens, int) or params.max_new_tokens < 1:
+        problems.append(f"max_new_tokens must be an integer >= 1, got {params.max_new_tokens!r}")
+    if not params.temperature >= 0:
+        problems.append(f"temperature must be >= 0, got {params.temperature!r}")
+    if not 0 < params.top_p <= 1:
+        problems.append(f"top_p must be in (0, 1], got {params.top_p!r}")
+    if params.logprobs is not None and (not isinstance(params.logprobs, int) or params.logprobs < 0):
+        problems.append(f"logprobs must be None or an integer >= 0, got {params.logprobs!r}")
+    if not all(isinstance(s, str) for s in params.stop):
+        problems.append(f"stop must be a list of strings, got {list(params.stop)!r}")
+    if problems:
+        raise ConfigError("generate: " + "; ".join(problems))
+
+
+def _check_shape(name: str, todo: list[tuple[int, PromptRequest]], outputs: Any) -> None:
+    """An engine bug (wrong number of completions) must fail loudly, never store misattributed samples."""
+    if not isinstance(outputs, list) or len(outputs) != len(todo):
+        got = len(outputs) if isinstance(outputs, list) else type(outputs).__name__
+        raise EngineError(f"{name}: engine returned {got} results for a batch of {len(todo)} prompts")
+    for (_, req), comps in zip(todo, outputs):
+        if len(comps) != len(req.sample_indices) or not all(isinstance(c, Completion) for c in comps):
+            raise EngineError(
+                f"{name}: engine returned {len(comps)} completions for a prompt that needed "
+                f"{len(req.sample_indices)}"
+            )
 
 
 class _Progress:

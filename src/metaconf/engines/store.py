@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
+
+from metaconf.errors import EngineError
 
 if TYPE_CHECKING:
     from metaconf.engines.base import Completion
@@ -28,30 +31,45 @@ CREATE TABLE IF NOT EXISTS completions (
     PRIMARY KEY (key, sample)
 )
 """
+_COLUMNS = ["key", "sample", "completion", "model", "adapter", "params", "prompt", "created"]
 
 
 class CompletionStore:
+    """Completions keyed by (cache key, sample index). Safe to share between threads and processes."""
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute(_SCHEMA)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute(_SCHEMA)
+            columns = [row[1] for row in self.db.execute("PRAGMA table_info(completions)")]
+        except (OSError, sqlite3.Error) as exc:
+            raise EngineError(f"{self.path}: cannot open the completion store ({exc})") from None
+        if columns != _COLUMNS:
+            raise EngineError(f"{self.path}: not a metaconf completion store (table columns {columns})")
+        self._lock = threading.Lock()
 
     def get_many(self, keys: list[str], n: int) -> dict[tuple[str, int], "Completion"]:
+        """The stored completions among `keys` x samples 0..n-1 (whatever subset exists)."""
         from metaconf.engines.base import Completion
 
         found: dict[tuple[str, int], Completion] = {}
         for start in range(0, len(keys), 500):
             chunk = keys[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            rows = self.db.execute(
-                f"SELECT key, sample, completion FROM completions WHERE sample < ? AND key IN ({marks})",
-                [n, *chunk],
-            )
+            with self._lock:
+                rows = self.db.execute(
+                    f"SELECT key, sample, completion FROM completions WHERE sample < ? AND key IN ({marks})",
+                    [n, *chunk],
+                ).fetchall()
             for key, sample, payload in rows:
-                found[(key, sample)] = Completion.from_dict(json.loads(payload), cached=True)
+                try:
+                    found[(key, sample)] = Completion.from_dict(json.loads(payload), cached=True)
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise EngineError(f"{self.path}: unreadable completion {key[:12]}/{sample} ({exc})") from None
         return found
 
     def put_many(
@@ -63,18 +81,28 @@ class CompletionStore:
         params: str,
         prompts: dict[str, list[dict[str, str]]],
     ) -> None:
+        """Store a batch in one transaction; a (key, sample) already stored is kept as it was (idempotent)."""
         now = time.time()
         rows = [
             (key, sample, json.dumps(c.to_dict(), ensure_ascii=False), model, adapter, params,
              json.dumps(prompts.get(key, []), ensure_ascii=False), now)
             for key, sample, c in produced
         ]
-        with self.db:  # one transaction: all of the batch or none of it
+        with self._lock, self.db:  # one transaction: all of the batch or none of it
             self.db.execute("BEGIN IMMEDIATE")
             self.db.executemany("INSERT OR IGNORE INTO completions VALUES (?,?,?,?,?,?,?,?)", rows)
 
     def count(self) -> int:
-        return self.db.execute("SELECT COUNT(*) FROM completions").fetchone()[0]
+        """How many completions are stored (all models and settings together)."""
+        with self._lock:
+            return self.db.execute("SELECT COUNT(*) FROM completions").fetchone()[0]
 
     def close(self) -> None:
-        self.db.close()
+        with self._lock:
+            self.db.close()
+
+    def __enter__(self) -> "CompletionStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
