@@ -1,0 +1,227 @@
+"""metrics.json: one row of metrics with intervals per (condition, task, dataset), pooled rows, and the paired
+comparison of every trained condition with the base model on the same items."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from metaconf.errors import DataError
+from metaconf.metrics.bootstrap import bootstrap_ci, paired_bootstrap
+from metaconf.metrics.calibration import adaptive_ece, brier, ece, overconfidence, smooth_bandwidth, smooth_ece
+from metaconf.metrics.discrimination import accuracy, auc_a, auc_c, auroc, pairwise_auc, parse_rate
+
+BASE = "base"
+SINGLE_METRICS = ("accuracy", "parse_rate", "ece", "adaptive_ece", "smooth_ece", "brier", "overconfidence", "auroc")
+PAIRWISE_METRICS = ("accuracy", "parse_rate", "auc_c", "auc_a", "pairwise_auc")
+POOLED_NAMES = {True: "pooled in-domain", False: "pooled new-domain"}
+_CHOICES = {"1": 1, "2": 2, "q1": 1, "q2": 2, "first": 1, "second": 2}
+
+
+# ------------------------------------------------------------------------------------------------ item columns
+def _where(key: tuple[str, str, str], i: int, field: str) -> str:
+    return f"predictions {'__'.join(key)}: row {i + 1}: field '{field}'"
+
+
+def _flag(row: Mapping[str, Any], field: str, key: tuple[str, str, str], i: int) -> float:
+    value = row.get(field)
+    if not isinstance(value, (bool, int, np.bool_)) or value not in (0, 1):
+        raise DataError(f"{_where(key, i, field)}: expected true/false, got {value!r}")
+    return float(value)
+
+
+def _unit(row: Mapping[str, Any], field: str, key: tuple[str, str, str], i: int) -> float | None:
+    value = row.get(field)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise DataError(f"{_where(key, i, field)}: expected a number in [0, 1] or null, got {value!r}")
+    return float(value)
+
+
+def _choice(value: Any, key: tuple[str, str, str], i: int) -> int | None:
+    if value is None:
+        return None
+    found = _CHOICES.get(str(value).strip().lower())
+    if found is None:
+        raise DataError(f"{_where(key, i, 'choice')}: expected 1 or 2 (or null), got {value!r}")
+    return found
+
+
+def single_items(rows: list[Mapping[str, Any]], key: tuple[str, str, str]) -> dict[Any, tuple]:
+    """id -> (confidence, correct, parsed); an unread confidence counts as not parsed (confidence 0, weight 0)."""
+    items: dict[Any, tuple] = {}
+    for i, row in enumerate(rows):
+        conf = _unit(row, "confidence", key, i)
+        parsed = _flag(row, "parsed", key, i) if conf is not None else 0.0
+        items[(row.get("dataset"), row.get("id"))] = (conf or 0.0, _flag(row, "correct", key, i), parsed)
+    return items
+
+
+def pairwise_items(rows: list[Mapping[str, Any]], key: tuple[str, str, str]) -> dict[Any, tuple]:
+    """(id1, id2) -> (choice, correct1, correct2, consistency1, consistency2, has_consistency, p_first, has_p,
+    parsed); unread values are filled with placeholders whose weight is 0."""
+    items: dict[Any, tuple] = {}
+    for i, row in enumerate(rows):
+        choice = _choice(row.get("choice"), key, i)
+        parsed = _flag(row, "parsed", key, i) if choice is not None else 0.0
+        c1, c2 = _unit(row, "consistency1", key, i), _unit(row, "consistency2", key, i)
+        p_first = _unit(row, "p_first", key, i)
+        items[(row.get("dataset"), row.get("id1"), row.get("id2"))] = (
+            choice or 1, _flag(row, "correct1", key, i), _flag(row, "correct2", key, i), c1 or 0.0, c2 or 0.0,
+            float(c1 is not None and c2 is not None), p_first or 0.0, float(p_first is not None), parsed)
+    return items
+
+
+# ----------------------------------------------------------------------------------------- metric functions
+def _mask(mask: np.ndarray, weights: Any) -> np.ndarray:
+    mask = np.asarray(mask, dtype=float)
+    return mask if weights is None else np.asarray(weights, dtype=float) * mask[None, :]
+
+
+def _smooth(conf: Any, correct: Any, parsed: Any, weights: Any = None) -> Any:
+    keep = np.asarray(parsed, dtype=float) > 0
+    if not keep.any():
+        return smooth_ece(np.asarray(conf)[keep], np.asarray(correct)[keep]) if weights is None else \
+            np.full(np.shape(weights)[0], np.nan)
+    sigma = smooth_bandwidth(np.asarray(conf)[keep], np.asarray(correct)[keep])  # full-sample rule, then fixed
+    return smooth_ece(conf, correct, sigma, weights=_mask(parsed, weights))
+
+
+SINGLE_FNS: dict[str, Callable[..., Any]] = {
+    "accuracy": lambda conf, correct, parsed, weights=None: accuracy(correct, weights=weights),
+    "parse_rate": lambda conf, correct, parsed, weights=None: parse_rate(parsed, weights=weights),
+    "ece": lambda conf, correct, parsed, weights=None: ece(conf, correct, weights=_mask(parsed, weights)),
+    "adaptive_ece": lambda conf, correct, parsed, weights=None: adaptive_ece(
+        conf, correct, weights=_mask(parsed, weights)),
+    "smooth_ece": _smooth,
+    "brier": lambda conf, correct, parsed, weights=None: brier(conf, correct, weights=_mask(parsed, weights)),
+    "overconfidence": lambda conf, correct, parsed, weights=None: overconfidence(
+        conf, correct, weights=_mask(parsed, weights)),
+    "auroc": lambda conf, correct, parsed, weights=None: auroc(conf, correct, weights=_mask(parsed, weights)),
+}
+
+
+def _pair_accuracy(choice, y1, y2, c1, c2, has_c, p, has_p, parsed, weights=None):  # noqa: ANN001, ANN202
+    a1, a2 = accuracy(y1, weights=weights), accuracy(y2, weights=weights)
+    return None if a1 is None else (a1 + a2) / 2
+
+
+PAIRWISE_FNS: dict[str, Callable[..., Any]] = {
+    "accuracy": _pair_accuracy,
+    "parse_rate": lambda choice, y1, y2, c1, c2, has_c, p, has_p, parsed, weights=None: parse_rate(
+        parsed, weights=weights),
+    "auc_c": lambda choice, y1, y2, c1, c2, has_c, p, has_p, parsed, weights=None: auc_c(
+        choice, c1, c2, weights=_mask(np.asarray(parsed) * has_c, weights)),
+    "auc_a": lambda choice, y1, y2, c1, c2, has_c, p, has_p, parsed, weights=None: auc_a(
+        choice, y1, y2, weights=_mask(parsed, weights)),
+    "pairwise_auc": lambda choice, y1, y2, c1, c2, has_c, p, has_p, parsed, weights=None: pairwise_auc(
+        p, y1, weights=_mask(np.asarray(has_p) * (np.asarray(y1) != np.asarray(y2)), weights)),
+}
+TASKS = {"single": (single_items, SINGLE_FNS), "pairwise": (pairwise_items, PAIRWISE_FNS)}
+
+
+# --------------------------------------------------------------------------------------------------- summary
+def _clean(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return None
+    return float(value)
+
+
+def _row_metrics(items: dict[Any, tuple], fns: dict[str, Callable[..., Any]], n_boot: int, seed: int,
+                 alpha: float) -> dict[str, Any]:
+    cols = [np.asarray(col, dtype=float) for col in zip(*items.values())] if items else []
+    out: dict[str, Any] = {}
+    for name, fn in fns.items():
+        out[name] = _clean(fn(*cols)) if items else None
+        out[f"{name}_ci"] = bootstrap_ci(fn, cols, n_boot=n_boot, seed=seed, alpha=alpha) \
+            if items and out[name] is not None else None
+    return out
+
+
+def summarize(predictions: Mapping[tuple[str, str, str], list[Mapping[str, Any]]],
+              datasets_info: Mapping[str, Mapping[str, Any]], n_boot: int = 1000, seed: int = 0, *,
+              model: Any = None, config: Mapping[str, Any] | None = None, alpha: float = 0.05,
+              base: str = BASE) -> dict[str, Any]:
+    """metrics.json as a dict: {"model", "config", "rows", "pooled", "comparisons"}.
+
+    `predictions`: (condition, task, dataset) -> prediction rows (docs/architecture.md); `datasets_info`:
+    dataset -> {"domain": str, "in_domain": bool}. Rows resample questions (single) or pairs (pairwise);
+    `comparisons` hold metric(condition) - metric(base) on the items both evaluated, with interval and p-value.
+    """
+    groups: dict[tuple[str, str, str], dict[Any, tuple]] = {}
+    meta: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for key, rows in predictions.items():
+        condition, task, dataset = key
+        if task not in TASKS:
+            raise DataError(f"predictions {'__'.join(key)}: unknown task {task!r} (expected single or pairwise)")
+        if dataset not in datasets_info:
+            raise DataError(f"predictions {'__'.join(key)}: dataset {dataset!r} missing from the datasets info")
+        info = datasets_info[dataset]
+        groups[key] = TASKS[task][0](list(rows), key)
+        meta[key] = {"condition": condition, "task": task, "dataset": dataset,
+                     "domain": info.get("domain") or next((r.get("domain") for r in rows), None),
+                     "in_domain": bool(info.get("in_domain"))}
+
+    pooled_groups: dict[tuple[str, str, str], dict[Any, tuple]] = {}
+    for key, items in groups.items():
+        m = meta[key]
+        pkey = (m["condition"], m["task"], POOLED_NAMES[m["in_domain"]])
+        pooled_groups.setdefault(pkey, {}).update(items)
+        pm = meta.setdefault(pkey, {"condition": m["condition"], "task": m["task"], "dataset": pkey[2],
+                                    "domain": [], "in_domain": m["in_domain"], "pooled": True, "datasets": []})
+        pm["datasets"].append(m["dataset"])
+        if m["domain"] not in pm["domain"]:
+            pm["domain"].append(m["domain"])
+    for pkey in pooled_groups:
+        meta[pkey]["domain"] = "+".join(str(d) for d in meta[pkey]["domain"])
+
+    def make_row(key: tuple[str, str, str], items: dict[Any, tuple]) -> dict[str, Any]:
+        fns = TASKS[key[1]][1]
+        parsed = sum(item[-1] for item in items.values())
+        return {**meta[key], "n": len(items), "n_parsed": int(parsed), **_row_metrics(items, fns, n_boot, seed, alpha)}
+
+    comparisons = []
+    for key, items in {**groups, **pooled_groups}.items():
+        condition, task, dataset = key
+        base_items = groups.get((base, task, dataset)) or pooled_groups.get((base, task, dataset))
+        if condition == base or base_items is None:
+            continue
+        for name, fn in TASKS[task][1].items():
+            result = paired_bootstrap(base_items, items, fn, n_boot=n_boot, seed=seed, alpha=alpha)
+            comparisons.append({
+                "condition": condition, "task": task, "dataset": dataset, "metric": name,
+                "pooled": key in pooled_groups, "n": result["n"], "base": _clean(result["base"]),
+                "value": _clean(result["value"]), "diff": _clean(result["diff"]), "diff_ci": result["ci"],
+                "p_value": result["p_value"]})
+    return {
+        "model": model,
+        "config": dict(config or {}),
+        "rows": [make_row(key, items) for key, items in groups.items()],
+        "pooled": [make_row(key, items) for key, items in pooled_groups.items()],
+        "comparisons": comparisons,
+        "bootstrap": {"n_boot": n_boot, "seed": seed, "alpha": alpha,
+                      "unit": "question (single task), pair (pairwise task)"},
+    }
+
+
+def write_metrics(path: str | Path, summary: Mapping[str, Any]) -> Path:
+    """Write metrics.json atomically (temp file + rename); NaN is refused (undefined metrics are null)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(summary, indent=2, allow_nan=False, ensure_ascii=False, default=str)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
