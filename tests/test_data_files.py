@@ -111,13 +111,15 @@ def test_defaults_numeric_boolean_open_and_content_hash_ids(tmp_path):
     qs = load_dataset(write_jsonl(tmp_path / "n.jsonl", rows), answer_type="numeric")
     assert [q.answers for q in qs] == [["1234"], ["0.5"]] and qs[0].id.startswith("n/")
     assert qs[0].id == load_dataset(write_jsonl(tmp_path / "n.jsonl", rows[::-1]), answer_type="numeric")[1].id
-    rows = [{"question": "Is it?", "label": v} for v in ("Yes", "false", 1)]
+    rows = [{"question": "Is it?", "label": v} for v in ("Yes", "false", 1, 0.0, True)]
     assert [q.answers for q in load_dataset(write_jsonl(tmp_path / "b.jsonl", rows), answer_type="boolean")] == [
-        ["yes"], ["no"], ["yes"]]
-    rows = [{"question": "Who?", "answers": ["Ann", "Anne"]}, {"question": "Who?", "answers": ["Bob"]}]
+        ["yes"], ["no"], ["yes"], ["no"], ["yes"]]
+    rows = [{"question": "Who?", "answers": ["Ann", "Anne"]}, {"question": "Who?", "answers": ["Bob"]},
+            {"question": "Quote?", "answers": "[sic] it was"}]
     qs = load_dataset(write_jsonl(tmp_path / "o.jsonl", rows))
     assert qs[0].answer_type == "open" and qs[0].answers == ["Ann", "Anne"]
     assert qs[1].id == qs[0].id + "-2"  # identical question text stays distinct
+    assert qs[2].answers == ["[sic] it was"]  # looks like a list, is an answer
 
 
 def test_limit_is_a_seeded_subset_not_the_first_rows(tmp_path):

@@ -151,8 +151,9 @@ def read_rows(name: str, split: str | None = None) -> tuple[str, list[Row]]:
 # ---------------------------------------------------------------------------------------------------- values
 
 
-def _as_list(value: Any, where: str, what: str) -> list[Any]:
-    """A list from a list value, a dict of options (ordered by key), or a JSON / Python-literal list in text."""
+def _as_list(value: Any, where: str, what: str, strict: bool = True) -> list[Any]:
+    """A list from a list value, a dict of options (ordered by key), or a JSON / Python-literal list in text.
+    With strict=False, text that only looks like a list (an answer such as "[sic] ...") stays one string."""
     if isinstance(value, str) and value.strip().startswith(("[", "{")):
         text = value.strip()
         try:
@@ -160,8 +161,9 @@ def _as_list(value: Any, where: str, what: str) -> list[Any]:
         except json.JSONDecodeError:
             try:
                 value = ast.literal_eval(text)  # a literal parser: never evaluates code
-            except (ValueError, SyntaxError):
-                raise DataError(f"{where}: {what} {text[:40]!r} is not a list") from None
+            except (ValueError, SyntaxError, MemoryError, RecursionError):
+                if strict:
+                    raise DataError(f"{where}: {what} {text[:40]!r} is not a list") from None
     if isinstance(value, dict):
         value = [value[k] for k in sorted(value)]
     if isinstance(value, tuple) or type(value).__name__ == "ndarray":
@@ -185,6 +187,8 @@ def _number(value: Any, where: str) -> str:
 
 
 def _boolean(value: Any, where: str) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     text = str(value).strip().lower()
     if text in ("yes", "true", "1", "y", "t"):
         return "yes"
@@ -283,7 +287,7 @@ def load_file(name: str, *, split: str | None = None, **mapping: Any) -> list[Qu
             if answer_type == "mc" and not 2 <= len(choices) <= len(LETTERS):
                 raise DataError(f"{where}: need 2-{len(LETTERS)} non-empty choices, got {len(choices)}")
         raw_answers = _get(row, a_cols, "answers", where)
-        golds = [g for v in raw_answers for g in (_as_list(v, where, "answers") if len(a_cols) == 1 else [v])]
+        golds = [g for v in raw_answers for g in (_as_list(v, where, "answers", strict=False) if len(a_cols) == 1 else [v])]
         golds = [g for g in golds if not _empty(g)]
         if not golds:
             raise DataError(f"{where}: no gold answer in column '{a_cols[0]}'")
