@@ -1,0 +1,9 @@
+"""Fine-tuning: LoRA adapters with TRL/PEFT (one machine or many via accelerate) and hosted fine-tuning jobs.
+
+Importing this package is cheap; torch / transformers / TRL load when training starts.
+"""
+
+from metaconf.training.config import LoraTrainConfig
+from metaconf.training.lora import CONDITIONS, merge_adapter, resolve_model, train_conditions, train_lora
+
+__all__ = ["CONDITIONS", "LoraTrainConfig", "merge_adapter", "resolve_model", "train_conditions", "train_lora"]

@@ -1,0 +1,307 @@
+"""LoRA fine-tuning with TRL's SFTTrainer + PEFT, on one process or many (torchrun / accelerate launch).
+
+Output folder of `train_lora`:
+    adapter/            PEFT adapter + tokenizer (written once, by the main process)
+    train_config.json   settings, model, training file hash, and the result once finished
+    log.jsonl           one row per logging step: step, epoch, loss, learning_rate
+    loss.png            the loss curve
+    checkpoints/        resumable checkpoints while training (removed once DONE)
+    DONE                written last; holds the run's fingerprint
+A finished folder with the same fingerprint is reused; an interrupted one resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from metaconf.errors import DataError, MetaconfError
+from metaconf.training.config import LoraTrainConfig
+from metaconf.training.data import file_sha256, filter_by_length, load_chat_examples, to_prompt_completion
+from metaconf.training.files import read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
+
+CONDITIONS = ("single", "pairwise", "multitask")
+
+
+def resolve_model(model: str | Path) -> str:
+    """'embedded' -> the embedded model's folder; anything else (a path or hub id) is used as given."""
+    if str(model) == "embedded":
+        from metaconf.engines.embedded import embedded_model_dir
+
+        return str(embedded_model_dir())
+    return str(model)
+
+
+def _device_settings(config: LoraTrainConfig) -> dict[str, Any]:
+    """precision / gradient checkpointing resolved for the hardware this process runs on."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    precision = config.precision
+    if precision == "auto":
+        precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
+    checkpointing = config.gradient_checkpointing
+    if checkpointing == "auto":
+        checkpointing = cuda
+    return {"precision": precision, "gradient_checkpointing": bool(checkpointing)}
+
+
+def _fingerprint(config: LoraTrainConfig, model: str, train_sha: str) -> str:
+    key = json.dumps({"config": config.fingerprint(), "model": model, "train": train_sha}, sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _last_checkpoint(checkpoints: Path) -> Path | None:
+    found = [p for p in checkpoints.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
+    complete = [p for p in found if (p / "trainer_state.json").is_file()]
+    return max(complete, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def _log_callback(log_path: Path, resumed_step: int) -> Any:
+    """A TrainerCallback that rewrites log.jsonl (atomically) at every logging step, on the main process."""
+    from transformers import TrainerCallback
+
+    class JsonlLossLog(TrainerCallback):
+        def __init__(self) -> None:
+            self.rows = [r for r in read_jsonl(log_path) if r.get("step", 0) <= resumed_step]
+
+        def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
+            if not state.is_world_process_zero or not logs or "loss" not in logs:
+                return
+            self.rows.append(
+                {
+                    "step": state.global_step,
+                    "epoch": round(float(state.epoch or 0.0), 4),
+                    "loss": float(logs["loss"]),
+                    "learning_rate": float(logs.get("learning_rate", 0.0)),
+                }
+            )
+            write_jsonl_atomic(log_path, self.rows)
+
+    return JsonlLossLog()
+
+
+def plot_loss(log_path: str | Path, png_path: str | Path, title: str = "training loss") -> None:
+    """Draw log.jsonl's loss against step into a PNG (written atomically)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_jsonl(log_path)
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], marker=".")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (assistant tokens)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    png_path = Path(png_path)
+    tmp = png_path.with_name(f".{png_path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(png_path)
+
+
+def build_trainer(
+    train_file: str | Path,
+    output_dir: str | Path,
+    model: str | Path = "embedded",
+    config: LoraTrainConfig | None = None,
+    callbacks: Sequence[Any] = (),
+) -> Any:
+    """An SFTTrainer with a fresh LoRA adapter, ready to train (also lets tests inspect the tokenised labels)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+    from trl import SFTConfig, SFTTrainer
+
+    from datasets import Dataset
+
+    config = config or LoraTrainConfig()
+    output_dir = Path(output_dir)
+    model_path = resolve_model(model)
+    device = _device_settings(config)
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    if tokenizer.chat_template is None:
+        raise MetaconfError(f"{model_path}: the tokenizer has no chat template; use an instruction-tuned model")
+    examples, dropped = filter_by_length(load_chat_examples(train_file), tokenizer, config.max_length)
+    if dropped:
+        print(f"metaconf: {train_file}: left out {dropped} example(s) longer than max_length={config.max_length}",
+              file=sys.stderr)
+    if not examples:
+        raise DataError(f"{train_file}: every example is longer than max_length={config.max_length} tokens")
+    dataset = Dataset.from_list([to_prompt_completion(m) for m in examples])
+
+    set_seed(config.seed)  # LoRA initialisation is drawn here, before the trainer exists
+    dtype = torch.bfloat16 if device["precision"] == "bf16" else torch.float32
+    base = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
+    lora = LoraConfig(
+        r=config.rank,
+        lora_alpha=config.alpha,
+        lora_dropout=config.dropout,
+        target_modules=config.target_modules,
+        layers_to_transform=config.lora_layers(base.config.num_hidden_layers),
+        task_type="CAUSAL_LM",
+    )
+    peft_model = get_peft_model(base, lora)
+
+    args = SFTConfig(
+        output_dir=str(output_dir / "checkpoints"),
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps or -1,
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler,
+        warmup_steps=config.warmup,
+        weight_decay=config.weight_decay,
+        logging_steps=config.logging_steps,
+        save_steps=config.save_steps,
+        save_total_limit=2,
+        seed=config.seed,
+        data_seed=config.seed,
+        bf16=device["precision"] == "bf16",
+        fp16=device["precision"] == "fp16",
+        activation_checkpointing=device["gradient_checkpointing"],
+        activation_checkpointing_kwargs={"use_reentrant": False},
+        max_length=config.max_length,
+        completion_only_loss=True,
+        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    return SFTTrainer(
+        model=peft_model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        callbacks=list(callbacks),
+    )
+
+
+def train_lora(
+    train_file: str | Path,
+    output_dir: str | Path,
+    model: str | Path = "embedded",
+    config: LoraTrainConfig | None = None,
+    *,
+    callbacks: Sequence[Any] = (),
+) -> Path:
+    """Fine-tune a LoRA adapter on a chat JSONL file; returns the adapter folder (`output_dir/adapter`).
+
+    Reuses a finished run with the same settings, model and data; resumes an interrupted one. Safe under
+    `torchrun` / `accelerate launch`: every rank trains, only the main process writes files.
+    """
+    from accelerate import PartialState
+
+    config = config or LoraTrainConfig()
+    output_dir = Path(output_dir)
+    adapter_dir = output_dir / "adapter"
+    model_path = resolve_model(model)
+    train_sha = file_sha256(train_file) if Path(train_file).is_file() else ""
+    load_chat_examples(train_file)  # fail early with a clear line
+    fingerprint = _fingerprint(config, model_path, train_sha)
+    done = output_dir / "DONE"
+    if done.is_file() and done.read_text().strip() == fingerprint and (adapter_dir / "adapter_config.json").is_file():
+        return adapter_dir
+
+    state = PartialState()
+    config_path = output_dir / "train_config.json"
+    if state.is_main_process:
+        old = json.loads(config_path.read_text()) if config_path.is_file() else {}
+        if old.get("fingerprint") != fingerprint:  # different settings/data: start from scratch
+            for name in ("checkpoints", "adapter"):
+                shutil.rmtree(output_dir / name, ignore_errors=True)
+            for name in ("DONE", "log.jsonl", "loss.png"):
+                (output_dir / name).unlink(missing_ok=True)
+        write_json_atomic(
+            config_path,
+            {
+                "fingerprint": fingerprint,
+                "model": model_path,
+                "train_file": str(train_file),
+                "train_file_sha256": train_sha,
+                "config": config.model_dump(),
+                "device": _device_settings(config),
+                "world_size": state.num_processes,
+            },
+        )
+    state.wait_for_everyone()
+
+    checkpoint = _last_checkpoint(output_dir / "checkpoints")
+    resumed_step = int(checkpoint.name.split("-")[-1]) if checkpoint else 0
+    log_path = output_dir / "log.jsonl"
+    trainer = build_trainer(
+        train_file, output_dir, model_path, config, [_log_callback(log_path, resumed_step), *callbacks]
+    )
+    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    trainer.save_model(str(adapter_dir))  # main process only (gathers shards under FSDP / ZeRO-3)
+    state.wait_for_everyone()
+    if state.is_main_process:
+        trainer.processing_class.save_pretrained(str(adapter_dir))
+        if log_path.is_file():
+            plot_loss(log_path, output_dir / "loss.png", title=f"{output_dir.name}: loss")
+        info = json.loads(config_path.read_text())
+        info["result"] = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}
+        info["result"]["global_step"] = result.global_step
+        info["result"]["resumed_from_step"] = resumed_step
+        write_json_atomic(config_path, info)
+        shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)
+        write_text_atomic(done, fingerprint + "\n")
+    state.wait_for_everyone()
+    return adapter_dir
+
+
+def train_conditions(
+    run_dir: str | Path,
+    model: str | Path = "embedded",
+    config: LoraTrainConfig | None = None,
+    conditions: Sequence[str] = CONDITIONS,
+) -> dict[str, Path]:
+    """Train `RUN/training_sets/<cond>/train.jsonl` into `RUN/training/<cond>/` for each condition."""
+    run_dir = Path(run_dir)
+    adapters = {}
+    for cond in conditions:
+        train_file = run_dir / "training_sets" / cond / "train.jsonl"
+        if not train_file.is_file():
+            raise DataError(f"{train_file}: training set for condition '{cond}' not found (run build-data first)")
+        adapters[cond] = train_lora(train_file, run_dir / "training" / cond, model, config)
+    return adapters
+
+
+def merge_adapter(model: str | Path, adapter: str | Path, out_dir: str | Path) -> Path:
+    """Fold a LoRA adapter into its base model and save the full model + tokenizer to `out_dir`."""
+    import tempfile
+
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    adapter = Path(adapter)
+    if not (adapter / "adapter_config.json").is_file():
+        raise MetaconfError(f"{adapter}: not a PEFT adapter folder (adapter_config.json missing)")
+    model_path = resolve_model(model)
+    base = AutoModelForCausalLM.from_pretrained(model_path)
+    merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
+    tok_source = adapter if (adapter / "tokenizer_config.json").is_file() else model_path
+    tokenizer = AutoTokenizer.from_pretrained(str(tok_source))
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        if getattr(merged.config, "quantization_config", None) is not None:
+            del merged.config.quantization_config  # weights are plain tensors now
+        merged.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp.rename(out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir

@@ -1,0 +1,176 @@
+"""LoRA training on a tiny random Llama that uses the embedded model's real tokenizer and chat template."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("trl")
+sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "training"))
+
+from make_data import make_tiny_model, write_train_file  # noqa: E402
+
+from metaconf.errors import DataError  # noqa: E402
+from metaconf.training import LoraTrainConfig, train_conditions, train_lora  # noqa: E402
+from metaconf.training.lora import build_trainer  # noqa: E402
+
+FAST = dict(rank=4, alpha=8.0, dropout=0.0, batch_size=4, logging_steps=1, learning_rate=5e-3, max_length=256)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    return make_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+def test_only_assistant_tokens_carry_labels(tiny_model, tmp_path):
+    train = write_train_file(tmp_path / "train.jsonl", n=6)
+    trainer = build_trainer(train, tmp_path / "out", tiny_model, LoraTrainConfig(**FAST, max_steps=1))
+    tok = trainer.processing_class
+    rows = [json.loads(line)["messages"] for line in train.read_text().splitlines()]
+    for i, messages in enumerate(rows):
+        ex = trainer.train_dataset[i]
+        ids, labels = ex["input_ids"], ex["labels"]
+        assert len(ids) == len(labels)
+        first = next(j for j, label in enumerate(labels) if label != -100)
+        # everything before the reply (system, user turn, assistant header) is masked ...
+        prompt = tok.decode(ids[:first])
+        assert prompt.endswith("<|im_start|>assistant\n")
+        assert messages[-2]["content"] in prompt
+        # ... and every token from the reply on is trained, the end-of-turn token included (the model learns to stop)
+        assert all(label != -100 for label in labels[first:])
+        assert labels[first:] == ids[first:]
+        assert tok.decode(ids[first:]).startswith(messages[-1]["content"] + "<|im_end|>")
+
+
+def test_bad_training_file_names_line_and_field(tmp_path, tiny_model):
+    bad = tmp_path / "train.jsonl"
+    bad.write_text('{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}\n'
+                   '{"messages": [{"role": "user", "content": "q"}]}\n')
+    with pytest.raises(DataError, match=r"train.jsonl:2: 'messages' must end with an assistant reply"):
+        train_lora(bad, tmp_path / "out", tiny_model, LoraTrainConfig(**FAST))
+    bad.write_text("{not json\n")
+    with pytest.raises(DataError, match=r"train.jsonl:1: not valid JSON"):
+        train_lora(bad, tmp_path / "out", tiny_model, LoraTrainConfig(**FAST))
+
+
+def test_training_lowers_loss_and_writes_outputs(tiny_model, tmp_path):
+    train = write_train_file(tmp_path / "train.jsonl", n=16)
+    config = LoraTrainConfig(**{**FAST, "learning_rate": 2e-2}, epochs=3, save_steps=1000)
+    adapter = train_lora(train, tmp_path / "out", tiny_model, config)
+    out = tmp_path / "out"
+    assert adapter == out / "adapter"
+    assert (adapter / "adapter_config.json").is_file() and (adapter / "adapter_model.safetensors").is_file()
+    assert (adapter / "tokenizer_config.json").is_file()
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, 13))
+    assert set(rows[0]) == {"step", "epoch", "loss", "learning_rate"}
+    first, last = rows[0]["loss"], sum(r["loss"] for r in rows[-3:]) / 3
+    assert last < first - 0.1
+    info = json.loads((out / "train_config.json").read_text())
+    assert info["config"]["rank"] == 4 and info["device"]["precision"] == "fp32"
+    assert (out / "loss.png").stat().st_size > 1000
+    assert (out / "DONE").read_text().strip() == info["fingerprint"]
+    assert not (out / "checkpoints").exists()
+
+
+def test_finished_adapter_is_reused_and_changed_config_retrains(tiny_model, tmp_path, monkeypatch):
+    import metaconf.training.lora as lora
+
+    train = write_train_file(tmp_path / "train.jsonl", n=8)
+    config = LoraTrainConfig(**FAST, max_steps=2)
+    train_lora(train, tmp_path / "out", tiny_model, config)
+    stamp = (tmp_path / "out" / "adapter" / "adapter_model.safetensors").stat().st_mtime_ns
+
+    def no_training(*a, **k):
+        raise AssertionError("a finished adapter was retrained")
+
+    monkeypatch.setattr(lora, "build_trainer", no_training)
+    assert train_lora(train, tmp_path / "out", tiny_model, config) == tmp_path / "out" / "adapter"
+    assert (tmp_path / "out" / "adapter" / "adapter_model.safetensors").stat().st_mtime_ns == stamp
+    with pytest.raises(AssertionError, match="retrained"):  # other settings: not the same adapter
+        train_lora(train, tmp_path / "out", tiny_model, config.model_copy(update={"rank": 2}))
+    assert not (tmp_path / "out" / "DONE").exists()
+
+
+def test_interrupted_training_resumes_from_last_checkpoint(tiny_model, tmp_path):
+    from transformers import TrainerCallback
+
+    class Crash(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 3:
+                raise KeyboardInterrupt
+
+    train = write_train_file(tmp_path / "train.jsonl", n=12)
+    config = LoraTrainConfig(**FAST, max_steps=5, save_steps=2)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        train_lora(train, out, tiny_model, config, callbacks=[Crash()])
+    assert (out / "checkpoints" / "checkpoint-2").is_dir() and not (out / "DONE").exists()
+    train_lora(train, out, tiny_model, config)
+    info = json.loads((out / "train_config.json").read_text())
+    assert info["result"]["resumed_from_step"] == 2 and info["result"]["global_step"] == 5
+    steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5]  # rows after the checkpoint were logged again, not twice
+    assert (out / "DONE").is_file()
+
+
+def test_adapter_reloads_with_peft_and_merges(tiny_model, tmp_path):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from metaconf.training import merge_adapter
+
+    train = write_train_file(tmp_path / "train.jsonl", n=8)
+    adapter = train_lora(train, tmp_path / "out", tiny_model, LoraTrainConfig(**FAST, max_steps=3))
+    ids = torch.tensor([[1, 20, 300, 4000]])
+    base = AutoModelForCausalLM.from_pretrained(tiny_model)
+    with torch.no_grad():
+        base_logits = base(ids).logits
+    tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model), str(adapter))
+    with torch.no_grad():
+        tuned_logits = tuned(ids).logits
+    assert not torch.allclose(base_logits, tuned_logits, atol=1e-6)  # the adapter changes the model
+
+    merged_dir = merge_adapter(tiny_model, adapter, tmp_path / "merged")
+    merged = AutoModelForCausalLM.from_pretrained(merged_dir)
+    with torch.no_grad():
+        assert torch.allclose(merged(ids).logits, tuned_logits, atol=1e-4)
+    assert (merged_dir / "tokenizer_config.json").is_file()
+
+
+def test_hf_engine_loads_the_adapter(tiny_model, tmp_path):
+    hf = pytest.importorskip("metaconf.engines.hf")
+    train = write_train_file(tmp_path / "train.jsonl", n=8)
+    adapter = train_lora(train, tmp_path / "out", tiny_model, LoraTrainConfig(**FAST, max_steps=2))
+    engine = hf.HFEngine(model=str(tiny_model), adapter=str(adapter), quiet=True)
+    out = engine.generate([[{"role": "user", "content": "2 + 2?"}]], n=1, temperature=0.0, max_new_tokens=4)
+    assert len(out) == 1 and len(out[0]) == 1 and isinstance(out[0][0].text, str)
+
+
+def test_train_conditions_trains_each_condition_into_the_run_folder(tiny_model, tmp_path):
+    run = tmp_path / "run"
+    write_train_file(run / "training_sets" / "single" / "train.jsonl", n=6)
+    write_train_file(run / "training_sets" / "pairwise" / "train.jsonl", n=6, kind="pairwise")
+    adapters = train_conditions(run, tiny_model, LoraTrainConfig(**FAST, max_steps=1), ["single", "pairwise"])
+    assert set(adapters) == {"single", "pairwise"}
+    for cond in adapters:
+        assert (run / "training" / cond / "DONE").is_file()
+    with pytest.raises(DataError, match="multitask"):
+        train_conditions(run, tiny_model, LoraTrainConfig(**FAST, max_steps=1), ["multitask"])
+
+
+def test_config_rejects_unknown_fields_and_picks_top_layers():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        LoraTrainConfig(rnak=4)
+    assert LoraTrainConfig(top_layers=3).lora_layers(30) == [27, 28, 29]
+    assert LoraTrainConfig(layers_to_transform=[0, 5]).lora_layers(30) == [0, 5]
+    assert LoraTrainConfig().lora_layers(30) is None
+    assert LoraTrainConfig().fingerprint() != LoraTrainConfig(rank=4).fingerprint()
+    demo = LoraTrainConfig.for_cpu_demo()
+    assert demo.precision == "auto" and demo.top_layers is not None
