@@ -35,6 +35,11 @@ def test_jsonl_letter_index_and_text_gold_all_load_as_letters(tmp_path):
     check_mc(load_dataset(write_jsonl(tmp_path / "quiz.jsonl", ROWS), **MAPPING))
 
 
+def test_unregistered_name_with_path_reads_the_path(tmp_path):
+    write_jsonl(tmp_path / "rows.jsonl", ROWS)
+    check_mc(load_dataset("quiz", path=tmp_path / "rows.jsonl", **{k: v for k, v in MAPPING.items()}))
+
+
 def test_json_list(tmp_path):
     (tmp_path / "quiz.json").write_text(json.dumps(ROWS))
     check_mc(load_dataset(str(tmp_path / "quiz.json"), **MAPPING))

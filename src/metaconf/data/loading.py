@@ -88,6 +88,7 @@ def load_dataset(name_or_path: str | os.PathLike[str], *, split: str | None = No
                  path: str | os.PathLike[str] | None = None, seed: int = 0, **field_mapping: Any) -> list[Question]:
     """Load questions from a registered name (bundled sample, or full files via `path` / $METACONF_DATA_DIR),
     a .jsonl/.json/.csv/.parquet file, a saved Hugging Face dataset folder, or `hf:owner/name` (needs network).
+    An unregistered name with `path=` reads that file or folder and uses the name as the dataset name.
 
     `field_mapping` (files only): question=, answers=, choices=, id= (column names), answer_type=, domain=,
     dataset=. `limit` takes a seeded random subset. Raises a one-line DataError on any problem."""
@@ -101,8 +102,9 @@ def load_dataset(name_or_path: str | os.PathLike[str], *, split: str | None = No
     else:
         from metaconf.data.files import load_file  # pyarrow / datasets imported only when needed
 
-        if path is not None:
-            raise DataError(f"{name}: path= is only for registered datasets ({', '.join(DATASETS)})")
+        if path is not None:  # a user file or folder named `name`: the name becomes the dataset name
+            field_mapping.setdefault("dataset", name)
+            name = str(path)
         questions = load_file(name, split=split, **field_mapping)
         source = name
     if not questions:
