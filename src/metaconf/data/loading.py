@@ -71,7 +71,8 @@ def load_registered(info: DatasetInfo, split: str | None, folder: Path | None) -
     if split not in info.splits:
         raise DataError(f"{info.name}: unknown split '{split}' (choose from {', '.join(info.splits)})")
     if not folder.is_dir():
-        raise DataError(f"{folder}: data folder for {info.name} not found")
+        raise DataError(f"{folder}: data folder for {info.name} not found (expected a folder laid out like "
+                        f"shared/data/{info.folder}/)")
     assert info.loader is not None
     return info.loader(folder, split)
 
