@@ -26,7 +26,7 @@ def as_values(values: Any, name: str, *, unit: bool = False) -> np.ndarray:
         raise DataError(f"{name}: contains a missing or non-finite value at index {int(np.argmin(np.isfinite(arr)))}")
     if unit and arr.size and (arr.min() < 0 or arr.max() > 1):
         bad = int(np.argmax((arr < 0) | (arr > 1)))
-        raise DataError(f"{name}: value {arr[bad]!r} at index {bad} is outside [0, 1]")
+        raise DataError(f"{name}: value {float(arr[bad])!r} at index {bad} is outside [0, 1]")
     return arr
 
 
@@ -35,7 +35,7 @@ def as_binary(values: Any, name: str) -> np.ndarray:
     arr = as_values(values, name)
     if arr.size and not np.all((arr == 0) | (arr == 1)):
         bad = int(np.argmax((arr != 0) & (arr != 1)))
-        raise DataError(f"{name}: value {arr[bad]!r} at index {bad} is not 0/1 (true/false)")
+        raise DataError(f"{name}: value {float(arr[bad])!r} at index {bad} is not 0/1 (true/false)")
     return arr
 
 

@@ -52,7 +52,7 @@ def _choices(choice: Any) -> np.ndarray:
     arr = as_values(choice, "choice")
     if arr.size and not np.all((arr == 1) | (arr == 2)):
         bad = int(np.argmax((arr != 1) & (arr != 2)))
-        raise DataError(f"choice: value {arr[bad]!r} at index {bad} is not 1 or 2")
+        raise DataError(f"choice: value {float(arr[bad])!r} at index {bad} is not 1 or 2")
     return arr
 
 
