@@ -1,0 +1,182 @@
+"""Generation benchmark: HFEngine vs a naive `model.generate(num_return_sequences=n)` loop.
+
+64 MMLU-Pro questions, an answer-only multiple-choice prompt, n=10 samples, up to 16 new tokens, T=1, on the
+embedded model (or --model). Reports wall time, generated tokens/s, the speed-up over the naive loop, and the
+fraction of this machine's fp32 matmul rate reached on the minimal work, where
+
+    minimal FLOPs = 2 * non-embedding params * (distinct prompt tokens + generated tokens)
+
+(each distinct prompt prefilled once, each generated token decoded once; attention and the LM head are not
+counted, so the fraction is conservative). Medians over --repeats.
+
+    python benchmarks/bench_generation.py [--repeats 3] [--json out.json] [--naive-limit 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+LETTERS = "ABCDEFGHIJKLMNOP"
+RAW_MMLU_PRO = Path("/work/shared/data/mmlu_pro/mmlu_pro_test_data.json")
+
+
+def load_questions(limit: int) -> list[tuple[str, list[str]]]:
+    """(question, options) for the first `limit` MMLU-Pro questions: the bundled sample, else the raw file."""
+    try:
+        from metaconf.data import load_dataset
+
+        return [(q.question, list(q.choices or [])) for q in load_dataset("mmlu_pro", limit=limit)]
+    except Exception:  # the bundled sample is not there yet: read the raw benchmark file
+        rows = json.loads(RAW_MMLU_PRO.read_text())[:limit]
+        return [(r["question"], list(r["options"])) for r in rows]
+
+
+def answer_messages(question: str, options: list[str]) -> list[dict[str, str]]:
+    lines = "\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(options))
+    text = (
+        "Answer the following multiple-choice question. Answer with the letter only.\n\n"
+        f"Question: {question}\n{lines}\nAnswer:"
+    )
+    return [{"role": "user", "content": text}]
+
+
+def matmul_gflops(threads: int, size: int = 2048, reps: int = 10) -> float:
+    """The fp32 torch.mm rate (GFLOP/s) of this machine at `threads` threads: best of `reps`."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t)
+    torch.set_num_threads(old)
+    return 2 * size**3 / best / 1e9
+
+
+def non_embedding_params(model) -> int:
+    emb = {id(p) for p in model.get_input_embeddings().parameters()}
+    out = model.get_output_embeddings()
+    if out is not None:
+        emb |= {id(p) for p in out.parameters()}
+    return sum(p.numel() for p in model.parameters() if id(p) not in emb)
+
+
+def run_engine(engine, prompts, n: int, max_new: int, seed: int) -> tuple[float, int]:
+    engine._ids.clear()  # tokenization is part of the measured work
+    t = time.perf_counter()
+    out = engine.generate(prompts, n=n, temperature=1.0, max_new_tokens=max_new, seed=seed)
+    elapsed = time.perf_counter() - t
+    return elapsed, sum(c.completion_tokens for comps in out for c in comps)
+
+
+def run_naive(model, tokenizer, prompts, n: int, max_new: int, seed: int) -> tuple[float, int]:
+    """The loop people write first: one generate call per question with num_return_sequences=n."""
+    import torch
+
+    torch.manual_seed(seed)
+    eos = tokenizer.eos_token_id
+    t = time.perf_counter()
+    generated = 0
+    with torch.inference_mode():
+        for messages in prompts:
+            text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)
+            out = model.generate(
+                **ids, do_sample=True, num_return_sequences=n, max_new_tokens=max_new, temperature=1.0,
+                top_p=1.0, top_k=0, pad_token_id=tokenizer.pad_token_id or eos,
+            )
+            new = out[:, ids["input_ids"].shape[1]:]
+            for row in new.tolist():  # tokens up to and including the first EOS
+                generated += next((i + 1 for i, tok in enumerate(row) if tok == eos), len(row))
+    return time.perf_counter() - t, generated
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help="model folder or hub name (default: the embedded model)")
+    parser.add_argument("--questions", type=int, default=64)
+    parser.add_argument("--n", type=int, default=10)
+    parser.add_argument("--max-new-tokens", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--naive-limit", type=int, default=None,
+                        help="time the naive loop on only the first N questions and scale its time to all "
+                             "(it is slow); default: all questions")
+    parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--max-batch-tokens", type=int, default=None)
+    parser.add_argument("--no-share-prefix", action="store_true")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from metaconf.engines.hf import HFEngine
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()
+    engine_kw = dict(quiet=True, max_batch_tokens=args.max_batch_tokens, share_prefix=not args.no_share_prefix)
+    engine = HFEngine(args.model, **engine_kw) if args.model else HFEngine.embedded(**engine_kw)
+    prompts = [answer_messages(q, o) for q, o in load_questions(args.questions)]
+    prompt_tokens = sum(len(engine.prompt_ids(p)) for p in prompts)
+    n_params = non_embedding_params(engine.model)
+    rate = matmul_gflops(threads)
+
+    engine_runs, naive_runs = [], []
+    for r in range(args.repeats):
+        engine_runs.append(run_engine(engine, prompts, args.n, args.max_new_tokens, seed=r))
+        print(f"repeat {r}: engine {engine_runs[-1][0]:.1f} s, {engine_runs[-1][1]} tokens", file=sys.stderr)
+        if not args.skip_naive:
+            subset = prompts[: args.naive_limit] if args.naive_limit else prompts
+            t, toks = run_naive(engine.model, engine.tokenizer, subset, args.n, args.max_new_tokens, seed=r)
+            scale = len(prompts) / len(subset)
+            naive_runs.append((t * scale, toks * scale))
+            print(f"repeat {r}: naive {t:.1f} s on {len(subset)} questions", file=sys.stderr)
+
+    e_time = statistics.median(t for t, _ in engine_runs)
+    e_tokens = statistics.median(k for _, k in engine_runs)
+    flops = 2 * n_params * (prompt_tokens + e_tokens)
+    result = {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {threads} threads",
+        "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "model": engine.model_identity,
+        "questions": len(prompts), "n": args.n, "max_new_tokens": args.max_new_tokens, "repeats": args.repeats,
+        "distinct_prompt_tokens": prompt_tokens, "non_embedding_params": n_params,
+        "matmul_gflops": round(rate, 1),
+        "engine_s": round(e_time, 2), "engine_generated_tokens": e_tokens,
+        "engine_tokens_per_s": round(e_tokens / e_time, 1),
+        "minimal_gflop": round(flops / 1e9, 1),
+        "engine_gflops": round(flops / e_time / 1e9, 1),
+        "fraction_of_matmul_rate": round(flops / e_time / 1e9 / rate, 3),
+    }
+    if naive_runs:
+        n_time = statistics.median(t for t, _ in naive_runs)
+        n_tokens = statistics.median(k for _, k in naive_runs)
+        result.update({
+            "naive_s": round(n_time, 2), "naive_generated_tokens": round(n_tokens),
+            "naive_tokens_per_s": round(n_tokens / n_time, 1), "speedup": round(n_time / e_time, 2),
+            "naive_questions_timed": args.naive_limit or len(prompts),
+        })
+    print(json.dumps(result, indent=2))
+    if args.json:
+        tmp = args.json.with_suffix(args.json.suffix + ".tmp")
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+        tmp.replace(args.json)
+    return result
+
+
+if __name__ == "__main__":
+    main()

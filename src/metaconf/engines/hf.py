@@ -1,0 +1,353 @@
+"""A local Hugging Face transformers engine with a hand-written decode loop that does close to the minimal work.
+
+Per batch: the token prefix shared by every prompt (system prompt, template header) is prefilled once; each
+distinct prompt's remaining tokens are prefilled once (left-padded between prefix and suffix, exact positions);
+the KV cache is then expanded across the prompt's samples; only the last position's logits are computed; rows
+that finished are dropped from the batch and the loop stops when every row has. Each sample draws its random
+numbers from its own generator seeded by `sample_seed`, so its text does not depend on n or on its batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from pathlib import Path
+from typing import Any
+
+from metaconf.engines.base import (
+    Completion, Engine, Messages, PromptRequest, SamplingParams, TokenLogprob, apply_stop, prompt_text,
+    sample_seed,
+)
+from metaconf.errors import EngineError
+
+MIN_SHARED_PREFIX = 8  # shorter common prefixes are not worth a separate prefill
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def model_fingerprint(model: str | Path) -> str:
+    """A local folder: hash of config.json plus each weight file's name, size and mtime; a hub name: ""."""
+    path = Path(model)
+    if not path.is_dir():
+        return ""
+    h = hashlib.sha256()
+    config = path / "config.json"
+    if config.is_file():
+        h.update(config.read_bytes())
+    for f in sorted(path.iterdir()):
+        if f.suffix in (".safetensors", ".bin", ".pt", ".pth", ".gguf"):
+            st = f.stat()
+            h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def adapter_fingerprint(adapter: str | Path) -> str:
+    """Hash of a PEFT adapter folder's weights file (and its config), so retraining changes the identity."""
+    path = Path(adapter)
+    weights = [path / n for n in ("adapter_model.safetensors", "adapter_model.bin") if (path / n).is_file()]
+    if not weights:
+        raise EngineError(f"{path}: no adapter_model.safetensors or adapter_model.bin in the adapter folder")
+    h = hashlib.sha256(_file_digest(weights[0]).encode())
+    if (path / "adapter_config.json").is_file():
+        h.update((path / "adapter_config.json").read_bytes())
+    return h.hexdigest()[:16]
+
+
+class HFEngine(Engine):
+    """Samples completions from a transformers causal LM (local folder or hub name), optionally with a LoRA."""
+
+    name = "hf"
+
+    def __init__(
+        self,
+        model: str | Path,
+        adapter: str | Path | None = None,
+        store: Any = None,
+        quiet: bool = False,
+        device: str | None = None,
+        dtype: Any = None,
+        max_batch_tokens: int | None = None,
+        share_prefix: bool = True,
+        merge_adapter: bool = True,
+    ):
+        super().__init__(store=store, quiet=quiet)
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.model_name = str(model)
+        self.adapter_path = str(adapter) if adapter is not None else None
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.dtype = _resolve_dtype(dtype, self.device)
+        # A token budget per batch: rows x (prompt + new tokens). Bounds KV-cache memory.
+        self.max_batch_tokens = max_batch_tokens or (1 << 18 if self.device.type == "cuda" else 1 << 15)
+        self.share_prefix = share_prefix
+        local = Path(model).is_dir()
+        if not local and Path(model).exists():
+            raise EngineError(f"{model}: not a model folder")
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(model)
+            self.model = AutoModelForCausalLM.from_pretrained(model, dtype=self.dtype)
+        except OSError as e:
+            raise EngineError(f"{model}: cannot load model or tokenizer ({str(e).splitlines()[0]})") from e
+        self._fingerprint = model_fingerprint(model) or str(getattr(self.model.config, "_commit_hash", "") or "")
+        self._adapter_fingerprint = ""
+        if adapter is not None:
+            from peft import PeftModel
+
+            self._adapter_fingerprint = adapter_fingerprint(adapter)
+            peft_model = PeftModel.from_pretrained(self.model, str(adapter))
+            self.model = peft_model.merge_and_unload() if merge_adapter else peft_model.get_base_model()
+        self.model.to(self.device).eval()
+        self.eos_ids = _eos_ids(self.model, self.tokenizer)
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else (min(self.eos_ids) if self.eos_ids else 0)
+        self._ids: dict[str, list[int]] = {}
+        params = inspect.signature(self.model.forward).parameters
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"  # renamed in transformers 5.x
+        self.forward_calls = 0  # counted so tests can check that cached requests never reach the model
+
+    @classmethod
+    def embedded(cls, store: Any = None, adapter: str | Path | None = None, **kw: Any) -> "HFEngine":
+        """The embedded default model (SmolLM2-135M-Instruct), converted once and loaded offline."""
+        from metaconf.engines.embedded import embedded_model_dir
+
+        return cls(embedded_model_dir(), adapter=adapter, store=store, **kw)
+
+    # -- identity ----------------------------------------------------------------------------------------
+    @property
+    def model_identity(self) -> str:
+        return f"{self.model_name}@{self._fingerprint}" if self._fingerprint else self.model_name
+
+    @property
+    def adapter_identity(self) -> str:
+        return f"{self.adapter_path}@{self._adapter_fingerprint}" if self.adapter_path else ""
+
+    # -- prompts -----------------------------------------------------------------------------------------
+    def prompt_ids(self, messages: Messages) -> list[int]:
+        """The chat-templated token ids of a prompt (with the assistant turn opened), memoised."""
+        key = prompt_text(messages)
+        ids = self._ids.get(key)
+        if ids is None:
+            if getattr(self.tokenizer, "chat_template", None):
+                text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            else:  # a base model without a template: plain role-tagged turns
+                text = "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            if not ids:
+                raise EngineError("hf: a prompt tokenized to zero tokens")
+            self._ids[key] = ids
+        return ids
+
+    def plan_batches(self, requests: list[PromptRequest], params: SamplingParams) -> list[list[int]]:
+        """Prompts sorted by token length, grouped so rows x (prompt + new tokens) stays within the budget."""
+        lengths = [len(self.prompt_ids(r.messages)) for r in requests]
+        order = sorted(range(len(requests)), key=lambda i: (lengths[i], i))
+        batches: list[list[int]] = []
+        current: list[int] = []
+        for i in order:
+            rows = (len(current) + 1) * params.n
+            if current and rows * (lengths[i] + params.max_new_tokens) > self.max_batch_tokens:
+                batches.append(current)
+                current = []
+            current.append(i)
+        if current:
+            batches.append(current)
+        return batches
+
+    # -- generation --------------------------------------------------------------------------------------
+    def _forward(self, **kw: Any):
+        self.forward_calls += 1
+        kw[self._cache_kw] = kw.pop("cache")
+        return self.model(use_cache=True, logits_to_keep=1, **kw)
+
+    def _generate_batch(self, requests: list[PromptRequest], params: SamplingParams) -> list[list[Completion]]:
+        import torch
+
+        with torch.inference_mode():
+            return self._generate(requests, params)
+
+    def _generate(self, requests: list[PromptRequest], params: SamplingParams) -> list[list[Completion]]:
+        import torch
+        from transformers import DynamicCache
+
+        dev = self.device
+        prompts = [self.prompt_ids(r.messages) for r in requests]
+        cache = DynamicCache(config=self.model.config)
+        prefix = _common_prefix(prompts) if self.share_prefix and len(prompts) > 1 else 0
+        if prefix < MIN_SHARED_PREFIX:
+            prefix = 0
+        if prefix:
+            self._forward(input_ids=torch.tensor([prompts[0][:prefix]], device=dev), cache=cache)
+            cache.batch_repeat_interleave(len(prompts))
+        # Suffixes left-padded to a common width, placed after the shared prefix with exact position ids.
+        suffixes = [p[prefix:] for p in prompts]
+        width = max(len(s) for s in suffixes)
+        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), prefix + width), dtype=torch.long)
+        mask[:, :prefix] = 1
+        for i, s in enumerate(suffixes):
+            ids[i, width - len(s):] = torch.tensor(s)
+            mask[i, prefix + width - len(s):] = 1
+        positions = (prefix + mask[:, prefix:].cumsum(-1) - 1).clamp(min=0)
+        ids, mask, positions = ids.to(dev), mask.to(dev), positions.to(dev)
+        out = self._forward(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache)
+        logits = out.logits[:, -1, :]
+
+        # One row per wanted sample; the prompt's cache is shared by copying it into each of its rows.
+        row_prompt = [i for i, r in enumerate(requests) for _ in r.sample_indices]
+        row_seeds = [sample_seed(r.seed, s) for r in requests for s in r.sample_indices]
+        select = torch.tensor(row_prompt, device=dev)
+        if any(len(r.sample_indices) != 1 for r in requests):
+            cache.batch_select_indices(select)
+        logits, mask = logits[select], mask[select]
+        next_pos = torch.tensor([len(prompts[i]) for i in row_prompt], device=dev)
+        uniforms = None
+        if not params.greedy:
+            uniforms = torch.stack([
+                torch.rand(params.max_new_tokens, generator=torch.Generator().manual_seed(s), dtype=torch.float64)
+                for s in row_seeds
+            ]).to(dev)
+
+        n_rows = len(row_prompt)
+        tokens: list[list[int]] = [[] for _ in range(n_rows)]
+        lps: list[list[TokenLogprob]] = [[] for _ in range(n_rows)]
+        finish = ["length"] * n_rows
+        texts: list[str | None] = [None] * n_rows
+        active = list(range(n_rows))  # row ids of the cache's batch entries, in order
+        for step in range(params.max_new_tokens):
+            u = uniforms[active, step] if uniforms is not None else None
+            chosen, logprob_rows = _sample(logits, params, u)
+            chosen_list = chosen.tolist()
+            if params.logprobs is not None:
+                self._record_logprobs(logprob_rows, chosen, params.logprobs, active, lps)
+            keep = []
+            for j, row in enumerate(active):
+                tok = chosen_list[j]
+                tokens[row].append(tok)
+                if tok in self.eos_ids:
+                    finish[row] = "stop"
+                    continue
+                if params.stop:
+                    text, cut = apply_stop(self._decode(tokens[row]), params.stop)
+                    if cut:
+                        finish[row], texts[row] = "stop", text
+                        continue
+                keep.append(j)
+            if not keep or step == params.max_new_tokens - 1:
+                break
+            if len(keep) < len(active):
+                sel = torch.tensor(keep, device=dev)
+                cache.batch_select_indices(sel)
+                mask, next_pos, chosen = mask[sel], next_pos[sel], chosen[sel]
+                active = [active[j] for j in keep]
+            mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
+            out = self._forward(
+                input_ids=chosen.view(-1, 1), attention_mask=mask, position_ids=next_pos.view(-1, 1),
+                cache=cache,
+            )
+            logits = out.logits[:, -1, :]
+            next_pos = next_pos + 1
+
+        results: list[list[Completion]] = [[] for _ in requests]
+        for row, p in enumerate(row_prompt):
+            toks = tokens[row]
+            text = texts[row]
+            if text is None:
+                text = self._decode([t for t in toks if t not in self.eos_ids])
+                if params.stop:
+                    text, _ = apply_stop(text, params.stop)
+            results[p].append(Completion(
+                text=text, logprobs=lps[row] if params.logprobs is not None else None, finish_reason=finish[row],
+                prompt_tokens=len(prompts[p]), completion_tokens=len(toks),
+            ))
+        return results
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def _record_logprobs(self, logprob_rows, chosen, k: int, active: list[int], lps) -> None:
+        import torch
+
+        picked = logprob_rows.gather(1, chosen.view(-1, 1)).squeeze(1).tolist()
+        if k > 0:
+            top_v, top_i = torch.topk(logprob_rows, k, dim=-1)
+            top_v, top_i = top_v.tolist(), top_i.tolist()
+        for j, row in enumerate(active):
+            top: dict[str, float] = {}
+            if k > 0:
+                for tid, v in zip(top_i[j], top_v[j]):
+                    s = self._decode_token(tid)
+                    top[s] = max(v, top.get(s, float("-inf")))
+            lps[row].append(TokenLogprob(token=self._decode_token(int(chosen[j])), logprob=picked[j], top=top))
+
+    def _decode_token(self, tid: int) -> str:
+        return self.tokenizer.decode([tid])
+
+
+def _sample(logits, params: SamplingParams, u):
+    """Next token per row and the rows' log-probabilities (log_softmax of logits / temperature).
+
+    Sampling is inverse-CDF with one uniform per row, taken from that row's own generator: a row's choice
+    depends only on its logits and its seed. Top-p keeps the smallest most-likely set with mass >= top_p.
+    """
+    import torch
+
+    logits = logits.float()
+    if params.greedy:
+        return logits.argmax(-1), torch.log_softmax(logits, dim=-1)
+    logprobs = torch.log_softmax(logits / params.temperature, dim=-1)
+    probs = logprobs.exp()
+    if params.top_p < 1.0:
+        sorted_p, order = probs.sort(dim=-1, descending=True)
+        drop = sorted_p.cumsum(-1) - sorted_p >= params.top_p  # mass before this token already reaches top_p
+        sorted_p = sorted_p.masked_fill(drop, 0.0)
+        probs = torch.zeros_like(probs).scatter_(-1, order, sorted_p)
+    cdf = probs.double().cumsum(-1)
+    target = (u * cdf[:, -1]).unsqueeze(1)
+    chosen = torch.searchsorted(cdf, target, right=True).squeeze(1).clamp_(max=probs.shape[-1] - 1)
+    return chosen, logprobs
+
+
+def _common_prefix(prompts: list[list[int]]) -> int:
+    """Length of the longest token prefix shared by all prompts, leaving each at least one token of its own."""
+    first = prompts[0]
+    limit = min(len(p) for p in prompts) - 1
+    n = 0
+    while n < limit and all(p[n] == first[n] for p in prompts):
+        n += 1
+    return n
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
+    ids: set[int] = set()
+    for source in (getattr(model, "generation_config", None), model.config):
+        value = getattr(source, "eos_token_id", None) if source is not None else None
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, (list, tuple)):
+            ids.update(int(v) for v in value)
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    return ids
+
+
+def _resolve_dtype(dtype: Any, device: Any):
+    import torch
+
+    if dtype is None:
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    if isinstance(dtype, str):
+        value = getattr(torch, dtype, None)
+        if not isinstance(value, torch.dtype):
+            raise EngineError(f"hf: unknown dtype {dtype!r} (use float32, bfloat16 or float16)")
+        return value
+    return dtype
+
