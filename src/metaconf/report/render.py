@@ -1,0 +1,232 @@
+"""write_report(run_dir): report.md and a self-contained report.html (plots inline) from a run folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from metaconf.report import plots
+from metaconf.report.document import (
+    Block, Bullets, Figure, Heading, Paragraph, Preformatted, Table, to_html, to_markdown,
+)
+from metaconf.report.findings import LABELS, fmt, fmt_ci, findings, verdict
+from metaconf.report.run_folder import RunData, atomic_write, load_run
+
+SINGLE_COLUMNS = ("accuracy", "ece", "auroc", "brier", "smooth_ece", "adaptive_ece", "overconfidence")
+PAIRWISE_COLUMNS = ("accuracy", "auc_c", "auc_a", "pairwise_auc")
+TRANSFER = (("single", "ece"), ("single", "auroc"), ("pairwise", "auc_c"), ("pairwise", "auc_a"))
+EXAMPLE_CHARS = 300
+
+
+def _model_name(data: RunData) -> str:
+    model = data.metrics.get("model") or data.config.get("model") or "unknown model"
+    if isinstance(model, dict):
+        model = model.get("name") or model.get("engine") or json.dumps(model, sort_keys=True)
+    return str(model)
+
+
+def _setup(data: RunData) -> list[Block]:
+    rows = data.metrics["rows"]
+    conditions = list(dict.fromkeys(r["condition"] for r in rows))
+    blocks: list[Block] = [Heading(1, "Setup"), Bullets([
+        f"Model: {_model_name(data)}",
+        f"Study: {data.config.get('name', data.run_dir.name)}",
+        f"Conditions: {', '.join(conditions)}",
+        f"Bootstrap: {data.metrics.get('bootstrap', {}).get('n_boot', '?')} resamples of questions (single task) "
+        f"or pairs (pairwise task); intervals are percentile intervals.",
+    ])]
+    sizes: dict[str, dict[str, Any]] = {}
+    cfg_data = data.config.get("data") or {}
+    for entry in cfg_data.get("train") or []:
+        if isinstance(entry, dict):
+            sizes[str(entry.get("name"))] = {"train": entry.get("train"), "test": entry.get("held_out")}
+    for entry in cfg_data.get("eval") or []:
+        if isinstance(entry, dict):
+            sizes[str(entry.get("name"))] = {"train": 0, "test": entry.get("n")}
+    table = []
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        row = next(r for r in rows if r["dataset"] == dataset)
+        evaluated = {t: max((r["n"] for r in rows if r["dataset"] == dataset and r["task"] == t), default=0)
+                     for t in ("single", "pairwise")}
+        size = sizes.get(dataset, {})
+        table.append([dataset, str(row.get("domain")), "in-domain" if row.get("in_domain") else "new domain",
+                      str(size.get("train", "?")), str(evaluated["single"]), str(evaluated["pairwise"])])
+    blocks += [Table(["dataset", "domain", "role", "training questions", "evaluated questions", "evaluated pairs"],
+                     table)]
+    templates = data.templates
+    if isinstance(templates, dict):
+        templates = [{"name": k, **(v if isinstance(v, dict) else {"text": v})} for k, v in templates.items()]
+    if isinstance(templates, list) and templates:
+        blocks.append(Heading(2, "Prompt templates"))
+        for t in templates:
+            if not isinstance(t, dict):
+                continue
+            blocks.append(Paragraph(f"{t.get('name', '?')} (version {t.get('version', '?')})"))
+            text = t.get("text") if "text" in t else {k: v for k, v in t.items() if k not in ("name", "version")}
+            blocks.append(Preformatted(text if isinstance(text, str) else json.dumps(text, indent=2,
+                                                                                      ensure_ascii=False)))
+    return blocks
+
+
+def _results(rows: list[dict[str, Any]], task: str, columns: tuple[str, ...], pooled: bool = False) -> Table:
+    headers = ["condition", "dataset", "domain", "n", "parse rate"] + [LABELS[c] for c in columns]
+    body = []
+    for r in rows:
+        if r["task"] != task:
+            continue
+        body.append([r["condition"], r["dataset"], str(r.get("domain")), str(r.get("n")), fmt(r.get("parse_rate"))]
+                    + [fmt_ci(r.get(c), r.get(f"{c}_ci")) for c in columns])
+    return Table(headers, body)
+
+
+def _pooled_datasets(pooled: list[dict[str, Any]], group: str) -> str:
+    names = dict.fromkeys(d for r in pooled if r["dataset"] == group for d in r.get("datasets") or [])
+    return "over " + ", ".join(names) if names else "datasets not listed"
+
+
+def _transfer(comparisons: list[dict[str, Any]], pooled: list[dict[str, Any]]) -> list[Block]:
+    blocks: list[Block] = []
+    for group in dict.fromkeys(c["dataset"] for c in comparisons if c.get("pooled")):
+        conditions = list(dict.fromkeys(c["condition"] for c in comparisons if c["dataset"] == group))
+        body = []
+        for condition in conditions:
+            cells = [condition]
+            for task, metric in TRANSFER:
+                c = next((c for c in comparisons if (c["condition"], c["task"], c["dataset"], c["metric"])
+                          == (condition, task, group, metric)), None)
+                cells.append("—" if c is None else fmt_ci(c["diff"], c["diff_ci"], True)
+                             + ("" if verdict(c) in ("no evidence of a change", "undefined") else f" {verdict(c)}"))
+            body.append(cells)
+        blocks += [Paragraph(f"POOLED: {group} ({_pooled_datasets(pooled, group)})"),
+                   Table(["trained on"] + [f"{task} task: change in {LABELS[m]}" for task, m in TRANSFER], body)]
+    return blocks
+
+
+def _changes(comparisons: list[dict[str, Any]]) -> Table:
+    body = [[c["condition"], c["task"], c["dataset"], LABELS.get(c["metric"], c["metric"]), str(c["n"]),
+             fmt(c["base"]), fmt(c["value"]), fmt_ci(c["diff"], c["diff_ci"], True),
+             "—" if c.get("p_value") is None else f"{c['p_value']:.3f}", verdict(c)]
+            for c in comparisons if not c.get("pooled") and c["metric"] in ("accuracy", "ece", "auroc", "auc_c",
+                                                                            "auc_a")]
+    return Table(["condition", "task", "dataset", "metric", "n", "base", "condition value", "change (95% CI)",
+                  "p", "reading"], body)
+
+
+def _single_arrays(data: RunData) -> tuple[dict, dict]:
+    """condition -> group -> (confidence, correct) of parsed single-task items; and condition -> pooled arrays."""
+    in_domain = {r["dataset"]: bool(r.get("in_domain")) for r in data.metrics["rows"]}
+    by_group: dict[str, dict[str, list[list[float]]]] = {}
+    for (condition, task, dataset), rows in data.predictions.items():
+        if task != "single":
+            continue
+        group = "in-domain" if in_domain.get(dataset) else "new domain"
+        target = by_group.setdefault(condition, {}).setdefault(group, [[], []])
+        for row in rows:
+            conf = row.get("confidence")
+            if row.get("parsed") and isinstance(conf, (int, float)) and 0 <= conf <= 1:
+                target[0].append(float(conf))
+                target[1].append(float(bool(row.get("correct"))))
+    order = list(dict.fromkeys(r["condition"] for r in data.metrics["rows"]))
+    ranked = sorted(by_group.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order))
+    grouped = {c: {g: (np.array(v[0]), np.array(v[1])) for g, v in sorted(groups.items())} for c, groups in ranked}
+    pooled = {c: (np.concatenate([v[0] for v in groups.values()]), np.concatenate([v[1] for v in groups.values()]))
+              for c, groups in grouped.items()}
+    return grouped, pooled
+
+
+def _figures(data: RunData) -> list[Block]:
+    plots_dir = data.run_dir / "plots"
+    grouped, pooled = _single_arrays(data)
+    rows = data.metrics["rows"]
+    made = [
+        ("Reliability diagrams per condition (single-question task, in-domain vs new-domain items).",
+         plots.reliability_diagrams(grouped, plots_dir)),
+        ("Stated confidence of correct vs incorrect answers, per condition.",
+         plots.confidence_histograms(pooled, plots_dir)),
+        ("ECE per condition and dataset (lower is better).",
+         plots.metric_bars([r for r in rows if r["task"] == "single"], "ece", "ECE", plots_dir)),
+        ("AUROC per condition and dataset (0.5 = chance).",
+         plots.metric_bars([r for r in rows if r["task"] == "single"], "auroc", "AUROC", plots_dir)),
+        ("AUC_a per condition and dataset (pairwise task; 0.5 = chance).",
+         plots.metric_bars([r for r in rows if r["task"] == "pairwise"], "auc_a", "AUC_a", plots_dir)),
+    ]
+    logs = {cond: [(float(r["step"]), float(r["loss"])) for r in rows_
+                   if isinstance(r.get("step"), (int, float)) and isinstance(r.get("loss"), (int, float))]
+            for cond, rows_ in data.training_logs.items()}
+    made.append(("Training loss per step, per trained condition.", plots.loss_curves(logs, plots_dir)))
+    return [Figure(caption, paths[0], paths[1]) for caption, paths in made if paths]
+
+
+def _examples(data: RunData, per_condition: int = 2) -> Table | None:
+    body = []
+    for (condition, task, dataset), rows in data.predictions.items():
+        shown = sum(1 for b in body if b[0] == condition and b[1] == task)
+        for row in rows[: max(0, per_condition - shown)]:
+            raw = str(row.get("raw", ""))
+            raw = raw if len(raw) <= EXAMPLE_CHARS else raw[:EXAMPLE_CHARS] + "…"
+            if task == "single":
+                conf = row.get("confidence")
+                conf = f"{conf:.3g}" if isinstance(conf, (int, float)) else str(conf)
+                item, read = str(row.get("id")), f"answer {row.get('answer')!s}, confidence {conf}"
+                graded = "correct" if row.get("correct") else "incorrect"
+            else:
+                item = f"{row.get('id1')} vs {row.get('id2')}"
+                read = f"choice {row.get('choice')!s}"
+                graded = f"Q1 {'right' if row.get('correct1') else 'wrong'}, Q2 {'right' if row.get('correct2') else 'wrong'}"
+            body.append([condition, task, dataset, item, raw, read if row.get("parsed") else "not parsed", graded])
+    if not body:
+        return None
+    return Table(["condition", "task", "dataset", "item", "model output", "read as", "graded"], body)
+
+
+def build_blocks(data: RunData) -> list[Block]:
+    """The whole report as blocks (shared by the Markdown and the HTML rendering)."""
+    metrics = data.metrics
+    rows, pooled, comparisons = metrics["rows"], metrics.get("pooled") or [], metrics.get("comparisons") or []
+    blocks = _setup(data)
+    blocks.append(Heading(1, "What the numbers show"))
+    for heading, sentences in findings(metrics):
+        blocks += [Heading(2, heading), Bullets(sentences) if len(sentences) > 1 else Paragraph(sentences[0])]
+    blocks += [Heading(1, "Results"), Paragraph("Values with 95% bootstrap intervals in parentheses; — = undefined "
+                                                "(e.g. AUROC when every answer has the same grade).", note=True)]
+    if any(r["task"] == "single" for r in rows):
+        blocks += [Heading(2, "Single-question confidence"), _results(rows, "single", SINGLE_COLUMNS)]
+    if any(r["task"] == "pairwise" for r in rows):
+        blocks += [Heading(2, "Pairwise comparison"), _results(rows, "pairwise", PAIRWISE_COLUMNS)]
+    if pooled:
+        blocks += [Heading(2, "In-domain vs new-domain (POOLED over datasets)"),
+                   Paragraph("Pooled rows concatenate the items of every dataset in the group; read the per-dataset "
+                             "rows above first.", note=True)]
+        for task, columns in (("single", SINGLE_COLUMNS[:4]), ("pairwise", PAIRWISE_COLUMNS)):
+            if any(r["task"] == task for r in pooled):
+                blocks.append(_results(pooled, task, columns))
+    if comparisons:
+        blocks += [Heading(1, "Transfer matrix"),
+                   Paragraph("Change vs base (condition minus base, 95% interval) by the condition trained on (rows) "
+                             "and the task evaluated (columns); a reading is shown only when the interval excludes "
+                             "zero.", note=True)]
+        blocks += _transfer(comparisons, pooled)
+        blocks += [Heading(2, "Changes vs base per dataset"), _changes(comparisons)]
+    figures = _figures(data)
+    if figures:
+        blocks += [Heading(1, "Plots"), Paragraph("Each plot is also saved as PNG and PDF in plots/.", note=True)]
+        blocks += figures
+    examples = _examples(data)
+    if examples:
+        blocks += [Heading(1, "Example outputs"),
+                   Paragraph(f"The first items of each condition and task, model text shown verbatim (escaped, cut "
+                             f"at {EXAMPLE_CHARS} characters).", note=True), examples]
+    return blocks
+
+
+def write_report(run_dir: str | Path) -> tuple[Path, Path]:
+    """Write RUN/report.md, RUN/report.html and RUN/plots/*.{png,pdf} from the run folder's files."""
+    data = load_run(run_dir)
+    blocks = build_blocks(data)
+    title = f"metaconf report: {data.config.get('name', data.run_dir.name)}"
+    md_path = atomic_write(data.run_dir / "report.md", to_markdown(title, blocks, data.run_dir))
+    html_path = atomic_write(data.run_dir / "report.html", to_html(title, blocks))
+    return md_path, html_path
