@@ -148,7 +148,7 @@ class Study:
         return f"{len(records)} evaluation questions x {self.config.evaluation.consistency_samples} samples"
 
     def consistency(self) -> dict[str, float]:
-        return {r["question_id"]: r["consistency"] for r in read_jsonl(self.run_dir / "consistency" / "eval.jsonl")}
+        return {r["id"]: r["consistency"] for r in read_jsonl(self.run_dir / "consistency" / "eval.jsonl")}
 
     def pairs(self) -> dict[str, list]:
         ev = self.config.evaluation

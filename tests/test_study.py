@@ -1,0 +1,200 @@
+"""The whole `metaconf run` pipeline: config validation, every stage, resume, the CLI."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import yaml
+
+from metaconf.cli import main
+from metaconf.engines.scripted import ScriptedEngine
+from metaconf.errors import ConfigError
+from metaconf.evaluation import make_pairs
+from metaconf.study.config import load_config, parse_config
+from metaconf.study.runner import Study
+
+SMALL = {
+    "name": "small",
+    "data": {
+        "train": [{"name": "mmlu_pro", "train": 12, "held_out": 6}, {"name": "gsm8k", "train": 12, "held_out": 6}],
+        "eval": [{"name": "truthfulqa", "n": 6}],
+    },
+    "targets": {"n_samples": 4},
+    "evaluation": {"pairs_per_dataset": 6, "consistency_samples": 4, "n_boot": 100},
+}
+
+
+def scripted_answer(messages, sample_index):
+    """A fake model: 'A' for multiple choice, '12' for numbers, confidence 70; how consistently it gives that
+    answer when sampled depends on the question (every k-th sample, k from 1 to 4), so consistency varies."""
+    text = messages[-1]["content"]
+    if "Choice:" in text:
+        return f"Choice: {1 + sample_index % 2}\nAnswer 1: A\nAnswer 2: 12"
+    mc = "\nA. " in text
+    if "Confidence" in text:
+        return f"Answer: {'A' if mc else '12'}\nConfidence: 70"
+    k = 1 + len(text) % 4
+    if sample_index % k == 0:
+        return "Answer: A" if mc else "Answer: 12"
+    return f"Answer: {'BCD'[sample_index % 3]}" if mc else f"Answer: {20 + sample_index}"
+
+
+class ScriptedStudy(Study):
+    """The real orchestrator with a scripted model; training is skipped (no weights to train)."""
+
+    def engine(self, condition="base"):
+        return ScriptedEngine(scripted_answer, store=self.store, name=f"scripted-{condition}", quiet=True)
+
+
+def test_config_rejects_bad_fields_naming_them(tmp_path):
+    with pytest.raises(ConfigError, match=r"field 'data\.train\.0\.train'"):
+        parse_config({**SMALL, "data": {"train": [{"name": "mmlu_pro", "train": 0}]}})
+    with pytest.raises(ConfigError, match=r"field 'evaluation\.n_bootstrap'"):
+        parse_config({**SMALL, "evaluation": {"n_bootstrap": 5}})
+    with pytest.raises(ConfigError, match=r"field 'data\.eval\.0\.name': unknown dataset 'nope'"):
+        parse_config({**SMALL, "data": {"train": SMALL["data"]["train"], "eval": [{"name": "nope"}]}})
+    with pytest.raises(ConfigError, match="conditions"):
+        parse_config({**SMALL, "conditions": ["base", "telepathy"]})
+    with pytest.raises(ConfigError, match="model.name"):
+        parse_config({**SMALL, "model": {"engine": "hf"}})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml:\d+: not valid YAML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_invalid_config_fails_before_any_work(tmp_path, capsys):
+    cfg = tmp_path / "study.yaml"
+    cfg.write_text(yaml.safe_dump({**SMALL, "targets": {"n_samples": "ten"}}))
+    out = tmp_path / "run"
+    assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "targets.n_samples" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_make_pairs_distinct_balanced_and_seeded():
+    from metaconf.data import load_dataset
+
+    qs = load_dataset("mmlu_pro", limit=24)
+    pairs = make_pairs(qs, 24, seed=1)
+    assert len(pairs) == 24
+    assert all(a.id != b.id for a, b in pairs)
+    assert len({frozenset((a.id, b.id)) for a, b in pairs}) == 24
+    counts = {}
+    for a, b in pairs:
+        counts[a.id] = counts.get(a.id, 0) + 1
+        counts[b.id] = counts.get(b.id, 0) + 1
+    assert set(counts.values()) == {2}  # every question in exactly two pairs
+    assert [(a.id, b.id) for a, b in make_pairs(qs, 24, seed=1)] == [(a.id, b.id) for a, b in pairs]
+    assert [(a.id, b.id) for a, b in make_pairs(qs, 24, seed=2)] != [(a.id, b.id) for a, b in pairs]
+
+
+def test_scripted_study_runs_every_stage_and_resumes(tmp_path):
+    config = parse_config({**SMALL, "conditions": ["base"]})
+    run_dir = tmp_path / "run"
+    study = ScriptedStudy(config, run_dir, quiet=True)
+    study.run(("data", "targets", "consistency", "evaluate", "metrics", "report"))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    rows = {(r["condition"], r["task"], r["dataset"]): r for r in metrics["rows"] if r["condition"] == "base"}
+    assert {k[2] for k in rows} >= {"mmlu_pro", "gsm8k", "truthfulqa"}
+    single = rows[("base", "single", "gsm8k")]
+    assert single["n"] == 6 and single["parse_rate"] == 1.0
+    assert single["accuracy"] == pytest.approx(
+        sum(q.answers == ["12"] for q in study.eval_sets["gsm8k"]) / 6
+    )
+    assert rows[("base", "pairwise", "mmlu_pro")]["n"] == 6
+    for name in ("report.md", "report.html", "templates.json", "config.yaml", "data/splits.json",
+                 "consistency/train.jsonl", "consistency/eval.jsonl"):
+        assert (run_dir / name).is_file(), name
+    # held-out questions are never trained on
+    splits = json.loads((run_dir / "data" / "splits.json").read_text())
+    held = {i for ids in splits["eval"].values() for i in ids}
+    assert not held & set(splits["train"])
+    stored = study.store.count()
+
+    # a rerun recomputes nothing: the store does not grow and the engine is never asked
+    calls = []
+
+    class CountingStudy(ScriptedStudy):
+        def engine(self, condition="base"):
+            engine = super().engine(condition)
+            calls.append(engine)
+            return engine
+
+    CountingStudy(config, run_dir, quiet=True).run(("data", "targets", "consistency", "evaluate", "metrics"))
+    assert study.store.count() == stored
+    assert all(not e.calls for e in calls)
+
+
+def test_interrupted_evaluation_resumes_without_redoing(tmp_path):
+    config = parse_config({**SMALL, "conditions": ["base"]})
+    run_dir = tmp_path / "run"
+    ScriptedStudy(config, run_dir, quiet=True).run(("data", "targets", "consistency"))
+
+    class Crash(Exception):
+        pass
+
+    class CrashingStudy(ScriptedStudy):
+        def engine(self, condition="base"):
+            produced = []
+
+            def answer(messages, i):
+                if len(produced) == 9:
+                    raise Crash()
+                produced.append(1)
+                return scripted_answer(messages, i)
+
+            return ScriptedEngine(answer, store=self.store, name=f"scripted-{condition}", quiet=True,
+                                  batch_size=3)
+
+    with pytest.raises(Crash):
+        CrashingStudy(config, run_dir, quiet=True).run(("evaluate",))
+    assert not list((run_dir / "predictions").glob("*.jsonl"))  # nothing half-written
+    before = Study(config, run_dir, quiet=True).store.count()
+
+    resumed = []
+
+    class ResumedStudy(ScriptedStudy):
+        def engine(self, condition="base"):
+            engine = super().engine(condition)
+            resumed.append(engine)
+            return engine
+
+    ResumedStudy(config, run_dir, quiet=True).run(("evaluate",))
+    asked = sum(len(e.calls) for e in resumed)
+    assert len(list((run_dir / "predictions").glob("*.jsonl"))) == 6
+    total = Study(config, run_dir, quiet=True).store.count()
+    assert asked == total - before  # only what was missing was generated
+
+
+def test_demo_config_is_the_papers_design():
+    from metaconf.study.cli import demo_config_text
+
+    config = parse_config(yaml.safe_load(demo_config_text()), source="demo")
+    assert config.conditions == ["base", "single", "pairwise", "multitask"]
+    assert [d.name for d in config.data.train] == ["mmlu_pro", "gsm8k", "triviaqa"]
+    assert [d.name for d in config.data.eval] == ["metamedqa", "legalbench", "truthfulqa"]
+    assert sum(d.train for d in config.data.train) >= 150
+    assert all(d.held_out >= 24 for d in config.data.train) and all(d.n >= 24 for d in config.data.eval)
+    assert config.evaluation.pairs_per_dataset >= 24
+    assert config.targets.n_samples == 10 and config.targets.temperature == 1.0
+
+
+def test_paper_example_config_validates():
+    from pathlib import Path
+
+    config = load_config(Path(__file__).parents[1] / "examples" / "paper.yaml")
+    assert config.model.engine == "vllm" and config.trained_conditions == ["single", "pairwise", "multitask"]
+
+
+def test_cli_help_lists_commands(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for command in ("run", "demo", "datasets"):
+        assert re.search(rf"\b{command}\b", out)
