@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 # Okabe-Ito: distinguishable with colour-blindness and in greyscale print
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
 STYLE = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8, "axes.spines.top": False,
-         "axes.spines.right": False, "figure.dpi": 100, "savefig.dpi": 200, "pdf.fonttype": 42}
+         "axes.spines.right": False, "figure.dpi": 100, "savefig.dpi": 160, "pdf.fonttype": 42}
 
 
 def _save(fig: Any, plots_dir: Path, name: str) -> tuple[Path, Path]:
@@ -28,7 +28,7 @@ def _save(fig: Any, plots_dir: Path, name: str) -> tuple[Path, Path]:
         fd, tmp = tempfile.mkstemp(dir=plots_dir, prefix=f".{name}.", suffix=f".{ext}")
         os.close(fd)
         try:
-            fig.savefig(tmp, format=ext, bbox_inches="tight")
+            fig.savefig(tmp, format=ext)  # layouts are tight already; a tight bbox would draw twice
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
