@@ -198,3 +198,65 @@ def test_cli_help_lists_commands(capsys):
     out = capsys.readouterr().out
     for command in ("run", "demo", "datasets"):
         assert re.search(rf"\b{command}\b", out)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A randomly initialised 2-layer Llama with the embedded model's tokenizer, saved locally."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from metaconf.engines.embedded import embedded_model_dir
+
+    tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir())
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, intermediate_size=64, max_position_embeddings=2048,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         tie_word_embeddings=True)
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+class TinyModelStudy(Study):
+    """The real stages on a tiny random model, except that the training answers come from the scripted model:
+    a random model's answers never parse, which would leave no training examples."""
+
+    def stage_targets(self):
+        from metaconf.targets import build_data
+
+        engine = ScriptedEngine(scripted_answer, store=self.store, name="scripted-targets", quiet=True)
+        return str(build_data(self.run_dir, engine, self.train_questions, self.config.targets))
+
+
+def test_whole_study_on_a_tiny_model_trains_every_condition(tmp_path, tiny_model):
+    """Every other stage for real: LoRA training of three adapters, evaluation with the adapters, report."""
+    raw = {
+        **SMALL,
+        "model": {"engine": "hf", "name": str(tiny_model)},
+        "targets": {"n_samples": 3, "max_new_tokens": 6},
+        "training": {"lora": {"rank": 2, "alpha": 4, "max_steps": 2, "batch_size": 4, "max_length": 1024,
+                              "logging_steps": 1}},
+        "evaluation": {"pairs_per_dataset": 4, "consistency_samples": 2, "n_boot": 50},
+    }
+    run_dir = tmp_path / "run"
+    TinyModelStudy(parse_config(raw), run_dir, quiet=True).run()
+    for condition in ("single", "pairwise", "multitask"):
+        assert (run_dir / "training" / condition / "DONE").is_file()
+        assert (run_dir / "training" / condition / "adapter" / "adapter_config.json").is_file()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    keys = {(r["condition"], r["task"], r["dataset"]) for r in metrics["rows"]}
+    for condition in ("base", "single", "pairwise", "multitask"):
+        for task in ("single", "pairwise"):
+            for dataset in ("mmlu_pro", "gsm8k", "truthfulqa"):
+                assert (condition, task, dataset) in keys
+    html = (run_dir / "report.html").read_text()
+    assert "multitask" in html and "<script src=" not in html
+    # the adapters change what the model says: trained conditions have their own completions in the store
+    import sqlite3
+
+    adapters = {a for (a,) in sqlite3.connect(run_dir / "completions.sqlite").execute(
+        "SELECT DISTINCT adapter FROM completions")}
+    assert len(adapters) == 4  # "" for the base model + one identity per adapter
