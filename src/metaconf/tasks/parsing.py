@@ -24,13 +24,13 @@ VERBAL_CONFIDENCE: dict[str, float] = {
 }
 _WORDS = re.compile(r"\b(" + "|".join(sorted(VERBAL_CONFIDENCE, key=len, reverse=True)) + r")\b", re.I)
 _NUMBER = re.compile(
-    r"(?<![\w.])([0-9]+(?:\.[0-9]+)?|\.[0-9]+)(?![0-9])"
+    r"(?<![\w.])([0-9]+(?:\.[0-9]+)?|\.[0-9]+)(?![0-9]|\.[0-9])"
     r"(?:\s*(%|percent\b|per\s?cent\b)|\s*(?:/|out\s+of)\s*([0-9]+(?:\.[0-9]+)?))?",
     re.I,
 )
 _CONF_LABEL = re.compile(r"\bconfidence(?:\s+(?:level|score))?\s*(?:[:=]|is\b|-)?", re.I)
 _ANSWER_LABEL = re.compile(r"\banswer\s*[:=]", re.I)
-_CHOICE = re.compile(r"\bchoice\s*[:=]?\s*(?:question\s*)?#?\s*([12])(?![0-9])", re.I)
+_CHOICE = re.compile(r"\bchoice\s*[:=]?\s*(?:question\s*)?#?\s*([12])(?![0-9]|\.[0-9])", re.I)
 _CHOICE_PREFIX = re.compile(r"\bchoice\s*[:=]?\s*(?:question\s*)?#?\s*$", re.I)
 
 
