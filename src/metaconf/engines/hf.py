@@ -93,7 +93,7 @@ class HFEngine(Engine):
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model)
             self.model = AutoModelForCausalLM.from_pretrained(model, dtype=self.dtype)
-        except OSError as e:
+        except (OSError, ValueError) as e:
             raise EngineError(f"{model}: cannot load model or tokenizer ({str(e).splitlines()[0]})") from e
         self._fingerprint = model_fingerprint(model) or str(getattr(self.model.config, "_commit_hash", "") or "")
         self._adapter_fingerprint = ""
