@@ -175,3 +175,26 @@ def test_accuracy_and_parse_rate():
     assert accuracy([True, False, True, True]) == 0.75
     assert parse_rate([1, 0]) == 0.5
     assert math.isnan(accuracy([1, 0], weights=np.zeros((1, 2)))[0])
+
+
+# ---------------------------------------------------------------------------------------------- properties
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+items = st.lists(st.tuples(st.sampled_from([0.0, 0.1, 0.35, 0.5, 0.9, 1.0]), st.booleans(),
+                           st.integers(0, 3)), min_size=1, max_size=25)
+
+
+@settings(max_examples=60, deadline=None)
+@given(items)
+def test_weights_equal_repeated_items_and_values_stay_in_range(rows):
+    conf = np.array([r[0] for r in rows])
+    correct = np.array([float(r[1]) for r in rows])
+    w = np.array([r[2] for r in rows], dtype=float)
+    copies = np.repeat(np.arange(len(rows)), w.astype(int))
+    for fn in (ece, brier, overconfidence, auroc):
+        weighted = fn(conf, correct, weights=w)
+        repeated = fn(conf[copies], correct[copies])
+        assert (weighted is None and repeated is None) or weighted == pytest.approx(repeated)
+    value = ece(conf, correct)
+    assert 0 <= value <= 1 and 0 <= adaptive_ece(conf, correct) <= 1 and 0 <= brier(conf, correct) <= 1
