@@ -79,6 +79,17 @@ def test_an_engine_returning_the_wrong_shape_fails_loudly(drop_prompt, message):
         Broken(drop_prompt).generate([msgs("a"), msgs("b")], n=2)
 
 
+def test_a_plan_that_skips_or_repeats_a_prompt_fails_loudly():
+    class BadPlan(ScriptedEngine):
+        def plan_batches(self, requests, params):
+            return [[0], [0]]
+
+    engine = BadPlan(lambda m, i: "x", quiet=True)
+    with pytest.raises(EngineError, match="every prompt in exactly one batch"):
+        engine.generate([msgs("a"), msgs("b")])
+    assert engine.calls == []
+
+
 def test_sample_seed_and_apply_stop():
     assert sample_seed(1, 0) != sample_seed(1, 1) and sample_seed(1, 0) == sample_seed(1, 0)
     assert apply_stop("a\nb###c", ["###", "\n"]) == ("a", True)

@@ -198,8 +198,11 @@ class Engine(ABC):
         results: dict[tuple[str, int], Completion] = dict(found)
         total = len(requests) * params.n
         progress = _Progress(total, len(found), desc or self.name, disabled=self.quiet)
+        batches = self.plan_batches(requests, params)
+        if sorted(i for batch in batches for i in batch) != list(range(len(requests))):
+            raise EngineError(f"{self.name}: plan_batches must place every prompt in exactly one batch")
         try:
-            for batch in self.plan_batches(requests, params):
+            for batch in batches:
                 todo = []
                 for idx in batch:
                     missing = [s for s in requests[idx].sample_indices if (request_keys[idx], s) not in results]

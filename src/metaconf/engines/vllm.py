@@ -115,8 +115,8 @@ def to_completion(request_output: Any, params: SamplingParams, index: int = 0) -
 def _token_logprob(token_id: int, position: dict[int, Any], k: int) -> TokenLogprob:
     """vLLM gives, per generated token, {token id: Logprob(logprob, rank, decoded_token)} for the sampled token
     and the top k; `top` keeps the top k by rank."""
-    chosen = position[token_id]
     ranked = sorted(position.values(), key=lambda lp: lp.rank if lp.rank is not None else 0)
+    chosen = position.get(token_id) or ranked[0]
     top = {str(lp.decoded_token): float(lp.logprob) for lp in ranked if lp.rank is None or lp.rank <= k}
     return TokenLogprob(token=str(chosen.decoded_token), logprob=float(chosen.logprob), top=top)
 
