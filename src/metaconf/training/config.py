@@ -51,6 +51,11 @@ class LoraTrainConfig(BaseModel):
     group_by_length: bool = Field(
         True, description="Batch examples of similar length together so less compute goes to padding."
     )
+    fast_loss: bool = Field(
+        True,
+        description="Project only the reply positions through the LM head for the loss (much faster on CPU); "
+        "False: TRL's own loss (tiled LM head over every position, plus entropy metrics).",
+    )
     seed: int = Field(0, description="Seed for LoRA initialisation, data order and dropout.")
     logging_steps: int = Field(5, ge=1, description="Write a log.jsonl row every N optimizer steps.")
     save_steps: int = Field(

@@ -107,6 +107,44 @@ def plot_loss(log_path: str | Path, png_path: str | Path, title: str = "training
     tmp.replace(png_path)
 
 
+def _completion_loss_trainer_class() -> type:
+    """SFTTrainer whose loss projects only the positions that predict a reply token through the LM head.
+
+    TRL's default loss scores every position through a tiled LM head (a slow torch fallback off Triton GPUs) and
+    computes entropy metrics; our replies are a few tokens after a long prompt, so on CPU most of that is waste.
+    The model is still called through its (DDP/FSDP) wrapper, so gradients synchronise as usual.
+    """
+    import torch
+    import torch.nn.functional as F
+    from trl import SFTTrainer
+
+    class CompletionLossSFTTrainer(SFTTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
+            targets = inputs["labels"][:, 1:]  # position p predicts token p + 1
+            trained = targets != -100
+            keep = trained.any(0).nonzero().squeeze(-1)
+            if keep.numel() == 0:
+                keep = torch.zeros(1, dtype=torch.long, device=targets.device)
+            forward = {k: v for k, v in inputs.items() if k != "labels"}
+            outputs = model(**forward, use_cache=False, logits_to_keep=keep)
+            logits, kept = outputs.logits, targets[:, keep]
+            loss_sum = F.cross_entropy(
+                logits.float().reshape(-1, logits.size(-1)), kept.reshape(-1), ignore_index=-100, reduction="sum"
+            )
+            count = trained.sum() if num_items_in_batch is None else num_items_in_batch
+            loss = loss_sum / torch.as_tensor(count, device=loss_sum.device).clamp(min=1)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * self.accelerator.num_processes  # DDP averages gradients over ranks
+            mode = "train" if model.training else "eval"
+            with torch.no_grad():
+                valid = kept != -100
+                correct = ((logits.argmax(-1) == kept) & valid).sum().item()
+                self._metrics[mode]["mean_token_accuracy"].append(correct / max(1, int(valid.sum().item())))
+            return (loss, outputs) if return_outputs else loss
+
+    return CompletionLossSFTTrainer
+
+
 def build_trainer(
     train_file: str | Path,
     output_dir: str | Path,
@@ -177,7 +215,8 @@ def build_trainer(
         disable_tqdm=True,
         dataloader_num_workers=0,
     )
-    return SFTTrainer(
+    trainer_class = _completion_loss_trainer_class() if config.fast_loss else SFTTrainer
+    return trainer_class(
         model=peft_model,
         args=args,
         train_dataset=dataset,
