@@ -211,6 +211,7 @@ def build_trainer(
         max_length=config.max_length,
         completion_only_loss=True,
         train_sampling_strategy="group_by_length" if config.group_by_length else "random",
+        use_cpu=not torch.cuda.is_available(),  # also makes torchrun on CPU use DDP over gloo
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=0,
@@ -238,6 +239,7 @@ def train_lora(
     Reuses a finished run with the same settings, model and data; resumes an interrupted one. Safe under
     `torchrun` / `accelerate launch`: every rank trains, only the main process writes files.
     """
+    import torch
     from accelerate import PartialState
 
     config = config or LoraTrainConfig()
@@ -251,7 +253,8 @@ def train_lora(
     if done.is_file() and done.read_text().strip() == fingerprint and (adapter_dir / "adapter_config.json").is_file():
         return adapter_dir
 
-    state = PartialState()
+    # Joins the process group under torchrun / accelerate launch (gloo on CPU); one process otherwise
+    state = PartialState(cpu=not torch.cuda.is_available())
     config_path = output_dir / "train_config.json"
     if state.is_main_process:
         old = json.loads(config_path.read_text()) if config_path.is_file() else {}

@@ -1,0 +1,49 @@
+"""Two CPU processes under torchrun (gloo DDP) train one adapter: both train, gradients sync, one save."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("trl")
+FIXTURES = Path(__file__).parent / "fixtures" / "training"
+sys.path.insert(0, str(FIXTURES))
+
+from make_data import make_tiny_model, write_train_file  # noqa: E402
+
+
+def test_two_process_ddp_on_cpu(tmp_path):
+    import torch
+
+    model = make_tiny_model(tmp_path / "model")
+    train = write_train_file(tmp_path / "train.jsonl", n=16)
+    out, dump = tmp_path / "out", tmp_path / "dump"
+    dump.mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(FIXTURES / "ddp_worker.py"), str(model), str(train), str(out), str(dump)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    infos = [json.loads((dump / f"info-rank{r}.json").read_text()) for r in (0, 1)]
+    for rank, info in enumerate(infos):
+        assert info == {"rank": rank, "world_size": 2, "global_step": 4, "batches_per_epoch": 4,
+                        "backend": "gloo"}  # 16 examples / batch 2 / 2 ranks: each rank trained on its half
+    w0, w1 = (torch.load(dump / f"weights-rank{r}.pt") for r in (0, 1))
+    assert w0.keys() == w1.keys() and len(w0) > 0
+    assert all(torch.equal(w0[k], w1[k]) for k in w0)  # gradients were all-reduced: identical adapters
+    assert any(k.endswith("lora_B.default.weight") and w0[k].abs().sum() > 0 for k in w0)  # and they trained
+
+    # the adapter was written once, by rank 0
+    assert not (dump / "saves-rank1.txt").exists()
+    assert (dump / "saves-rank0.txt").read_text().splitlines().count(str(out / "adapter")) == 1
+    assert (out / "DONE").is_file() and (out / "adapter" / "adapter_model.safetensors").is_file()
+    info = json.loads((out / "train_config.json").read_text())
+    assert info["world_size"] == 2
+    steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
