@@ -260,3 +260,13 @@ def test_whole_study_on_a_tiny_model_trains_every_condition(tmp_path, tiny_model
     adapters = {a for (a,) in sqlite3.connect(run_dir / "completions.sqlite").execute(
         "SELECT DISTINCT adapter FROM completions")}
     assert len(adapters) == 4  # "" for the base model + one identity per adapter
+
+
+def test_config_docs_are_generated_from_the_config():
+    from pathlib import Path
+
+    from metaconf.study.docs import HEADER, config_reference
+
+    docs = (Path(__file__).parents[1] / "docs" / "study.md").read_text()
+    assert docs.strip() == (HEADER + config_reference()).strip(), "regenerate: python -m metaconf.study.docs > docs/study.md"
+    assert "`training.lora.rank`" in docs and "`data.train[].held_out`" in docs
