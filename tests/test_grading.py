@@ -83,6 +83,10 @@ def boolean(answer: str = "yes") -> Question:
         ("Answer:\nD", "D"),
         ("[C]", "C"),
         ("The answer is B. Option A is wrong because electrons are negative.", "B"),
+        ("The solution we are seeking is C.", "C"),
+        ("Answer: C. photons\n\nCorrect option: [B]", "C"),
+        ("The correct option is D. 12.\nMy answer is: 12", "D"),
+        ("B. protons\n\nThe answer is: C. neutrons.", "C"),
     ],
 )
 def test_mc_extraction(text: str, expected: str) -> None:

@@ -25,8 +25,13 @@ SHORT_ANSWER_TOKENS = 10
 # ------------------------------------------------------------------------------------------ multiple choice
 # "answer is B", "Answer: (b)", "correct option is B", "the best choice would be C", "answer = D"
 _MC_ANSWER_CUE = re.compile(
-    r"(?i)\b(?:answer|(?:option|choice)(?=\s+(?:is|would|should|will)\b|\s*[:=]))"
+    r"(?i)\banswer"
     r"(?:\s+(?:is|would\s+be|should\s+be|will\s+be|must\s+be))?\s*(?:[:=]|-(?=\s))?\s*(?:option\s+|choice\s+)?"
+)
+# "correct option is B", "the best choice would be C", "Option: B" (after the answer cues)
+_MC_OPTION_CUE = re.compile(
+    r"(?i)\b(?:option|choice)(?=\s+(?:is|would|should|will|must)\b|\s*[:=])"
+    r"(?:\s+(?:is|would\s+be|should\s+be|will\s+be|must\s+be))?\s*(?:[:=]|-(?=\s))?\s*"
 )
 # "B is correct", "(B) is the right answer", "option B", "choice (c)"
 _MC_WEAK_CUE = re.compile(
@@ -34,6 +39,8 @@ _MC_WEAK_CUE = re.compile(
     r"(?=[\[(]?[A-Za-z][\])]?\s+is\s+(?:the\s+)?(?:correct|right|best|true)\b))"
 )
 _LETTER_TOKEN = re.compile(r"(?P<open>[\[(])?(?P<letter>[A-Za-z])(?![\w'\u2019])(?P<close>[\])])?(?P<punct>[.:,;]?)")
+# an uppercase letter standing alone and closed by punctuation or the end: "... we are seeking is C."
+_STANDALONE_LETTER = re.compile(r"(?<![\w'\u2019.])([A-Z])(?:[.):,;](?!\w)|$)")
 _OPTION_LINE = re.compile(r"(?m)^\s*[\[(]?([A-Za-z])[\].):]\s+\S")
 _LEADING_PREFIX = re.compile(
     r"(?i)^(?:(?:final|correct)\s+)?(?:answer|response)\s*(?:[:\-]|is\b)\s*|^the\s+(?:final\s+|correct\s+)?"
@@ -105,7 +112,8 @@ def _option_text_match(region: str, q: Question, letters: list[str]) -> str | No
 def extract_mc(text: str, q: Question) -> str | None:
     """The chosen letter ("B"), trying in order: the whole answer is a letter; an answer cue ("answer is B",
     "Answer: (b)"; the last one); a leading letter ("B. protons", "(b)", "B) ..."); "B is correct" /
-    "option B"; the option's text without its letter; a single bracketed letter anywhere."""
+    "option B"; the option's text without its letter; the one bracketed letter anywhere ("(B)"), else the one
+    uppercase letter standing alone before punctuation or the end ("... we are seeking is C.")."""
     letters = q.choice_letters() or list(LETTERS)
     region = answer_region(text)
     if not region:
@@ -113,10 +121,11 @@ def extract_mc(text: str, q: Question) -> str | None:
     whole = re.fullmatch(r"[\[(]?([A-Za-z])[\])]?[.:]?", region)
     if whole and whole.group(1).upper() in letters:
         return whole.group(1).upper()
-    for m in reversed(list(_MC_ANSWER_CUE.finditer(region))):
-        found = _letter_at(region, m.end(), q, letters)
-        if found:
-            return found
+    for cue in (_MC_ANSWER_CUE, _MC_OPTION_CUE):
+        for m in reversed(list(cue.finditer(region))):
+            found = _letter_at(region, m.end(), q, letters)
+            if found:
+                return found
     if not _lists_options(region):
         found = _letter_at(region, len(region) - len(region.lstrip()), q, letters)
         if found:
@@ -130,9 +139,11 @@ def extract_mc(text: str, q: Question) -> str | None:
     by_text = _option_text_match(region, q, letters)
     if by_text:
         return by_text
-    bracketed = {m.group(1).upper() for m in re.finditer(r"[\[(]([A-Za-z])[\])]", region)}
-    bracketed &= set(letters)
-    return bracketed.pop() if len(bracketed) == 1 else None
+    bracketed = {m.group(1).upper() for m in re.finditer(r"[\[(]([A-Za-z])[\])]", region)} & set(letters)
+    if bracketed:
+        return bracketed.pop() if len(bracketed) == 1 else None
+    standalone = {m.group(1) for m in _STANDALONE_LETTER.finditer(region)} & set(letters)
+    return standalone.pop() if len(standalone) == 1 else None
 
 
 # -------------------------------------------------------------------------------------------------- numeric
