@@ -45,6 +45,16 @@ def test_only_assistant_tokens_carry_labels(tiny_model, tmp_path):
         assert tok.decode(ids[first:]).startswith(messages[-1]["content"] + "<|im_end|>")
 
 
+def test_top_layers_puts_lora_on_the_upper_layers_only(tiny_model, tmp_path):
+    train = write_train_file(tmp_path / "train.jsonl", n=4)
+    trainer = build_trainer(train, tmp_path / "out", tiny_model, LoraTrainConfig(**FAST, top_layers=1, max_steps=1))
+    names = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
+    assert names and all(".layers.1." in n for n in names)
+    assert {n.split(".layers.1.")[1].split(".lora")[0] for n in names} == {
+        "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+        "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"}
+
+
 def test_bad_training_file_names_line_and_field(tmp_path, tiny_model):
     bad = tmp_path / "train.jsonl"
     bad.write_text('{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}\n'

@@ -145,6 +145,17 @@ def _completion_loss_trainer_class() -> type:
     return CompletionLossSFTTrainer
 
 
+def _drop_gguf_marker(model: Any) -> None:
+    """A model converted from GGUF holds plain dequantized weights but keeps a GGUF quantization_config, which
+    makes transformers refuse to train it; the weights are ordinary tensors, so drop the marker."""
+    quant = getattr(model.config, "quantization_config", None)
+    method = quant.get("quant_method") if isinstance(quant, dict) else getattr(quant, "quant_method", None)
+    if str(getattr(method, "value", method)).lower() == "gguf":
+        del model.config.quantization_config
+        model.hf_quantizer = None
+        model.is_quantized = False
+
+
 def build_trainer(
     train_file: str | Path,
     output_dir: str | Path,
@@ -179,12 +190,19 @@ def build_trainer(
     set_seed(config.seed)  # LoRA initialisation is drawn here, before the trainer exists
     dtype = torch.bfloat16 if device["precision"] == "bf16" else torch.float32
     base = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
+    _drop_gguf_marker(base)
+    layers = config.lora_layers(base.config.num_hidden_layers)
+    targets = config.target_modules
+    if layers is not None and targets == "all-linear":  # PEFT wants explicit names with layers_to_transform
+        head = base.get_output_embeddings()
+        targets = sorted({n.split(".")[-1] for n, m in base.named_modules()
+                          if isinstance(m, torch.nn.Linear) and m is not head})
     lora = LoraConfig(
         r=config.rank,
         lora_alpha=config.alpha,
         lora_dropout=config.dropout,
-        target_modules=config.target_modules,
-        layers_to_transform=config.lora_layers(base.config.num_hidden_layers),
+        target_modules=targets,
+        layers_to_transform=layers,
         task_type="CAUSAL_LM",
     )
     peft_model = get_peft_model(base, lora)
@@ -330,6 +348,7 @@ def merge_adapter(model: str | Path, adapter: str | Path, out_dir: str | Path) -
         raise MetaconfError(f"{adapter}: not a PEFT adapter folder (adapter_config.json missing)")
     model_path = resolve_model(model)
     base = AutoModelForCausalLM.from_pretrained(model_path)
+    _drop_gguf_marker(base)
     merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
     tok_source = adapter if (adapter / "tokenizer_config.json").is_file() else model_path
     tokenizer = AutoTokenizer.from_pretrained(str(tok_source))
@@ -337,8 +356,6 @@ def merge_adapter(model: str | Path, adapter: str | Path, out_dir: str | Path) -
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        if getattr(merged.config, "quantization_config", None) is not None:
-            del merged.config.quantization_config  # weights are plain tensors now
         merged.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         if out_dir.exists():
