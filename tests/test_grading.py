@@ -84,6 +84,7 @@ def boolean(answer: str = "yes") -> Question:
         ("[C]", "C"),
         ("The answer is B. Option A is wrong because electrons are negative.", "B"),
         ("The solution we are seeking is C.", "C"),
+        ("B. protons\nA. electrons", "B"),  # two of four options: a first answer, not an echo of the list
         ("Answer: C. photons\n\nCorrect option: [B]", "C"),
         ("The correct option is D. 12.\nMy answer is: 12", "D"),
         ("B. protons\n\nThe answer is: C. neutrons.", "C"),
@@ -108,6 +109,7 @@ def test_mc_extraction(text: str, expected: str) -> None:
         "e.g. something else",
         "E",  # not one of the four options
         "A. electrons\nB. protons\nC. neutrons\nD. photons",  # the model echoed the options
+        "A. electrons\nB. protons\nC. neutrons",
     ],
 )
 def test_mc_no_answer(text: str) -> None:

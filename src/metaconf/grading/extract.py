@@ -88,9 +88,11 @@ def _letter_at(text: str, pos: int, q: Question, letters: list[str]) -> str | No
     return None
 
 
-def _lists_options(region: str) -> bool:
-    """True when the text lays out several lettered options (the model echoed the choices)."""
-    return len({m.group(1).upper() for m in _OPTION_LINE.finditer(region)}) >= 2
+def _lists_options(region: str, q: Question) -> bool:
+    """True when the text lays out the lettered options (the model echoed them): lines starting with three or
+    more different option letters, or with all of them when there are fewer than three options."""
+    listed = {m.group(1).upper() for m in _OPTION_LINE.finditer(region)}
+    return len(listed) >= min(3, max(2, len(q.choices or []))) and len(listed) >= 2
 
 
 def _option_text_match(region: str, q: Question, letters: list[str]) -> str | None:
@@ -126,7 +128,7 @@ def extract_mc(text: str, q: Question) -> str | None:
             found = _letter_at(region, m.end(), q, letters)
             if found:
                 return found
-    if not _lists_options(region):
+    if not _lists_options(region, q):
         found = _letter_at(region, len(region) - len(region.lstrip()), q, letters)
         if found:
             return found
@@ -134,7 +136,7 @@ def extract_mc(text: str, q: Question) -> str | None:
         found = _letter_at(region, m.end(), q, letters)
         if found:
             return found
-    if _lists_options(region):
+    if _lists_options(region, q):
         return None
     by_text = _option_text_match(region, q, letters)
     if by_text:
