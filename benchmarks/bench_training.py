@@ -107,6 +107,8 @@ def demo(args: argparse.Namespace) -> None:
     config = LoraTrainConfig.for_cpu_demo()
     total = 0.0
     for cond, rows in (("single", single), ("pairwise", pairs), ("multitask", multi)):
+        if not rows:
+            continue
         train = write_jsonl(out / "training_sets" / cond / "train.jsonl", rows)
         start = time.perf_counter()
         adapter = train_lora(train, out / "training" / cond, "embedded", config)
