@@ -240,3 +240,29 @@ def test_hosted_conditions_use_the_run_folder(provider, tmp_path):
     models = hosted_conditions(run, config(provider), ["single", "pairwise"], progress=lambda line: None)
     assert models == {"single": "ft:gpt-test-mini:metaconf:ftjob-1", "pairwise": "ft:gpt-test-mini:metaconf:ftjob-2"}
     assert (run / "training" / "pairwise" / "hosted_job.json").is_file()
+
+
+def test_study_entry_point_reads_the_study_config(provider, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from metaconf.training.hosted import run_hosted_conditions
+
+    run = tmp_path / "run"
+    write_examples(run / "training_sets" / "multitask" / "hosted.jsonl")
+    study = SimpleNamespace(
+        model=SimpleNamespace(name="served-name", base_url=provider.url, api_key_env="TEST_FT_KEY"),
+        training=SimpleNamespace(hosted_base_model="gpt-test-mini"),
+    )
+    import metaconf.training.hosted as hosted
+
+    original = hosted.HostedTrainConfig
+
+    class FastPoll(original):  # the study's config has no poll interval; keep the test instant
+        def __init__(self, **kw):
+            super().__init__(**{"poll_interval": 0.0, "max_retries": 0, **kw})
+
+    monkeypatch.setattr(hosted, "HostedTrainConfig", FastPoll)
+    models = run_hosted_conditions(run, study, ["multitask"])
+    assert models == {"multitask": "ft:gpt-test-mini:metaconf:ftjob-1"}
+    job = json.loads((run / "training" / "multitask" / "hosted_job.json").read_text())
+    assert job["base_model"] == "gpt-test-mini" and job["fine_tuned_model"] == models["multitask"]

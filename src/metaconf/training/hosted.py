@@ -250,3 +250,20 @@ def hosted_conditions(
                                 progress=lambda line, c=cond: progress(f"{c}: {line}"))
         models[cond] = record["fine_tuned_model"]
     return models
+
+
+def run_hosted_conditions(run_dir: str | Path, study_config: Any, conditions: Sequence[str]) -> dict[str, str]:
+    """The study orchestrator's entry: hosted jobs for `conditions`, configured from a StudyConfig.
+
+    Uses `training.hosted_base_model` (else `model.name`), and the model section's `base_url` / `api_key_env`.
+    """
+    model, training = study_config.model, study_config.training
+    base_model = getattr(training, "hosted_base_model", None) or model.name
+    if not base_model:
+        raise MetaconfError("hosted training needs training.hosted_base_model or model.name")
+    config = HostedTrainConfig(
+        base_model=base_model,
+        base_url=model.base_url or HostedTrainConfig.model_fields["base_url"].default,
+        api_key_env=model.api_key_env,
+    )
+    return hosted_conditions(run_dir, config, conditions)
