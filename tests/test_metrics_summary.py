@@ -128,3 +128,19 @@ def test_write_metrics_is_atomic_json(tmp_path, predictions):
     with pytest.raises(ValueError):
         write_metrics(path, {"x": float("nan")})
     assert json.loads(path.read_text())["rows"]  # the old file survives a failed write
+
+
+def test_unread_answer_with_read_confidence_counts_as_wrong_in_calibration():
+    """Parse rate counts it as a failure, but calibration keeps it as a confident wrong answer."""
+    from metaconf.metrics import ece, summarize
+
+    rows = [
+        {"id": "a", "dataset": "d", "confidence": 0.9, "correct": True, "parsed": True},
+        {"id": "b", "dataset": "d", "confidence": 0.9, "correct": False, "parsed": False},  # answer unreadable
+        {"id": "c", "dataset": "d", "confidence": None, "correct": False, "parsed": False},  # nothing readable
+    ]
+    out = summarize({("base", "single", "d"): rows}, {"d": {"domain": "x", "in_domain": True}}, n_boot=50)
+    row = next(r for r in out["rows"] if r["dataset"] == "d")
+    assert row["n"] == 3 and row["n_parsed"] == 1 and row["n_scored"] == 2
+    assert row["parse_rate"] == pytest.approx(1 / 3)
+    assert row["ece"] == pytest.approx(ece([0.9, 0.9], [1, 0]))

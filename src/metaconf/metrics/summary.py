@@ -55,18 +55,22 @@ def _choice(value: Any, key: tuple[str, str, str], i: int) -> int | None:
 
 
 def single_items(rows: list[Mapping[str, Any]], key: tuple[str, str, str]) -> dict[Any, tuple]:
-    """id -> (confidence, correct, parsed); an unread confidence counts as not parsed (confidence 0, weight 0)."""
+    """id -> (confidence, correct, parsed, has_confidence). `parsed` (answer and confidence read) feeds the parse
+    rate; calibration and discrimination use every item whose confidence was read (`has_confidence`), an unread
+    answer counting as a wrong one, so a model cannot look calibrated by garbling its answers."""
     items: dict[Any, tuple] = {}
     for i, row in enumerate(rows):
         conf = _unit(row, "confidence", key, i)
         parsed = _flag(row, "parsed", key, i) if conf is not None else 0.0
-        items[(row.get("dataset"), row.get("id"))] = (conf or 0.0, _flag(row, "correct", key, i), parsed)
+        items[(row.get("dataset"), row.get("id"))] = (
+            conf or 0.0, _flag(row, "correct", key, i), parsed, float(conf is not None))
     return items
 
 
 def pairwise_items(rows: list[Mapping[str, Any]], key: tuple[str, str, str]) -> dict[Any, tuple]:
     """(id1, id2) -> (choice, correct1, correct2, consistency1, consistency2, has_consistency, p_first, has_p,
-    parsed); unread values are filled with placeholders whose weight is 0."""
+    parsed, has_choice); unread values are filled with placeholders whose weight is 0. `parsed` (choice and both
+    answers read) feeds the parse rate; the pairwise metrics use every pair whose choice was read."""
     items: dict[Any, tuple] = {}
     for i, row in enumerate(rows):
         choice = _choice(row.get("choice"), key, i)
@@ -75,7 +79,8 @@ def pairwise_items(rows: list[Mapping[str, Any]], key: tuple[str, str, str]) -> 
         p_first = _unit(row, "p_first", key, i)
         items[(row.get("dataset"), row.get("id1"), row.get("id2"))] = (
             choice or 1, _flag(row, "correct1", key, i), _flag(row, "correct2", key, i), c1 or 0.0, c2 or 0.0,
-            float(c1 is not None and c2 is not None), p_first or 0.0, float(p_first is not None), parsed)
+            float(c1 is not None and c2 is not None), p_first or 0.0, float(p_first is not None), parsed,
+            float(choice is not None))
     return items
 
 
@@ -85,43 +90,43 @@ def _mask(mask: np.ndarray, weights: Any) -> np.ndarray:
     return mask if weights is None else np.asarray(weights, dtype=float) * mask[None, :]
 
 
-def _smooth(conf: Any, correct: Any, parsed: Any, weights: Any = None) -> Any:
-    keep = np.asarray(parsed, dtype=float) > 0
+def _smooth(conf: Any, correct: Any, parsed: Any, has_conf: Any, weights: Any = None) -> Any:
+    keep = np.asarray(has_conf, dtype=float) > 0
     if not keep.any():
         return smooth_ece(np.asarray(conf)[keep], np.asarray(correct)[keep]) if weights is None else \
             np.full(np.shape(weights)[0], np.nan)
     sigma = smooth_bandwidth(np.asarray(conf)[keep], np.asarray(correct)[keep])  # full-sample rule, then fixed
-    return smooth_ece(conf, correct, sigma, weights=_mask(parsed, weights))
+    return smooth_ece(conf, correct, sigma, weights=_mask(has_conf, weights))
 
 
 SINGLE_FNS: dict[str, Callable[..., Any]] = {
-    "accuracy": lambda conf, correct, parsed, weights=None: accuracy(correct, weights=weights),
-    "parse_rate": lambda conf, correct, parsed, weights=None: parse_rate(parsed, weights=weights),
-    "ece": lambda conf, correct, parsed, weights=None: ece(conf, correct, weights=_mask(parsed, weights)),
-    "adaptive_ece": lambda conf, correct, parsed, weights=None: adaptive_ece(
-        conf, correct, weights=_mask(parsed, weights)),
+    "accuracy": lambda conf, correct, parsed, has_conf, weights=None: accuracy(correct, weights=weights),
+    "parse_rate": lambda conf, correct, parsed, has_conf, weights=None: parse_rate(parsed, weights=weights),
+    "ece": lambda conf, correct, parsed, has_conf, weights=None: ece(conf, correct, weights=_mask(has_conf, weights)),
+    "adaptive_ece": lambda conf, correct, parsed, has_conf, weights=None: adaptive_ece(
+        conf, correct, weights=_mask(has_conf, weights)),
     "smooth_ece": _smooth,
-    "brier": lambda conf, correct, parsed, weights=None: brier(conf, correct, weights=_mask(parsed, weights)),
-    "overconfidence": lambda conf, correct, parsed, weights=None: overconfidence(
-        conf, correct, weights=_mask(parsed, weights)),
-    "auroc": lambda conf, correct, parsed, weights=None: auroc(conf, correct, weights=_mask(parsed, weights)),
+    "brier": lambda conf, correct, parsed, has_conf, weights=None: brier(conf, correct, weights=_mask(has_conf, weights)),
+    "overconfidence": lambda conf, correct, parsed, has_conf, weights=None: overconfidence(
+        conf, correct, weights=_mask(has_conf, weights)),
+    "auroc": lambda conf, correct, parsed, has_conf, weights=None: auroc(conf, correct, weights=_mask(has_conf, weights)),
 }
 
 
-def _pair_accuracy(choice, y1, y2, c1, c2, has_c, p, has_p, parsed, weights=None):  # noqa: ANN001, ANN202
+def _pair_accuracy(choice, y1, y2, c1, c2, has_c, p, has_p, parsed, has_choice, weights=None):  # noqa: ANN001, ANN202
     a1, a2 = accuracy(y1, weights=weights), accuracy(y2, weights=weights)
     return None if a1 is None else (a1 + a2) / 2
 
 
 PAIRWISE_FNS: dict[str, Callable[..., Any]] = {
     "accuracy": _pair_accuracy,
-    "parse_rate": lambda choice, y1, y2, c1, c2, has_c, p, has_p, parsed, weights=None: parse_rate(
+    "parse_rate": lambda choice, y1, y2, c1, c2, has_c, p, has_p, parsed, has_choice, weights=None: parse_rate(
         parsed, weights=weights),
-    "auc_c": lambda choice, y1, y2, c1, c2, has_c, p, has_p, parsed, weights=None: auc_c(
-        choice, c1, c2, weights=_mask(np.asarray(parsed) * has_c, weights)),
-    "auc_a": lambda choice, y1, y2, c1, c2, has_c, p, has_p, parsed, weights=None: auc_a(
-        choice, y1, y2, weights=_mask(parsed, weights)),
-    "pairwise_auc": lambda choice, y1, y2, c1, c2, has_c, p, has_p, parsed, weights=None: pairwise_auc(
+    "auc_c": lambda choice, y1, y2, c1, c2, has_c, p, has_p, parsed, has_choice, weights=None: auc_c(
+        choice, c1, c2, weights=_mask(np.asarray(has_choice) * has_c, weights)),
+    "auc_a": lambda choice, y1, y2, c1, c2, has_c, p, has_p, parsed, has_choice, weights=None: auc_a(
+        choice, y1, y2, weights=_mask(has_choice, weights)),
+    "pairwise_auc": lambda choice, y1, y2, c1, c2, has_c, p, has_p, parsed, has_choice, weights=None: pairwise_auc(
         p, y1, weights=_mask(np.asarray(has_p) * (np.asarray(y1) != np.asarray(y2)), weights)),
 }
 TASKS = {"single": (single_items, SINGLE_FNS), "pairwise": (pairwise_items, PAIRWISE_FNS)}
@@ -184,8 +189,10 @@ def summarize(predictions: Mapping[tuple[str, str, str], list[Mapping[str, Any]]
 
     def make_row(key: tuple[str, str, str], items: dict[Any, tuple]) -> dict[str, Any]:
         fns = TASKS[key[1]][1]
-        parsed = sum(item[-1] for item in items.values())
-        return {**meta[key], "n": len(items), "n_parsed": int(parsed), **_row_metrics(items, fns, n_boot, seed, alpha)}
+        parsed = sum(item[-2] for item in items.values())
+        scored = sum(item[-1] for item in items.values())
+        return {**meta[key], "n": len(items), "n_parsed": int(parsed), "n_scored": int(scored),
+                **_row_metrics(items, fns, n_boot, seed, alpha)}
 
     comparisons = []
     for key, items in {**groups, **pooled_groups}.items():
