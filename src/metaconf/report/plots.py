@@ -72,7 +72,7 @@ def reliability_diagrams(single: dict[str, dict[str, tuple[np.ndarray, np.ndarra
             ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="stated confidence", ylabel="accuracy", title=condition)
             ax.set_aspect("equal")
             ax.legend(loc="upper left", frameon=False, fontsize=7)
-        fig.suptitle("Reliability diagrams, single-question task (marker area ~ items in the bin)")
+        fig.suptitle("Reliability, single-question task\n(marker area ~ items in the bin)", fontsize=9)
         fig.tight_layout()
         return _save(fig, plots_dir, "reliability")
 
