@@ -84,6 +84,7 @@ def boolean(answer: str = "yes") -> Question:
         ("[C]", "C"),
         ("The answer is B. Option A is wrong because electrons are negative.", "B"),
         ("The solution we are seeking is C.", "C"),
+        ("1. B. This answer coincides with D. photons", "B"),
         ("I think D is the correct answer because the answer C is answer 2.", "D"),
         ("B. protons\nA. electrons", "B"),  # two of four options: a first answer, not an echo of the list
         ("Answer: C. photons\n\nCorrect option: [B]", "C"),

@@ -126,7 +126,8 @@ def extract_mc(text: str, q: Question) -> str | None:
             if found:
                 return found
     if not _lists_options(region, q):
-        found = _letter_at(region, len(region) - len(region.lstrip()), q, letters)
+        lead = re.match(r"\s*(?:\d{1,2}[.)]\s+)?", region)  # "B. ...", also numbered: "1. B. ..."
+        found = _letter_at(region, lead.end() if lead else 0, q, letters)
         if found:
             return found
     for m in _MC_WEAK_CUE.finditer(region):
