@@ -8,7 +8,7 @@ The expected extraction and grade of each row are filled in BY HAND afterwards (
 `expected_correct`, `note`); rerunning keeps the labels of rows whose question, style and raw text are unchanged
 and leaves new rows unlabelled (null). Takes about 15 minutes on two busy shared CPU cores (one thread).
 
-    python scripts/make_grading_fixture.py [--per-dataset 24] [--seed 0] [--out tests/fixtures/grading/real_outputs.jsonl]
+    python scripts/make_grading_fixture.py [--per-dataset 24] [--seed 0] [--out FILE.jsonl]
 """
 
 from __future__ import annotations

@@ -70,9 +70,8 @@ def test_judge_can_overrule_a_containment_match() -> None:
 def test_unparseable_judge_reply_falls_back_to_rules() -> None:
     engine = ScriptedEngine(["maybe?", "hmm"], quiet=True)
     grader = JudgeGrader(engine)
-    assert grader.grade(["It was Shakespeare", "Marlowe"], [trivia("Shakespeare"), trivia("Shakespeare", qid="t/2")]) == [
-        True, False,
-    ]
+    questions = [trivia("Shakespeare"), trivia("Shakespeare", qid="t/2")]
+    assert grader.grade(["It was Shakespeare", "Marlowe"], questions) == [True, False]
     assert grader.unparsed == 2
 
 

@@ -27,7 +27,9 @@ _CONNECTOR = r"(?:\s+(?:is|was|would\s+be|should\s+be|will\s+be|must\s+be)\s*[:=
 # "answer is B", "Answer: (b)", "The correct answer would be C", "answer = D", "answer is option B"
 _MC_ANSWER_CUE = re.compile(r"(?i)\banswer" + _CONNECTOR + r"(?:option\s+|choice\s+)?")
 # "B is correct", "(B) is the right answer" (the match starts at the letter)
-_MC_RIGHT_CUE = re.compile(r"(?i)(?<![\w'\u2019])(?=[\[(]?[A-Za-z][\])]?\s+(?:is|was)\s+(?:the\s+)?(?:correct|right|best|true)\b)")
+_MC_RIGHT_CUE = re.compile(
+    r"(?i)(?<![\w'\u2019])(?=[\[(]?[A-Za-z][\])]?\s+(?:is|was)\s+(?:the\s+)?(?:correct|right|best|true)\b)"
+)
 # "correct option is B", "the best choice would be C", "Option: B" (after the answer cues)
 _MC_OPTION_CUE = re.compile(r"(?i)\b(?:option|choice)" + _CONNECTOR)
 # "option B", "choice (c)", "the answer E" (no connecting word; not "option A is wrong")
@@ -110,8 +112,9 @@ def _option_text_match(region: str, q: Question, letters: list[str]) -> str | No
 def extract_mc(text: str, q: Question) -> str | None:
     """The chosen letter ("B"), trying in order: the whole answer is a letter; the last answer cue ("answer is
     B", "Answer: (b)", "B is correct"); the last option cue ("correct option is D"); a leading letter ("B.
-    protons", "(b)", "B) ..."); "option B" / "answer B"; the option's text without its letter; the one bracketed letter anywhere ("(B)"), else the one
-    uppercase letter standing alone before punctuation or the end ("... we are seeking is C.")."""
+    protons", "(b)", "B) ..."); "option B" / "answer B"; the option's text without its letter; the one
+    bracketed letter anywhere ("(B)"), else the one uppercase letter standing alone before punctuation or the
+    end ("... we are seeking is C."). Rules in full: docs/grading.md."""
     letters = q.choice_letters() or list(LETTERS)
     region = answer_region(text)
     if not region:
@@ -119,7 +122,9 @@ def extract_mc(text: str, q: Question) -> str | None:
     whole = re.fullmatch(r"[\[(]?([A-Za-z])[\])]?[.:]?", region)
     if whole and whole.group(1).upper() in letters:
         return whole.group(1).upper()
-    strong = sorted([m.end() for m in _MC_ANSWER_CUE.finditer(region)] + [m.start() for m in _MC_RIGHT_CUE.finditer(region)])
+    strong = sorted(
+        [m.end() for m in _MC_ANSWER_CUE.finditer(region)] + [m.start() for m in _MC_RIGHT_CUE.finditer(region)]
+    )
     for positions in (strong, [m.end() for m in _MC_OPTION_CUE.finditer(region)]):
         for pos in reversed(positions):
             found = _letter_at(region, pos, q, letters)
