@@ -282,3 +282,40 @@ def test_embedded_model_answers():
     sampled = eng.generate(prompts, n=4, temperature=1.0, max_new_tokens=12, seed=0)
     alone = eng.generate(prompts[1:], n=2, temperature=1.0, max_new_tokens=12, seed=0)
     assert texts(sampled[1][:2]) == texts(alone[0])
+
+
+def test_reserved_cache_layer_matches_dynamic_layer():
+    """The in-place KV layer returns exactly what transformers' concatenating DynamicLayer returns."""
+    from transformers.cache_utils import DynamicLayer
+
+    from metaconf.engines.hf import _reserved_layer_class
+
+    torch.manual_seed(0)
+    ref, fast = DynamicLayer(), _reserved_layer_class()(reserve=3)
+
+    def step(b, t):
+        k, v = torch.randn(b, 2, t, 4), torch.randn(b, 2, t, 4)
+        for a, c in zip(ref.update(k, v), fast.update(k.clone(), v.clone())):
+            assert torch.equal(a, c)
+
+    step(1, 5)
+    ref.batch_repeat_interleave(3), fast.batch_repeat_interleave(3)
+    step(3, 2)
+    for _ in range(5):  # more steps than the reserve: the buffer must grow
+        step(3, 1)
+    idx = torch.tensor([2, 0, 0])
+    ref.batch_select_indices(idx), fast.batch_select_indices(idx)
+    step(3, 1)
+    assert fast.get_seq_length() == ref.get_seq_length() == 13
+    assert torch.equal(fast.keys, ref.keys) and torch.equal(fast.values, ref.values)
+
+
+def test_rows_finishing_at_different_steps_keep_their_own_text(engine):
+    """Rows that stop early (stop string) while others continue: each result equals that sample generated alone."""
+    free = engine.generate(PROMPTS[:1], n=6, temperature=1.0, max_new_tokens=6, seed=21)[0]
+    stop = next(t for t in free[0].text.split() if t)[:2]
+    together = engine.generate(PROMPTS[:1], n=6, temperature=1.0, max_new_tokens=6, seed=21, stop=[stop])[0]
+    for full, cut in zip(free, together):
+        expected = full.text[: full.text.find(stop)] if stop in full.text else full.text
+        assert cut.text == expected
+    assert any(c.finish_reason == "stop" for c in together)

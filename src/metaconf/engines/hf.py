@@ -9,6 +9,7 @@ numbers from its own generator seeded by `sample_seed`, so its text does not dep
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 from pathlib import Path
@@ -174,11 +175,10 @@ class HFEngine(Engine):
 
     def _generate(self, requests: list[PromptRequest], params: SamplingParams) -> list[list[Completion]]:
         import torch
-        from transformers import DynamicCache
 
         dev = self.device
         prompts = [self.prompt_ids(r.messages) for r in requests]
-        cache = DynamicCache(config=self.model.config)
+        cache = _new_cache(self.model.config, reserve=params.max_new_tokens)
         prefix = _common_prefix(prompts) if self.share_prefix and len(prompts) > 1 else 0
         if prefix < MIN_SHARED_PREFIX:
             prefix = 0
@@ -219,29 +219,34 @@ class HFEngine(Engine):
         lps: list[list[TokenLogprob]] = [[] for _ in range(n_rows)]
         finish = ["length"] * n_rows
         texts: list[str | None] = [None] * n_rows
+        done = [False] * n_rows
         active = list(range(n_rows))  # row ids of the cache's batch entries, in order
         for step in range(params.max_new_tokens):
             u = uniforms[active, step] if uniforms is not None else None
             chosen, logprob_rows = _sample(logits, params, u)
             chosen_list = chosen.tolist()
             if params.logprobs is not None:
-                self._record_logprobs(logprob_rows, chosen, params.logprobs, active, lps)
-            keep = []
+                going = [(j, row) for j, row in enumerate(active) if not done[row]]
+                self._record_logprobs(logprob_rows, chosen, params.logprobs, going, lps)
+            keep = []  # positions in `active` of the rows still going
             for j, row in enumerate(active):
+                if done[row]:  # finished earlier but kept in the batch (cheaper than a copy of the cache)
+                    continue
                 tok = chosen_list[j]
                 tokens[row].append(tok)
                 if tok in self.eos_ids:
-                    finish[row] = "stop"
+                    finish[row], done[row] = "stop", True
                     continue
                 if params.stop:
                     text, cut = apply_stop(self._decode(tokens[row]), params.stop)
                     if cut:
-                        finish[row], texts[row] = "stop", text
+                        finish[row], texts[row], done[row] = "stop", text, True
                         continue
                 keep.append(j)
             if not keep or step == params.max_new_tokens - 1:
                 break
-            if len(keep) < len(active):
+            # Dropping finished rows costs one copy of the cache; keeping them costs their forward passes.
+            if len(keep) < len(active) and (len(active) - len(keep)) * (params.max_new_tokens - step) >= len(active):
                 sel = torch.tensor(keep, device=dev)
                 cache.batch_select_indices(sel)
                 mask, next_pos, chosen = mask[sel], next_pos[sel], chosen[sel]
@@ -271,14 +276,15 @@ class HFEngine(Engine):
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
-    def _record_logprobs(self, logprob_rows, chosen, k: int, active: list[int], lps) -> None:
+    def _record_logprobs(self, logprob_rows, chosen, k: int, going: list[tuple[int, int]], lps) -> None:
+        """Append a TokenLogprob to each going row (batch position j, row id)."""
         import torch
 
         picked = logprob_rows.gather(1, chosen.view(-1, 1)).squeeze(1).tolist()
         if k > 0:
             top_v, top_i = torch.topk(logprob_rows, k, dim=-1)
             top_v, top_i = top_v.tolist(), top_i.tolist()
-        for j, row in enumerate(active):
+        for j, row in going:
             top: dict[str, float] = {}
             if k > 0:
                 for tid, v in zip(top_i[j], top_v[j]):
@@ -288,6 +294,79 @@ class HFEngine(Engine):
 
     def _decode_token(self, tid: int) -> str:
         return self.tokenizer.decode([tid])
+
+
+def _new_cache(config: Any, reserve: int):
+    """A DynamicCache whose full-attention layers write new tokens into spare room instead of concatenating."""
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    cache = DynamicCache(config=config)
+    layers = getattr(cache, "layers", None)
+    if layers:
+        for i, layer in enumerate(layers):
+            if type(layer) is DynamicLayer:
+                layers[i] = _reserved_layer_class()(reserve)
+    return cache
+
+
+@functools.cache
+def _reserved_layer_class() -> type:
+    from transformers.cache_utils import DynamicLayer
+
+    class ReservedLayer(DynamicLayer):
+        """Keys/values are views into a buffer with `reserve` free positions: a decode step writes one position
+        in place (DynamicLayer copies the whole cache with torch.cat every step). A batch reselection replaces
+        the tensors; the next update then moves them into a fresh buffer."""
+
+        def __init__(self, reserve: int):
+            super().__init__()
+            self.reserve = reserve
+            self._kbuf = self._vbuf = None
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            n, add = self.get_seq_length(), key_states.shape[-2]
+            kb = self._kbuf
+            if (kb is None or n == 0 or self.keys.data_ptr() != kb.data_ptr()
+                    or kb.shape[0] != key_states.shape[0] or n + add > kb.shape[-2]):
+                cap = n + add + self.reserve
+                kb = key_states.new_empty((*key_states.shape[:2], cap, key_states.shape[-1]))
+                vb = value_states.new_empty((*value_states.shape[:2], cap, value_states.shape[-1]))
+                if n:
+                    kb[:, :, :n] = self.keys
+                    vb[:, :, :n] = self.values
+                self._kbuf, self._vbuf = kb, vb
+            self._kbuf[:, :, n:n + add] = key_states
+            self._vbuf[:, :, n:n + add] = value_states
+            self.keys = self._kbuf[:, :, :n + add]
+            self.values = self._vbuf[:, :, :n + add]
+            return self.keys, self.values
+
+        def _owns_view(self) -> bool:
+            return self._kbuf is not None and self.get_seq_length() > 0 and \
+                self.keys.data_ptr() == self._kbuf.data_ptr()
+
+        def _reselect(self, pick) -> None:
+            """Apply a batch reselection to the whole buffer: one copy, and the spare room is kept."""
+            n = self.keys.shape[-2]
+            self._kbuf, self._vbuf = pick(self._kbuf), pick(self._vbuf)
+            self.keys, self.values = self._kbuf[:, :, :n], self._vbuf[:, :, :n]
+
+        def batch_select_indices(self, indices) -> None:
+            if self._owns_view():
+                self._reselect(lambda t: t.index_select(0, indices))
+            else:
+                super().batch_select_indices(indices)
+
+        def batch_repeat_interleave(self, repeats: int) -> None:
+            if self._owns_view():
+                self._reselect(lambda t: t.repeat_interleave(repeats, dim=0))
+            else:
+                super().batch_repeat_interleave(repeats)
+
+    return ReservedLayer
 
 
 def _sample(logits, params: SamplingParams, u):
