@@ -84,6 +84,7 @@ def boolean(answer: str = "yes") -> Question:
         ("[C]", "C"),
         ("The answer is B. Option A is wrong because electrons are negative.", "B"),
         ("The solution we are seeking is C.", "C"),
+        ("Answer 1: D", "D"),
         ("1. B. This answer coincides with D. photons", "B"),
         ("I think D is the correct answer because the answer C is answer 2.", "D"),
         ("B. protons\nA. electrons", "B"),  # two of four options: a first answer, not an echo of the list
@@ -189,6 +190,7 @@ def test_mc_multiple_gold_letters() -> None:
         ("twelve", "12"),
         ("Answer: 100\n\nExplanation: 10 * 10", "100"),
         ("-0.50", "-0.5"),
+        ("Answer 2: 12", "12"),  # metaconf's pairwise format: the 2 is a label
         ("007", "7"),
     ],
 )
@@ -297,6 +299,7 @@ def test_normalize_open(text: str, expected: str) -> None:
         ("True", "yes"),
         ("false", "no"),
         ("Answer: No\nConfidence: 70", "no"),
+        ("Answer 2: yes", "yes"),
         ("I think the answer is yes.", "yes"),
         ("That is not true.", "no"),
         ("It is not false.", "yes"),

@@ -25,7 +25,9 @@ SHORT_ANSWER_TOKENS = 10
 # ------------------------------------------------------------------------------------------ multiple choice
 _CONNECTOR = r"(?:\s+(?:is|was|would\s+be|should\s+be|will\s+be|must\s+be)\s*[:=]?|\s*[:=]|\s+-(?=\s))\s*"
 # "answer is B", "Answer: (b)", "The correct answer would be C", "answer = D", "answer is option B"
-_MC_ANSWER_CUE = re.compile(r"(?i)\banswer" + _CONNECTOR + r"(?:option\s+|choice\s+)?")
+# an answer's number in metaconf's pairwise format ("Answer 2: B") is a label, not the answer
+_ANSWER_INDEX = r"(?:\s+\d\s*(?=[:=]))?"
+_MC_ANSWER_CUE = re.compile(r"(?i)\banswer" + _ANSWER_INDEX + _CONNECTOR + r"(?:option\s+|choice\s+)?")
 # "B is correct", "(B) is the right answer" (the match starts at the letter)
 _MC_RIGHT_CUE = re.compile(
     r"(?i)(?<![\w'\u2019])(?=[\[(]?[A-Za-z][\])]?\s+(?:is|was)\s+(?:the\s+)?(?:correct|right|best|true)\b)"
@@ -153,7 +155,8 @@ def extract_mc(text: str, q: Question) -> str | None:
 
 # -------------------------------------------------------------------------------------------------- numeric
 _NUM_ANSWER_CUE = re.compile(
-    r"(?i)\banswer\b\s*(?:is|would\s+be|will\s+be|should\s+be|equals)?\s*(?:[:=]|is)?\s*(?:approximately\s+|about\s+)?"
+    r"(?i)\banswer\b" + _ANSWER_INDEX
+    + r"\s*(?:is|would\s+be|will\s+be|should\s+be|equals)?\s*(?:[:=]|is)?\s*(?:approximately\s+|about\s+)?"
 )
 _BOXED = re.compile(r"\\boxed\s*\{([^{}]*(?:\{[^{}]*\}[^{}]*)*)\}")
 _CONFIDENT_PCT = re.compile(r"(?i)^\s*(?:%|percent)?\s*(?:confident|sure|certain|likely|chance|probability)")
@@ -213,7 +216,7 @@ def extract_open(text: str, q: Question | None = None) -> str | None:
 # -------------------------------------------------------------------------------------------------- boolean
 _BOOL_WORDS = {"yes": "yes", "true": "yes", "no": "no", "false": "no"}
 _BOOL_TOKEN = re.compile(r"(?i)\b(?P<neg>(?:not|isn't|is\s+not)\s+)?(?P<word>yes|no|true|false)\b(?!-)")
-_BOOL_CUE = re.compile(r"(?i)\banswer\b\s*(?:is|would\s+be)?\s*[:=]?\s*")
+_BOOL_CUE = re.compile(r"(?i)\banswer\b" + _ANSWER_INDEX + r"\s*(?:is|would\s+be)?\s*[:=]?\s*")
 
 
 def boolean_word(text: str, words: dict[str, str] | None = None) -> str | None:
