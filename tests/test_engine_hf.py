@@ -93,8 +93,7 @@ def test_shared_prefix_changes_nothing(tiny_model, engine):
 def test_small_batch_budget_gives_same_results(tiny_model, engine):
     small = HFEngine(tiny_model, quiet=True, max_batch_tokens=64)
     params = SamplingParams(n=3, temperature=1.0, max_new_tokens=4, seed=2)
-    assert len(small.plan_batches(
-        [r for r in _requests(small, PROMPTS, params)], params)) == len(PROMPTS)
+    assert len(small.plan_batches(_requests(small, PROMPTS, params), params)) == len(PROMPTS)
     assert [texts(c) for c in small.generate_with(PROMPTS, params)] == \
         [texts(c) for c in engine.generate_with(PROMPTS, params)]
 
