@@ -106,3 +106,17 @@ def test_cli_reports_a_bad_config_in_one_line(tmp_path, capsys):
     assert err.count("\n") == 0 and "targets.yaml: n_bins" in err
     assert main(["build-data", "--out", str(tmp_path / "run"), "--config", str(tmp_path / "none.yaml")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_a_set_without_examples_writes_only_its_card(tmp_path):
+    def always_wrong(messages, sample):  # every answer consistent and wrong: all targets equal, no pair
+        return "Answer: D" if "Pick" in messages[-1]["content"] else "Answer: 999"
+
+    (tmp_path / "training_sets" / "pairwise").mkdir(parents=True)
+    (tmp_path / "training_sets" / "pairwise" / "train.jsonl").write_text("stale\n")
+    summary = build_data(tmp_path, ScriptedEngine(always_wrong), questions())
+    card = summary["sets"]["pairwise"]
+    assert card["n_examples"] == 0 and "pair_gap" in card["empty"]
+    folder = tmp_path / "training_sets" / "pairwise"
+    assert not (folder / "train.jsonl").exists() and "Empty" in (folder / "card.md").read_text()
+    assert summary["sets"]["single"]["n_examples"] == 16

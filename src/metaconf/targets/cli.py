@@ -69,6 +69,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{name:>10}: n={stats['n']} parse_rate={stats['parse_rate']:.3f} "
               f"accuracy={stats['accuracy']:.3f} mean_consistency={stats['mean_consistency']:.3f}")
     for name, card in summary["sets"].items():
-        print(f"training set {name}: {card['n_examples']} examples -> {args.out / 'training_sets' / name}")
+        note = f" (EMPTY: {card['empty']})" if card.get("empty") else ""
+        print(f"training set {name}: {card['n_examples']} examples -> {args.out / 'training_sets' / name}{note}")
     atomic_write_text(args.out / "build_data_summary.json", json.dumps(summary, indent=2) + "\n")
     return 0

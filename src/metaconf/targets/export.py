@@ -149,6 +149,7 @@ def card_markdown(card: dict[str, Any], calibration_table: str | None = None) ->
     acc = card["single_modal_accuracy"]
     lines = [
         f"# Training set `{card['name']}`\n",
+        *([f"**Empty: {card['empty']}**\n"] if card.get("empty") else []),
         f"- examples: {card['n_examples']} ({card['n_single']} single, {card['n_pairwise']} pairwise)",
         f"- modal-answer accuracy of the single examples: {'-' if acc is None else f'{acc:.3f}'}",
         f"- pairs: choice 1 = {card['pairs_choice_1']}, choice 2 = {card['pairs_choice_2']}; "
@@ -165,10 +166,20 @@ def card_markdown(card: dict[str, Any], calibration_table: str | None = None) ->
 
 def write_training_set(
     folder: str | Path, name: str, examples: Sequence[Example], n_bins: int = 10, calibration_table: str | None = None,
+    empty_reason: str | None = None,
 ) -> dict[str, Any]:
     """Validate, then write train.jsonl, hosted.jsonl, examples.jsonl (meta per line), card.md and card.json.
-    hosted.jsonl is skipped (with the reason in the card) when the set is too small for hosted fine-tuning."""
+    hosted.jsonl is skipped (with the reason in the card) when the set is too small for hosted fine-tuning; an
+    empty set writes only its card, with `empty` saying why (callers skip training that condition)."""
     folder = Path(folder)
+    if not examples:  # e.g. no pair meets the gap: say so in the card, leave no stale or empty train file
+        for stale in ("train.jsonl", "hosted.jsonl", "examples.jsonl"):
+            (folder / stale).unlink(missing_ok=True)
+        card = {**data_card(name, [], n_bins), "hosted": "not written: no examples",
+                "empty": empty_reason or "no examples"}
+        atomic_write_text(folder / "card.json", json.dumps(card, indent=2) + "\n")
+        atomic_write_text(folder / "card.md", card_markdown(card, calibration_table))
+        return card
     hf, hosted = hf_rows(examples), hosted_rows(examples)
     validate_hf_chat(hf, f"{folder / 'train.jsonl'}")
     card = data_card(name, examples, n_bins)

@@ -56,7 +56,9 @@ def _merge_templates(path: Path, names: list[str]) -> None:
 def build_data(
     run_dir: str | Path, engine: Engine, train_questions: Sequence[Question], config: TargetsConfig | None = None
 ) -> dict[str, Any]:
-    """Run the stage on training questions only; returns a summary (consistency stats, map table, cards)."""
+    """Run the stage on training questions only; returns a summary (consistency stats, map table, cards).
+    A set that gets no examples (e.g. every target equal, so no pair meets the gap) writes only its card, whose
+    `empty` field says why; its `n_examples` is 0 and it has no train.jsonl."""
     config = config or TargetsConfig()
     run = Path(run_dir)
     questions: dict[str, Question] = {}
@@ -77,9 +79,11 @@ def build_data(
     cards = {}
     for spec in config.sets:
         examples = build_training_set(spec, records, questions, cmap, config)
+        reason = None
         if not examples:
-            raise DataError(f"training set {spec.name!r}: no examples (no eligible questions or pairs)")
+            reason = (f"no two eligible questions have calibrated targets at least pair_gap={config.pair_gap} apart"
+                      if spec.task != "single" else "no eligible question (none has a modal answer)")
         cards[spec.name] = write_training_set(
-            run / "training_sets" / spec.name, spec.name, examples, config.n_bins, cmap.markdown()
+            run / "training_sets" / spec.name, spec.name, examples, config.n_bins, cmap.markdown(), reason
         )
     return {"consistency": consistency_summary(records), "calibration": cmap.table(), "sets": cards}
