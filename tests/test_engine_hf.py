@@ -318,3 +318,45 @@ def test_rows_finishing_at_different_steps_keep_their_own_text(engine):
         expected = full.text[: full.text.find(stop)] if stop in full.text else full.text
         assert cut.text == expected
     assert any(c.finish_reason == "stop" for c in together)
+
+
+def test_shared_prefill_reuses_lower_layers_for_upper_layer_adapters(tiny_model, tmp_path):
+    """An adapter on the top layer only gets the same completions (and log-probabilities) whether it prefills
+    every layer itself or starts from the base model's stored lower-layer states."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from metaconf.engines.hf import SharedPrefill
+
+    peft_model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model), LoraConfig(
+        r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"], layers_to_transform=[1]))
+    torch.manual_seed(2)
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 1.0)
+    peft_model.save_pretrained(tmp_path / "top")
+    prompts = PROMPTS + [[{"role": "user", "content": "A much longer question " * 5 + "?"}]]
+    settings = dict(n=2, temperature=1.0, max_new_tokens=5, seed=3, logprobs=3)
+
+    alone = HFEngine(tiny_model, adapter=tmp_path / "top", quiet=True).generate(prompts, **settings)
+    shared = SharedPrefill(split=1)
+    base = HFEngine(tiny_model, quiet=True, shared_prefill=shared)
+    base_out = base.generate(prompts, **settings)
+    assert shared.entries and shared.hits == 0
+    adapted = HFEngine(tiny_model, adapter=tmp_path / "top", quiet=True, shared_prefill=shared)
+    reused = adapted.generate(prompts, **settings)
+    assert shared.hits == len(shared.entries)
+    assert [texts(c) for c in reused] == [texts(c) for c in alone]
+    assert [texts(c) for c in reused] != [texts(c) for c in base_out]  # the adapter still acts
+    for got, want in zip(reused, alone):
+        for a, b in zip(got, want):
+            assert [t.logprob for t in a.logprobs] == pytest.approx([t.logprob for t in b.logprobs], abs=1e-4)
+
+    # an adapter that also changes the lower layers never reuses them
+    everywhere = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model),
+                                LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj"]))
+    everywhere.save_pretrained(tmp_path / "all")
+    hits = shared.hits
+    HFEngine(tiny_model, adapter=tmp_path / "all", quiet=True, shared_prefill=shared).generate(prompts, **settings)
+    assert shared.hits == hits

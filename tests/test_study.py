@@ -237,7 +237,7 @@ def test_whole_study_on_a_tiny_model_trains_every_condition(tmp_path, tiny_model
         **SMALL,
         "model": {"engine": "hf", "name": str(tiny_model)},
         "targets": {"n_samples": 3, "max_new_tokens": 6},
-        "training": {"lora": {"rank": 2, "alpha": 4, "max_steps": 2, "batch_size": 4, "max_length": 1024,
+        "training": {"lora": {"rank": 2, "alpha": 4, "max_steps": 2, "batch_size": 4, "max_length": 1024, "top_layers": 1,
                               "logging_steps": 1}},
         "evaluation": {"pairs_per_dataset": 4, "consistency_samples": 2, "n_boot": 50},
     }

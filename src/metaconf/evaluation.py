@@ -117,18 +117,18 @@ def evaluate_condition(
 ) -> dict[tuple[str, str], Path]:
     """Both tasks on every dataset for one condition; writes and returns the prediction files.
 
-    All datasets go to the engine in one call per task so it can batch prompts of similar length together.
+    Each dataset goes to the engine on its own: its prompts share their template's instructions, which the
+    engine prefills once per batch.
     """
-    flat = [q for qs in questions.values() for q in qs]
-    single_rows = evaluate_single(engine, condition, flat, temperature, seed)
-    flat_pairs = [p for ps in pairs.values() for p in ps]
-    pair_rows = evaluate_pairwise(engine, condition, flat_pairs, consistency, temperature, logprobs, seed)
     written = {}
-    for task, rows in (("single", single_rows), ("pairwise", pair_rows)):
-        for dataset in questions:
-            path = prediction_path(run_dir, condition, task, dataset)
-            write_jsonl(path, [r for r in rows if r["dataset"] == dataset])
-            written[(task, dataset)] = path
+    for dataset, qs in questions.items():
+        rows = {
+            "single": evaluate_single(engine, condition, qs, temperature, seed),
+            "pairwise": evaluate_pairwise(engine, condition, pairs.get(dataset, []), consistency, temperature,
+                                          logprobs, seed),
+        }
+        for task, task_rows in rows.items():
+            written[(task, dataset)] = write_jsonl(prediction_path(run_dir, condition, task, dataset), task_rows)
     return written
 
 

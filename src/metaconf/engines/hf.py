@@ -17,7 +17,7 @@ from typing import Any
 
 from metaconf.engines.base import (
     Completion, Engine, Messages, PromptRequest, SamplingParams, TokenLogprob, apply_stop, prompt_text,
-    sample_seed,
+    sample_seed, stable_hash,
 )
 from metaconf.errors import EngineError
 
@@ -76,6 +76,7 @@ class HFEngine(Engine):
         max_batch_tokens: int | None = None,
         share_prefix: bool = True,
         merge_adapter: bool = True,
+        shared_prefill: "SharedPrefill | None" = None,
     ):
         super().__init__(store=store, quiet=quiet)
         import torch
@@ -111,6 +112,7 @@ class HFEngine(Engine):
         self._ids: dict[str, list[int]] = {}
         params = inspect.signature(self.model.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"  # renamed in transformers 5.x
+        self.shared_prefill = shared_prefill
         self.forward_calls = 0  # counted so tests can check that cached requests never reach the model
 
     @classmethod
@@ -179,25 +181,7 @@ class HFEngine(Engine):
         dev = self.device
         prompts = [self.prompt_ids(r.messages) for r in requests]
         cache = _new_cache(self.model.config, reserve=params.max_new_tokens)
-        prefix = _common_prefix(prompts) if self.share_prefix and len(prompts) > 1 else 0
-        if prefix < MIN_SHARED_PREFIX:
-            prefix = 0
-        if prefix:
-            self._forward(input_ids=torch.tensor([prompts[0][:prefix]], device=dev), cache=cache)
-            cache.batch_repeat_interleave(len(prompts))
-        # Suffixes left-padded to a common width, placed after the shared prefix with exact position ids.
-        suffixes = [p[prefix:] for p in prompts]
-        width = max(len(s) for s in suffixes)
-        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(prompts), prefix + width), dtype=torch.long)
-        mask[:, :prefix] = 1
-        for i, s in enumerate(suffixes):
-            ids[i, width - len(s):] = torch.tensor(s)
-            mask[i, prefix + width - len(s):] = 1
-        positions = (prefix + mask[:, prefix:].cumsum(-1) - 1).clamp(min=0)
-        ids, mask, positions = ids.to(dev), mask.to(dev), positions.to(dev)
-        out = self._forward(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache)
-        logits = out.logits[:, -1, :]
+        logits, mask = self._prefill(prompts, cache)
 
         # One row per wanted sample; the prompt's cache is shared by copying it into each of its rows.
         row_prompt = [i for i, r in enumerate(requests) for _ in r.sample_indices]
@@ -272,6 +256,86 @@ class HFEngine(Engine):
                 prompt_tokens=len(prompts[p]), completion_tokens=len(toks),
             ))
         return results
+
+    def _prefill(self, prompts: list[list[int]], cache: Any) -> tuple[Any, Any]:
+        """Fill `cache` with the prompts; returns the last position's logits and the attention mask.
+
+        The prefix shared by every prompt is prefilled once; the suffixes are left-padded to a common width and
+        placed after it with exact position ids. With a `SharedPrefill`, the lower layers (identical for the base
+        model and for adapters that only touch upper layers) are computed once per batch across engines.
+        """
+        import torch
+
+        shared = self.shared_prefill
+        key = shared.key(self.model_identity, prompts) if shared is not None else None
+        if shared is not None and self.adapter_path is not None and self._lowest_adapter_layer() >= shared.split:
+            entry = shared.entries.get(key)
+            if entry is not None and _has_layer_stack(self.model):
+                shared.hits += 1
+                return self._prefill_upper(entry, shared.split, cache), entry["mask"]
+        capture = shared is not None and shared.capturing and self.adapter_path is None \
+            and _has_layer_stack(self.model)
+        captured: list[Any] = []
+        hook = None
+        if capture:
+            layer = self.model.get_decoder().layers[shared.split]
+            hook = layer.register_forward_pre_hook(
+                lambda _m, args, kwargs: captured.append((args[0] if args else kwargs["hidden_states"]).clone()),
+                with_kwargs=True,
+            )
+        try:
+            dev = self.device
+            prefix = _common_prefix(prompts) if self.share_prefix and len(prompts) > 1 else 0
+            if prefix < MIN_SHARED_PREFIX:
+                prefix = 0
+            if prefix:
+                self._forward(input_ids=torch.tensor([prompts[0][:prefix]], device=dev), cache=cache)
+                cache.batch_repeat_interleave(len(prompts))
+            suffixes = [p[prefix:] for p in prompts]
+            width = max(len(s) for s in suffixes)
+            ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+            mask = torch.zeros((len(prompts), prefix + width), dtype=torch.long)
+            mask[:, :prefix] = 1
+            for i, s in enumerate(suffixes):
+                ids[i, width - len(s):] = torch.tensor(s)
+                mask[i, prefix + width - len(s):] = 1
+            positions = (prefix + mask[:, prefix:].cumsum(-1) - 1).clamp(min=0)
+            ids, mask, positions = ids.to(dev), mask.to(dev), positions.to(dev)
+            out = self._forward(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache)
+        finally:
+            if hook is not None:
+                hook.remove()
+        if capture:
+            hidden = captured[-1]
+            if prefix:
+                hidden = torch.cat([captured[0].expand(len(prompts), -1, -1), hidden], dim=1)
+                positions = torch.cat([torch.arange(prefix, device=dev).expand(len(prompts), -1), positions], 1)
+            shared.entries[key] = {
+                "hidden": hidden, "mask": mask, "positions": positions,
+                "kv": [(cache.layers[i].keys.clone(), cache.layers[i].values.clone()) for i in range(shared.split)],
+            }
+        return out.logits[:, -1, :], mask
+
+    def _prefill_upper(self, entry: dict[str, Any], split: int, cache: Any) -> Any:
+        """Run only the layers from `split` up on stored lower-layer hidden states; copy the stored lower KV."""
+        from transformers.masking_utils import create_causal_mask
+
+        decoder = self.model.get_decoder()
+        hidden, positions = entry["hidden"], entry["positions"]
+        self.forward_calls += 1
+        causal_mask = create_causal_mask(config=self.model.config, inputs_embeds=hidden,
+                                         attention_mask=entry["mask"], cache=None, position_ids=positions)
+        position_embeddings = decoder.rotary_emb(hidden, position_ids=positions)
+        for layer in decoder.layers[split:]:
+            out = layer(hidden, attention_mask=causal_mask, position_embeddings=position_embeddings,
+                        position_ids=positions, use_cache=True, **{self._cache_kw: cache})
+            hidden = out[0] if isinstance(out, tuple) else out
+        for i, (keys, values) in enumerate(entry["kv"]):
+            cache.layers[i].update(keys, values, i)
+        return self.model.lm_head(decoder.norm(hidden[:, -1:, :]))[:, -1, :]
+
+    def _lowest_adapter_layer(self) -> int:
+        return lowest_adapter_layer(self.adapter_path) if self.adapter_path else 0
 
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
@@ -430,3 +494,47 @@ def _resolve_dtype(dtype: Any, device: Any):
         return value
     return dtype
 
+
+
+def lowest_adapter_layer(adapter: str | Path) -> int:
+    """The lowest decoder layer a PEFT LoRA adapter changes (0 when it changes every layer, or cannot tell)."""
+    import json
+
+    try:
+        config = json.loads((Path(adapter) / "adapter_config.json").read_text())
+    except (OSError, ValueError):
+        return 0
+    layers = config.get("layers_to_transform")
+    if layers is None or config.get("modules_to_save"):
+        return 0
+    return min(layers) if isinstance(layers, list) else int(layers)
+
+
+def _has_layer_stack(model: Any) -> bool:
+    """Whether the model is a decoder stack metaconf can run layer by layer (Llama-style: layers, rotary, norm)."""
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
+    return all(hasattr(decoder, a) for a in ("layers", "rotary_emb", "norm")) and hasattr(model, "lm_head")
+
+
+class SharedPrefill:
+    """Lower-layer prefill results shared by engines on the same base model.
+
+    LoRA adapters trained only on the upper layers (`layers_to_transform` >= `split`) leave layers below `split`
+    exactly as in the base model, so the base model's hidden states entering layer `split` and its lower-layer
+    KV cache serve every such adapter: evaluating k conditions prefills the lower layers once instead of k times.
+    The base engine captures entries (while `capturing`), adapter engines reuse them; entries are keyed by the
+    base model and the batch's token ids, so a batch is only reused exactly.
+    """
+
+    def __init__(self, split: int):
+        self.split = split
+        self.capturing = True
+        self.entries: dict[str, dict[str, Any]] = {}
+        self.hits = 0
+
+    @staticmethod
+    def key(model_identity: str, prompts: list[list[int]]) -> str:
+        return stable_hash(model_identity, repr(prompts))
+
+    def clear(self) -> None:
+        self.entries.clear()

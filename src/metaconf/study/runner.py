@@ -154,9 +154,21 @@ class Study:
         ev = self.config.evaluation
         return {name: make_pairs(qs, ev.pairs_per_dataset, ev.seed) for name, qs in self.eval_sets.items()}
 
+    def shared_prefill(self):
+        """Lower-layer prefill shared by the base model and adapters that only change upper layers (local models)."""
+        if self.config.model.engine not in ("embedded", "hf"):
+            return None
+        from metaconf.engines.hf import SharedPrefill, lowest_adapter_layer
+
+        lowest = [lowest_adapter_layer(self.run_dir / "training" / c / "adapter")
+                  for c in self.config.trained_conditions]
+        split = min(lowest, default=0)
+        return SharedPrefill(split) if split > 0 else None
+
     def stage_evaluate(self) -> str:
         ev = self.config.evaluation
         consistency, pairs = self.consistency(), self.pairs()
+        shared = self.shared_prefill()
         done = 0
         for condition in self.config.conditions:
             complete = all(
@@ -165,9 +177,15 @@ class Study:
             )
             if not complete:
                 engine = self.engine(condition)
+                if shared is not None:
+                    engine.shared_prefill = shared
                 evaluate_condition(self.run_dir, engine, condition, self.eval_sets, pairs, consistency,
                                    temperature=ev.temperature, logprobs=ev.logprobs, seed=ev.seed)
                 done += 1
+        if shared is not None:
+            shared.clear()
+            if self._base_engine is not None:
+                self._base_engine.shared_prefill = None
         n_pairs = sum(len(p) for p in pairs.values())
         n_items = sum(len(q) for q in self.eval_sets.values())
         return (f"{len(self.config.conditions)} conditions x ({n_items} questions + {n_pairs} pairs); "
