@@ -270,3 +270,10 @@ def test_config_docs_are_generated_from_the_config():
     docs = (Path(__file__).parents[1] / "docs" / "study.md").read_text()
     assert docs.strip() == (HEADER + config_reference()).strip(), "regenerate: python -m metaconf.study.docs > docs/study.md"
     assert "`training.lora.rank`" in docs and "`data.train[].held_out`" in docs
+
+
+def test_an_empty_training_set_stops_training_with_the_reason(tmp_path):
+    config = parse_config({**SMALL, "conditions": ["base", "pairwise"], "targets": {"n_samples": 4, "pair_gap": 1.0}})
+    study = ScriptedStudy(config, tmp_path / "run", quiet=True)
+    with pytest.raises(ConfigError, match="'pairwise' training set is empty"):
+        study.run(("data", "targets", "train"))

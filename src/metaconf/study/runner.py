@@ -123,6 +123,14 @@ class Study:
         conditions = self.config.trained_conditions
         if not conditions:
             return "no trained conditions"
+        for condition in conditions:
+            card = self.run_dir / "training_sets" / condition / "card.json"
+            reason = read_json(card).get("empty") if card.is_file() else None
+            if reason:
+                raise ConfigError(
+                    f"conditions: the '{condition}' training set is empty ({reason}); add training questions, "
+                    f"relax the targets settings, or drop the condition"
+                )
         if self.config.training.backend == "hosted":
             from metaconf.training.hosted import run_hosted_conditions
 
