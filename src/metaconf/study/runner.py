@@ -239,14 +239,18 @@ class Study:
         }
         wanted = set(stages) | {"data"}  # every stage needs the questions
         started = time.perf_counter()
+        timings: dict[str, float] = {}
         for i, name in enumerate(STAGES, 1):
             if name not in wanted:
                 continue
             t0 = time.perf_counter()
             self.say(f"[{i}/{len(STAGES)}] {name} ...")
             summary = steps[name]()
-            self.say(f"[{i}/{len(STAGES)}] {name}: {summary} ({time.perf_counter() - t0:.0f} s)")
-        self.say(f"study finished in {time.perf_counter() - started:.0f} s; report: {self.run_dir / 'report.html'}")
+            timings[name] = round(time.perf_counter() - t0, 1)
+            self.say(f"[{i}/{len(STAGES)}] {name}: {summary} ({timings[name]:.0f} s)")
+        timings["total"] = round(time.perf_counter() - started, 1)
+        write_json(self.run_dir / "timings.json", timings)  # this invocation's stage times (a resume is fast)
+        self.say(f"study finished in {timings['total']:.0f} s; report: {self.run_dir / 'report.html'}")
         return self.run_dir
 
 
