@@ -37,10 +37,25 @@ def gguf_path() -> Path:
     return path
 
 
+def _drop_gguf_marker(folder: Path) -> None:
+    """The converted weights are plain fp32 tensors, but transformers keeps the GGUF `quantization_config` in
+    config.json, which makes PEFT and the Trainer treat the model as quantized. Remove it (atomically)."""
+    import json
+
+    from metaconf.io import write_json
+
+    config_path = folder / "config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    if (config.get("quantization_config") or {}).get("quant_method") == "gguf":
+        del config["quantization_config"]
+        write_json(config_path, config)
+
+
 def embedded_model_dir() -> Path:
     """A folder holding the embedded model as safetensors + tokenizer, converted on first use."""
     target = cache_root() / "smollm2-135m-instruct"
     if (target / "config.json").is_file() and any(target.glob("*.safetensors")):
+        _drop_gguf_marker(target)  # folders converted by metaconf 0.1.0 before this fix
         return target
     source = gguf_path()
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -54,6 +69,7 @@ def embedded_model_dir() -> Path:
         model.hf_quantizer = None  # dequantized weights; lets save_pretrained write plain safetensors
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        _drop_gguf_marker(tmp)
         try:
             tmp.rename(target)
         except OSError:  # another process finished first
