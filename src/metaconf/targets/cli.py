@@ -35,7 +35,7 @@ def _run(args: argparse.Namespace) -> int:
     from metaconf.engines import get_engine
     from metaconf.errors import ConfigError
     from metaconf.targets.config import TargetsConfig
-    from metaconf.targets.export import atomic_write_text
+    from metaconf.io import write_text_atomic
     from metaconf.targets.stage import build_data
 
     raw = {}
@@ -71,5 +71,5 @@ def _run(args: argparse.Namespace) -> int:
     for name, card in summary["sets"].items():
         note = f" (EMPTY: {card['empty']})" if card.get("empty") else ""
         print(f"training set {name}: {card['n_examples']} examples -> {args.out / 'training_sets' / name}{note}")
-    atomic_write_text(args.out / "build_data_summary.json", json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(args.out / "build_data_summary.json", json.dumps(summary, indent=2) + "\n")
     return 0

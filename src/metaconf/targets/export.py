@@ -7,50 +7,18 @@ file, the line and the field. Every file is written to a temporary name and rena
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from metaconf.errors import DataError
+from metaconf.io import read_jsonl, write_jsonl, write_text_atomic
 from metaconf.targets.examples import Example
 
 HOSTED_ROLES = ("system", "user", "assistant")
 HOSTED_MIN_EXAMPLES = 10
 HOSTED_MAX_TOKENS = 65_536  # per example; estimated at 4 characters per token
 HOSTED_MESSAGE_KEYS = {"role", "content", "name", "weight"}
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write `text` to `path` via a temporary file in the same folder and a rename (never half-written)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def write_jsonl(path: str | Path, rows: Iterable[Any]) -> Path:
-    return atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-
-
-def read_jsonl(path: str | Path) -> list[Any]:
-    """Rows of a JSONL file; a bad line raises DataError naming file and line."""
-    rows = []
-    for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}: line {lineno}: invalid JSON ({exc.msg})") from None
-    return rows
 
 
 def _check_messages(row: Any, where: str, roles: Sequence[str], hosted: bool) -> None:
@@ -177,8 +145,8 @@ def write_training_set(
             (folder / stale).unlink(missing_ok=True)
         card = {**data_card(name, [], n_bins), "hosted": "not written: no examples",
                 "empty": empty_reason or "no examples"}
-        atomic_write_text(folder / "card.json", json.dumps(card, indent=2) + "\n")
-        atomic_write_text(folder / "card.md", card_markdown(card, calibration_table))
+        write_text_atomic(folder / "card.json", json.dumps(card, indent=2) + "\n")
+        write_text_atomic(folder / "card.md", card_markdown(card, calibration_table))
         return card
     hf, hosted = hf_rows(examples), hosted_rows(examples)
     validate_hf_chat(hf, f"{folder / 'train.jsonl'}")
@@ -195,6 +163,6 @@ def write_training_set(
         write_jsonl(folder / "hosted.jsonl", hosted)
     write_jsonl(folder / "train.jsonl", hf)
     write_jsonl(folder / "examples.jsonl", [{"task": e.task, **e.meta} for e in examples])
-    atomic_write_text(folder / "card.json", json.dumps(card, indent=2) + "\n")
-    atomic_write_text(folder / "card.md", card_markdown(card, calibration_table))
+    write_text_atomic(folder / "card.json", json.dumps(card, indent=2) + "\n")
+    write_text_atomic(folder / "card.md", card_markdown(card, calibration_table))
     return card

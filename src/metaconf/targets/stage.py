@@ -19,7 +19,8 @@ from metaconf.targets.calibration import CalibrationMap
 from metaconf.targets.config import TargetsConfig
 from metaconf.targets.consistency import ConsistencyRecord, sample_consistency
 from metaconf.targets.examples import build_training_set
-from metaconf.targets.export import atomic_write_text, write_jsonl, write_training_set
+from metaconf.io import write_jsonl, write_text_atomic
+from metaconf.targets.export import write_training_set
 from metaconf.tasks.templates import template_record
 
 
@@ -50,7 +51,7 @@ def _merge_templates(path: Path, names: list[str]) -> None:
         except json.JSONDecodeError:
             existing = {}
     existing.update(template_record(names))
-    atomic_write_text(path, json.dumps(existing, indent=2, ensure_ascii=False) + "\n")
+    write_text_atomic(path, json.dumps(existing, indent=2, ensure_ascii=False) + "\n")
 
 
 def build_data(
@@ -74,7 +75,7 @@ def build_data(
     )
     write_jsonl(run / "consistency" / "train.jsonl", [r.to_dict() for r in records])
     cmap = CalibrationMap.fit(records, config.n_bins, config.by_domain, config.min_bin_count)
-    atomic_write_text(run / "calibration_map.json", cmap.to_json() + "\n")
+    write_text_atomic(run / "calibration_map.json", cmap.to_json() + "\n")
     _merge_templates(run / "templates.json", [config.answer_template, config.single_template, config.pairwise_template])
     cards = {}
     for spec in config.sets:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from metaconf.errors import DataError, MetaconfError
 from metaconf.training.data import file_sha256
-from metaconf.training.files import write_json_atomic
+from metaconf.io import write_json
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 STATE_FILE = "hosted_job.json"
@@ -173,7 +173,7 @@ def run_hosted_job(
 
     def save(**changes: Any) -> None:
         state.update(changes, updated_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-        write_json_atomic(state_path, state)
+        write_json(state_path, state)
 
     try:
         state.update(identity, training_file=str(train_file))

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 from metaconf.errors import DataError, MetaconfError
 from metaconf.training.config import LoraTrainConfig
 from metaconf.training.data import file_sha256, filter_by_length, load_chat_examples, to_prompt_completion
-from metaconf.training.files import read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
+from metaconf.io import read_jsonl, write_json, write_jsonl, write_text_atomic
 
 CONDITIONS = ("single", "pairwise", "multitask")
 
@@ -67,7 +67,7 @@ def _log_callback(log_path: Path, resumed_step: int) -> Any:
 
     class JsonlLossLog(TrainerCallback):
         def __init__(self) -> None:
-            self.rows = [r for r in read_jsonl(log_path) if r.get("step", 0) <= resumed_step]
+            self.rows = [r for r in read_jsonl(log_path, missing_ok=True) if r.get("step", 0) <= resumed_step]
 
         def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
             if not state.is_world_process_zero or not logs or "loss" not in logs:
@@ -80,7 +80,7 @@ def _log_callback(log_path: Path, resumed_step: int) -> Any:
                     "learning_rate": float(logs.get("learning_rate", 0.0)),
                 }
             )
-            write_jsonl_atomic(log_path, self.rows)
+            write_jsonl(log_path, self.rows)
 
     return JsonlLossLog()
 
@@ -92,7 +92,7 @@ def plot_loss(log_path: str | Path, png_path: str | Path, title: str = "training
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = read_jsonl(log_path)
+    rows = read_jsonl(log_path, missing_ok=True)
     fig, ax = plt.subplots(figsize=(5, 3.2))
     ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], marker=".")
     ax.set_xlabel("step")
@@ -281,7 +281,7 @@ def train_lora(
                 shutil.rmtree(output_dir / name, ignore_errors=True)
             for name in ("DONE", "log.jsonl", "loss.png"):
                 (output_dir / name).unlink(missing_ok=True)
-        write_json_atomic(
+        write_json(
             config_path,
             {
                 "fingerprint": fingerprint,
@@ -312,7 +312,7 @@ def train_lora(
         info["result"] = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}
         info["result"]["global_step"] = result.global_step
         info["result"]["resumed_from_step"] = resumed_step
-        write_json_atomic(config_path, info)
+        write_json(config_path, info)
         shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)
         write_text_atomic(done, fingerprint + "\n")
     state.wait_for_everyone()
