@@ -97,27 +97,6 @@ def test_kill_and_resume_scripted_engine(tmp_path):
                           prompts=30, n=3, stall=5)
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    """A randomly initialised 2-layer Llama with the embedded model's tokenizer, saved locally."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from metaconf.engines.embedded import embedded_model_dir
-
-    tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir())
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, intermediate_size=64, max_position_embeddings=512,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         tie_word_embeddings=True)
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config)
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 @pytest.mark.slow  # a tiny model, but two fresh interpreters importing torch + transformers (tens of seconds)
 def test_kill_and_resume_hf_engine(tmp_path, tiny_model):
     # a small token budget makes HFEngine plan several batches (about two prompts each)

@@ -20,11 +20,6 @@ from metaconf.training.lora import build_trainer  # noqa: E402
 FAST = dict(rank=4, alpha=8.0, dropout=0.0, batch_size=4, logging_steps=1, learning_rate=5e-3, max_length=256)
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    return make_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
-
-
 def test_only_assistant_tokens_carry_labels(tiny_model, tmp_path):
     train = write_train_file(tmp_path / "train.jsonl", n=6)
     trainer = build_trainer(train, tmp_path / "out", tiny_model, LoraTrainConfig(**FAST, max_steps=1))

@@ -117,7 +117,11 @@ class Study:
         from metaconf.targets import build_data
 
         summary = build_data(self.run_dir, self.engine(BASE), self.train_questions, self.config.targets)
-        return _summary_text(summary)
+        overall = summary["consistency"]["all"]
+        sets = ", ".join(f"{name} {card.get('n_examples', 0)}" for name, card in summary["sets"].items())
+        return (f"{overall['n']} questions x {self.config.targets.n_samples} samples: answer parse rate "
+                f"{overall['parse_rate']:.2f}, modal accuracy {overall['accuracy']:.2f}, mean consistency "
+                f"{overall['mean_consistency']:.2f}; training examples: {sets}")
 
     def stage_train(self) -> str:
         conditions = self.config.trained_conditions
@@ -259,9 +263,3 @@ def _load(entry: Any) -> list[Question]:
     if entry.path and Path(entry.path).is_file():
         return load_dataset(entry.path, split=entry.split, **entry.fields)
     return load_dataset(entry.name, split=entry.split, path=entry.path, **entry.fields)
-
-
-def _summary_text(summary: Any) -> str:
-    if isinstance(summary, dict):
-        return ", ".join(f"{k}: {v}" for k, v in summary.items() if isinstance(v, (int, float, str)))[:300]
-    return str(summary)

@@ -1,0 +1,19 @@
+"""Shared fixtures: a tiny random Llama (with the embedded model's tokenizer and chat template) built once per
+test session, for every test that needs a real transformers model but not a real model's knowledge."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "training"))
+
+from make_data import make_tiny_model  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A 2-layer random Llama (hidden size 32) saved to a folder; read-only for tests."""
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-llama") / "model")
