@@ -16,6 +16,7 @@ from typing import Any
 from metaconf.data.ids import short_hash
 from metaconf.data.schema import ANSWER_TYPES, LETTERS, Question
 from metaconf.errors import DataError
+from metaconf.io import iter_jsonl_objects
 
 FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
 MAPPING_KEYS = ("question", "answers", "choices", "id", "answer_type", "domain", "dataset")
@@ -35,17 +36,8 @@ Row = tuple[str, dict[str, Any]]  # (where: "file:line", row)
 
 
 def _rows_jsonl(path: Path) -> Iterator[Row]:
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            yield f"{path}:{lineno}", row
+    for lineno, row in iter_jsonl_objects(path):
+        yield f"{path}:{lineno}", row
 
 
 def _rows_json(path: Path) -> Iterator[Row]:

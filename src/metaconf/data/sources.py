@@ -17,6 +17,7 @@ from typing import Any
 from metaconf.data.ids import short_hash
 from metaconf.data.schema import LETTERS, Question
 from metaconf.errors import DataError
+from metaconf.io import iter_jsonl_objects
 
 csv.field_size_limit(1 << 30)  # LegalBench statutes run to tens of kB per cell
 
@@ -37,17 +38,7 @@ def _read_json(path: Path) -> Any:
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with _need(path).open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            yield lineno, row
+    return iter_jsonl_objects(_need(path))
 
 
 def _field(row: dict[str, Any], key: str, where: str) -> Any:
