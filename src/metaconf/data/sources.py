@@ -56,12 +56,17 @@ def _text(value: Any, key: str, where: str) -> str:
 # ---------------------------------------------------------------------------------------------------- MMLU-Pro
 
 
-def load_mmlu_pro(folder: Path, split: str) -> list[Question]:
-    """TIGER-Lab JSON dumps: 3-10 options, gold letter in `answer` (checked against `answer_index`)."""
-    path = folder / {"test": "mmlu_pro_test_data.json", "validation": "mmlu_pro_val_data.json"}[split]
+def _read_json_list(path: Path) -> list[Any]:
     rows = _read_json(path)
     if not isinstance(rows, list):
         raise DataError(f"{path}: expected a JSON list of questions")
+    return rows
+
+
+def load_mmlu_pro(folder: Path, split: str) -> list[Question]:
+    """TIGER-Lab JSON dumps: 3-10 options, gold letter in `answer` (checked against `answer_index`)."""
+    path = folder / {"test": "mmlu_pro_test_data.json", "validation": "mmlu_pro_val_data.json"}[split]
+    rows = _read_json_list(path)
     out = []
     for i, row in enumerate(rows):
         where = f"{path}: item {i}"
@@ -179,9 +184,7 @@ def shuffle_choices(question: str, choices: list[str]) -> list[str]:
 def load_truthfulqa(folder: Path, split: str) -> list[Question]:
     """mc1 targets of `mc_task.json` (exactly one correct option), choices shuffled by `shuffle_choices`."""
     path = folder / _TQA_FILES[split] / "mc_task.json"
-    rows = _read_json(path)
-    if not isinstance(rows, list):
-        raise DataError(f"{path}: expected a JSON list of questions")
+    rows = _read_json_list(path)
     out = []
     for i, row in enumerate(rows):
         where = f"{path}: item {i}"
@@ -225,9 +228,7 @@ def load_truthfulqa_gen(folder: Path, split: str) -> list[Question]:
 def load_metamedqa(folder: Path, split: str) -> list[Question]:
     """Six options (A-D, 'None of the above', "I don't know or cannot answer"); gold = `target` index."""
     path = folder / "metamedqa_metacognition.json"
-    rows = _read_json(path)
-    if not isinstance(rows, list):
-        raise DataError(f"{path}: expected a JSON list of questions")
+    rows = _read_json_list(path)
     out = []
     for i, row in enumerate(rows):
         where = f"{path}: item {i}"
