@@ -100,7 +100,8 @@ def test_finished_adapter_is_reused_and_changed_config_retrains(tiny_model, tmp_
     assert not (tmp_path / "out" / "DONE").exists()
 
 
-def test_interrupted_training_resumes_from_last_checkpoint(tiny_model, tmp_path):
+@pytest.mark.parametrize("cached", [False, True], ids=["full-model", "cached-lower-layers"])
+def test_interrupted_training_resumes_from_last_checkpoint(tiny_model, tmp_path, cached):
     from transformers import TrainerCallback
 
     class Crash(TrainerCallback):
@@ -110,6 +111,8 @@ def test_interrupted_training_resumes_from_last_checkpoint(tiny_model, tmp_path)
 
     train = write_train_file(tmp_path / "train.jsonl", n=12)
     config = LoraTrainConfig(**FAST, max_steps=5, save_steps=2)
+    if cached:
+        config = config.model_copy(update={"top_layers": 1, "cache_frozen_layers": True})
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
         train_lora(train, out, tiny_model, config, callbacks=[Crash()])
@@ -120,6 +123,8 @@ def test_interrupted_training_resumes_from_last_checkpoint(tiny_model, tmp_path)
     steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5]  # rows after the checkpoint were logged again, not twice
     assert (out / "DONE").is_file()
+    if cached:
+        assert json.loads((out / "adapter" / "adapter_config.json").read_text())["layers_to_transform"] == [1]
 
 
 def test_adapter_reloads_with_peft_and_merges(tiny_model, tmp_path):
@@ -179,3 +184,88 @@ def test_config_rejects_unknown_fields_and_picks_top_layers():
     assert LoraTrainConfig().fingerprint() != LoraTrainConfig(rank=4).fingerprint()
     demo = LoraTrainConfig.for_cpu_demo()
     assert demo.precision == "auto" and demo.top_layers is not None
+
+
+def _adapter_weights(adapter: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(adapter / "adapter_model.safetensors"))
+
+
+def test_cached_lower_layers_train_the_same_adapter(tiny_model, tmp_path):
+    """Training the upper layer on cached lower-layer states is the same computation as training the full model."""
+    import torch
+
+    train = write_train_file(tmp_path / "train.jsonl", n=12)
+    config = LoraTrainConfig(**FAST, top_layers=1, max_steps=4)
+    plain = train_lora(train, tmp_path / "plain", tiny_model, config)
+    cached = train_lora(train, tmp_path / "cached", tiny_model, config.model_copy(update={"cache_frozen_layers": True}))
+    want, got = _adapter_weights(plain), _adapter_weights(cached)
+    assert sorted(got) == sorted(want) and all(".layers.1." in k for k in got)  # renumbered onto the full model
+    for k in want:
+        assert torch.allclose(got[k], want[k], atol=1e-5), k
+    assert not torch.allclose(want[next(iter(want))], torch.zeros(1))  # it trained
+    assert json.loads((cached / "adapter_config.json").read_text())["layers_to_transform"] == [1]
+    losses = [[json.loads(r)["loss"] for r in (tmp_path / d / "log.jsonl").read_text().splitlines()]
+              for d in ("plain", "cached")]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)
+    assert not (tmp_path / "cached" / "adapter.upper-layers").exists()
+
+
+def test_frozen_states_are_computed_once_and_match_the_full_model(tiny_model):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from metaconf.training.frozen import FrozenLowerLayers, split_model
+
+    full = AutoModelForCausalLM.from_pretrained(tiny_model)
+    ids = [[1, 20, 300, 4000, 5], [7, 8, 9]]
+    with torch.no_grad():
+        hidden = [full(torch.tensor([s]), output_hidden_states=True).hidden_states[1][0] for s in ids]
+        logits = full(torch.tensor([ids[0]])).logits
+    lower, upper = split_model(full, 1)
+    shared: dict = {}
+    frozen = FrozenLowerLayers(lower, 1, pad_token_id=0, states=shared)
+    states = frozen.hidden(ids)  # one padded batch of two lengths
+    for got, want in zip(states, hidden):
+        assert torch.allclose(got, want, atol=1e-5)
+    assert frozen.computed_tokens == 8
+    again = FrozenLowerLayers(lower, 1, pad_token_id=0, states=shared)  # a later training of the same model
+    again.hidden([ids[1], ids[0]])
+    assert again.computed_tokens == 0
+    with torch.no_grad():
+        assert torch.allclose(upper(inputs_embeds=states[0][None]).logits, logits, atol=1e-5)
+
+
+def test_cache_checks_the_split_model_against_the_full_one(tiny_model, tmp_path, monkeypatch):
+    """A split that does not reproduce the full model's logits is refused; one that does (Gemma, whose embedding
+    scale lives in the embedding module, not in the model's forward) trains the upper layers only."""
+    import torch
+    from transformers import AutoTokenizer, GemmaConfig, GemmaForCausalLM
+
+    import metaconf.training.frozen as frozen
+    from metaconf.errors import ConfigError, MetaconfError
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    gemma = tmp_path / "gemma"
+    GemmaForCausalLM(GemmaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                 num_attention_heads=4, num_key_value_heads=2, head_dim=8)).save_pretrained(gemma)
+    tok.save_pretrained(gemma)
+    train = write_train_file(tmp_path / "train.jsonl", n=4)
+    config = LoraTrainConfig(**FAST, top_layers=1, max_steps=1, cache_frozen_layers=True)
+    trainer = build_trainer(train, tmp_path / "out", gemma, config)
+    assert trainer.frozen_split == 1 and trainer.model.config.num_hidden_layers == 1
+
+    split_model = frozen.split_model
+
+    def off_by_a_little(model, split):
+        lower, upper = split_model(model, split)
+        with torch.no_grad():
+            upper.get_decoder().norm.weight.mul_(1.01)
+        return lower, upper
+
+    monkeypatch.setattr(frozen, "split_model", off_by_a_little)
+    with pytest.raises(MetaconfError, match="set cache_frozen_layers: false"):
+        build_trainer(train, tmp_path / "out", tiny_model, config)
+    with pytest.raises(ConfigError, match="upper layers only"):
+        build_trainer(train, tmp_path / "out", tiny_model, config.model_copy(update={"top_layers": None}))

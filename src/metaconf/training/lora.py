@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from metaconf.errors import DataError, MetaconfError
+from metaconf.errors import ConfigError, DataError, MetaconfError
 from metaconf.training.config import LoraTrainConfig
 from metaconf.training.data import file_sha256, filter_by_length, load_chat_examples, to_prompt_completion
 from metaconf.io import read_jsonl, write_json, write_jsonl, write_text_atomic
@@ -156,14 +156,46 @@ def _drop_gguf_marker(model: Any) -> None:
         model.is_quantized = False
 
 
+def _split_for_cache(
+    base: Any, split: int, tokenizer: Any, probe: list[dict[str, str]], model_path: str, frozen_states: dict | None
+) -> tuple[Any, Any]:
+    """(upper model, FrozenLowerLayers) for `cache_frozen_layers`, after checking on one training example that the
+    split model reproduces the full model's logits (an architecture that transforms `inputs_embeds` would not)."""
+    import torch
+
+    from metaconf.training.frozen import PROBE_TOLERANCE, FrozenLowerLayers, split_logits_gap, split_model
+
+    ids = tokenizer.apply_chat_template(probe, tokenize=True)
+    ids = list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+    with torch.no_grad():
+        want = base(input_ids=torch.tensor([ids], device=base.device), use_cache=False).logits
+    lower, upper = split_model(base, split)
+    states = None if frozen_states is None else frozen_states.setdefault((model_path, split, str(base.dtype)), {})
+    frozen = FrozenLowerLayers(lower, split, tokenizer.pad_token_id or 0, states)
+    gap = split_logits_gap(want, upper, frozen, ids)
+    tolerance = PROBE_TOLERANCE * (1 if base.dtype == torch.float32 else 30) * max(1.0, float(want.abs().max()))
+    if gap > tolerance:
+        raise MetaconfError(
+            f"{model_path}: training the upper layers on cached lower-layer states does not reproduce the full "
+            f"model (logit gap {gap:.3g}); set cache_frozen_layers: false for this model"
+        )
+    return upper, frozen
+
+
 def build_trainer(
     train_file: str | Path,
     output_dir: str | Path,
     model: str | Path = "embedded",
     config: LoraTrainConfig | None = None,
     callbacks: Sequence[Any] = (),
+    frozen_states: dict | None = None,
 ) -> Any:
-    """An SFTTrainer with a fresh LoRA adapter, ready to train (also lets tests inspect the tokenised labels)."""
+    """An SFTTrainer with a fresh LoRA adapter, ready to train (also lets tests inspect the tokenised labels).
+
+    With `config.cache_frozen_layers` the trainer's model is the upper layers only and its collator feeds them the
+    cached lower-layer states (`trainer.frozen_split` is then the first trained layer); `frozen_states`, a dict
+    shared between calls, keeps those states across trainings of the same model.
+    """
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
@@ -187,7 +219,6 @@ def build_trainer(
         raise DataError(f"{train_file}: every example is longer than max_length={config.max_length} tokens")
     dataset = Dataset.from_list([to_prompt_completion(m) for m in examples])
 
-    set_seed(config.seed)  # LoRA initialisation is drawn here, before the trainer exists
     dtype = torch.bfloat16 if device["precision"] == "bf16" else torch.float32
     base = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
     _drop_gguf_marker(base)
@@ -197,6 +228,15 @@ def build_trainer(
         head = base.get_output_embeddings()
         targets = sorted({n.split(".")[-1] for n, m in base.named_modules()
                           if isinstance(m, torch.nn.Linear) and m is not head})
+    frozen = None
+    if config.cache_frozen_layers:
+        split = min(layers) if layers else 0
+        if split == 0:
+            raise ConfigError("cache_frozen_layers: needs LoRA on upper layers only (set top_layers or "
+                              "layers_to_transform above layer 0)")
+        base, frozen = _split_for_cache(base, split, tokenizer, examples[0], model_path, frozen_states)
+        layers = [i - split for i in layers]
+    set_seed(config.seed)  # LoRA initialisation is drawn here, before the trainer exists
     lora = LoraConfig(
         r=config.rank,
         lora_alpha=config.alpha,
@@ -234,14 +274,22 @@ def build_trainer(
         disable_tqdm=True,
         dataloader_num_workers=0,
     )
-    trainer_class = _completion_loss_trainer_class() if config.fast_loss else SFTTrainer
-    return trainer_class(
+    # The cached states replace input_ids, which only our loss does without
+    trainer_class = _completion_loss_trainer_class() if config.fast_loss or frozen else SFTTrainer
+    trainer = trainer_class(
         model=peft_model,
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
         callbacks=list(callbacks),
     )
+    trainer.frozen_split = None
+    if frozen is not None:
+        from metaconf.training.frozen import FrozenStatesCollator
+
+        trainer.data_collator = FrozenStatesCollator(trainer.data_collator, frozen)
+        trainer.frozen_split = frozen.split
+    return trainer
 
 
 def train_lora(
@@ -251,6 +299,7 @@ def train_lora(
     config: LoraTrainConfig | None = None,
     *,
     callbacks: Sequence[Any] = (),
+    frozen_states: dict | None = None,
 ) -> Path:
     """Fine-tune a LoRA adapter on a chat JSONL file; returns the adapter folder (`output_dir/adapter`).
 
@@ -299,12 +348,20 @@ def train_lora(
     resumed_step = int(checkpoint.name.split("-")[-1]) if checkpoint else 0
     log_path = output_dir / "log.jsonl"
     trainer = build_trainer(
-        train_file, output_dir, model_path, config, [_log_callback(log_path, resumed_step), *callbacks]
+        train_file, output_dir, model_path, config, [_log_callback(log_path, resumed_step), *callbacks],
+        frozen_states,
     )
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    trainer.save_model(str(adapter_dir))  # main process only (gathers shards under FSDP / ZeRO-3)
+    split = trainer.frozen_split
+    trained_dir = adapter_dir if split is None else output_dir / "adapter.upper-layers"
+    trainer.save_model(str(trained_dir))  # main process only (gathers shards under FSDP / ZeRO-3)
     state.wait_for_everyone()
     if state.is_main_process:
+        if split is not None:  # renumber the upper model's layers onto the full model's
+            from metaconf.training.frozen import save_full_adapter
+
+            save_full_adapter(trained_dir, adapter_dir, split, model_path)
+            shutil.rmtree(trained_dir, ignore_errors=True)
         trainer.processing_class.save_pretrained(str(adapter_dir))
         if log_path.is_file():
             plot_loss(log_path, output_dir / "loss.png", title=f"{output_dir.name}: loss")
@@ -328,11 +385,13 @@ def train_conditions(
     """Train `RUN/training_sets/<cond>/train.jsonl` into `RUN/training/<cond>/` for each condition."""
     run_dir = Path(run_dir)
     adapters = {}
+    frozen_states: dict = {}  # lower-layer states shared by the conditions (their prompts overlap)
     for cond in conditions:
         train_file = run_dir / "training_sets" / cond / "train.jsonl"
         if not train_file.is_file():
             raise DataError(f"{train_file}: training set for condition '{cond}' not found (run build-data first)")
-        adapters[cond] = train_lora(train_file, run_dir / "training" / cond, model, config)
+        adapters[cond] = train_lora(train_file, run_dir / "training" / cond, model, config,
+                                    frozen_states=frozen_states)
     return adapters
 
 
