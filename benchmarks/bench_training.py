@@ -3,12 +3,12 @@
     python benchmarks/bench_training.py throughput [--steps 4 --repeats 3]
         training tokens/s: our CPU defaults (LoraTrainConfig.for_cpu_demo()) vs TRL's defaults (bf16 autocast,
         gradient checkpointing, LoRA on every layer, TRL's own loss), a few optimizer steps each, median of repeats.
-    python benchmarks/bench_training.py demo [--n-single 200 --n-pairwise 150 --n-multitask 200 --held-out 40]
-        what `metaconf demo` trains: three adapters with for_cpu_demo(), wall time of each, then the parse rate of
-        greedy replies to held-out prompts (answer and confidence / choice read back by metaconf.tasks parsers).
+    python benchmarks/bench_training.py stage --run RUN
+        a run's training stage (its training sets and LoRA settings, e.g. the demo's) timed with and without
+        cache_frozen_layers, each from an empty folder.
 
-The training examples are built from the bundled questions with the real prompt templates; replies carry the gold
-answer and a random confidence (the format, not the calibration, is what is measured here).
+The throughput examples are built from the bundled questions with the real prompt templates; replies carry the
+gold answer and a random confidence.
 """
 
 from __future__ import annotations
@@ -26,8 +26,6 @@ from metaconf.tasks import (
     format_pairwise_target,
     format_single_target,
     pairwise_messages,
-    parse_pairwise,
-    parse_single,
     single_messages,
 )
 from metaconf.training import LoraTrainConfig, train_lora
@@ -92,44 +90,30 @@ def throughput(args: argparse.Namespace) -> None:
         print(f"{name}: median {rate:.0f} training tokens/s over {args.repeats} repeats of {args.steps} steps")
 
 
-def demo(args: argparse.Namespace) -> None:
-    from metaconf.engines.hf import HFEngine
-    from metaconf.engines.embedded import embedded_model_dir
+def stage(args: argparse.Namespace) -> None:
+    """A run's training stage (its three training sets and LoRA settings), timed with and without the cache of
+    the frozen lower layers, each from an empty folder."""
+    from metaconf.study.config import load_config
+    from metaconf.training import train_conditions
 
-    rng = random.Random(0)
-    qs = questions(200)
-    held, pool = qs[: args.held_out * 2], qs[args.held_out * 2:]
-    single = [single_row(q, rng) for q in pool[: args.n_single]]
-    pairs = [pair_row(pool[i], pool[-1 - i], rng) for i in range(args.n_pairwise)]
-    multi = single[: args.n_multitask // 2] + pairs[: args.n_multitask - args.n_multitask // 2]
-    rng.shuffle(multi)
-    out = Path(args.out)
-    config = LoraTrainConfig.for_cpu_demo()
-    total = 0.0
-    for cond, rows in (("single", single), ("pairwise", pairs), ("multitask", multi)):
-        if not rows:
-            continue
-        train = write_jsonl(out / "training_sets" / cond / "train.jsonl", rows)
-        start = time.perf_counter()
-        adapter = train_lora(train, out / "training" / cond, "embedded", config)
-        seconds = time.perf_counter() - start
-        total += seconds
-        log = [json.loads(x) for x in (out / "training" / cond / "log.jsonl").read_text().splitlines()]
-        print(f"{cond}: {len(rows)} examples, {seconds:.0f}s, loss {log[0]['loss']:.2f} -> {log[-1]['loss']:.2f}",
-              flush=True)
-        engine = HFEngine(model=str(embedded_model_dir()), adapter=str(adapter), quiet=True)
-        if cond in ("single", "multitask"):
-            prompts = [single_messages(q) for q in held[: args.held_out]]
-            texts = [c[0].text for c in engine.generate(prompts, n=1, temperature=0.0, max_new_tokens=24)]
-            ok = [parse_single(t, q).parsed for t, q in zip(texts, held)]
-            print(f"  {cond} adapter, single prompts: parse rate {sum(ok) / len(ok):.3f}; e.g. {texts[0]!r}")
-        if cond in ("pairwise", "multitask"):
-            pq = list(zip(held[: args.held_out], held[args.held_out: 2 * args.held_out]))
-            prompts = [pairwise_messages(a, b) for a, b in pq]
-            texts = [c[0].text for c in engine.generate(prompts, n=1, temperature=0.0, max_new_tokens=40)]
-            ok = [parse_pairwise(t, a, b).parsed for t, (a, b) in zip(texts, pq)]
-            print(f"  {cond} adapter, pairwise prompts: parse rate {sum(ok) / len(ok):.3f}; e.g. {texts[0]!r}")
-    print(f"training total: {total:.0f}s for three adapters")
+    run = Path(args.run)
+    lora = load_config(run / "config.yaml").training.lora
+    conditions = [c for c in ("single", "pairwise", "multitask") if (run / "training_sets" / c).is_dir()]
+    for cached in (True, False):
+        config = lora.model_copy(update={"cache_frozen_layers": cached})
+        with tempfile.TemporaryDirectory() as tmp:
+            copy = Path(tmp) / "run"
+            for cond in conditions:
+                (copy / "training_sets" / cond).mkdir(parents=True)
+                (copy / "training_sets" / cond / "train.jsonl").write_bytes(
+                    (run / "training_sets" / cond / "train.jsonl").read_bytes())
+            start = time.perf_counter()
+            train_conditions(copy, "embedded", config, conditions)
+            seconds = time.perf_counter() - start
+            parts = {c: json.loads((copy / "training" / c / "train_config.json").read_text())["result"]
+                     for c in conditions}
+        detail = ", ".join(f"{c} {r['train_runtime']:.0f}s/{r['global_step']} steps" for c, r in parts.items())
+        print(f"cache_frozen_layers={cached}: {seconds:.0f}s for {len(conditions)} adapters ({detail})", flush=True)
 
 
 def main() -> None:
@@ -138,14 +122,10 @@ def main() -> None:
     t = sub.add_parser("throughput")
     t.add_argument("--steps", type=int, default=4)
     t.add_argument("--repeats", type=int, default=3)
-    d = sub.add_parser("demo")
-    d.add_argument("--n-single", type=int, default=200)
-    d.add_argument("--n-pairwise", type=int, default=150)
-    d.add_argument("--n-multitask", type=int, default=200)
-    d.add_argument("--held-out", type=int, default=40)
-    d.add_argument("--out", default="runs/bench_training_demo")
+    d = sub.add_parser("stage")
+    d.add_argument("--run", required=True, help="a run folder with training_sets/ (e.g. from `metaconf demo`)")
     args = parser.parse_args()
-    throughput(args) if args.what == "throughput" else demo(args)
+    throughput(args) if args.what == "throughput" else stage(args)
 
 
 if __name__ == "__main__":

@@ -183,6 +183,9 @@ def test_demo_config_is_the_papers_design():
     assert all(d.held_out >= 24 for d in config.data.train) and all(d.n >= 24 for d in config.data.eval)
     assert config.evaluation.pairs_per_dataset >= 24
     assert config.targets.n_samples == 10 and config.targets.temperature == 1.0
+    from metaconf.training import LoraTrainConfig
+
+    assert config.training.lora == LoraTrainConfig.for_cpu_demo()  # `metaconf train --demo-defaults` = the demo
 
 
 def test_paper_example_config_validates():

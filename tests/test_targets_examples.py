@@ -12,6 +12,7 @@ from metaconf.targets import (
     single_examples, subsample_bins,
 )
 from metaconf.tasks import parse_pairwise, parse_single
+from metaconf.targets.examples import short_answer
 
 DOMAINS = ["general", "math", "trivia"]
 
@@ -141,3 +142,15 @@ def test_config_rejects_unknown_fields_and_duplicate_sets():
         TargetsConfig(sets=[TrainingSetSpec(name="a", task="single"), TrainingSetSpec(name="a", task="pairwise")])
     assert all(f.description for f in TargetsConfig.model_fields.values())
     assert all(f.description for f in TrainingSetSpec.model_fields.values())
+
+
+@pytest.mark.parametrize("text, short", [
+    ("The capital of Nevada is Carson City. It lies near Lake Tahoe.", "The capital of Nevada is Carson City"),
+    ("Kim Campbell (born August 14, 1975) is a Canadian politician who", "Kim Campbell (born August 14, 1975) is a"),
+    ("Dr. Who is the answer.", "Dr. Who is the answer"),
+    ("J. R. R. Tolkien", "J. R. R. Tolkien"),
+    ("Tasmania", "Tasmania"),
+    ("...", "..."),
+])
+def test_open_answers_in_targets_are_short(text, short):
+    assert short_answer(text) == short

@@ -219,9 +219,14 @@ def test_frozen_states_are_computed_once_and_match_the_full_model(tiny_model):
     from metaconf.training.frozen import FrozenLowerLayers, split_model
 
     full = AutoModelForCausalLM.from_pretrained(tiny_model)
+
+    def full_hidden(s):
+        return reference(torch.tensor([s]), output_hidden_states=True).hidden_states[1][0]
+
+    reference = AutoModelForCausalLM.from_pretrained(tiny_model)
     ids = [[1, 20, 300, 4000, 5], [7, 8, 9]]
     with torch.no_grad():
-        hidden = [full(torch.tensor([s]), output_hidden_states=True).hidden_states[1][0] for s in ids]
+        hidden = [full_hidden(s) for s in ids]
         logits = full(torch.tensor([ids[0]])).logits
     lower, upper = split_model(full, 1)
     shared: dict = {}
@@ -233,6 +238,14 @@ def test_frozen_states_are_computed_once_and_match_the_full_model(tiny_model):
     again = FrozenLowerLayers(lower, 1, pad_token_id=0, states=shared)  # a later training of the same model
     again.hidden([ids[1], ids[0]])
     assert again.computed_tokens == 0
+    # Precomputing the new ones shares prefixes: [1, 20, 300] is run once for itself and [1, 20, 300, 9, 9]
+    more = [[1, 20, 300, 9, 9], [1, 20, 300], [7, 8, 9, 10], [1, 20, 300, 4000, 5]]
+    with torch.no_grad():
+        want = [full_hidden(s) for s in more]
+    again.precompute(more)
+    assert again.computed_tokens == 3 + 2 + 4
+    for s, w in zip(more, want):
+        assert torch.allclose(shared[tuple(s)], w, atol=1e-5)
     with torch.no_grad():
         assert torch.allclose(upper(inputs_embeds=states[0][None]).logits, logits, atol=1e-5)
 

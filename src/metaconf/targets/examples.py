@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -23,6 +24,8 @@ from metaconf.tasks.parsing import format_pairwise_target, format_single_target
 from metaconf.tasks.templates import pairwise_messages, single_messages
 
 MAX_CANDIDATE_PAIRS = 200_000
+MAX_OPEN_ANSWER_WORDS = 8
+_SENTENCE_END = re.compile(r"(?<=[.!?])(?<![A-Z]\.)(?<![A-Z][a-z]\.)(?<!Mrs\.)\s+")  # not after "J." / "Dr."
 
 
 @dataclass
@@ -38,10 +41,23 @@ def _rng(seed: int, *parts: str) -> random.Random:
     return random.Random(int(stable_hash(str(seed), *parts)[:15], 16))
 
 
+def short_answer(text: str, max_words: int = MAX_OPEN_ANSWER_WORDS) -> str:
+    """An open answer as a target: its first sentence, at most `max_words` words, without trailing punctuation.
+
+    Samples stop at the answer template's token limit, often mid-sentence, and a small model answers "a short
+    answer" with a whole sentence; a target that long teaches replies that run out of tokens before the
+    confidence line. The consistency and grading behind the target used the full answer.
+    """
+    first = _SENTENCE_END.split(text.strip(), maxsplit=1)[0]
+    short = " ".join(first.split()[:max_words]).strip(" .,;:")
+    return short or text.strip()
+
+
 def display_answer(record: ConsistencyRecord) -> str:
-    """The answer as written in a target: the model's own wording for open answers, else the normalized one."""
+    """The answer as written in a target: the model's own wording (shortened) for open answers, else the
+    normalized one."""
     if record.answer_type == "open" and record.modal_text:
-        return record.modal_text
+        return short_answer(record.modal_text)
     return str(record.modal_answer)
 
 

@@ -13,6 +13,7 @@ loads like any other PEFT adapter.
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import re
 import shutil
@@ -80,6 +81,49 @@ class FrozenLowerLayers:
         self.states: dict[tuple[int, ...], Any] = {} if states is None else states
         self.computed_tokens = 0
 
+    def precompute(self, sequences: Sequence[Sequence[int]], progress: bool = False) -> None:
+        """Compute the states of every sequence not seen yet, sharing common prefixes.
+
+        The sequences are visited in sorted order, so neighbours share their longest prefixes (the chat template's
+        system prompt, a task's instructions, the first question of several pairs); the lower layers' KV cache is
+        cut back to the prefix a sequence shares with the previous one and only the rest is run. On the demo's
+        training sets this computes about half of the distinct tokens.
+        """
+        import torch
+        from transformers import DynamicCache
+
+        todo = sorted({tuple(int(t) for t in s) for s in sequences} - self.states.keys())
+        if not todo:
+            return
+        decoder = self.lower.get_decoder()
+        device = next(self.lower.parameters()).device
+        cache = DynamicCache(config=decoder.config)
+        cache_kw = "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
+        held: tuple[int, ...] = ()  # the tokens whose KV the cache holds, and their states
+        held_states = None
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(todo), desc=f"layers 0-{self.split - 1} (frozen)", unit="ex", dynamic_ncols=True)
+        with torch.no_grad():
+            for seq in todo:
+                k = _shared_prefix(held, seq)
+                if k == len(seq):  # a prefix of the sequence before it
+                    self.states[seq] = held_states[:k].clone()
+                else:
+                    if k < len(held):
+                        cache.crop(k - len(held))
+                    out = decoder(input_ids=torch.tensor([seq[k:]], device=device), use_cache=True,
+                                  **{cache_kw: cache}).last_hidden_state[0].cpu()
+                    states = out if k == 0 else torch.cat([held_states[:k], out])
+                    self.states[seq], held, held_states = states, seq, states
+                    self.computed_tokens += len(seq) - k
+                if bar is not None:
+                    bar.update(1)
+        if bar is not None:
+            bar.close()
+
     def hidden(self, sequences: Sequence[Sequence[int]]) -> list[Any]:
         """One [length, hidden] tensor per sequence; the ones not seen before are computed in one padded batch."""
         import torch
@@ -102,6 +146,15 @@ class FrozenLowerLayers:
                 self.states[k] = out[i, : len(k)].detach().cpu()
             self.computed_tokens += sum(map(len, todo))
         return [self.states[k] for k in keys]
+
+
+def _shared_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 class FrozenStatesCollator:

@@ -271,7 +271,7 @@ def build_trainer(
         train_sampling_strategy="group_by_length" if config.group_by_length else "random",
         use_cpu=not torch.cuda.is_available(),  # also makes torchrun on CPU use DDP over gloo
         report_to="none",
-        disable_tqdm=True,
+        disable_tqdm=not sys.stderr.isatty(),
         dataloader_num_workers=0,
     )
     # The cached states replace input_ids, which only our loss does without
@@ -289,6 +289,8 @@ def build_trainer(
 
         trainer.data_collator = FrozenStatesCollator(trainer.data_collator, frozen)
         trainer.frozen_split = frozen.split
+        if trainer.accelerator.num_processes == 1:  # several ranks compute their own shard as it comes
+            frozen.precompute(trainer.train_dataset["input_ids"], progress=sys.stderr.isatty())
     return trainer
 
 
@@ -369,6 +371,9 @@ def train_lora(
         info["result"] = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}
         info["result"]["global_step"] = result.global_step
         info["result"]["resumed_from_step"] = resumed_step
+        if split is not None:
+            frozen = trainer.data_collator.frozen
+            info["result"]["frozen_layers"] = {"layers": split, "tokens_computed": frozen.computed_tokens}
         write_json(config_path, info)
         shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)
         write_text_atomic(done, fingerprint + "\n")
