@@ -6,6 +6,9 @@
     python benchmarks/bench_training.py stage --run RUN
         a run's training stage (its training sets and LoRA settings, e.g. the demo's) timed with and without
         cache_frozen_layers, each from an empty folder.
+    python benchmarks/bench_training.py parse --run RUN --out DIR [--condition single] [--set batch_size=2 ...]
+        one condition of a run trained with some LoRA settings changed; the share of greedy replies to the run's
+        evaluation questions whose confidence (single) / choice (pairwise) parses.
 
 The throughput examples are built from the bundled questions with the real prompt templates; replies carry the
 gold answer and a random confidence.
@@ -116,6 +119,44 @@ def stage(args: argparse.Namespace) -> None:
         print(f"cache_frozen_layers={cached}: {seconds:.0f}s for {len(conditions)} adapters ({detail})", flush=True)
 
 
+def parse(args: argparse.Namespace) -> None:
+    """Train one condition of a run with some LoRA settings changed, then read greedy replies to the run's
+    evaluation questions: the share whose confidence (single task) or choice (pairwise task) parses."""
+    import yaml
+
+    from metaconf.engines import CompletionStore, get_engine
+    from metaconf.evaluation import evaluate_pairwise, evaluate_single, make_pairs
+    from metaconf.study.config import load_config
+    from metaconf.study.runner import Study
+    from metaconf.training import train_lora
+
+    run, out = Path(args.run), Path(args.out)
+    config = load_config(run / "config.yaml")
+    changes = dict(item.split("=", 1) for item in args.set)
+    lora = config.training.lora.model_copy(update={k: yaml.safe_load(v) for k, v in changes.items()})
+    study = Study(config, out / "study", quiet=True)
+    study.stage_data()
+    start = time.perf_counter()
+    adapter = train_lora(run / "training_sets" / args.condition / "train.jsonl", out / "training", "embedded", lora)
+    seconds = time.perf_counter() - start
+    engine = get_engine("embedded", store=CompletionStore(out / "completions.sqlite"), adapter=adapter, quiet=True)
+    report = {"condition": args.condition, "changes": changes, "train_s": round(seconds, 1)}
+    tasks = {"single": ["single"], "pairwise": ["pairwise"]}.get(args.condition, ["single", "pairwise"])
+    for task in tasks:
+        read = {}
+        for name, qs in study.eval_sets.items():
+            if task == "single":
+                rows = evaluate_single(engine, args.condition, qs)
+                read[name] = sum(r["confidence"] is not None for r in rows) / len(rows)
+            else:
+                rows = evaluate_pairwise(engine, args.condition, make_pairs(qs, config.evaluation.pairs_per_dataset,
+                                                                            config.evaluation.seed), {})
+                read[name] = sum(r["choice"] is not None for r in rows) / len(rows)
+        report[f"{task}_read"] = {k: round(v, 3) for k, v in read.items()}
+        report[f"{task}_read_all"] = round(sum(read.values()) / len(read), 3)
+    print(json.dumps(report))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
@@ -124,8 +165,14 @@ def main() -> None:
     t.add_argument("--repeats", type=int, default=3)
     d = sub.add_parser("stage")
     d.add_argument("--run", required=True, help="a run folder with training_sets/ (e.g. from `metaconf demo`)")
+    p = sub.add_parser("parse")
+    p.add_argument("--run", required=True, help="a run folder with training_sets/ and config.yaml")
+    p.add_argument("--condition", default="single")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="change a LoRA setting of the run's config (YAML value), e.g. --set batch_size=2")
+    p.add_argument("--out", required=True, help="a new folder for the adapter and its replies")
     args = parser.parse_args()
-    throughput(args) if args.what == "throughput" else stage(args)
+    {"throughput": throughput, "stage": stage, "parse": parse}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -67,6 +67,17 @@ def test_config_rejects_bad_fields_naming_them(tmp_path):
         load_config(tmp_path / "missing.yaml")
 
 
+def test_lora_settings_can_change_per_condition():
+    training = {"lora": {"epochs": 1, "rank": 4}, "lora_by_condition": {"multitask": {"epochs": 2}}}
+    config = parse_config({**SMALL, "training": training})
+    assert config.training.lora_for("multitask").epochs == 2 and config.training.lora_for("multitask").rank == 4
+    assert config.training.lora_for("single") == config.training.lora
+    with pytest.raises(ConfigError, match=r"lora_by_condition\.multitask\.epochz: Extra inputs"):
+        parse_config({**SMALL, "training": {**training, "lora_by_condition": {"multitask": {"epochz": 2}}}})
+    with pytest.raises(ConfigError, match="not trained conditions"):
+        parse_config({**SMALL, "conditions": ["base", "single"], "training": training})
+
+
 def test_invalid_config_fails_before_any_work(tmp_path, capsys):
     cfg = tmp_path / "study.yaml"
     cfg.write_text(yaml.safe_dump({**SMALL, "targets": {"n_samples": "ten"}}))

@@ -165,10 +165,12 @@ def test_train_conditions_trains_each_condition_into_the_run_folder(tiny_model, 
     run = tmp_path / "run"
     write_train_file(run / "training_sets" / "single" / "train.jsonl", n=6)
     write_train_file(run / "training_sets" / "pairwise" / "train.jsonl", n=6, kind="pairwise")
-    adapters = train_conditions(run, tiny_model, LoraTrainConfig(**FAST, max_steps=1), ["single", "pairwise"])
+    adapters = train_conditions(run, tiny_model, LoraTrainConfig(**FAST, max_steps=1), ["single", "pairwise"],
+                                configs={"pairwise": LoraTrainConfig(**FAST, max_steps=2)})
     assert set(adapters) == {"single", "pairwise"}
-    for cond in adapters:
+    for cond, steps in (("single", 1), ("pairwise", 2)):
         assert (run / "training" / cond / "DONE").is_file()
+        assert json.loads((run / "training" / cond / "train_config.json").read_text())["result"]["global_step"] == steps
     with pytest.raises(DataError, match="multitask"):
         train_conditions(run, tiny_model, LoraTrainConfig(**FAST, max_steps=1), ["multitask"])
 

@@ -96,9 +96,30 @@ class TrainingConfig(_Strict):
         "lora", description="lora: TRL + PEFT on local hardware; hosted: the provider's fine-tuning API."
     )
     lora: LoraTrainConfig = Field(default_factory=LoraTrainConfig, description="LoRA settings.")
+    lora_by_condition: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="LoRA settings changed for some conditions, e.g. {multitask: {epochs: 2}} (multitask mixes two "
+        "reply formats and may need more steps to keep them apart).",
+    )
     hosted_base_model: str | None = Field(
         None, description="hosted: the provider's fine-tunable model name (default: model.name)."
     )
+
+
+    @model_validator(mode="after")
+    def _valid_changes(self) -> "TrainingConfig":
+        for condition in self.lora_by_condition:
+            try:
+                self.lora_for(condition)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                raise ValueError(f"lora_by_condition.{condition}.{_location(first)}: {first['msg']}") from None
+        return self
+
+    def lora_for(self, condition: str) -> LoraTrainConfig:
+        """The LoRA settings of one condition: `lora` with that condition's changes."""
+        changes = self.lora_by_condition.get(condition)
+        return LoraTrainConfig.model_validate({**self.lora.model_dump(), **changes}) if changes else self.lora
 
 
 class EvaluationConfig(_Strict):
@@ -135,6 +156,13 @@ class StudyConfig(_Strict):
         if len(set(v)) != len(v):
             raise ValueError("conditions repeat")
         return v
+
+    @model_validator(mode="after")
+    def _changes_name_conditions(self) -> "StudyConfig":
+        extra = sorted(set(self.training.lora_by_condition) - set(self.trained_conditions))
+        if extra:
+            raise ValueError(f"training.lora_by_condition names {extra}, not trained conditions of this study")
+        return self
 
     @property
     def trained_conditions(self) -> list[str]:

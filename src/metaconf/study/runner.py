@@ -142,7 +142,9 @@ class Study:
         else:
             from metaconf.training import train_conditions
 
-            train_conditions(self.run_dir, self.model_path(), self.config.training.lora, conditions)
+            training = self.config.training
+            train_conditions(self.run_dir, self.model_path(), training.lora, conditions,
+                             configs={c: training.lora_for(c) for c in conditions})
         return f"adapters ready: {', '.join(conditions)}"
 
     def stage_consistency(self) -> str:

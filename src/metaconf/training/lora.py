@@ -17,7 +17,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from metaconf.errors import ConfigError, DataError, MetaconfError
 from metaconf.training.config import LoraTrainConfig
@@ -386,8 +386,10 @@ def train_conditions(
     model: str | Path = "embedded",
     config: LoraTrainConfig | None = None,
     conditions: Sequence[str] = CONDITIONS,
+    configs: Mapping[str, LoraTrainConfig] | None = None,
 ) -> dict[str, Path]:
-    """Train `RUN/training_sets/<cond>/train.jsonl` into `RUN/training/<cond>/` for each condition."""
+    """Train `RUN/training_sets/<cond>/train.jsonl` into `RUN/training/<cond>/` for each condition, with
+    `configs[cond]` where given, else `config`."""
     run_dir = Path(run_dir)
     adapters = {}
     frozen_states: dict = {}  # lower-layer states shared by the conditions (their prompts overlap)
@@ -395,7 +397,8 @@ def train_conditions(
         train_file = run_dir / "training_sets" / cond / "train.jsonl"
         if not train_file.is_file():
             raise DataError(f"{train_file}: training set for condition '{cond}' not found (run build-data first)")
-        adapters[cond] = train_lora(train_file, run_dir / "training" / cond, model, config,
+        settings = (configs or {}).get(cond, config)
+        adapters[cond] = train_lora(train_file, run_dir / "training" / cond, model, settings,
                                     frozen_states=frozen_states)
     return adapters
 
