@@ -60,7 +60,8 @@ def split_model(model: Any, split: int) -> tuple[Any, Any]:
     missing, unexpected = upper.load_state_dict(state, strict=False)
     tied = {k for k in missing if "lm_head" in k and getattr(model.config, "tie_word_embeddings", False)}
     if set(missing) - tied or unexpected:
-        raise MetaconfError(f"cannot split {type(model).__name__}: weights do not map ({sorted(missing)[:3]})")
+        odd = sorted(set(missing) - tied) + sorted(unexpected)
+        raise MetaconfError(f"cannot split {type(model).__name__}: weights do not map ({', '.join(odd[:3])})")
     upper.generation_config = copy.deepcopy(model.generation_config)
 
     lower_config = _with_layers(model, slice(0, split))

@@ -274,7 +274,7 @@ def build_trainer(
         disable_tqdm=not sys.stderr.isatty(),
         dataloader_num_workers=0,
     )
-    # The cached states replace input_ids, which only our loss does without
+    # With cached states the batch has inputs_embeds instead of input_ids; our loss is the one tested with them
     trainer_class = _completion_loss_trainer_class() if config.fast_loss or frozen else SFTTrainer
     trainer = trainer_class(
         model=peft_model,
