@@ -17,7 +17,8 @@ sys.path.insert(0, str(FIXTURES))
 from make_data import make_tiny_model, write_train_file  # noqa: E402
 
 
-def test_two_process_ddp_on_cpu(tmp_path):
+@pytest.mark.parametrize("cached", [False, True], ids=["full-model", "cached-lower-layers"])
+def test_two_process_ddp_on_cpu(tmp_path, cached):
     import torch
 
     model = make_tiny_model(tmp_path / "model")
@@ -27,6 +28,8 @@ def test_two_process_ddp_on_cpu(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            str(FIXTURES / "ddp_worker.py"), str(model), str(train), str(out), str(dump)]
+    if cached:
+        cmd.append("cached")
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
@@ -39,9 +42,12 @@ def test_two_process_ddp_on_cpu(tmp_path):
     assert all(torch.equal(w0[k], w1[k]) for k in w0)  # gradients were all-reduced: identical adapters
     assert any(k.endswith("lora_B.default.weight") and w0[k].abs().sum() > 0 for k in w0)  # and they trained
 
-    # the adapter was written once, by rank 0
+    # the adapter was written once, by rank 0 (with the cache: the upper model's, then renumbered into adapter/)
     assert not (dump / "saves-rank1.txt").exists()
-    assert (dump / "saves-rank0.txt").read_text().splitlines().count(str(out / "adapter")) == 1
+    saved = out / ("adapter.upper-layers" if cached else "adapter")
+    assert (dump / "saves-rank0.txt").read_text().splitlines().count(str(saved)) == 1
+    if cached:
+        assert json.loads((out / "adapter" / "adapter_config.json").read_text())["layers_to_transform"] == [1]
     assert (out / "DONE").is_file() and (out / "adapter" / "adapter_model.safetensors").is_file()
     info = json.loads((out / "train_config.json").read_text())
     assert info["world_size"] == 2
