@@ -131,6 +131,7 @@ def test_single_target_round_trips_through_the_parser(q, answer, confidence):
     assert parsed.parsed
     assert parsed.answer == parse_single(f"Answer: {answer}\nConfidence: 1", q).answer
     assert parsed.confidence == pytest.approx(round(confidence * 100) / 100)
+    assert text.endswith(f"\nConfidence: {round(confidence * 100)}%")  # v2: a reply never ends on a bare digit
 
 
 @pytest.mark.parametrize("choice", [1, 2])

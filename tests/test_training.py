@@ -212,6 +212,8 @@ def test_cached_lower_layers_train_the_same_adapter(tiny_model, tmp_path):
               for d in ("plain", "cached")]
     assert losses[0] == pytest.approx(losses[1], rel=1e-4)
     assert not (tmp_path / "cached" / "adapter.upper-layers").exists()
+    result = json.loads((tmp_path / "cached" / "train_config.json").read_text())["result"]
+    assert result["frozen_layers"]["layers"] == 1 and result["frozen_layers"]["tokens_computed"] > 0
 
 
 def test_frozen_states_are_computed_once_and_match_the_full_model(tiny_model):
