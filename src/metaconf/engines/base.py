@@ -12,6 +12,7 @@ import hashlib
 import json
 import sys
 import time
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -86,6 +87,7 @@ class PromptRequest:
     messages: Messages
     sample_indices: list[int]
     seed: int  # derived from (params.seed, prompt); sample i uses sample_seed(seed, i)
+    guide: str | None = None  # a regular expression the whole completion must match (guided decoding); None: free
 
 
 def stable_hash(*parts: str) -> str:
@@ -115,6 +117,9 @@ class Engine(ABC):
     """A model that completes chat prompts. Subclasses implement `_generate_batch` (and may plan batches)."""
 
     name: str = "engine"
+    # Whether `_generate_batch` honours `PromptRequest.guide`. Engines that cannot get the guide dropped with a
+    # warning (their completions are then cached as free ones, so a later guided engine never reads them as guided).
+    supports_guide: bool = False
 
     def __init__(self, store: "CompletionStore | str | Path | None" = None, quiet: bool = False):
         from metaconf.engines.store import CompletionStore
@@ -155,24 +160,37 @@ class Engine(ABC):
         seed: int = 0,
         logprobs: int | None = None,
         desc: str | None = None,
+        guide: Sequence[str | None] | None = None,
     ) -> list[list[Completion]]:
-        """Per prompt, a list of `n` completions. Served from the store where already generated."""
+        """Per prompt, a list of `n` completions. Served from the store where already generated.
+
+        `guide`: per prompt, a regular expression the whole completion must match (the reply format, with the
+        model choosing every answer, number and choice inside it), or None for free text.
+        """
         if isinstance(stop, str):
             stop = [stop]
         params = SamplingParams(
             n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
             stop=tuple(stop or ()), seed=seed, logprobs=logprobs,
         )
-        return self.generate_with(prompts, params, desc=desc)
+        return self.generate_with(prompts, params, desc=desc, guide=guide)
 
-    def cache_key(self, messages: Messages, params: SamplingParams) -> str:
-        return stable_hash(self.model_identity, self.adapter_identity, prompt_text(messages), params.key())
+    def cache_key(self, messages: Messages, params: SamplingParams, guide: str | None = None) -> str:
+        parts = [self.model_identity, self.adapter_identity, prompt_text(messages), params.key()]
+        if guide is not None:  # free completions keep the keys they always had
+            parts.append("guide:" + guide)
+        return stable_hash(*parts)
 
     def generate_with(
-        self, prompts: Sequence[Messages], params: SamplingParams, desc: str | None = None
+        self,
+        prompts: Sequence[Messages],
+        params: SamplingParams,
+        desc: str | None = None,
+        guide: Sequence[str | None] | None = None,
     ) -> list[list[Completion]]:
         """`generate` with the sampling settings already gathered in a `SamplingParams`."""
         validate_params(params)
+        guides = self._checked_guides(prompts, guide)
         for i, messages in enumerate(prompts):
             if not isinstance(messages, (list, tuple)) or not all(
                 isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
@@ -181,7 +199,7 @@ class Engine(ABC):
                 raise EngineError(
                     f"{self.name}: prompt {i} is not a list of chat messages ({{'role': ..., 'content': ...}})"
                 )
-        keys = [self.cache_key(list(m), params) for m in prompts]
+        keys = [self.cache_key(list(m), params, g) for m, g in zip(prompts, guides)]
         distinct: dict[str, int] = {}
         for i, key in enumerate(keys):
             distinct.setdefault(key, i)
@@ -191,6 +209,7 @@ class Engine(ABC):
                 messages=list(prompts[i]),
                 sample_indices=list(range(params.n)),
                 seed=int(stable_hash(str(params.seed), prompt_text(list(prompts[i])))[:15], 16),
+                guide=guides[i],
             )
             for i in distinct.values()
         ]
@@ -207,7 +226,8 @@ class Engine(ABC):
                 for idx in batch:
                     missing = [s for s in requests[idx].sample_indices if (request_keys[idx], s) not in results]
                     if missing:
-                        todo.append((idx, PromptRequest(requests[idx].messages, missing, requests[idx].seed)))
+                        req = requests[idx]
+                        todo.append((idx, PromptRequest(req.messages, missing, req.seed, req.guide)))
                 if not todo:
                     continue
                 outputs = self._generate_batch([r for _, r in todo], params)
@@ -226,6 +246,24 @@ class Engine(ABC):
         finally:
             progress.close()
         return [[results[(key, s)] for s in range(params.n)] for key in keys]
+
+    def _checked_guides(self, prompts: Sequence[Messages], guide: Sequence[str | None] | None) -> list[str | None]:
+        """One guide (or None) per prompt; all None where this engine cannot guide, with one warning."""
+        if guide is None:
+            return [None] * len(prompts)
+        guides = list(guide)
+        if len(guides) != len(prompts):
+            raise ConfigError(f"generate: {len(guides)} guides for {len(prompts)} prompts")
+        if not all(g is None or isinstance(g, str) for g in guides):
+            raise ConfigError("generate: each guide must be a regular expression (str) or None")
+        if any(g is not None for g in guides) and not self.supports_guide:
+            warnings.warn(
+                f"{self.name}: this engine cannot constrain its output; sampling free text instead of the "
+                "guided format",
+                stacklevel=3,
+            )
+            return [None] * len(prompts)
+        return guides
 
 
 def validate_params(params: SamplingParams) -> None:
