@@ -102,6 +102,24 @@ def test_pooled_rows_are_labelled_and_comparisons_are_paired(predictions):
     assert comp[("single", "single", "pooled in-domain", "ece")]["pooled"] is True
 
 
+def test_contrasts_compare_multitask_with_each_single_task_condition(predictions):
+    preds, y = predictions
+    assert summarize(preds, INFO, n_boot=50)["contrasts"] == []  # no multitask condition
+    for ds in INFO:
+        preds[("multitask", "single", ds)] = single_rows("multitask", ds, [1.0 if v else 0.0 for v in y], y)
+    out = summarize(preds, INFO, n_boot=200)
+    contrasts = {(c["condition"], c["reference"], c["task"], c["dataset"], c["metric"]): c for c in out["contrasts"]}
+    assert {key[:2] for key in contrasts} == {("multitask", "single")}  # no pairwise condition in this study
+    ece_vs_single = contrasts[("multitask", "single", "single", "mmlu", "ece")]
+    singles = {(c["condition"], c["dataset"], c["metric"]): c for c in out["comparisons"]}
+    assert ece_vs_single["base"] == pytest.approx(singles[("single", "mmlu", "ece")]["value"])  # the reference
+    assert ece_vs_single["value"] == 0.0  # stated 1 when right, 0 when wrong
+    assert ece_vs_single["diff"] == pytest.approx(-0.2) and ece_vs_single["diff_ci"][1] < 0
+    assert contrasts[("multitask", "single", "single", "pooled new-domain", "ece")]["pooled"] is True
+    assert all(c["reference"] == "base" for c in out["comparisons"])
+    assert ("multitask", "single", "single", "mmlu", "smooth_ece") not in contrasts  # headline metrics only
+
+
 def test_deterministic_under_seed(predictions):
     preds, _ = predictions
     assert summarize(preds, INFO, n_boot=100, seed=3) == summarize(preds, INFO, n_boot=100, seed=3)

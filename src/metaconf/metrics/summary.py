@@ -21,6 +21,10 @@ BASE = "base"
 SINGLE_METRICS = ("accuracy", "parse_rate", "ece", "adaptive_ece", "smooth_ece", "brier", "overconfidence", "auroc")
 PAIRWISE_METRICS = ("accuracy", "parse_rate", "auc_c", "auc_a", "pairwise_auc")
 POOLED_NAMES = {True: "pooled in-domain", False: "pooled new-domain"}
+# multitask vs each single-task condition: does mixing both tasks beat training on one? (report: "multitask vs
+# single-task"); a pair is compared only where both conditions were evaluated
+CONTRASTS = (("multitask", "single"), ("multitask", "pairwise"))
+CONTRAST_METRICS = ("accuracy", "ece", "brier", "auroc", "auc_c", "auc_a")
 _CHOICES = {"1": 1, "2": 2, "q1": 1, "q2": 2, "first": 1, "second": 2}
 
 
@@ -153,12 +157,13 @@ def _row_metrics(items: dict[Any, tuple], fns: dict[str, Callable[..., Any]], n_
 def summarize(predictions: Mapping[tuple[str, str, str], list[Mapping[str, Any]]],
               datasets_info: Mapping[str, Mapping[str, Any]], n_boot: int = 1000, seed: int = 0, *,
               model: Any = None, config: Mapping[str, Any] | None = None, alpha: float = 0.05,
-              base: str = BASE) -> dict[str, Any]:
-    """metrics.json as a dict: {"model", "config", "rows", "pooled", "comparisons"}.
+              base: str = BASE, contrasts: tuple[tuple[str, str], ...] = CONTRASTS) -> dict[str, Any]:
+    """metrics.json as a dict: {"model", "config", "rows", "pooled", "comparisons", "contrasts"}.
 
     `predictions`: (condition, task, dataset) -> prediction rows (docs/architecture.md); `datasets_info`:
     dataset -> {"domain": str, "in_domain": bool}. Rows resample questions (single) or pairs (pairwise);
-    `comparisons` hold metric(condition) - metric(base) on the items both evaluated, with interval and p-value.
+    `comparisons` hold metric(condition) - metric(base) on the items both evaluated, with interval and p-value;
+    `contrasts` the same for each (condition, reference) pair of `contrasts`, e.g. multitask - single.
     """
     groups: dict[tuple[str, str, str], dict[Any, tuple]] = {}
     meta: dict[tuple[str, str, str], dict[str, Any]] = {}
@@ -194,25 +199,37 @@ def summarize(predictions: Mapping[tuple[str, str, str], list[Mapping[str, Any]]
         return {**meta[key], "n": len(items), "n_parsed": int(parsed), "n_scored": int(scored),
                 **_row_metrics(items, fns, n_boot, seed, alpha)}
 
-    comparisons = []
-    for key, items in {**groups, **pooled_groups}.items():
-        condition, task, dataset = key
-        base_items = groups.get((base, task, dataset)) or pooled_groups.get((base, task, dataset))
-        if condition == base or base_items is None:
-            continue
-        for name, fn in TASKS[task][1].items():
-            result = paired_bootstrap(base_items, items, fn, n_boot=n_boot, seed=seed, alpha=alpha)
-            comparisons.append({
-                "condition": condition, "task": task, "dataset": dataset, "metric": name,
-                "pooled": key in pooled_groups, "n": result["n"], "base": _clean(result["base"]),
-                "value": _clean(result["value"]), "diff": _clean(result["diff"]), "diff_ci": result["ci"],
-                "p_value": result["p_value"]})
+    every = {**groups, **pooled_groups}
+
+    def compare(reference: str, condition: str, metrics: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+        """metric(condition) - metric(reference) per task, dataset (or pooled group) and metric, paired."""
+        out = []
+        for (cond, task, dataset), items in every.items():
+            ref_items = every.get((reference, task, dataset))
+            if cond != condition or ref_items is None:
+                continue
+            for name, fn in TASKS[task][1].items():
+                if metrics is not None and name not in metrics:
+                    continue
+                result = paired_bootstrap(ref_items, items, fn, n_boot=n_boot, seed=seed, alpha=alpha)
+                out.append({
+                    "condition": condition, "reference": reference, "task": task, "dataset": dataset,
+                    "metric": name, "pooled": (cond, task, dataset) in pooled_groups, "n": result["n"],
+                    "base": _clean(result["base"]), "value": _clean(result["value"]), "diff": _clean(result["diff"]),
+                    "diff_ci": result["ci"], "p_value": result["p_value"]})
+        return out
+
+    conditions = list(dict.fromkeys(key[0] for key in groups))
+    comparisons = [c for condition in conditions if condition != base for c in compare(base, condition)]
+    contrast_rows = [c for condition, reference in contrasts if {condition, reference} <= set(conditions)
+                     for c in compare(reference, condition, CONTRAST_METRICS)]
     return {
         "model": model,
         "config": dict(config or {}),
         "rows": [make_row(key, items) for key, items in groups.items()],
         "pooled": [make_row(key, items) for key, items in pooled_groups.items()],
         "comparisons": comparisons,
+        "contrasts": contrast_rows,
         "bootstrap": {"n_boot": n_boot, "seed": seed, "alpha": alpha,
                       "unit": "question (single task), pair (pairwise task)"},
     }
