@@ -16,14 +16,19 @@ _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]|~])")  # special anywhere in a line (li
 _MD_LEADING = re.compile(r"^([>=]|[#+\-*](?=\s|$)|\d+(?=[.)](\s|$)))")  # special only at the start (headings, lists, quotes)
 
 CSS = """
-body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
-color:#222;line-height:1.45}
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1300px;margin:1.2em auto;padding:0 1em;
+color:#222;line-height:1.4} h1{margin:0.3em 0}
 h1,h2,h3{line-height:1.2} table{border-collapse:collapse;margin:1em 0;font-size:0.9em}
 th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top} th{background:#f2f2f2}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 pre{background:#f7f7f7;padding:0.8em;overflow-x:auto;white-space:pre-wrap;word-break:break-word}
 figure{margin:1.5em 0} figure img{max-width:100%} figcaption{font-size:0.9em;color:#555}
 p.note{color:#555;font-size:0.92em}
+table.findings{font-size:0.74em;margin:0.4em 0;line-height:1.25} table.findings td,table.findings th{padding:2px 4px}
+table.findings tr.first td{border-top:2px solid #888} td.claim{min-width:13em;max-width:17em;font-weight:600}
+td.nowrap{white-space:nowrap} td.for{background:#d9f0d3} td.against{background:#f6d5d0}
+td.undefined{color:#999} td.blank{background:#fafafa} td.supported{background:#b8e0b0;font-weight:600}
+td.contradicted{background:#f0b8ae;font-weight:600} td.noevidence{color:#555}
 """
 
 
@@ -46,8 +51,15 @@ class Bullets:
 
 @dataclass
 class Table:
+    """Rows of text cells; a newline in a cell is a line break in HTML, a space in Markdown. `styles` (per cell)
+    and `row_styles` (per row) are CSS class names from CSS, used by the HTML only."""
+
     headers: list[str]
     rows: list[list[str]]
+    styles: list[list[str]] | None = None
+    row_styles: list[str] | None = None
+    css_class: str = ""
+    rowspans: list[list[int]] | None = None  # HTML: n > 1 spans n rows, 0 = covered by a cell above (skipped)
 
 
 @dataclass
@@ -99,6 +111,27 @@ def to_markdown(title: str, blocks: list[Block], md_dir: Path) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+def _lines(text: str) -> str:
+    return "<br>".join(html.escape(line) for line in str(text).split("\n"))
+
+
+def _html_table(table: Table) -> str:
+    def attr(classes: str) -> str:
+        names = " ".join(c for c in classes.split() if re.fullmatch(r"[a-z][a-z0-9-]*", c))
+        return f' class="{names}"' if names else ""
+
+    head = "".join(f"<th>{_lines(h)}</th>" for h in table.headers)
+    body = []
+    for i, row in enumerate(table.rows):
+        styles = table.styles[i] if table.styles else [""] * len(row)
+        spans = table.rowspans[i] if table.rowspans else [1] * len(row)
+        cells = "".join(f"<td{attr(('num ' if _is_number(c) else '') + style)}"
+                        f"{f' rowspan={span}' if span > 1 else ''}>{_lines(c)}</td>"
+                        for c, style, span in zip(row, styles, spans) if span)
+        body.append(f"<tr{attr(table.row_styles[i] if table.row_styles else '')}>{cells}</tr>")
+    return f"<table{attr(table.css_class)}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
 def to_html(title: str, blocks: list[Block]) -> str:
     esc = html.escape
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
@@ -113,12 +146,7 @@ def to_html(title: str, blocks: list[Block]) -> str:
         elif isinstance(block, Bullets):
             out.append("<ul>" + "".join(f"<li>{esc(item)}</li>" for item in block.items) + "</ul>")
         elif isinstance(block, Table):
-            head = "".join(f"<th>{esc(h)}</th>" for h in block.headers)
-            body = "".join(
-                "<tr>" + "".join(f'<td class="num">{esc(c)}</td>' if _is_number(c) else f"<td>{esc(c)}</td>"
-                                 for c in row) + "</tr>"
-                for row in block.rows)
-            out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+            out.append(_html_table(block))
         elif isinstance(block, Figure):
             data = base64.b64encode(block.png.read_bytes()).decode("ascii")
             out.append(f'<figure><img alt="{esc(block.caption)}" src="data:image/png;base64,{data}">'

@@ -1,18 +1,23 @@
-""""What the numbers show": plain sentences generated from metrics.json, saying how sure each claim is.
+"""The findings table: one group of rows per question the study asks, each row a claim tested per dataset.
 
-Per-dataset discrimination comes first; pooled numbers come last and are labelled as pooled, because a pooled
-AUROC also rewards confidence that merely tracks the datasets' different accuracies.
+A row holds, per dataset, the paired change (condition minus base, or multitask minus a single-task condition)
+with its 95% bootstrap interval from metrics.json, and a verdict computed from those intervals by one rule
+(`row_verdict`, documented in docs/report.md). Pooled cells are shown, labelled, and never vote.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Iterable
 
 LOWER_IS_BETTER = {"ece", "adaptive_ece", "smooth_ece", "brier"}
 HIGHER_IS_BETTER = {"auroc", "auc_c", "auc_a", "pairwise_auc"}
 LABELS = {"ece": "ECE", "adaptive_ece": "adaptive ECE", "smooth_ece": "smooth ECE", "brier": "Brier score",
           "auroc": "AUROC", "auc_c": "AUC_c", "auc_a": "AUC_a", "pairwise_auc": "pairwise AUC",
           "accuracy": "accuracy", "parse_rate": "parse rate", "overconfidence": "overconfidence"}
+# an accuracy change whose whole interval lies within +-EQUIVALENCE counts as "unchanged"
+EQUIVALENCE = 0.05
+SUPPORTED, CONTRADICTED, NO_EVIDENCE = "supported", "contradicted", "no evidence"
 
 
 def fmt(value: Any, signed: bool = False) -> str:
@@ -45,59 +50,218 @@ def verdict(comparison: dict[str, Any]) -> str:
     return "increased" if diff > 0 else "decreased"
 
 
-def _describe(comparisons: list[dict[str, Any]], condition: str, task: str, metric: str) -> str | None:
-    found = [c for c in comparisons if c["condition"] == condition and c["task"] == task and c["metric"] == metric
-             and not c.get("pooled")]
+# ----------------------------------------------------------------------------------------------- the claims
+@dataclass(frozen=True)
+class Claim:
+    """One question of the study: which changes, on which task and datasets, and which direction supports it."""
+
+    key: str
+    title: str
+    paper: str  # what Steyvers et al. (2025) report, for comparison
+    expect: str  # "better" (ECE down, AUC up) or "unchanged" (interval within +-EQUIVALENCE)
+    domains: str  # "in", "new" or "all": which datasets vote
+
+
+CLAIMS = {
+    "calibration_in": Claim("calibration_in", "Calibration improves in the training domains",
+                            "improves", "better", "in"),
+    "calibration_new": Claim("calibration_new", "Calibration improves in new domains",
+                             "improves, less than in the training domains", "better", "new"),
+    "discrimination": Claim("discrimination", "Discrimination improves (AUROC; AUC_c and AUC_a for pairs)",
+                            "improves", "better", "all"),
+    "transfer": Claim("transfer", "Training on one task (single or pairwise) improves the other task",
+                      "does not reliably transfer", "better", "all"),
+    "multitask": Claim("multitask", "Multitask beats training on one task, on that task",
+                       "multitask gives the broadest gains", "better", "all"),
+    "accuracy": Claim("accuracy", "Answer accuracy is unchanged",
+                      f"unchanged (here: interval within ±{EQUIVALENCE:.2f})", "unchanged", "all"),
+}
+
+
+@dataclass
+class Cell:
+    """One dataset's change: diff, interval, and how it reads for the claim."""
+
+    diff: float | None
+    ci: list[float] | None
+    reading: str  # "for", "against", "unclear", "undefined"
+
+
+@dataclass
+class FindingRow:
+    claim: Claim
+    condition: str  # "single", or "multitask − single" for a contrast
+    task: str
+    metric: str
+    cells: dict[str, Cell] = field(default_factory=dict)  # dataset or pooled group -> cell
+    verdict: str = NO_EVIDENCE
+    reason: str = ""
+
+
+def reading(diff: float | None, ci: list[float] | None, metric: str, expect: str) -> str:
+    """How one interval reads for a claim: 'for', 'against', 'unclear' (includes zero) or 'undefined'."""
+    if diff is None or not ci:
+        return "undefined"
+    if expect == "unchanged":
+        if -EQUIVALENCE <= ci[0] and ci[1] <= EQUIVALENCE:
+            return "for"
+        return "unclear" if ci[0] <= 0 <= ci[1] else "against"
+    if ci[0] <= 0 <= ci[1]:
+        return "unclear"
+    better = diff < 0 if metric in LOWER_IS_BETTER else diff > 0
+    return "for" if better else "against"
+
+
+def row_verdict(readings: Iterable[str]) -> tuple[str, str]:
+    """The rule: among datasets with a defined change, *supported* when at least half read for the claim and none
+    against; *contradicted* when at least half read against and none for; otherwise *no evidence*."""
+    votes = [r for r in readings if r != "undefined"]
+    n_for, n_against = votes.count("for"), votes.count("against")
+    if not votes:
+        return NO_EVIDENCE, "all undefined"
+    tally = f"✓{n_for} ✗{n_against} of {len(votes)}"
+    if n_for and not n_against and 2 * n_for >= len(votes):
+        return SUPPORTED, tally
+    if n_against and not n_for and 2 * n_against >= len(votes):
+        return CONTRADICTED, tally
+    return NO_EVIDENCE, tally
+
+
+def claim_verdict(rows: list[FindingRow]) -> str:
+    """A claim over its rows: supported (contradicted) when some rows are and none the other way."""
+    verdicts = {r.verdict for r in rows}
+    if SUPPORTED in verdicts and CONTRADICTED not in verdicts:
+        return SUPPORTED
+    if CONTRADICTED in verdicts and SUPPORTED not in verdicts:
+        return CONTRADICTED
+    return NO_EVIDENCE
+
+
+# ------------------------------------------------------------------------------------------ building the rows
+def trained_tasks(condition: str, config: dict[str, Any]) -> set[str]:
+    """Tasks a condition was trained on: from the study's training sets (name -> task), else from its name."""
+    task = condition
+    for spec in (config.get("targets") or {}).get("sets") or []:
+        if isinstance(spec, dict) and spec.get("name") == condition:
+            task = str(spec.get("task"))
+    return {"single", "pairwise"} if task == "multitask" else {task} & {"single", "pairwise"}
+
+
+def dataset_columns(metrics: dict[str, Any]) -> list[tuple[str, bool, bool]]:
+    """(dataset, in_domain, pooled) in display order: in-domain datasets, new-domain datasets, pooled groups."""
+    seen = {r["dataset"]: bool(r.get("in_domain")) for r in metrics.get("rows", [])}
+    pooled = {r["dataset"]: bool(r.get("in_domain")) for r in metrics.get("pooled") or []}
+    return ([(d, True, False) for d, i in seen.items() if i] + [(d, False, False) for d, i in seen.items() if not i]
+            + sorted(((d, i, True) for d, i in pooled.items()), key=lambda x: not x[1]))
+
+
+def _row(claim: Claim, entries: list[dict[str, Any]], columns: list[tuple[str, bool, bool]], condition: str,
+         label: str, task: str, metric: str) -> FindingRow | None:
+    found = {c["dataset"]: c for c in entries
+             if (c["condition"], c["task"], c["metric"]) == (condition, task, metric)}
     if not found:
         return None
-    tally: dict[str, int] = {}
-    for c in found:
-        tally[verdict(c)] = tally.get(verdict(c), 0) + 1
-    counts = ", ".join(f"{v} on {k} of {len(found)}" for v, k in sorted(tally.items(), key=lambda kv: -kv[1]))
-    detail = "; ".join(f"{c['dataset']} {fmt(c['base'])} → {fmt(c['value'])} (change {fmt_ci(c['diff'], c['diff_ci'], True)})"
-                       for c in found)
-    return f"{condition} vs base, {LABELS[metric]} ({task} task), per dataset: {counts}. {detail}."
+    row = FindingRow(claim, label, task, metric)
+    for dataset, in_domain, _ in columns:
+        wanted = claim.domains == "all" or (claim.domains == "in") == in_domain
+        if wanted and dataset in found:
+            c = found[dataset]
+            row.cells[dataset] = Cell(c.get("diff"), c.get("diff_ci"),
+                                      reading(c.get("diff"), c.get("diff_ci"), metric, claim.expect))
+    row.verdict, row.reason = row_verdict(
+        cell.reading for name, cell in row.cells.items() if not any(p and name == d for d, _, p in columns))
+    return row
 
 
-def findings(metrics: dict[str, Any], base: str = "base") -> list[tuple[str, list[str]]]:
-    """Sections of (heading, sentences) describing the changes vs base; empty list when there is no base."""
+def finding_rows(metrics: dict[str, Any], config: dict[str, Any] | None = None,
+                 base: str = "base") -> list[FindingRow]:
+    """Every row of the findings table, in the order of the study's questions; claims without data are absent."""
+    config = config if config is not None else (metrics.get("config") or {})
     comparisons = metrics.get("comparisons") or []
-    conditions = list(dict.fromkeys(c["condition"] for c in comparisons))
-    level = metrics.get("bootstrap", {}).get("alpha", 0.05)
-    intro = [f"Each change is a trained condition minus the base model on the same questions (or pairs), with a "
-             f"{100 * (1 - level):.0f}% bootstrap interval in parentheses. An interval that includes zero means "
-             f"no evidence of a change at this sample size, not evidence of no change."]
-    sections: list[tuple[str, list[str]]] = [("How to read this", intro)]
-    if not conditions:
-        sections.append(("Changes", [f"No trained condition was compared with the {base} model."]))
-        return sections
-    discrimination, calibration, accuracy = [], [], []
-    for condition in conditions:
-        for task, metric, bucket in (("single", "auroc", discrimination), ("pairwise", "auc_a", discrimination),
-                                     ("pairwise", "auc_c", discrimination), ("single", "ece", calibration),
-                                     ("single", "accuracy", accuracy)):
-            line = _describe(comparisons, condition, task, metric)
-            if line:
-                bucket.append(line)
-    sections.append(("Discrimination, per dataset", discrimination or ["No discrimination metric was defined."]))
-    sections.append(("Calibration, per dataset", calibration or ["No calibration metric was defined."]))
-    if accuracy:
-        sections.append(("Answer accuracy (fine-tuning should leave it unchanged)", accuracy))
-    pooled = []
-    for c in comparisons:
-        if c.get("pooled") and c["metric"] in ("ece", "auroc", "auc_a"):
-            pooled.append(f"{c['dataset'].capitalize()}: {c['condition']} vs base, {LABELS[c['metric']]} ({c['task']}): "
-                          f"{fmt(c['base'])} → {fmt(c['value'])}, change {fmt_ci(c['diff'], c['diff_ci'], True)}: "
-                          f"{verdict(c)}.")
-    if pooled:
-        pooled.insert(0, "Pooled numbers mix datasets: a pooled AUROC can rise only because confidence follows "
-                         "the datasets' different accuracies, so read the per-dataset lines above first.")
-        sections.append(("Pooled over datasets (in-domain vs new-domain)", pooled))
-    low_parse = [f"{r['condition']} / {r['task']} / {r['dataset']}: {fmt(r.get('parse_rate'))}"
-                 for r in metrics.get("rows", []) if r.get("parse_rate") is not None and r["parse_rate"] < 0.9]
-    if low_parse:
-        sections.append(("Parse failures", [
-            "Items whose confidence or choice could not be read are left out of calibration and discrimination "
-            "metrics; these rows read fewer than 90% of outputs, so their metrics cover a subset: "
-            + "; ".join(low_parse) + "."]))
-    return sections
+    contrasts = metrics.get("contrasts") or []
+    columns = dataset_columns(metrics)
+    conditions = [c for c in dict.fromkeys(r["condition"] for r in metrics.get("rows", [])) if c != base]
+    tasks = {c: trained_tasks(c, config) for c in conditions}
+    single_trained = [c for c in conditions if "single" in tasks[c]]
+    pair_trained = [c for c in conditions if "pairwise" in tasks[c]]
+    plan: list[tuple[str, list[dict[str, Any]], str, str, str, str]] = []  # claim, entries, cond, label, task, metric
+    for key in ("calibration_in", "calibration_new"):
+        plan += [(key, comparisons, c, c, "single", "ece") for c in single_trained]
+    plan += [("discrimination", comparisons, c, c, "single", "auroc") for c in single_trained]
+    plan += [("discrimination", comparisons, c, c, "pairwise", m) for m in ("auc_c", "auc_a") for c in pair_trained]
+    plan += [("transfer", comparisons, c, c, "pairwise", m)
+             for c in conditions if tasks[c] == {"single"} for m in ("auc_c", "auc_a")]
+    plan += [("transfer", comparisons, c, c, "single", m)
+             for c in conditions if tasks[c] == {"pairwise"} for m in ("ece", "auroc")]
+    for entry in dict.fromkeys((c["condition"], c.get("reference")) for c in contrasts):
+        condition, reference = entry
+        own = tasks.get(reference, set()) if reference else set()
+        for task, metrics_ in (("single", ("ece", "auroc")), ("pairwise", ("auc_c", "auc_a"))):
+            if task in own and own != {"single", "pairwise"}:
+                plan += [("multitask", [c for c in contrasts if c.get("reference") == reference], condition,
+                          f"{condition} − {reference}", task, m) for m in metrics_]
+    plan += [("accuracy", comparisons, c, c, "single", "accuracy") for c in conditions]
+    rows = [_row(CLAIMS[key], entries, columns, cond, label, task, metric)
+            for key, entries, cond, label, task, metric in plan]
+    return [r for r in rows if r is not None]
+
+
+def format_summary(metrics: dict[str, Any]) -> str | None:
+    """'Format: guided targets, guided consistency, free evaluation' from metrics.json's optional `format`."""
+    fmt_ = metrics.get("format")
+    if not isinstance(fmt_, dict) or not fmt_:
+        return None
+    parts = [f"{v} {k}" for k, v in fmt_.items() if isinstance(v, (str, int, float, bool))]
+    return "Reply format: " + ", ".join(parts) + (" (guided: replies constrained to the template's format, "
+                                                  "the model still chooses every answer, number and choice)"
+                                                  if any(v == "guided" for v in fmt_.values()) else "")
+
+
+def read_rate_summary(metrics: dict[str, Any], threshold: float = 0.99) -> str | None:
+    """How many condition x task x dataset rows read the confidence or choice on fewer than `threshold` of items."""
+    rows = [r for r in metrics.get("rows", []) if isinstance(r.get("parse_rate"), (int, float))]
+    if not rows:
+        return None
+    low = [r for r in rows if r["parse_rate"] < threshold]
+    lowest = min(rows, key=lambda r: r["parse_rate"])
+    if not low:
+        return f"Replies read (answer and confidence or choice) on at least {threshold:.0%} of items in all " \
+               f"{len(rows)} rows."
+    return (f"Replies read on fewer than {threshold:.0%} of items in {len(low)} of {len(rows)} rows (lowest: "
+            f"{lowest['condition']} / {lowest['task']} / {lowest['dataset']}, {lowest['parse_rate']:.0%}); "
+            f"metrics cover the items that were read, so a change in such a row may be undefined (—).")
+
+
+# --------------------------------------------------------------------------------------------- as a table
+MARKS = {"for": " ✓", "against": " ✗", "unclear": "", "undefined": ""}
+
+
+def _cell_text(cell: Cell | None) -> str:
+    if cell is None:
+        return ""
+    if cell.diff is None:
+        return "—"
+    interval = f"\n({fmt(cell.ci[0], True)}, {fmt(cell.ci[1], True)})" if cell.ci else ""
+    return f"{fmt(cell.diff, True)}{MARKS[cell.reading]}{interval}"
+
+
+def findings_table(rows: list[FindingRow], columns: list[tuple[str, bool, bool]]) -> Any:
+    """The first-screen table: claim (with the paper's result and the claim's verdict on its first row), condition,
+    task and metric, one cell per dataset, pooled cells last, the row's verdict."""
+    from metaconf.report.document import Table
+
+    headers = ["claim", "condition", "metric"] + [
+        f"{'POOLED ' + d.removeprefix('pooled ') if p else d}\n{'' if p else ('in-domain' if i else 'new domain')}".strip()
+        for d, i, p in columns] + ["verdict"]
+    body, styles, row_styles, spans = [], [], [], []
+    for i, row in enumerate(rows):
+        first = i == 0 or rows[i - 1].claim.key != row.claim.key
+        group = [r for r in rows if r.claim.key == row.claim.key]
+        claim = f"{row.claim.title}: {claim_verdict(group).upper()}\npaper: {row.claim.paper}" if first else ""
+        body.append([claim, row.condition, f"{LABELS.get(row.metric, row.metric)} ({row.task})"]
+                    + [_cell_text(row.cells.get(d)) for d, _, _ in columns] + [f"{row.verdict}\n{row.reason}"])
+        styles.append(["claim", "", "nowrap"] + [f"num {row.cells[d].reading}" if d in row.cells else "blank"
+                                           for d, _, _ in columns] + ["nowrap " + row.verdict.replace(" ", "")])
+        row_styles.append("first" if first else "")
+        spans.append([len(group) if first else 0] + [1] * (len(columns) + 3))
+    return Table(headers, body, styles, row_styles, css_class="findings", rowspans=spans)

@@ -12,7 +12,10 @@ from metaconf.report import plots
 from metaconf.report.document import (
     Block, Bullets, Figure, Heading, Paragraph, Preformatted, Table, to_html, to_markdown,
 )
-from metaconf.report.findings import LABELS, fmt, fmt_ci, findings, verdict
+from metaconf.report.findings import (
+    EQUIVALENCE, LABELS, dataset_columns, finding_rows, findings_table, fmt, fmt_ci, format_summary,
+    read_rate_summary, verdict,
+)
 from metaconf.report.run_folder import RunData, atomic_write, load_run
 
 SINGLE_COLUMNS = ("accuracy", "ece", "auroc", "brier", "smooth_ece", "adaptive_ece", "overconfidence")
@@ -28,18 +31,63 @@ def _model_name(data: RunData) -> str:
     return str(model)
 
 
+def _config(data: RunData) -> dict[str, Any]:
+    """The study config: config.yaml, else the copy inside metrics.json."""
+    return {**(data.metrics.get("config") or {}), **data.config}
+
+
+def _conditions(data: RunData) -> list[str]:
+    """Conditions in the study's order (base first), then any others found in metrics.json."""
+    found = list(dict.fromkeys(r["condition"] for r in data.metrics["rows"]))
+    listed = [c for c in _config(data).get("conditions") or [] if c in found]
+    return sorted(listed + [c for c in found if c not in listed], key=lambda c: c != "base")  # stable sort
+
+
+def _overview(data: RunData) -> list[Block]:
+    """The lines above the findings: what was run, in which reply format, and how many replies were read."""
+    rows = data.metrics["rows"]
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    n_items = max((r["n"] for r in rows if r["task"] == "single"), default=0)
+    lines = [f"Model: {_model_name(data)}. Conditions: {', '.join(_conditions(data))}. "
+             f"{len(datasets)} datasets, up to {n_items} questions each; 95% intervals from "
+             f"{data.metrics.get('bootstrap', {}).get('n_boot', '?')} paired bootstrap resamples."]
+    for line in (format_summary(data.metrics), read_rate_summary(data.metrics)):
+        if line:
+            lines.append(line)
+    return [Paragraph(" ".join(lines), note=True)]
+
+
+def _findings(data: RunData) -> list[Block]:
+    rows = finding_rows(data.metrics, _config(data))
+    blocks: list[Block] = [Heading(1, "Findings")]
+    if not rows:
+        return blocks + [Paragraph("No trained condition was compared with the base model, so there is nothing "
+                                   "to test yet.")]
+    blocks += [
+        Paragraph("Each cell: the change on one dataset (condition minus base on the same items; for multitask, "
+                  "minus the single-task condition) and its 95% interval. ✓ the interval excludes zero in the "
+                  "claim's direction, ✗ in the other; POOLED cells mix datasets and do not vote.", note=True),
+        findings_table(rows, dataset_columns(data.metrics)),
+        Paragraph("Verdict per row (✓n ✗m of k: counts among the k datasets with a defined change): supported when at "
+                  "least half read ✓ and none ✗; contradicted when at least half read ✗ and none ✓; otherwise no evidence (an "
+                  "interval that includes zero is no evidence of a change, not evidence of no change). A claim is "
+                  "supported when some of its rows are and none are contradicted. For accuracy, ✓ means the whole "
+                  f"interval lies within ±{EQUIVALENCE:.2f}.", note=True),
+    ]
+    return blocks
+
+
 def _setup(data: RunData) -> list[Block]:
     rows = data.metrics["rows"]
-    conditions = list(dict.fromkeys(r["condition"] for r in rows))
-    blocks: list[Block] = [Heading(1, "Setup"), Bullets([
+    blocks: list[Block] = [Heading(2, "A. Setup"), Bullets([
         f"Model: {_model_name(data)}",
-        f"Study: {data.config.get('name', data.run_dir.name)}",
-        f"Conditions: {', '.join(conditions)}",
+        f"Study: {_config(data).get('name', data.run_dir.name)}",
+        f"Conditions: {', '.join(_conditions(data))}",
         f"Bootstrap: {data.metrics.get('bootstrap', {}).get('n_boot', '?')} resamples of questions (single task) "
         f"or pairs (pairwise task); intervals are percentile intervals.",
     ])]
     sizes: dict[str, dict[str, Any]] = {}
-    cfg_data = data.config.get("data") or {}
+    cfg_data = _config(data).get("data") or {}
     for entry in cfg_data.get("train") or []:
         if isinstance(entry, dict):
             sizes[str(entry.get("name"))] = {"train": entry.get("train"), "test": entry.get("held_out")}
@@ -54,20 +102,49 @@ def _setup(data: RunData) -> list[Block]:
         size = sizes.get(dataset, {})
         table.append([dataset, str(row.get("domain")), "in-domain" if row.get("in_domain") else "new domain",
                       str(size.get("train", "?")), str(evaluated["single"]), str(evaluated["pairwise"])])
-    blocks += [Table(["dataset", "domain", "role", "training questions", "evaluated questions", "evaluated pairs"],
-                     table)]
+    return blocks + [Table(["dataset", "domain", "role", "training questions", "evaluated questions",
+                            "evaluated pairs"], table)]
+
+
+TEMPLATE_PARTS = {"system": "System message", "user": "User message",
+                  "question": "How each question is shown inside the pairwise prompt",
+                  "output": "The reply the model is trained to give (and the parser reads)"}
+ANSWER_TYPES = {"mc": "multiple-choice", "numeric": "numeric", "open": "open-ended", "boolean": "yes/no"}
+
+
+def _template(t: dict[str, Any]) -> list[Block]:
+    """One prompt template as readable text: description, each message per answer type, then the settings."""
+    blocks: list[Block] = [Heading(3, f"{t.get('name', '?')} (version {t.get('version', '?')})")]
+    if t.get("description"):
+        blocks.append(Paragraph(str(t["description"]), note=True))
+    if isinstance(t.get("text"), str):  # a template stored as one text
+        blocks.append(Preformatted(t["text"]))
+    for key, label in TEMPLATE_PARTS.items():
+        value = t.get(key)
+        if isinstance(value, str) and value:
+            blocks += [Paragraph(f"{label}:"), Preformatted(value)]
+        elif isinstance(value, dict):
+            for kind, text in value.items():
+                blocks += [Paragraph(f"{label}, {ANSWER_TYPES.get(str(kind), str(kind))} questions:"),
+                           Preformatted(text if isinstance(text, str) else json.dumps(text, ensure_ascii=False))]
+    rest = {k: v for k, v in t.items()
+            if k not in {"name", "version", "description", "text", *TEMPLATE_PARTS} and v not in (None, "", [], {})}
+    if rest:
+        blocks.append(Paragraph("Settings: " + "; ".join(
+            f"{k.replace('_', ' ')} {json.dumps(v, ensure_ascii=False)}" for k, v in rest.items())))
+    return blocks
+
+
+def _templates(data: RunData) -> list[Block]:
     templates = data.templates
     if isinstance(templates, dict):
         templates = [{"name": k, **(v if isinstance(v, dict) else {"text": v})} for k, v in templates.items()]
-    if isinstance(templates, list) and templates:
-        blocks.append(Heading(2, "Prompt templates"))
-        for t in templates:
-            if not isinstance(t, dict):
-                continue
-            blocks.append(Paragraph(f"{t.get('name', '?')} (version {t.get('version', '?')})"))
-            text = t.get("text") if "text" in t else {k: v for k, v in t.items() if k not in ("name", "version")}
-            blocks.append(Preformatted(text if isinstance(text, str) else json.dumps(text, indent=2,
-                                                                                      ensure_ascii=False)))
+    if not isinstance(templates, list) or not templates:
+        return []
+    blocks: list[Block] = [Heading(2, "E. Prompt templates")]
+    for t in templates:
+        if isinstance(t, dict):
+            blocks += _template(t)
     return blocks
 
 
@@ -106,13 +183,15 @@ def _transfer(comparisons: list[dict[str, Any]], pooled: list[dict[str, Any]]) -
 
 
 def _changes(comparisons: list[dict[str, Any]]) -> Table:
-    body = [[c["condition"], c["task"], c["dataset"], LABELS.get(c["metric"], c["metric"]), str(c["n"]),
-             fmt(c["base"]), fmt(c["value"]), fmt_ci(c["diff"], c["diff_ci"], True),
-             "—" if c.get("p_value") is None else f"{c['p_value']:.3f}", verdict(c)]
+    """Per-dataset changes (condition minus its reference: base, or for contrasts a single-task condition)."""
+    body = [[c["condition"], c.get("reference", "base"), c["task"], c["dataset"],
+             LABELS.get(c["metric"], c["metric"]), str(c["n"]), fmt(c["base"]), fmt(c["value"]),
+             fmt_ci(c["diff"], c["diff_ci"], True), "—" if c.get("p_value") is None else f"{c['p_value']:.3f}",
+             verdict(c)]
             for c in comparisons if not c.get("pooled") and c["metric"] in ("accuracy", "ece", "auroc", "auc_c",
                                                                             "auc_a")]
-    return Table(["condition", "task", "dataset", "metric", "n", "base", "condition value", "change (95% CI)",
-                  "p", "reading"], body)
+    return Table(["condition", "vs", "task", "dataset", "metric", "n", "reference value", "condition value",
+                  "change (95% CI)", "p", "reading"], body)
 
 
 def _single_arrays(data: RunData) -> tuple[dict, dict]:
@@ -137,26 +216,54 @@ def _single_arrays(data: RunData) -> tuple[dict, dict]:
     return grouped, pooled
 
 
-def _figures(data: RunData) -> list[Block]:
+def _headline_figures(data: RunData, colors: dict[str, str]) -> list[Block]:
+    """The paper-style summary figure and the transfer heatmap (pooled groups)."""
+    plots_dir = data.run_dir / "plots"
+    metrics = data.metrics
+    pooled = metrics.get("pooled") or []
+    blocks: list[Block] = []
+    made = plots.headline(pooled, metrics["rows"], plots_dir, colors, _conditions(data))
+    if made:
+        blocks.append(Figure("ECE and AUROC (single-question task), AUC_c and AUC_a (pairwise task) for every "
+                             "condition, in-domain vs new-domain: bars are POOLED over each group's datasets with "
+                             "95% intervals, dots are the single datasets, n/a = undefined.", *made))
+    trained = [c for c in _conditions(data) if c != "base"]
+    cells = {(c["dataset"], c["condition"], f"{c['task']}:{c['metric']}"): c
+             for c in metrics.get("comparisons") or [] if c.get("pooled")}
+    made = plots.transfer_heatmap(cells, trained, list(TRANSFER), plots_dir)
+    if made:
+        blocks.append(Figure("Transfer matrix: change vs base (POOLED) by the condition trained (rows) and the task "
+                             "evaluated (columns); blue = better, bold = the 95% interval excludes zero.", *made))
+    return blocks
+
+
+def _figures(data: RunData, colors: dict[str, str]) -> list[Block]:
     plots_dir = data.run_dir / "plots"
     grouped, pooled = _single_arrays(data)
-    rows = data.metrics["rows"]
-    made = [
-        ("Reliability diagrams per condition (single-question task, in-domain vs new-domain items).",
-         plots.reliability_diagrams(grouped, plots_dir)),
-        ("Stated confidence of correct vs incorrect answers, per condition.",
-         plots.confidence_histograms(pooled, plots_dir)),
-        ("ECE per condition and dataset (lower is better).",
-         plots.metric_bars([r for r in rows if r["task"] == "single"], "ece", "ECE", plots_dir)),
-        ("AUROC per condition and dataset (0.5 = chance).",
-         plots.metric_bars([r for r in rows if r["task"] == "single"], "auroc", "AUROC", plots_dir)),
-        ("AUC_a per condition and dataset (pairwise task; 0.5 = chance).",
-         plots.metric_bars([r for r in rows if r["task"] == "pairwise"], "auc_a", "AUC_a", plots_dir)),
-    ]
     logs = {cond: [(float(r["step"]), float(r["loss"])) for r in rows_
                    if isinstance(r.get("step"), (int, float)) and isinstance(r.get("loss"), (int, float))]
             for cond, rows_ in data.training_logs.items()}
-    made.append(("Training loss per step, per trained condition.", plots.loss_curves(logs, plots_dir)))
+    made = [
+        ("Reliability diagrams per condition (single-question task; in-domain solid, new domain dashed).",
+         plots.reliability_diagrams(grouped, plots_dir, colors=colors)),
+        ("Stated confidence of correct (filled) vs incorrect (outline) answers, per condition.",
+         plots.confidence_histograms(pooled, plots_dir, colors=colors)),
+        ("Training loss per step, per trained condition.", plots.loss_curves(logs, plots_dir, colors=colors)),
+    ]
+    return [Figure(caption, paths[0], paths[1]) for caption, paths in made if paths]
+
+
+def _bar_figures(data: RunData, colors: dict[str, str]) -> list[Block]:
+    plots_dir = data.run_dir / "plots"
+    rows = data.metrics["rows"]
+    made = [
+        ("ECE per condition and dataset (lower is better).",
+         plots.metric_bars([r for r in rows if r["task"] == "single"], "ece", "ECE", plots_dir, colors)),
+        ("AUROC per condition and dataset (0.5 = chance).",
+         plots.metric_bars([r for r in rows if r["task"] == "single"], "auroc", "AUROC", plots_dir, colors)),
+        ("AUC_a per condition and dataset (pairwise task; 0.5 = chance).",
+         plots.metric_bars([r for r in rows if r["task"] == "pairwise"], "auc_a", "AUC_a", plots_dir, colors)),
+    ]
     return [Figure(caption, paths[0], paths[1]) for caption, paths in made if paths]
 
 
@@ -183,40 +290,47 @@ def _examples(data: RunData, per_condition: int = 2) -> Table | None:
 
 
 def build_blocks(data: RunData) -> list[Block]:
-    """The whole report as blocks (shared by the Markdown and the HTML rendering)."""
+    """The whole report as blocks (shared by the Markdown and the HTML rendering): overview and findings first,
+    then the headline figures and plots, then the appendix (setup, tables, templates, examples)."""
     metrics = data.metrics
-    rows, pooled, comparisons = metrics["rows"], metrics.get("pooled") or [], metrics.get("comparisons") or []
-    blocks = _setup(data)
-    blocks.append(Heading(1, "What the numbers show"))
-    for heading, sentences in findings(metrics):
-        blocks += [Heading(2, heading), Bullets(sentences) if len(sentences) > 1 else Paragraph(sentences[0])]
-    blocks += [Heading(1, "Results"), Paragraph("Values with 95% bootstrap intervals in parentheses; — = undefined "
-                                                "(e.g. AUROC when every answer has the same grade).", note=True)]
+    rows, pooled = metrics["rows"], metrics.get("pooled") or []
+    comparisons, contrasts = metrics.get("comparisons") or [], metrics.get("contrasts") or []
+    colors = plots.condition_colors(_conditions(data))
+    blocks = _overview(data) + _findings(data)
+    figures = _headline_figures(data, colors) + _figures(data, colors)
+    if figures:
+        blocks += [Heading(1, "Figures"), Paragraph("Each plot is also saved as PNG and PDF in plots/; one colour "
+                                                    "per condition throughout.", note=True)] + figures
+    blocks += [Heading(1, "Appendix")] + _setup(data)
+    blocks += [Heading(2, "B. Results per condition, task and dataset"),
+               Paragraph("Values with 95% bootstrap intervals in parentheses; — = undefined (e.g. AUROC when every "
+                         "answer has the same grade).", note=True)]
     if any(r["task"] == "single" for r in rows):
-        blocks += [Heading(2, "Single-question confidence"), _results(rows, "single", SINGLE_COLUMNS)]
+        blocks += [Heading(3, "Single-question confidence"), _results(rows, "single", SINGLE_COLUMNS)]
     if any(r["task"] == "pairwise" for r in rows):
-        blocks += [Heading(2, "Pairwise comparison"), _results(rows, "pairwise", PAIRWISE_COLUMNS)]
+        blocks += [Heading(3, "Pairwise comparison"), _results(rows, "pairwise", PAIRWISE_COLUMNS)]
     if pooled:
-        blocks += [Heading(2, "In-domain vs new-domain (POOLED over datasets)"),
-                   Paragraph("Pooled rows concatenate the items of every dataset in the group; read the per-dataset "
-                             "rows above first.", note=True)]
+        blocks += [Heading(3, "In-domain vs new-domain (POOLED over datasets)"),
+                   Paragraph("Pooled rows concatenate the items of every dataset in the group: a pooled AUROC also "
+                             "rewards confidence that merely follows the datasets' different accuracies, so read "
+                             "the per-dataset rows first.", note=True)]
         for task, columns in (("single", SINGLE_COLUMNS[:4]), ("pairwise", PAIRWISE_COLUMNS)):
             if any(r["task"] == task for r in pooled):
                 blocks.append(_results(pooled, task, columns))
     if comparisons:
-        blocks += [Heading(1, "Transfer matrix"),
+        blocks += [Heading(2, "C. Changes"), Heading(3, "Transfer matrix (POOLED)"),
                    Paragraph("Change vs base (condition minus base, 95% interval) by the condition trained on (rows) "
                              "and the task evaluated (columns); a reading is shown only when the interval excludes "
                              "zero.", note=True)]
         blocks += _transfer(comparisons, pooled)
-        blocks += [Heading(2, "Changes vs base per dataset"), _changes(comparisons)]
-    figures = _figures(data)
-    if figures:
-        blocks += [Heading(1, "Plots"), Paragraph("Each plot is also saved as PNG and PDF in plots/.", note=True)]
-        blocks += figures
+        blocks += [Heading(3, "Changes per dataset, with p-values"), _changes(comparisons + contrasts)]
+    bars = _bar_figures(data, colors)
+    if bars:
+        blocks += [Heading(2, "D. Per-dataset bars")] + bars
+    blocks += _templates(data)
     examples = _examples(data)
     if examples:
-        blocks += [Heading(1, "Example outputs"),
+        blocks += [Heading(2, "F. Example outputs"),
                    Paragraph(f"The first items of each condition and task, model text shown verbatim (escaped, cut "
                              f"at {EXAMPLE_CHARS} characters).", note=True), examples]
     return blocks
@@ -226,7 +340,7 @@ def write_report(run_dir: str | Path) -> tuple[Path, Path]:
     """Write RUN/report.md, RUN/report.html and RUN/plots/*.{png,pdf} from the run folder's files."""
     data = load_run(run_dir)
     blocks = build_blocks(data)
-    title = f"metaconf report: {data.config.get('name', data.run_dir.name)}"
+    title = f"metaconf report: {_config(data).get('name', data.run_dir.name)}"
     md_path = atomic_write(data.run_dir / "report.md", to_markdown(title, blocks, data.run_dir))
     html_path = atomic_write(data.run_dir / "report.html", to_html(title, blocks))
     return md_path, html_path
