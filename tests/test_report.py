@@ -14,27 +14,37 @@ from metaconf.errors import DataError
 from metaconf.metrics import summarize, write_metrics
 from metaconf.report import write_report
 from metaconf.report.document import md_escape
-from metaconf.report.findings import findings, verdict
+from metaconf.report.findings import CLAIMS, finding_rows, reading, row_verdict, verdict
+from metaconf.report.plots import condition_colors
 
+PLOTS = ("headline", "transfer", "reliability", "confidence_histograms", "bars_ece", "bars_auroc", "bars_auc_a",
+         "training_loss")
 HOSTILE = ['<script>alert(1)</script>', '"><img src=x onerror=alert(2)>', "a | b | c",
            "[click](http://evil.example/x)", "# heading\n- list\n```"]
 INFO = {"mmlu": {"domain": "general", "in_domain": True},
         "medqa<script>": {"domain": "medical", "in_domain": False}}
 
 
-def _rows(condition, dataset, rng, good):
+# which task each condition is good at: base neither, each single-task condition its own task, multitask both
+GOOD = {"base": (False, False), "single": (True, False), "pairwise": (False, True), "multitask": (True, True)}
+FORMAT = {"targets": "guided", "consistency": "guided", "evaluation": "guided"}
+
+
+def _rows(condition, dataset, grades):
+    """Every metric defined: the same answers (and grades) for every condition; confidence and choices follow the
+    grades where the condition is good at that task, otherwise a flat 0.9 and always question 1."""
+    good_single, good_pairs = GOOD[condition]
     single, pairs = [], []
-    for i in range(16):
-        y = bool(rng.uniform() < 0.5)
-        conf = (0.85 if y else 0.15) if good else 0.9
+    for i, y in enumerate(grades):
+        conf = (0.85 if y else 0.15) if good_single else 0.9
         single.append({"id": f"{dataset}/{i}", "dataset": dataset, "domain": INFO[dataset]["domain"],
                        "condition": condition, "task": "single", "raw": HOSTILE[i % len(HOSTILE)],
-                       "answer": "<b>A</b>", "confidence": conf, "correct": y, "parsed": True})
+                       "answer": "<b>A</b>", "confidence": conf, "correct": bool(y), "parsed": True})
     for i in range(8):
         y1, y2 = bool(i % 2), not bool(i % 2)
         pairs.append({"id1": f"{dataset}/{i}", "id2": f"{dataset}/{i + 8}", "dataset": dataset, "domain": "x",
                       "condition": condition, "task": "pairwise", "raw": HOSTILE[i % len(HOSTILE)],
-                      "choice": (1 if y1 else 2) if good else 1, "answer1": "a", "answer2": "b",
+                      "choice": (1 if y1 else 2) if good_pairs else 1, "answer1": "a", "answer2": "b",
                       "correct1": y1, "correct2": y2, "consistency1": 0.9 if y1 else 0.2,
                       "consistency2": 0.9 if y2 else 0.2, "p_first": None, "parsed": True})
     return single, pairs
@@ -42,34 +52,36 @@ def _rows(condition, dataset, rng, good):
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
-    """A synthetic run folder with its report written once (plots are the slow part); tests only read it."""
+    """A synthetic run folder (four conditions, every metric defined) with its report written once (plots are
+    the slow part); tests only read it."""
     tmp_path = tmp_path_factory.mktemp("report")
     rng = np.random.default_rng(0)
     preds = {}
-    for condition in ("base", "multitask"):
-        for dataset in INFO:
-            single, pairs = _rows(condition, dataset, rng if condition == "base" else np.random.default_rng(0),
-                                 condition != "base")
+    for dataset in INFO:
+        grades = [bool(v) for v in rng.uniform(size=16) < 0.5]
+        for condition in GOOD:
+            single, pairs = _rows(condition, dataset, grades)
             preds[(condition, "single", dataset)] = single
             preds[(condition, "pairwise", dataset)] = pairs
-    # same questions and grades for both conditions
-    for dataset in INFO:
-        for b, m in zip(preds[("base", "single", dataset)], preds[("multitask", "single", dataset)]):
-            m["correct"] = b["correct"]
-            m["confidence"] = 0.85 if b["correct"] else 0.15
     run = tmp_path / "run"
     (run / "predictions").mkdir(parents=True)
     for (c, t, d), rows in preds.items():
         (run / "predictions" / f"{c}__{t}__{d}.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    write_metrics(run / "metrics.json", summarize(preds, INFO, n_boot=200, model="tiny<script>x</script>"))
+    metrics = summarize(preds, INFO, n_boot=200, model="tiny<script>x</script>")
+    write_metrics(run / "metrics.json", {**metrics, "format": FORMAT})
     (run / "config.yaml").write_text(
         "name: 'study <script>alert(3)</script>'\nmodel: {engine: embedded}\n"
+        "conditions: [base, single, pairwise, multitask]\n"
         "data:\n  train: [{name: mmlu, train: 40, held_out: 16}]\n  eval: [{name: 'medqa<script>', n: 16}]\n")
-    (run / "templates.json").write_text(json.dumps(
-        [{"name": "single", "version": 2, "text": "Question: {question}\n</pre><script>alert(4)</script>"}]))
-    (run / "training" / "multitask").mkdir(parents=True)
-    (run / "training" / "multitask" / "log.jsonl").write_text(
-        "\n".join(json.dumps({"step": s, "loss": 2.0 / (s + 1), "lr": 1e-4}) for s in range(10)) + "\n")
+    (run / "templates.json").write_text(json.dumps({
+        "single": {"name": "single", "version": 2, "description": "confidence <b>task</b>",
+                   "user": {"mc": "Question: {question}\n</pre><script>alert(4)</script>", "numeric": "N: {question}"},
+                   "output": "Answer: {answer}\nConfidence: {confidence}%", "max_new_tokens": 40,
+                   "stop": ["\n\n"], "system": None}}))
+    for condition in ("single", "pairwise", "multitask"):
+        (run / "training" / condition).mkdir(parents=True)
+        (run / "training" / condition / "log.jsonl").write_text(
+            "\n".join(json.dumps({"step": s, "loss": 2.0 / (s + 1), "lr": 1e-4}) for s in range(10)) + "\n")
     assert write_report(run) == (run / "report.md", run / "report.html")
     return run
 
@@ -77,15 +89,17 @@ def run_dir(tmp_path_factory) -> Path:
 def test_writes_report_files_and_plots(run_dir):
     md_path = run_dir / "report.md"
     names = {p.name for p in (run_dir / "plots").iterdir()}
-    for stem in ("reliability", "confidence_histograms", "bars_ece", "bars_auroc", "bars_auc_a", "training_loss"):
+    for stem in PLOTS:
         assert f"{stem}.png" in names and f"{stem}.pdf" in names
         assert (run_dir / "plots" / f"{stem}.pdf").read_bytes().startswith(b"%PDF")
     assert not [p for p in run_dir.rglob("*.tmp")]
     md = md_path.read_text()
-    for section in ("Setup", "What the numbers show", "Single-question confidence", "Pairwise comparison",
-                    "POOLED", "Transfer matrix", "Plots", "Example outputs", "Prompt templates"):
-        assert section in md
-    assert "(plots/reliability.png)" in md
+    order = ["Findings", "Figures", "Appendix", "Setup", "Single-question confidence", "Pairwise comparison",
+             "POOLED over datasets", "Transfer matrix", "Per-dataset bars", "Prompt templates", "Example outputs"]
+    headings = [line for line in md.splitlines() if line.startswith("#")]
+    positions = [next(i for i, h in enumerate(headings) if section in h) for section in order]
+    assert positions == sorted(positions)  # findings first, templates and examples in the appendix
+    assert md.index("(plots/headline.png)") < md.index("(plots/transfer.png)") < md.index("Appendix")
 
 
 def test_html_is_self_contained_and_escapes_every_hostile_text(run_dir):
@@ -98,7 +112,7 @@ def test_html_is_self_contained_and_escapes_every_hostile_text(run_dir):
     for attr in re.findall(r'(?:src|href)\s*=\s*"([^"]*)"', html):
         assert attr.startswith("data:image/png;base64,")
     assert "<link" not in html and "@import" not in html and "url(" not in html
-    assert html.count("data:image/png;base64,") == 6
+    assert html.count("data:image/png;base64,") == len(PLOTS)
 
 
 def test_markdown_escapes_tables_links_and_html(run_dir):
@@ -114,8 +128,11 @@ def test_markdown_escapes_tables_links_and_html(run_dir):
         if not line.startswith("|"):
             break
         assert len(re.split(r"(?<!\\)\|", line)) == expected
-    # template text is shown literally in an indented code block
+    # template text is shown literally in an indented code block, as text rather than JSON
     assert "    </pre><script>alert(4)</script>" in md
+    assert "User message, multiple-choice questions:" in md and "    Confidence: {confidence}%" in md
+    assert '"user":' not in md and "{\\n" not in md
+    assert "Settings: max new tokens 40; stop" in md
 
 
 def test_md_escape_rules():
@@ -129,16 +146,64 @@ def test_md_escape_rules():
     assert md_escape("0.123 (−0.1, +0.2)") == "0.123 (−0.1, +0.2)"
 
 
-def test_findings_say_how_sure_and_put_per_dataset_first(run_dir):
+def test_findings_table_leads_with_a_verdict_per_claim(run_dir):
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    sections = findings(metrics)
-    headings = [h for h, _ in sections]
-    assert headings.index("Discrimination, per dataset") < headings.index(
-        "Pooled over datasets (in-domain vs new-domain)")
-    text = " ".join(" ".join(s) for _, s in sections)
-    assert "includes zero means no evidence of a change" in text
-    assert "multitask vs base, AUROC (single task), per dataset: improved on 2 of 2" in text
-    assert "read the per-dataset lines above first" in text
+    rows = finding_rows(metrics, {"conditions": list(GOOD)})
+    by = {(r.claim.key, r.condition, r.metric): r for r in rows}
+    assert [k for k in dict.fromkeys(r.claim.key for r in rows)] == list(CLAIMS)  # every question, in order
+    # calibration and discrimination: trained conditions improve on every dataset, per domain group
+    ece_in = by[("calibration_in", "single", "ece")]
+    assert set(ece_in.cells) == {"mmlu", "pooled in-domain"} and ece_in.verdict == "supported"
+    assert ece_in.cells["mmlu"].diff < 0 and ece_in.cells["mmlu"].ci[1] < 0
+    assert set(by[("calibration_new", "multitask", "ece")].cells) == {"medqa<script>", "pooled new-domain"}
+    assert by[("discrimination", "pairwise", "auc_a")].verdict == "supported"
+    # transfer: single-task conditions do not help the other task (the same flat confidences / choices as base)
+    assert by[("transfer", "single", "auc_c")].verdict == "no evidence"
+    assert by[("transfer", "pairwise", "auroc")].verdict == "no evidence"
+    assert ("transfer", "multitask", "ece") not in by
+    # multitask vs each single-task condition on that condition's task: as good, so no evidence either way
+    assert by[("multitask", "multitask − single", "ece")].verdict == "no evidence"
+    assert ("multitask", "multitask − pairwise", "auc_c") in by
+    # accuracy: the same answers everywhere, so every interval is [0, 0]
+    assert by[("accuracy", "pairwise", "accuracy")].verdict == "supported"
+    assert all(not r.cells.get("pooled in-domain") or r.verdict for r in rows)
+
+
+def test_first_screen_shows_format_findings_then_figures(run_dir):
+    md = (run_dir / "report.md").read_text()
+    top = md[: md.index("Figures")]
+    assert "Reply format: guided targets, guided consistency, guided evaluation" in top
+    assert "at least 99% of items in all 16 rows" in top
+    assert "| claim | condition | metric | mmlu in-domain | medqa&lt;script&gt; new domain | POOLED in-domain" in top
+    assert "Calibration improves in the training domains: SUPPORTED" in top
+    html = (run_dir / "report.html").read_text()
+    assert html.index('<table class="findings">') < html.index("<h2>Figures</h2>") < html.index("Appendix")
+    assert 'rowspan=' in html and 'class="num for"' in html
+
+
+@pytest.mark.parametrize("readings, expected", [
+    (["for", "for", "unclear"], "supported"), (["for", "unclear", "undefined", "undefined"], "supported"),
+    (["for", "unclear", "unclear"], "no evidence"), (["for", "against", "for"], "no evidence"),
+    (["against", "against", "unclear"], "contradicted"), (["undefined"], "no evidence"), ([], "no evidence"),
+])
+def test_row_verdict_rule(readings, expected):
+    assert row_verdict(readings)[0] == expected
+
+
+def test_reading_of_one_interval():
+    assert reading(-0.2, [-0.3, -0.1], "ece", "better") == "for"
+    assert reading(-0.2, [-0.3, -0.1], "auroc", "better") == "against"
+    assert reading(0.1, [-0.1, 0.3], "auroc", "better") == "unclear"
+    assert reading(None, None, "auroc", "better") == "undefined"
+    assert reading(0.01, [-0.04, 0.04], "accuracy", "unchanged") == "for"
+    assert reading(0.01, [-0.2, 0.2], "accuracy", "unchanged") == "unclear"
+    assert reading(0.3, [0.1, 0.5], "accuracy", "unchanged") == "against"
+
+
+def test_each_condition_has_its_own_colour():
+    colors = condition_colors(["base", "single", "pairwise", "multitask", "mine", "other"])
+    assert len(set(colors.values())) == 6
+    assert colors == {**colors, **condition_colors(["multitask", "base", "single", "pairwise"])}  # fixed colours
 
 
 def test_verdict_follows_the_interval_and_direction():
@@ -162,6 +227,7 @@ def _bare_run(run: Path) -> Path:
 def test_report_without_optional_files(tmp_path):
     md_path, html_path = write_report(_bare_run(tmp_path / "bare"))
     assert "No trained condition was compared" in md_path.read_text()
+    assert "Reply format" not in md_path.read_text()  # metrics.json without "format"
     assert html_path.is_file()
 
 
