@@ -232,7 +232,7 @@ def transfer_heatmap(cells: dict[tuple[str, str, str], dict[str, Any]], conditio
     limit = 0.5
     cmap = plt.get_cmap("RdBu")
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, len(groups), figsize=(3.6 * len(groups) + 1.0, 0.6 * len(conditions) + 1.4),
+        fig, axes = plt.subplots(1, len(groups), figsize=(4.9 * len(groups) + 1.0, 0.55 * len(conditions) + 1.4),
                                  squeeze=False, layout="constrained")
         for ax, group in zip(axes.flat, groups):
             grid = np.full((len(conditions), len(columns)), np.nan)
@@ -248,7 +248,7 @@ def transfer_heatmap(cells: dict[tuple[str, str, str], dict[str, Any]], conditio
                     ci = c.get("diff_ci")
                     sure = bool(ci) and not ci[0] <= 0 <= ci[1]
                     text = f"{diff:+.2f}" + (f"\n({ci[0]:+.2f}, {ci[1]:+.2f})" if ci else "")
-                    ax.text(j, i, text.replace("-", "\u2212"), ha="center", va="center", fontsize=6.5,
+                    ax.text(j, i, text.replace("-", "\u2212"), ha="center", va="center", fontsize=6,
                             fontweight="bold" if sure else "normal",
                             color="white" if abs(better) > 0.6 * limit else "#222222")
             image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=-limit, vmax=limit, aspect="auto")
@@ -256,7 +256,7 @@ def transfer_heatmap(cells: dict[tuple[str, str, str], dict[str, Any]], conditio
             ax.set_xticks(range(len(columns)))
             ax.set_xticklabels([f"{LABELS.get(metric, metric)}\n{task}" for task, metric in columns], fontsize=7)
             ax.set_yticks(range(len(conditions)))
-            ax.set_yticklabels([f"trained: {c}" for c in conditions])
+            ax.set_yticklabels([f"trained: {c}" for c in conditions], fontsize=7.5)
             ax.set_title(f"POOLED {group.removeprefix('pooled ')}", fontsize=9)
             ax.tick_params(length=0)
             for spine in ax.spines.values():
