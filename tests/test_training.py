@@ -81,6 +81,24 @@ def test_training_lowers_loss_and_writes_outputs(tiny_model, tmp_path):
     assert not (out / "checkpoints").exists()
 
 
+def test_training_prints_its_own_progress_line_not_raw_dicts_or_library_warnings(tiny_model, tmp_path, capfd):
+    import warnings
+
+    train = write_train_file(tmp_path / "train.jsonl", n=8)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # a warning already shown earlier in the session would show again
+        train_lora(train, tmp_path / "single", tiny_model, LoraTrainConfig(**FAST, max_steps=3))
+    out, err = capfd.readouterr()
+    assert "{'loss'" not in out + err and "'train_runtime'" not in out + err  # transformers' PrinterCallback
+    assert "Tokenizing train dataset" not in err and "Loading weights" not in err  # library progress bars
+    lines = [line for line in err.splitlines() if line.startswith("metaconf train single:")]
+    assert [line.split("  ")[0] for line in lines[:3]] == [f"metaconf train single: step {s}/3" for s in (1, 2, 3)]
+    assert "loss " in lines[0] and "it/s" in lines[1] and lines[-1].startswith("metaconf train single: done, 3 steps")
+    library = [w for w in caught if issubclass(w.category, (FutureWarning, DeprecationWarning))
+               and any(lib in w.filename for lib in ("transformers", "trl", "peft", "accelerate", "datasets"))]
+    assert not library, [str(w.message) for w in library]
+
+
 def test_finished_adapter_is_reused_and_changed_config_retrains(tiny_model, tmp_path, monkeypatch):
     import metaconf.training.lora as lora
 

@@ -22,6 +22,7 @@ from typing import Any, Mapping, Sequence
 from metaconf.errors import ConfigError, DataError, MetaconfError
 from metaconf.training.config import LoraTrainConfig
 from metaconf.training.data import file_sha256, filter_by_length, load_chat_examples, to_prompt_completion
+from metaconf.training.progress import quiet_libraries, use_own_progress
 from metaconf.io import read_jsonl, write_json, write_jsonl, write_text_atomic
 
 CONDITIONS = ("single", "pairwise", "multitask")
@@ -271,7 +272,7 @@ def build_trainer(
         train_sampling_strategy="group_by_length" if config.group_by_length else "random",
         use_cpu=not torch.cuda.is_available(),  # also makes torchrun on CPU use DDP over gloo
         report_to="none",
-        disable_tqdm=not sys.stderr.isatty(),
+        disable_tqdm=True,  # the project's own progress line instead (training/progress.py)
         dataloader_num_workers=0,
     )
     # With cached states the batch has inputs_embeds instead of input_ids; our loss is the one tested with them
@@ -283,6 +284,7 @@ def build_trainer(
         processing_class=tokenizer,
         callbacks=list(callbacks),
     )
+    use_own_progress(trainer, output_dir.name)
     trainer.frozen_split = None
     if frozen is not None:
         from metaconf.training.frozen import FrozenStatesCollator
@@ -349,14 +351,15 @@ def train_lora(
     checkpoint = _last_checkpoint(output_dir / "checkpoints")
     resumed_step = int(checkpoint.name.split("-")[-1]) if checkpoint else 0
     log_path = output_dir / "log.jsonl"
-    trainer = build_trainer(
-        train_file, output_dir, model_path, config, [_log_callback(log_path, resumed_step), *callbacks],
-        frozen_states,
-    )
-    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    split = trainer.frozen_split
-    trained_dir = adapter_dir if split is None else output_dir / "adapter.upper-layers"
-    trainer.save_model(str(trained_dir))  # main process only (gathers shards under FSDP / ZeRO-3)
+    with quiet_libraries():
+        trainer = build_trainer(
+            train_file, output_dir, model_path, config, [_log_callback(log_path, resumed_step), *callbacks],
+            frozen_states,
+        )
+        result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        split = trainer.frozen_split
+        trained_dir = adapter_dir if split is None else output_dir / "adapter.upper-layers"
+        trainer.save_model(str(trained_dir))  # main process only (gathers shards under FSDP / ZeRO-3)
     state.wait_for_everyone()
     if state.is_main_process:
         if split is not None:  # renumber the upper model's layers onto the full model's
