@@ -5,9 +5,12 @@ import json
 import re
 import shutil
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
+
+from helpers.browser import PageCheck
 
 from metaconf.cli import main
 from metaconf.errors import DataError
@@ -19,8 +22,11 @@ from metaconf.report.plots import condition_colors
 
 PLOTS = ("headline", "transfer", "reliability", "confidence_histograms", "bars_ece", "bars_auroc", "bars_auc_a",
          "training_loss")
-HOSTILE = ['<script>alert(1)</script>', '"><img src=x onerror=alert(2)>', "a | b | c",
-           "[click](http://evil.example/x)", "# heading\n- list\n```"]
+# model text that would run, or fetch from outside, if it reached the page unescaped (top.PWNED: see the
+# browser harness in tests/helpers/browser.py)
+HOSTILE = ["<script>top.PWNED.push(1)</script>", '"><img src=x onerror="top.PWNED.push(2)">', "a | b | c",
+           "[click](http://evil.example/x)", "# heading\n- list\n```", "</script><svg onload=top.PWNED.push(3)>",
+           '<img src="http://evil.example/i.png">']
 INFO = {"mmlu": {"domain": "general", "in_domain": True},
         "medqa<script>": {"domain": "medical", "in_domain": False}}
 
@@ -38,12 +44,12 @@ def _rows(condition, dataset, grades):
     for i, y in enumerate(grades):
         conf = (0.85 if y else 0.15) if good_single else 0.9
         single.append({"id": f"{dataset}/{i}", "dataset": dataset, "domain": INFO[dataset]["domain"],
-                       "condition": condition, "task": "single", "raw": HOSTILE[i % len(HOSTILE)],
+                       "condition": condition, "task": "single", "raw": "\n".join(HOSTILE[i:] + HOSTILE[:i]),
                        "answer": "<b>A</b>", "confidence": conf, "correct": bool(y), "parsed": True})
     for i in range(8):
         y1, y2 = bool(i % 2), not bool(i % 2)
         pairs.append({"id1": f"{dataset}/{i}", "id2": f"{dataset}/{i + 8}", "dataset": dataset, "domain": "x",
-                      "condition": condition, "task": "pairwise", "raw": HOSTILE[i % len(HOSTILE)],
+                      "condition": condition, "task": "pairwise", "raw": "\n".join(HOSTILE[i:] + HOSTILE[:i]),
                       "choice": (1 if y1 else 2) if good_pairs else 1, "answer1": "a", "answer2": "b",
                       "correct1": y1, "correct2": y2, "consistency1": 0.9 if y1 else 0.2,
                       "consistency2": 0.9 if y2 else 0.2, "p_first": None, "parsed": True})
@@ -104,9 +110,9 @@ def test_writes_report_files_and_plots(run_dir):
 
 def test_html_is_self_contained_and_escapes_every_hostile_text(run_dir):
     html = (run_dir / "report.html").read_text()
-    assert "<script" not in html.lower()
-    assert "<img src=x" not in html and "onerror=alert(2)>" not in html
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<script" not in html.lower() and "<svg" not in html.lower()
+    assert "<img src=x" not in html and 'onerror="top' not in html and '<img src="http' not in html
+    assert "&lt;script&gt;top.PWNED.push(1)&lt;/script&gt;" in html
     assert "&lt;b&gt;A&lt;/b&gt;" in html
     # no external references: every src / href is inline data, no stylesheet or script links
     for attr in re.findall(r'(?:src|href)\s*=\s*"([^"]*)"', html):
@@ -115,11 +121,30 @@ def test_html_is_self_contained_and_escapes_every_hostile_text(run_dir):
     assert html.count("data:image/png;base64,") == len(PLOTS)
 
 
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Chromium (apt-get install -y chromium)")
+def test_report_in_a_real_browser(run_dir, tmp_path):
+    """Every image loads, nothing is fetched from outside, and hostile text stays inert; a control page with the
+    same text unescaped shows that the harness would catch it."""
+    shutil.copy(run_dir / "report.html", tmp_path / "report.html")
+    (tmp_path / "control.html").write_text("<!DOCTYPE html><title>control</title>" + "".join(HOSTILE))
+    with PageCheck(tmp_path) as check:
+        control, control_requests = check.load("control.html"), check.page_requests()
+        check.requests.clear()
+        report, requests = check.load("report.html"), check.page_requests()
+    assert sorted(control["pwned"]) == [1, 2, 3] and any("evil.example" in r for r in control_requests)
+    assert report["pwned"] == [] and report["scripts"] == 0
+    assert report["title"] == "metaconf report: study <script>alert(3)</script>"  # shown as text
+    assert len(report["images"]) == len(PLOTS)
+    assert all(complete and width > 0 for complete, width in report["images"])
+    assert {urlsplit(r).netloc for r in requests} == {check.host}, requests  # nothing from outside
+    assert {urlsplit(r).path for r in requests} <= {"/harness-report.html", "/report.html", "/favicon.ico"}
+
+
 def test_markdown_escapes_tables_links_and_html(run_dir):
     md = (run_dir / "report.md").read_text()
     text = "\n".join(line for line in md.splitlines() if not line.startswith("    "))  # outside code blocks
     assert "<script" not in text.lower() and "<img" not in text.lower() and "<b>" not in text
-    assert "](http://evil" not in md
+    assert "\\[click\\](http://evil" in md and not re.search(r"(?<!\\)\]\(http://evil", md)  # no live link
     table_lines = [line for line in md.splitlines() if line.startswith("| ")]
     example_header = next(line for line in table_lines if line.startswith("| condition | task | dataset | item"))
     expected = len(re.split(r"(?<!\\)\|", example_header))

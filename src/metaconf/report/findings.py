@@ -180,7 +180,9 @@ def finding_rows(metrics: dict[str, Any], config: dict[str, Any] | None = None,
     comparisons = metrics.get("comparisons") or []
     contrasts = metrics.get("contrasts") or []
     columns = dataset_columns(metrics)
-    conditions = [c for c in dict.fromkeys(r["condition"] for r in metrics.get("rows", [])) if c != base]
+    found = [c for c in dict.fromkeys(r["condition"] for r in metrics.get("rows", [])) if c != base]
+    listed = [c for c in config.get("conditions") or [] if c in found]
+    conditions = listed + [c for c in found if c not in listed]  # the study's order
     tasks = {c: trained_tasks(c, config) for c in conditions}
     single_trained = [c for c in conditions if "single" in tasks[c]]
     pair_trained = [c for c in conditions if "pairwise" in tasks[c]]
