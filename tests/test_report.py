@@ -140,6 +140,23 @@ def test_report_in_a_real_browser(run_dir, tmp_path):
     assert {urlsplit(r).path for r in requests} <= {"/harness-report.html", "/report.html", "/favicon.ico"}
 
 
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Chromium (apt-get install -y chromium)")
+def test_screenshot_script_saves_the_first_screen(run_dir, tmp_path):
+    import struct
+    import subprocess
+    import sys
+
+    script = Path(__file__).parents[1] / "scripts" / "screenshot_report.py"
+    run = shutil.copytree(run_dir, tmp_path / "run")
+    done = subprocess.run([sys.executable, str(script), str(run), "--no-rebuild", "--out", str(tmp_path / "shot.png"),
+                           "--width", "900", "--height", "600"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    png = (tmp_path / "shot.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", png[16:24]) == (900, 600)
+    assert subprocess.run([sys.executable, str(script), str(tmp_path / "nope")], capture_output=True,
+                          text=True).returncode == 2
+
+
 def test_markdown_escapes_tables_links_and_html(run_dir):
     md = (run_dir / "report.md").read_text()
     text = "\n".join(line for line in md.splitlines() if not line.startswith("    "))  # outside code blocks
