@@ -17,7 +17,7 @@ from metaconf.errors import DataError
 from metaconf.metrics import summarize, write_metrics
 from metaconf.report import write_report
 from metaconf.report.document import md_escape
-from metaconf.report.findings import CLAIMS, finding_rows, reading, row_verdict, verdict
+from metaconf.report.findings import CLAIMS, finding_rows, format_summary, reading, row_verdict, verdict
 from metaconf.report.plots import condition_colors
 
 PLOTS = ("headline", "transfer", "reliability", "confidence_histograms", "bars_ece", "bars_auroc", "bars_auc_a",
@@ -221,6 +221,13 @@ def test_first_screen_shows_format_findings_then_figures(run_dir):
     html = (run_dir / "report.html").read_text()
     assert html.index('<table class="findings">') < html.index("<h2>Figures</h2>") < html.index("Appendix")
     assert 'rowspan=' in html and 'class="num for"' in html
+
+
+def test_format_line_names_each_stage():
+    line = format_summary({"format": {"targets": "free", "consistency": "free", "evaluation": "free"}})
+    assert line == "Reply format: free targets, free consistency, free evaluation"
+    assert "constrained" in format_summary({"format": {"targets": "guided", "evaluation": "free"}})
+    assert format_summary({}) is None and format_summary({"format": "guided"}) is None
 
 
 @pytest.mark.parametrize("readings, expected", [

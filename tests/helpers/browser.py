@@ -1,7 +1,7 @@
 """Open a local HTML page in headless Chromium and report what happened, for the report's browser test.
 
     with PageCheck(folder) as check:            # serves `folder` on 127.0.0.1 and acts as the browser's proxy
-        result = check.load("report.html")       # {"title", "images": [[complete, naturalWidth], ...], "pwned"}
+        result = check.load("report.html")       # {"title", "images": [[complete, width]], "pwned", "scripts"}
         check.requests                           # every URL the browser asked for, ours or not
 
 The page is loaded inside an iframe of a small harness page served from the same origin, whose script reads the

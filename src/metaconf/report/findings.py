@@ -253,7 +253,7 @@ def findings_table(rows: list[FindingRow], columns: list[tuple[str, bool, bool]]
     from metaconf.report.document import Table
 
     headers = ["claim", "condition", "metric"] + [
-        f"{'POOLED ' + d.removeprefix('pooled ') if p else d}\n{'' if p else ('in-domain' if i else 'new domain')}".strip()
+        f"POOLED {d.removeprefix('pooled ')}" if p else f"{d}\n{'in-domain' if i else 'new domain'}"
         for d, i, p in columns] + ["verdict"]
     body, styles, row_styles, spans = [], [], [], []
     for i, row in enumerate(rows):

@@ -63,14 +63,15 @@ def _findings(data: RunData) -> list[Block]:
     if not rows:
         return blocks + [Paragraph("No trained condition was compared with the base model, so there is nothing "
                                    "to test yet.")]
+    level = 100 * (1 - float(data.metrics.get("bootstrap", {}).get("alpha", 0.05)))
     blocks += [
         Paragraph("Each cell: the change on one dataset (condition minus base on the same items; for multitask, "
-                  "minus the single-task condition) and its 95% interval. ✓ the interval excludes zero in the "
+                  f"minus the single-task condition) and its {level:.0f}% interval. ✓ the interval excludes zero in the "
                   "claim's direction, ✗ in the other; POOLED cells mix datasets and do not vote.", note=True),
         findings_table(rows, dataset_columns(data.metrics)),
-        Paragraph("Verdict per row (✓n ✗m of k: counts among the k datasets with a defined change): supported when at "
-                  "least half read ✓ and none ✗; contradicted when at least half read ✗ and none ✓; otherwise no evidence (an "
-                  "interval that includes zero is no evidence of a change, not evidence of no change). A claim is "
+        Paragraph("Verdict per row (✓n ✗m of k: counts among the k datasets with a defined change): supported "
+                  "when at least half read ✓ and none ✗; contradicted when at least half read ✗ and none ✓; "
+                  "otherwise no evidence (an interval that includes zero is no evidence of a change, not evidence of no change). A claim is "
                   "supported when some of its rows are and none are contradicted. For accuracy, ✓ means the whole "
                   f"interval lies within ±{EQUIVALENCE:.2f}.", note=True),
     ]
