@@ -417,9 +417,10 @@ def merge_adapter(model: str | Path, adapter: str | Path, out_dir: str | Path) -
     if not (adapter / "adapter_config.json").is_file():
         raise MetaconfError(f"{adapter}: not a PEFT adapter folder (adapter_config.json missing)")
     model_path = resolve_model(model)
-    base = AutoModelForCausalLM.from_pretrained(model_path)
-    _drop_gguf_marker(base)
-    merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
+    with quiet_libraries():
+        base = AutoModelForCausalLM.from_pretrained(model_path)
+        _drop_gguf_marker(base)
+        merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
     tok_source = adapter if (adapter / "tokenizer_config.json").is_file() else model_path
     tokenizer = AutoTokenizer.from_pretrained(str(tok_source))
     out_dir = Path(out_dir)
