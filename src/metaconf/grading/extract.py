@@ -20,8 +20,9 @@ from metaconf.grading.normalize import (
     parse_number,
 )
 
-# How far after an "answer" cue its number is looked for (characters).
+# How far after an "answer" cue its number is looked for (characters), and how many of the last cues are tried.
 CUE_WINDOW = 200
+MAX_CUES = 50
 # An open answer is "short" (so a gold alias found inside it counts) when it has at most this many tokens.
 SHORT_ANSWER_TOKENS = 10
 
@@ -201,7 +202,7 @@ def extract_numeric(text: str, q: Question | None = None) -> str | None:
         found = _first_number(boxed[-1])
         if found:
             return found
-    for m in reversed(list(_NUM_ANSWER_CUE.finditer(region))):
+    for m in reversed(list(_NUM_ANSWER_CUE.finditer(region))[-MAX_CUES:]):
         # the cue's sentence, read within a bounded window: rescanning the rest of the text after every cue
         # would make a text full of cues quadratic
         window = region[m.end(): m.end() + CUE_WINDOW]

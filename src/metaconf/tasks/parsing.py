@@ -71,10 +71,13 @@ def parse_confidence(text: str) -> float | None:
     label = _CONF_LABEL.search(text)
     if label:
         text = text[label.end():].split("\n", 1)[0] or text[label.end():].lstrip("\n").split("\n", 1)[0]
-    matches = list(_NUMBER.finditer(text))
-    if matches:
-        values = {_number_value(m, text) for m in matches}
-        return values.pop() if len(values) == 1 else None  # a None among them also lands here as None
+    values: set[float | None] = set()
+    for m in _NUMBER.finditer(text):
+        values.add(_number_value(m, text))
+        if len(values) > 1:
+            return None  # several different numbers; a None among them also lands here as None
+    if values:
+        return values.pop()
     words = {VERBAL_CONFIDENCE[w.lower()] for w in _WORDS.findall(text)}
     return words.pop() if len(words) == 1 else None
 
