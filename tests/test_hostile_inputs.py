@@ -60,6 +60,14 @@ CONFIGS = [
     ("label with a path in it", _with(data={**MINIMAL["data"], "eval": [{"name": "medqa", "label": "../x"}]}),
      r"field 'data\.eval\.0\.label': String should match pattern"),
     ("top level is a list", "- a\n- b\n", r"X\.yaml: expected a mapping of settings at the top level"),
+    # found beyond the list
+    ("YAML alias bomb", "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{k}: &{k} [{', '.join(['*' + p] * 10)}]\n" for p, k in zip("abcdefgh", "bcdefghi")),
+     r"X\.yaml: nested more than 32 levels deep or more than 100,000 values"),
+    ("infinite temperature", _with(evaluation={"temperature": float("inf")}),
+     r"field 'evaluation\.temperature': Input should be a finite number"),
+    ("negative seed", _with(evaluation={"seed": -1}), r"field 'evaluation\.seed': Input should be greater than"),
+    ("a billion logprobs", _with(evaluation={"logprobs": 10**9}), r"field 'evaluation\.logprobs': Input should be less"),
 ]
 
 
@@ -111,6 +119,19 @@ def test_errors_after_reading_the_config_leave_no_run_folder_and_name_the_file(t
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and re.search(error, err), err
         assert not out.exists()
+
+
+def test_run_folder_names_that_cannot_work(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "X.yaml"
+    config.write_text(yaml.safe_dump(_with(name="../../escape")))
+    assert main(["run", str(config), "--quiet"]) == 2
+    assert "field 'name': '../../escape' is not a folder name" in capsys.readouterr().err
+    assert not (tmp_path.parent / "escape").exists()
+    (tmp_path / "afile").write_text("x")
+    config.write_text(yaml.safe_dump(MINIMAL))
+    assert main(["run", str(config), "--out", "afile", "--quiet"]) == 2
+    assert "afile: the run folder is a file" in capsys.readouterr().err
 
 
 def test_an_existing_run_folder_is_kept_on_a_later_error(tmp_path, capsys):

@@ -43,6 +43,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _execute(config, out: Path | None, args: argparse.Namespace, source: str) -> int:
     from metaconf.study.runner import STAGES, Study
 
+    from metaconf.errors import ConfigError
+
+    if out is None and (Path(config.name).name != config.name or config.name in ("", ".", "..")):
+        raise ConfigError(f"{source}: field 'name': {config.name!r} is not a folder name, so the default run folder "
+                          f"runs/<name> cannot be used; pass --out")
     run_dir = out or Path("runs") / config.name
     Study(config, run_dir, quiet=args.quiet, source=source).run(tuple(args.stages or STAGES))
     print(f"report: {run_dir / 'report.html'} (also {run_dir / 'report.md'}, {run_dir / 'metrics.json'})")

@@ -21,7 +21,7 @@ BUILTIN_CONDITIONS = ("single", "pairwise", "multitask")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class ModelConfig(_Strict):
@@ -95,7 +95,7 @@ class EvalDataset(_Strict):
 class DataConfig(_Strict):
     train: list[TrainDataset] = Field(description="Training domains (their held-out questions are in-domain tests).")
     eval: list[EvalDataset] = Field(default_factory=list, description="New-domain test datasets.")
-    seed: int = Field(0, description="Seed of the question draws and the train / held-out split.")
+    seed: int = Field(0, ge=0, description="Seed of the question draws and the train / held-out split.")
 
     @field_validator("train")
     @classmethod
@@ -144,9 +144,9 @@ class EvaluationConfig(_Strict):
         10, ge=2, description="Base-model samples per evaluation question, for the consistency ranking (AUC_c)."
     )
     temperature: float = Field(0.0, ge=0, description="Sampling temperature of evaluation answers (0 = greedy).")
-    logprobs: int = Field(5, ge=0, description="Top log-probabilities requested per token (pairwise P(choice)); 0: off.")
+    logprobs: int = Field(5, ge=0, le=20, description="Top log-probabilities requested per token (pairwise P(choice)); 0: off.")
     n_boot: int = Field(1000, ge=50, description="Bootstrap resamples for confidence intervals.")
-    seed: int = Field(0, description="Seed of pair draws and bootstrap.")
+    seed: int = Field(0, ge=0, description="Seed of pair draws and bootstrap.")
 
 
 class StudyConfig(_Strict):
@@ -282,11 +282,18 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 MAX_CONFIG_DEPTH = 32  # a study config nests 4-5 levels; deeper is a mistake or a hostile file
 
 
+MAX_CONFIG_VALUES = 100_000  # counted with YAML aliases expanded: refuses an alias bomb ("billion laughs")
+
+
 def _depth(obj: Any) -> int:
-    """How deeply lists and mappings nest in `obj` (iteratively: a hostile file must not blow the stack)."""
-    deepest, stack = 0, [(obj, 1)]
+    """How deeply lists and mappings nest in `obj` (iteratively: a hostile file must not blow the stack); a value
+    with more than MAX_CONFIG_VALUES parts counts as too deep."""
+    deepest, stack, seen = 0, [(obj, 1)], 0
     while stack:
         item, depth = stack.pop()
+        seen += 1
+        if seen > MAX_CONFIG_VALUES:
+            return MAX_CONFIG_DEPTH + 1
         if isinstance(item, (dict, list)):
             deepest = max(deepest, depth)
             if depth <= MAX_CONFIG_DEPTH:
@@ -305,7 +312,8 @@ def read_config_text(text: str, source: str) -> Any:
     except RecursionError:
         raise ConfigError(f"{source}: nested too deeply to be a study config") from None
     if _depth(raw) > MAX_CONFIG_DEPTH:
-        raise ConfigError(f"{source}: nested more than {MAX_CONFIG_DEPTH} levels deep; not a study config")
+        raise ConfigError(f"{source}: nested more than {MAX_CONFIG_DEPTH} levels deep or more than "
+                          f"{MAX_CONFIG_VALUES:,} values (YAML aliases expanded); not a study config")
     return raw
 
 

@@ -278,6 +278,8 @@ class Study:
         """Run the stages under the run folder's lock. A config error found before anything was computed
         removes the run folder this call created, so a fixed config starts clean."""
         self.load_data()
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise ConfigError(f"{self.run_dir}: the run folder is a file")
         created = not self.run_dir.exists()
         lock = RunLock(self.run_dir)
         stale = lock.acquire()
