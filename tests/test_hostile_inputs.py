@@ -320,3 +320,18 @@ def test_a_200_with_a_body_that_is_not_the_gzip_it_claims_is_retried_then_one_li
         server.fail_next("badgzip", times=3)
         with pytest.raises(EngineError, match="after 3 attempts; last error: a reply body that could not be decoded"):
             OpenAIEngine(base_url=server.url, model="m", quiet=True, max_retries=2).generate([messages], n=1, seed=1)
+
+
+def test_a_lone_surrogate_from_a_server_is_stored_and_written_not_a_crash(tmp_path):
+    """JSON may carry "\\ud800" (invalid in UTF-8): SQLite and every UTF-8 file refuse it; it becomes '?'."""
+    from metaconf.engines.openai import OpenAIEngine
+    from metaconf.io import read_jsonl, write_jsonl
+
+    messages = [{"role": "user", "content": "hi"}]
+    with FakeOpenAIServer(models=["m"], respond=lambda *_: "Answer: \ud800 12") as server:
+        engine = OpenAIEngine(base_url=server.url, model="m", quiet=True, store=tmp_path / "c.sqlite")
+        first = engine.generate([messages], n=1)[0][0]
+        again = engine.generate([messages], n=1)[0][0]
+    assert first.text == again.text == "Answer: ? 12" and again.cached
+    write_jsonl(tmp_path / "p.jsonl", [{"raw": first.text}])
+    assert read_jsonl(tmp_path / "p.jsonl") == [{"raw": "Answer: ? 12"}]
