@@ -335,3 +335,33 @@ def test_a_lone_surrogate_from_a_server_is_stored_and_written_not_a_crash(tmp_pa
     assert first.text == again.text == "Answer: ? 12" and again.cached
     write_jsonl(tmp_path / "p.jsonl", [{"raw": first.text}])
     assert read_jsonl(tmp_path / "p.jsonl") == [{"raw": "Answer: ? 12"}]
+
+
+def test_two_trainings_in_processes_with_different_hash_seeds_give_the_same_adapter_identity(tmp_path, tiny_model):
+    """PEFT writes target_modules from a set (its order follows PYTHONHASHSEED); metaconf writes them sorted, so
+    two identical trainings give byte-identical adapter_config.json files and one adapter identity."""
+    pytest.importorskip("trl")
+    from metaconf.engines.hf import adapter_fingerprint
+
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[3]); from make_data import write_train_file;"
+        "from metaconf.training import LoraTrainConfig, train_lora;"
+        "from pathlib import Path; out = Path(sys.argv[2]);"
+        "train = write_train_file(out.parent / (out.name + '.jsonl'), n=4);"
+        "train_lora(train, out, sys.argv[1], LoraTrainConfig(rank=2, alpha=4.0, batch_size=4, max_steps=1,"
+        " max_length=256, top_layers=1, seed=0))"
+    )
+    fixtures = str(Path(__file__).parent / "fixtures" / "training")
+    configs = []
+    for hash_seed in ("1", "2"):
+        out = tmp_path / f"run{hash_seed}"
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed,
+               "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        done = subprocess.run([sys.executable, "-c", script, str(tiny_model), str(out), fixtures], env=env,
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        configs.append((out / "adapter" / "adapter_config.json").read_bytes())
+        modules = json.loads(configs[-1])["target_modules"]
+        assert modules == sorted(modules) and len(modules) == 7
+    assert configs[0] == configs[1]
+    assert adapter_fingerprint(tmp_path / "run1" / "adapter") == adapter_fingerprint(tmp_path / "run2" / "adapter")
