@@ -80,6 +80,8 @@ class Study:
         try:
             engine = self._make_engine(condition, kwargs, adapter)
         except TypeError as exc:  # an option of the right name but the wrong type
+            if not m.options:
+                raise
             raise ConfigError(f"{self.source}: field 'model.options': {exc}") from None
         if condition == BASE:
             self._base_engine = engine
@@ -283,9 +285,9 @@ class Study:
         created = not self.run_dir.exists()
         lock = RunLock(self.run_dir)
         stale = lock.acquire()
-        if stale:
-            self.say(f"metaconf: took over the lock of an ended run (pid {stale.get('pid')} on host "
-                     f"{stale.get('host')})")
+        if stale:  # said even with --quiet: the user should know a run ended without releasing the folder
+            print(f"metaconf: took over the lock of an ended run (pid {stale.get('pid')} on host "
+                  f"{stale.get('host')})", file=sys.stderr, flush=True)
         try:
             return self._run_locked(stages)
         except MetaconfError:
