@@ -78,8 +78,6 @@ def iter_jsonl_objects(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]
 
 def read_jsonl(path: str | Path, missing_ok: bool = False) -> list[Any]:
     """Rows of a JSONL file; a bad line raises DataError naming the file and line."""
-    from metaconf.errors import DataError
-
     path = Path(path)
     if missing_ok and not path.is_file():
         return []
