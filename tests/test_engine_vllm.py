@@ -190,7 +190,7 @@ def test_engine_with_adapter_and_local_model(fake_vllm, adapter, tmp_path):
     (model / "model.safetensors").write_bytes(b"w")
     engine = get_engine("vllm", model=str(model), adapter=str(adapter), quiet=True)
     assert isinstance(engine, VLLMEngine)
-    assert engine.model_identity.startswith(f"vllm:{model}@") and engine.adapter_identity.startswith(f"{adapter}@")
+    assert engine.model_identity.startswith(f"vllm:{model}@") and engine.adapter_identity.startswith("adapter@")
     engine.generate([msgs("a")], n=1, max_new_tokens=2)
     llm = FakeLLM.instances[-1]
     assert llm.kwargs["enable_lora"] is True and llm.kwargs["max_lora_rank"] == 16

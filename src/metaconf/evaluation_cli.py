@@ -24,5 +24,5 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     config = load_config(args.run / "config.yaml")
     stages = ("consistency", "evaluate", "metrics") + (() if args.no_report else ("report",))
-    Study(config, args.run, quiet=args.quiet).run(stages)
+    Study(config, args.run, quiet=args.quiet, source=str(args.run / "config.yaml")).run(stages)
     return 0

@@ -10,7 +10,8 @@ request always gets the same text. `server.requests` records every request (head
 
 Faults, consumed one per request in order: "429" (with Retry-After), "500", "503", "hang" (sleeps `hang_s`
 before answering, to trip a client timeout), "reset" (closes the connection with a TCP RST), "garbled"
-(200 with a body that is not JSON), "empty" (200 with no choices), "401", "403", "404", "400".
+(200 with a body that is not JSON), "badgzip" (200, "Content-Encoding: gzip", a body that is not gzip), "empty"
+(200 with no choices), "401", "403", "404", "400".
 Extra routes can be added by subclasses or by `server.routes[(method, path)] = handler(server, request) ->
 (status, headers, body)` (the training tests' fine-tuning endpoints can live next to these).
 """
@@ -238,6 +239,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return None
         if kind == "garbled":
             return self._send(200, {"Content-Type": "application/json"}, b'{"choices": [{"message": ')
+        if kind == "badgzip":  # claims gzip, is not
+            return self._send(200, {"Content-Type": "application/json", "Content-Encoding": "gzip"}, b'{"choices": []}')
         if kind == "empty":
             return self._send(200, {"Content-Type": "application/json"}, json.dumps({"choices": []}).encode())
         if kind.isdigit():

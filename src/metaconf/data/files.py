@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import ast
 import csv
+import io
 import json
 import math
+import numbers
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import Any
 from metaconf.data.ids import short_hash
 from metaconf.data.schema import ANSWER_TYPES, LETTERS, Question
 from metaconf.errors import DataError
-from metaconf.io import iter_jsonl_objects
+from metaconf.io import iter_jsonl_objects, read_text_checked
 
 FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
 MAPPING_KEYS = ("question", "answers", "choices", "id", "answer_type", "domain", "dataset")
@@ -41,10 +43,13 @@ def _rows_jsonl(path: Path) -> Iterator[Row]:
 
 
 def _rows_json(path: Path) -> Iterator[Row]:
+    text = read_text_checked(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg}); one object per line needs .jsonl") from None
+    except RecursionError:
+        raise DataError(f"{path}: JSON nested too deeply") from None
     if not isinstance(data, list):
         raise DataError(f"{path}: expected a JSON list of objects, got {type(data).__name__}")
     for i, row in enumerate(data):
@@ -54,13 +59,18 @@ def _rows_json(path: Path) -> Iterator[Row]:
 
 
 def _rows_csv(path: Path, delimiter: str) -> Iterator[Row]:
-    with path.open(encoding="utf-8-sig", newline="") as fh:
+    with io.StringIO(read_text_checked(path), newline="") as fh:
         reader = csv.DictReader(fh, delimiter=delimiter)
-        for row in reader:
-            where = f"{path}:{reader.line_num}"
-            if None in row or any(v is None for v in row.values()):
-                raise DataError(f"{where}: expected {len(reader.fieldnames or [])} columns, got a different number")
-            yield where, row
+        try:
+            for row in reader:
+                where = f"{path}:{reader.line_num}"
+                if None in row or any(v is None for v in row.values()):
+                    raise DataError(f"{where}: expected {len(reader.fieldnames or [])} columns, got a different "
+                                    f"number")
+                yield where, row
+        except csv.Error as exc:  # e.g. a field over csv's size limit, an unclosed quote at the end
+            raise DataError(f"{path}:{reader.line_num + 1}: not readable as {'TSV' if delimiter == chr(9) else 'CSV'}"
+                            f" ({exc})") from None
 
 
 def _rows_parquet(path: Path) -> Iterator[Row]:
@@ -143,24 +153,38 @@ def read_rows(name: str, split: str | None = None) -> tuple[str, list[Row]]:
 # ---------------------------------------------------------------------------------------------------- values
 
 
+_SCALARS = (str, numbers.Number)
+
+
+def _scalar(value: Any, where: str, field: str) -> Any:
+    """`value` when it is text or a number; a nested object or list is refused (never turned into its repr)."""
+    if isinstance(value, _SCALARS) or value is None:
+        return value
+    kind = "an object" if isinstance(value, dict) else "a list" if isinstance(value, (list, tuple)) else (
+        f"a {type(value).__name__}")
+    raise DataError(f"{where}: field '{field}': expected text or a number, got {kind}")
+
+
 def _as_list(value: Any, where: str, what: str, strict: bool = True) -> list[Any]:
-    """A list from a list value, a dict of options (ordered by key), or a JSON / Python-literal list in text.
-    With strict=False, text that only looks like a list (an answer such as "[sic] ...") stays one string."""
+    """A list from a list value, a dict of options (ordered by key; choices only), or a JSON / Python-literal list
+    in text. With strict=False, text that only looks like a list (an answer such as "[sic] ...") stays one string.
+    Every item must be text or a number."""
     if isinstance(value, str) and value.strip().startswith(("[", "{")):
         text = value.strip()
         try:
             value = json.loads(text)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             try:
                 value = ast.literal_eval(text)  # a literal parser: never evaluates code
             except (ValueError, SyntaxError, MemoryError, RecursionError):
                 if strict:
                     raise DataError(f"{where}: {what} {text[:40]!r} is not a list") from None
-    if isinstance(value, dict):
-        value = [value[k] for k in sorted(value)]
+    if isinstance(value, dict) and what == "choices":
+        value = [value[k] for k in sorted(value, key=str)]
     if isinstance(value, tuple) or type(value).__name__ == "ndarray":
         value = list(value)
-    return value if isinstance(value, list) else [value]
+    items = value if isinstance(value, list) else [value]
+    return [_scalar(item, where, what) for item in items]
 
 
 def _empty(value: Any) -> bool:
@@ -267,19 +291,21 @@ def load_file(name: str, *, split: str | None = None, **mapping: Any) -> list[Qu
     out: list[Question] = []
     seen: dict[str, int] = {}
     for where, row in rows:
-        question = _get(row, q_col, "question", where)[0]
+        question = _scalar(_get(row, q_col, "question", where)[0], where, "question")
         if _empty(question):
             raise DataError(f"{where}: empty question in column '{q_col[0]}'")
         question = str(question).strip()
         choices = None
         if c_cols:
             raw = _get(row, c_cols, "choices", where)
-            items = _as_list(raw[0], where, "choices") if len(c_cols) == 1 else raw
+            items = _as_list(raw[0], where, "choices") if len(c_cols) == 1 else [
+                _scalar(v, where, "choices") for v in raw]
             choices = [str(c).strip() for c in items if not _empty(c)]
             if answer_type == "mc" and not 2 <= len(choices) <= len(LETTERS):
                 raise DataError(f"{where}: need 2-{len(LETTERS)} non-empty choices, got {len(choices)}")
         raw_answers = _get(row, a_cols, "answers", where)
-        golds = [g for v in raw_answers for g in (_as_list(v, where, "answers", strict=False) if len(a_cols) == 1 else [v])]
+        golds = [g for v in raw_answers
+                 for g in (_as_list(v, where, "answers", strict=False) if len(a_cols) == 1 else [_scalar(v, where, "answers")])]
         golds = [g for g in golds if not _empty(g)]
         if not golds:
             raise DataError(f"{where}: no gold answer in column '{a_cols[0]}'")
@@ -292,7 +318,7 @@ def load_file(name: str, *, split: str | None = None, **mapping: Any) -> list[Qu
         else:
             answers = [str(g).strip() for g in golds]
         if id_col:
-            source_id = _get(row, id_col, "id", where)[0]
+            source_id = _scalar(_get(row, id_col, "id", where)[0], where, "id")
             if _empty(source_id):
                 raise DataError(f"{where}: empty id in column '{id_col[0]}'")
             qid = f"{dataset}/{source_id}"

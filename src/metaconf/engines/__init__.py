@@ -39,7 +39,25 @@ def get_engine(kind: str = "embedded", *, store: CompletionStore | str | Path | 
     raise ConfigError(f"engine: unknown kind {kind!r}; choose one of {', '.join(ENGINE_KINDS)}")
 
 
+# keywords the study runner sets itself, so `model.options` may not
+_RUNNER_SET = {"self", "store", "quiet", "model", "adapter", "base_url", "api_key_env", "shared_prefill"}
+
+
+def engine_option_names(kind: str) -> list[str]:
+    """The keyword options an engine kind accepts from a study's `model.options` (its constructor's keywords,
+    less the ones the runner sets): checked before any work, so a typo is a config error, not a traceback."""
+    import importlib
+    import inspect
+
+    module, cls = {"embedded": ("hf", "HFEngine"), "hf": ("hf", "HFEngine"), "vllm": ("vllm", "VLLMEngine"),
+                   "openai": ("openai", "OpenAIEngine"), "scripted": ("scripted", "ScriptedEngine")}[kind]
+    init = getattr(importlib.import_module(f"metaconf.engines.{module}"), cls).__init__
+    params = inspect.signature(init).parameters.values()
+    return sorted(p.name for p in params if p.name not in _RUNNER_SET
+                  and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+
+
 __all__ = [
     "Completion", "CompletionStore", "Engine", "PromptRequest", "SamplingParams", "TokenLogprob",
-    "get_engine", "ENGINE_KINDS",
+    "get_engine", "engine_option_names", "ENGINE_KINDS",
 ]

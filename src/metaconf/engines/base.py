@@ -232,6 +232,9 @@ class Engine(ABC):
                     continue
                 outputs = self._generate_batch([r for _, r in todo], params)
                 _check_shape(self.name, todo, outputs)
+                for comps in outputs:
+                    for comp in comps:
+                        _make_encodable(comp)
                 produced = []
                 for (idx, req), comps in zip(todo, outputs):
                     for s, comp in zip(req.sample_indices, comps):
@@ -264,6 +267,23 @@ class Engine(ABC):
             )
             return [None] * len(prompts)
         return guides
+
+
+def _encodable(text: str) -> str:
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:  # lone surrogates, e.g. a server's JSON with "\\ud800": unstorable, unwritable
+        return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _make_encodable(comp: Completion) -> None:
+    """Model text is untrusted: make a completion's text and tokens valid UTF-8 before they are stored."""
+    comp.text = _encodable(comp.text) if isinstance(comp.text, str) else comp.text
+    for tok in comp.logprobs or []:
+        tok.token = _encodable(tok.token) if isinstance(tok.token, str) else tok.token
+        if tok.top:
+            tok.top = {_encodable(k) if isinstance(k, str) else k: v for k, v in tok.top.items()}
 
 
 def validate_params(params: SamplingParams) -> None:

@@ -49,14 +49,25 @@ def model_fingerprint(model: str | Path) -> str:
 
 
 def adapter_fingerprint(adapter: str | Path) -> str:
-    """Hash of a PEFT adapter folder's weights file (and its config), so retraining changes the identity."""
+    """Hash of a PEFT adapter folder's content: its weights file and its config, normalised (target_modules
+    sorted, the base model's path left out), so a copied or retrained identical adapter keeps its identity."""
+    import json
+
     path = Path(adapter)
     weights = [path / n for n in ("adapter_model.safetensors", "adapter_model.bin") if (path / n).is_file()]
     if not weights:
         raise EngineError(f"{path}: no adapter_model.safetensors or adapter_model.bin in the adapter folder")
     h = hashlib.sha256(_file_digest(weights[0]).encode())
     if (path / "adapter_config.json").is_file():
-        h.update((path / "adapter_config.json").read_bytes())
+        try:
+            config = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            raise EngineError(f"{path / 'adapter_config.json'}: not valid JSON") from None
+        if isinstance(config, dict):
+            config.pop("base_model_name_or_path", None)
+            if isinstance(config.get("target_modules"), list):
+                config["target_modules"] = sorted(map(str, config["target_modules"]))
+        h.update(json.dumps(config, sort_keys=True).encode())
     return h.hexdigest()[:16]
 
 
@@ -129,7 +140,7 @@ class HFEngine(Engine):
 
     @property
     def adapter_identity(self) -> str:
-        return f"{self.adapter_path}@{self._adapter_fingerprint}" if self.adapter_path else ""
+        return f"adapter@{self._adapter_fingerprint}" if self.adapter_path else ""  # content, not the path
 
     # -- prompts -----------------------------------------------------------------------------------------
     def prompt_ids(self, messages: Messages) -> list[int]:

@@ -269,6 +269,8 @@ class OpenAIEngine(Engine):
                 reason, retry_after = f"no answer within {self.timeout:g} s", None
             except httpx.TransportError as exc:
                 reason, retry_after = f"connection failed ({type(exc).__name__})", None
+            except httpx.DecodingError:  # e.g. "Content-Encoding: gzip" on a body that is not gzip
+                reason, retry_after = "a reply body that could not be decoded (its Content-Encoding is wrong)", None
             if attempt == self.max_retries:
                 break
             if retry_after is not None:

@@ -166,7 +166,7 @@ class VLLMEngine(Engine):
 
     @property
     def adapter_identity(self) -> str:
-        return f"{self.adapter_path}@{self._adapter_fingerprint}" if self.adapter_path else ""
+        return f"adapter@{self._adapter_fingerprint}" if self.adapter_path else ""  # content, not the path
 
     def plan_batches(self, requests: list[PromptRequest], params: SamplingParams) -> list[list[int]]:
         size = self.batch_size

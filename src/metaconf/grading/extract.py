@@ -11,6 +11,7 @@ import re
 from metaconf.data.schema import LETTERS, Question
 from metaconf.grading.normalize import (
     answer_region,
+    bounded_text,
     canonical_number,
     find_number_words,
     find_numbers,
@@ -19,6 +20,9 @@ from metaconf.grading.normalize import (
     parse_number,
 )
 
+# How far after an "answer" cue its number is looked for (characters), and how many of the last cues are tried.
+CUE_WINDOW = 200
+MAX_CUES = 50
 # An open answer is "short" (so a gold alias found inside it counts) when it has at most this many tokens.
 SHORT_ANSWER_TOKENS = 10
 
@@ -43,17 +47,24 @@ _LETTER_TOKEN = re.compile(r"(?P<open>[\[(])?(?P<letter>[A-Za-z])(?![\w'\u2019])
 _STANDALONE_LETTER = re.compile(r"(?<![\w'\u2019.])([A-Z])(?:[.):,;](?!\w)|$)")
 _OPTION_LINE = re.compile(r"(?m)^\s*[\[(]?([A-Za-z])[\].):]\s+\S")
 _LEADING_PREFIX = re.compile(
-    r"(?i)^(?:(?:final|correct)\s+)?(?:answer|response)\s*(?:[:\-]|is\b)\s*|^the\s+(?:final\s+|correct\s+)?"
-    r"answer\s+(?:is|would\s+be)\s*:?\s*|^a\s*:\s*(?=\S)"
+    r"(?i)(?:(?:final|correct)\s+)?(?:answer|response)\s*(?:[:\-]|is\b)\s*|the\s+(?:final\s+|correct\s+)?"
+    r"answer\s+(?:is|would\s+be)\s*:?\s*|a\s*:\s*(?=\S)"
 )
+_SPACES = re.compile(r"\s*")
 
 
 def _strip_prefixes(text: str) -> str:
-    previous = None
-    while previous != text:
-        previous = text
-        text = _LEADING_PREFIX.sub("", text.lstrip()).lstrip()
-    return text
+    """`text` without its leading "Answer:" / "The answer is" prefixes (any number of them), in linear time."""
+    pos = _SPACES.match(text).end()
+    while True:
+        m = _LEADING_PREFIX.match(text, pos)
+        if not m or m.end() == pos:
+            return text[pos:]
+        pos = _SPACES.match(text, m.end()).end()
+
+
+_LOOKAHEAD = 200
+_DASH_OR_END = re.compile(r"\s*(?:[-\u2013\u2014]\s|$)")
 
 
 def _letter_at(text: str, pos: int, q: Question, letters: list[str]) -> str | None:
@@ -70,11 +81,11 @@ def _letter_at(text: str, pos: int, q: Question, letters: list[str]) -> str | No
     letter = m.group("letter")
     if letter.upper() not in letters:
         return None
-    after = text[m.end():]
+    after = text[m.end(): m.end() + _LOOKAHEAD]  # bounded: this runs once per answer cue
     delimited = bool(m.group("close") or m.group("punct") or (m.group("open") and m.group("close")))
     if m.group("punct") and m.group("punct") in ".:" and re.match(r"[A-Za-z]\.", after):
         return None  # "e.g.", "i.e."
-    if delimited or not after.strip() or after.startswith("\n") or re.match(r"\s*(?:[-\u2013\u2014]\s|$)", after):
+    if delimited or after.startswith("\n") or _DASH_OR_END.match(text, m.end()):
         return letter.upper()
     if letter.isupper() and letter not in "AI":
         return letter.upper()
@@ -159,7 +170,7 @@ _NUM_ANSWER_CUE = re.compile(
     + r"\s*(?:is|would\s+be|will\s+be|should\s+be|equals)?\s*(?:[:=]|is)?\s*(?:approximately\s+|about\s+)?"
 )
 _BOXED = re.compile(r"\\boxed\s*\{([^{}]*(?:\{[^{}]*\}[^{}]*)*)\}")
-_CONFIDENT_PCT = re.compile(r"(?i)^\s*(?:%|percent)?\s*(?:confident|sure|certain|likely|chance|probability)")
+_CONFIDENT_PCT = re.compile(r"(?i)\s*(?:%|percent)?\s*(?:confident|sure|certain|likely|chance|probability)")
 
 
 def _first_number(segment: str) -> str | None:
@@ -191,11 +202,14 @@ def extract_numeric(text: str, q: Question | None = None) -> str | None:
         found = _first_number(boxed[-1])
         if found:
             return found
-    for m in reversed(list(_NUM_ANSWER_CUE.finditer(region))):
-        found = _first_number(re.split(r"\n|[.;!?](?:\s|$)", region[m.end():], maxsplit=1)[0])
+    for m in reversed(list(_NUM_ANSWER_CUE.finditer(region))[-MAX_CUES:]):
+        # the cue's sentence, read within a bounded window: rescanning the rest of the text after every cue
+        # would make a text full of cues quadratic
+        window = region[m.end(): m.end() + CUE_WINDOW]
+        found = _first_number(re.split(r"\n|[.;!?](?:\s|$)", window, maxsplit=1)[0])
         if found:
             return found
-    numbers = [n for n in find_numbers(region) if not _CONFIDENT_PCT.match(region[n[1]:])]
+    numbers = [n for n in find_numbers(region) if not _CONFIDENT_PCT.match(region, n[1])]
     if numbers:
         return canonical_number(numbers[-1][2])
     value = parse_number(_strip_prefixes(region).split("\n", 1)[0])
@@ -257,14 +271,14 @@ def extract_answer(text: str, question: Question) -> str | None:
         from metaconf.errors import DataError
 
         raise DataError(f"question {question.id}: unknown answer_type {question.answer_type!r}") from None
-    return extractor(str(text if text is not None else ""), question)
+    return extractor(bounded_text(text if text is not None else ""), question)
 
 
 def answer_matches(answer: str | None, question: Question) -> bool:
     """Whether an already extracted answer (or any short answer string) matches the question's gold answers."""
     if answer is None:
         return False
-    answer = str(answer)
+    answer = bounded_text(answer)
     kind = question.answer_type
     if kind == "mc":
         letter = answer.strip().upper() if re.fullmatch(r"\s*[A-Za-z]\s*", answer) else extract_mc(answer, question)

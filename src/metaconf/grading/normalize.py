@@ -5,6 +5,7 @@ Everything here is pure string work on untrusted model output: nothing is ever e
 
 from __future__ import annotations
 
+import bisect
 import re
 import unicodedata
 from fractions import Fraction
@@ -12,10 +13,25 @@ from fractions import Fraction
 # Where the answer part of a response ends: a "Confidence" line (metaconf's own format), or an inline
 # "confidence: 80" / "confidence level is 80" after the answer on the same line.
 _CONFIDENCE_CUT = re.compile(
-    r"(?im)^[\s*_#>\-]*confidence\b|\bconfidence(?:\s+(?:level|score))?\s*(?:[:=]|is\b)"
+    r"(?im)^(?:[^\S\n]|[*_#>\-])*confidence\b|\bconfidence(?:\s+(?:level|score))?\s*(?:[:=]|is\b)"
 )
-_THINK_END = re.compile(r"(?is)^.*</think>")
 _MARKDOWN = re.compile(r"\*\*|__|`")
+
+
+# Model text is untrusted and a server may ignore max_tokens: every reader looks at most at this many characters
+# (after a closed <think> block), so a hostile reply costs bounded time.
+MAX_TEXT_CHARS = 32_000
+# A number with more digits is no answer (and Python refuses int <-> str conversions past 4,300 digits).
+MAX_DIGITS = 100
+
+
+def bounded_text(text: object) -> str:
+    """The text a grader or parser reads: without a closed `<think>...</think>` block, at most MAX_TEXT_CHARS."""
+    text = text if isinstance(text, str) else str(text)
+    end = text.lower().rfind("</think>")
+    if end >= 0:
+        text = text[end + len("</think>"):]
+    return text[:MAX_TEXT_CHARS]
 
 
 def answer_region(text: str) -> str:
@@ -23,7 +39,7 @@ def answer_region(text: str) -> str:
 
     A closed `<think>...</think>` block is dropped, so reasoning models are graded on their final answer.
     """
-    text = _THINK_END.sub("", str(text))
+    text = bounded_text(text)
     match = _CONFIDENCE_CUT.search(text)
     if match:
         text = text[: match.start()]
@@ -80,6 +96,8 @@ def _match_value(text: str, m: re.Match) -> tuple[int, Fraction] | None:
             start = m.start("cur") if m.group("cur") else m.start("num")
         else:
             negative = True
+    if len(m.group("num")) > MAX_DIGITS or len(m.group("den") or "") > MAX_DIGITS:
+        return None
     try:
         value = Fraction(m.group("num").replace(",", ""))
         if m.group("exp"):
@@ -103,13 +121,17 @@ def find_numbers(text: str) -> list[tuple[int, int, Fraction]]:
     found: list[tuple[int, int, Fraction]] = []
     taken: list[tuple[int, int]] = []
     for m in _LATEX_FRAC.finditer(text):
+        taken.append((m.start(), m.end()))  # its digits are never read as separate numbers
+        if len(m.group(2)) > MAX_DIGITS or len(m.group(3)) > MAX_DIGITS:
+            continue
         den = Fraction(m.group(3))
         if den != 0:
             value = Fraction(m.group(2)) / den
             found.append((m.start(), m.end(), -value if m.group("sign") else value))
-            taken.append((m.start(), m.end()))
+    starts = [s for s, _ in taken]  # sorted, non-overlapping
     for m in _NUMBER.finditer(text):
-        if any(s <= m.start("num") < e for s, e in taken):
+        k = bisect.bisect_right(starts, m.start("num")) - 1
+        if k >= 0 and m.start("num") < taken[k][1]:
             continue
         parsed = _match_value(text, m)
         if parsed is not None:

@@ -91,10 +91,10 @@ def _setup(data: RunData) -> list[Block]:
     cfg_data = _config(data).get("data") or {}
     for entry in cfg_data.get("train") or []:
         if isinstance(entry, dict):
-            sizes[str(entry.get("name"))] = {"train": entry.get("train"), "test": entry.get("held_out")}
+            sizes[str(entry.get("label") or entry.get("name"))] = {"train": entry.get("train"), "test": entry.get("held_out")}
     for entry in cfg_data.get("eval") or []:
         if isinstance(entry, dict):
-            sizes[str(entry.get("name"))] = {"train": 0, "test": entry.get("n")}
+            sizes[str(entry.get("label") or entry.get("name"))] = {"train": 0, "test": entry.get("n")}
     table = []
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
         row = next(r for r in rows if r["dataset"] == dataset)

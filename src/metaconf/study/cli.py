@@ -40,11 +40,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.set_defaults(func=_demo)
 
 
-def _execute(config, out: Path | None, args: argparse.Namespace) -> int:
+def _execute(config, out: Path | None, args: argparse.Namespace, source: str) -> int:
     from metaconf.study.runner import STAGES, Study
 
+    from metaconf.errors import ConfigError
+
+    if out is None and (Path(config.name).name != config.name or config.name in ("", ".", "..")):
+        raise ConfigError(f"{source}: field 'name': {config.name!r} is not a folder name, so the default run folder "
+                          f"runs/<name> cannot be used; pass --out")
     run_dir = out or Path("runs") / config.name
-    Study(config, run_dir, quiet=args.quiet).run(tuple(args.stages or STAGES))
+    Study(config, run_dir, quiet=args.quiet, source=source).run(tuple(args.stages or STAGES))
     print(f"report: {run_dir / 'report.html'} (also {run_dir / 'report.md'}, {run_dir / 'metrics.json'})")
     return 0
 
@@ -52,7 +57,7 @@ def _execute(config, out: Path | None, args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from metaconf.study.config import load_config
 
-    return _execute(load_config(args.config), args.out, args)
+    return _execute(load_config(args.config), args.out, args, str(args.config))
 
 
 def demo_config_text() -> str:
@@ -60,12 +65,11 @@ def demo_config_text() -> str:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    import yaml
-
-    from metaconf.study.config import parse_config
+    from metaconf.study.config import parse_config, read_config_text
 
     text = demo_config_text()
     if args.show_config:
         print(text, end="")
         return 0
-    return _execute(parse_config(yaml.safe_load(text), source="demo config"), args.out, args)
+    return _execute(parse_config(read_config_text(text, "demo config"), source="demo config"), args.out, args,
+                    "demo config")

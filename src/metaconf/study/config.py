@@ -21,7 +21,7 @@ BUILTIN_CONDITIONS = ("single", "pairwise", "multitask")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class ModelConfig(_Strict):
@@ -62,6 +62,14 @@ class TrainDataset(_Strict):
     fields: dict[str, str] = Field(
         default_factory=dict, description="Field mapping for user files (question=, answers=, choices=, ...)."
     )
+    label: str | None = Field(
+        None, description="The dataset's name in tables, plots and prediction files (default: the registered name, "
+        "or the file's name without its extension); unique within the study.", pattern=r"^[A-Za-z0-9_.+-]+$",
+    )
+    domain: str | None = Field(
+        None, description="The dataset's domain in tables and plots (default: the registered dataset's domain, or "
+        "'general' for a user file)."
+    )
 
 
 class EvalDataset(_Strict):
@@ -74,12 +82,20 @@ class EvalDataset(_Strict):
     fields: dict[str, str] = Field(
         default_factory=dict, description="Field mapping for user files (question=, answers=, choices=, ...)."
     )
+    label: str | None = Field(
+        None, description="The dataset's name in tables, plots and prediction files (default: the registered name, "
+        "or the file's name without its extension); unique within the study.", pattern=r"^[A-Za-z0-9_.+-]+$",
+    )
+    domain: str | None = Field(
+        None, description="The dataset's domain in tables and plots (default: the registered dataset's domain, or "
+        "'general' for a user file)."
+    )
 
 
 class DataConfig(_Strict):
     train: list[TrainDataset] = Field(description="Training domains (their held-out questions are in-domain tests).")
     eval: list[EvalDataset] = Field(default_factory=list, description="New-domain test datasets.")
-    seed: int = Field(0, description="Seed of the question draws and the train / held-out split.")
+    seed: int = Field(0, ge=0, description="Seed of the question draws and the train / held-out split.")
 
     @field_validator("train")
     @classmethod
@@ -128,9 +144,9 @@ class EvaluationConfig(_Strict):
         10, ge=2, description="Base-model samples per evaluation question, for the consistency ranking (AUC_c)."
     )
     temperature: float = Field(0.0, ge=0, description="Sampling temperature of evaluation answers (0 = greedy).")
-    logprobs: int = Field(5, ge=0, description="Top log-probabilities requested per token (pairwise P(choice)); 0: off.")
+    logprobs: int = Field(5, ge=0, le=20, description="Top log-probabilities requested per token (pairwise P(choice)); 0: off.")
     n_boot: int = Field(1000, ge=50, description="Bootstrap resamples for confidence intervals.")
-    seed: int = Field(0, description="Seed of pair draws and bootstrap.")
+    seed: int = Field(0, ge=0, description="Seed of pair draws and bootstrap.")
 
 
 class StudyConfig(_Strict):
@@ -184,31 +200,134 @@ def parse_config(raw: dict[str, Any], source: str = "config") -> StudyConfig:
         more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
         raise ConfigError(f"{source}: field '{_location(first)}': {first['msg']}{more}") from None
     _check_datasets(config, source)
+    _check_conditions(config, source)
+    _check_engine_options(config, source)
     return config
+
+
+def dataset_entries(config: StudyConfig) -> list[tuple[str, TrainDataset | EvalDataset]]:
+    """(config field, entry) of every dataset entry: 'data.train.0', ..., 'data.eval.0', ..."""
+    return ([(f"data.train.{i}", d) for i, d in enumerate(config.data.train)]
+            + [(f"data.eval.{i}", d) for i, d in enumerate(config.data.eval)])
+
+
+def dataset_label(entry: TrainDataset | EvalDataset, registered: bool) -> str:
+    """The name a dataset entry goes by in the study: its label, else the name its questions are loaded under."""
+    if entry.label:
+        return entry.label
+    if entry.fields.get("dataset"):
+        return entry.fields["dataset"]
+    if registered or (entry.path and not Path(entry.path).is_file()):
+        return entry.name
+    return Path(entry.path or entry.name).stem
 
 
 def _check_datasets(config: StudyConfig, source: str) -> None:
     from metaconf.data import list_datasets
 
     known = {info.name for info in list_datasets()}
-    entries = [("data.train", d) for d in config.data.train] + [("data.eval", d) for d in config.data.eval]
-    for i, (where, entry) in enumerate(entries):
-        index = i if where == "data.train" else i - len(config.data.train)
+    seen: dict[str, str] = {}
+    for where, entry in dataset_entries(config):
+        if entry.path and not Path(entry.path).exists():
+            raise ConfigError(f"{source}: field '{where}.path': {entry.path} not found")
         if entry.name not in known and not Path(entry.path or entry.name).exists():
             raise ConfigError(
-                f"{source}: field '{where}.{index}.name': unknown dataset {entry.name!r} "
+                f"{source}: field '{where}.name': unknown dataset {entry.name!r} "
                 f"(not registered, not a file); see `metaconf datasets`"
             )
+        label = dataset_label(entry, entry.name in known)
+        if label in seen:
+            raise ConfigError(f"{source}: fields '{seen[label]}' and '{where}' are both dataset '{label}'; give one "
+                              f"of them a different label")
+        seen[label] = where
+
+
+def _check_conditions(config: StudyConfig, source: str) -> None:
+    """Every trained condition needs the training set of its name (targets.sets), known before any sampling."""
+    sets = [s.name for s in config.targets.sets]
+    for condition in config.trained_conditions:
+        if condition not in sets:
+            raise ConfigError(f"{source}: field 'conditions': '{condition}' is trained on the training set of that "
+                              f"name, but targets.sets has only {', '.join(sets) or 'none'}")
+
+
+def _check_engine_options(config: StudyConfig, source: str) -> None:
+    from metaconf.engines import engine_option_names
+
+    allowed = engine_option_names(config.model.engine)
+    for key in config.model.options:
+        if key not in allowed:
+            raise ConfigError(f"{source}: field 'model.options.{key}': not an option of the {config.model.engine} "
+                              f"engine (options: {', '.join(allowed)})")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice in one mapping (plain YAML keeps the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node.start_mark.line + 1)
+            except TypeError:  # an unhashable key; construct_mapping reports it
+                continue
+            if first != key_node.start_mark.line + 1:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} given twice (lines {first} and {key_node.start_mark.line + 1})",
+                    key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+MAX_CONFIG_DEPTH = 32  # a study config nests 4-5 levels; deeper is a mistake or a hostile file
+
+
+MAX_CONFIG_VALUES = 100_000  # counted with YAML aliases expanded: refuses an alias bomb ("billion laughs")
+
+
+def _depth(obj: Any) -> int:
+    """How deeply lists and mappings nest in `obj` (iteratively: a hostile file must not blow the stack); a value
+    with more than MAX_CONFIG_VALUES parts counts as too deep."""
+    deepest, stack, seen = 0, [(obj, 1)], 0
+    while stack:
+        item, depth = stack.pop()
+        seen += 1
+        if seen > MAX_CONFIG_VALUES:
+            return MAX_CONFIG_DEPTH + 1
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            if depth <= MAX_CONFIG_DEPTH:
+                stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def read_config_text(text: str, source: str) -> Any:
+    """The YAML value of a config's text: duplicate keys and absurd nesting are refused, naming `source`."""
+    try:
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{source}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: nested too deeply to be a study config") from None
+    if _depth(raw) > MAX_CONFIG_DEPTH:
+        raise ConfigError(f"{source}: nested more than {MAX_CONFIG_DEPTH} levels deep or more than "
+                          f"{MAX_CONFIG_VALUES:,} values (YAML aliases expanded); not a study config")
+    return raw
 
 
 def load_config(path: str | Path) -> StudyConfig:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
+    data = path.read_bytes()
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    return parse_config(raw, source=str(path))
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text (invalid byte at offset {exc.start}); a study config "
+                          f"is a YAML file") from None
+    if "\x00" in text:
+        raise ConfigError(f"{path}: a binary file (NUL bytes), not a YAML study config")
+    return parse_config(read_config_text(text, str(path)), source=str(path))

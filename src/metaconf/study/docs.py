@@ -60,6 +60,13 @@ HEADER = """# The study config
 `examples/paper.yaml` is the paper's design for a large model. Unknown fields are errors, and every error names
 the file and the field (e.g. `study.yaml: field 'data.train.0.train': Input should be greater than or equal to 1`).
 This page is generated from the config's own field descriptions (`python -m metaconf.study.docs > docs/study.md`).
+A key given twice is an error (plain YAML keeps the last one silently), and so are binary files, nesting deeper
+than 32 levels and YAML alias bombs. Before any work the run also checks that every trained condition has its
+training set in `targets.sets`, that `model.options` are options of the chosen engine, and that dataset names are
+unique: a dataset is named by its `label` (default: the registered name or the file's name), so two files named
+`validation.jsonl` in different folders need a `label` each. `label` and `domain` name the dataset in every table
+and plot. Errors found while loading the data (a missing file, too few questions) name the config file and field
+and leave no run folder behind. See [robustness.md](robustness.md).
 
 """
 

@@ -9,6 +9,7 @@ finished run) recomputes nothing that is stored.
 from __future__ import annotations
 
 import hashlib
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -18,10 +19,11 @@ import yaml
 
 from metaconf.data import Question, load_dataset, split_questions
 from metaconf.engines import CompletionStore, Engine, get_engine
-from metaconf.errors import ConfigError
+from metaconf.errors import ConfigError, DataError, MetaconfError
 from metaconf.evaluation import evaluate_condition, load_predictions, make_pairs, prediction_path
 from metaconf.io import read_json, read_jsonl, write_json, write_jsonl, write_text_atomic
-from metaconf.study.config import BASE, StudyConfig
+from metaconf.study.config import BASE, StudyConfig, dataset_entries, dataset_label
+from metaconf.study.lock import RunLock
 
 STAGES = ("data", "targets", "train", "consistency", "evaluate", "metrics", "report")
 
@@ -31,18 +33,29 @@ def _rank(seed: int, qid: str) -> str:
 
 
 class Study:
-    """One study in one run folder."""
+    """One study in one run folder. `source` (the config file) is named in errors about the config's values.
 
-    def __init__(self, config: StudyConfig, run_dir: str | Path, quiet: bool = False):
+    The run folder is created only once the data loaded, so a config error found then leaves nothing behind."""
+
+    def __init__(self, config: StudyConfig, run_dir: str | Path, quiet: bool = False, source: str = "config"):
         self.config = config
         self.run_dir = Path(run_dir)
         self.quiet = quiet
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.store = CompletionStore(self.run_dir / "completions.sqlite")
+        self.source = source
+        self._store: CompletionStore | None = None
         self.train_questions: list[Question] = []
         self.eval_sets: dict[str, list[Question]] = {}  # dataset -> held-out / new-domain questions
         self.in_domain: dict[str, bool] = {}
+        self._loaded = False
         self._base_engine: Engine | None = None
+
+    @property
+    def store(self) -> CompletionStore:
+        """The run's completion cache (opening it creates the run folder)."""
+        if self._store is None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._store = CompletionStore(self.run_dir / "completions.sqlite")
+        return self._store
 
     # -- helpers ------------------------------------------------------------------------------------------
     def say(self, message: str) -> None:
@@ -64,6 +77,18 @@ class Study:
         m = self.config.model
         kwargs: dict[str, Any] = dict(m.options)
         adapter = None if condition == BASE else self.run_dir / "training" / condition / "adapter"
+        try:
+            engine = self._make_engine(condition, kwargs, adapter)
+        except TypeError as exc:  # an option of the right name but the wrong type
+            if not m.options:
+                raise
+            raise ConfigError(f"{self.source}: field 'model.options': {exc}") from None
+        if condition == BASE:
+            self._base_engine = engine
+        return engine
+
+    def _make_engine(self, condition: str, kwargs: dict[str, Any], adapter: Path | None) -> Engine:
+        m = self.config.model
         if m.engine == "openai":
             model = m.name
             if condition != BASE:
@@ -76,35 +101,54 @@ class Study:
         else:
             engine = get_engine(m.engine, store=self.store, model=m.name, adapter=adapter, quiet=self.quiet,
                                 **kwargs)
-        if condition == BASE:
-            self._base_engine = engine
         return engine
 
     # -- stages -------------------------------------------------------------------------------------------
-    def stage_data(self) -> str:
-        """Load every dataset, split training domains into train / held-out questions, record the ids."""
+    def load_data(self) -> None:
+        """Load every dataset and split training domains into train / held-out questions (in memory only):
+        a dataset that is missing, malformed or too small is a config error naming the config file and field."""
         cfg = self.config.data
         self.train_questions, self.eval_sets, self.in_domain = [], {}, {}
-        for entry in cfg.train:
-            questions = _load(entry)
-            if len(questions) < entry.train + entry.held_out:
-                raise ConfigError(
-                    f"data.train '{entry.name}': has {len(questions)} questions, fewer than train + held_out = "
-                    f"{entry.train + entry.held_out}"
-                )
-            pool, held = split_questions(questions, held_out=entry.held_out, seed=cfg.seed)
-            train = sorted(pool, key=lambda q: _rank(cfg.seed, q.id))[: entry.train]
-            self.train_questions += train
+        for where, entry in dataset_entries(self.config):
+            questions = self._load(where, entry)
+            if where.startswith("data.train"):
+                if len(questions) < entry.train + entry.held_out:
+                    raise ConfigError(
+                        f"{self.source}: field '{where}': '{entry.name}' has {len(questions)} questions, fewer "
+                        f"than train + held_out = {entry.train + entry.held_out}")
+                pool, held = split_questions(questions, held_out=entry.held_out, seed=cfg.seed)
+                self.train_questions += sorted(pool, key=lambda q: _rank(cfg.seed, q.id))[: entry.train]
+            else:
+                if len(questions) < entry.n:
+                    raise ConfigError(f"{self.source}: field '{where}.n': '{entry.name}' has {len(questions)} "
+                                      f"questions, fewer than n = {entry.n}")
+                held = sorted(questions, key=lambda q: _rank(cfg.seed, q.id))[: entry.n]
             name = questions[0].dataset
             self.eval_sets[name] = held
-            self.in_domain[name] = True
-        for entry in cfg.eval:
+            self.in_domain[name] = where.startswith("data.train")
+        self._loaded = True
+
+    def _load(self, where: str, entry: Any) -> list[Question]:
+        """One dataset entry's questions, under the entry's label and domain."""
+        from metaconf.data.registry import DATASETS
+
+        try:
             questions = _load(entry)
-            if len(questions) < entry.n:
-                raise ConfigError(f"data.eval '{entry.name}': has {len(questions)} questions, fewer than n = {entry.n}")
-            chosen = sorted(questions, key=lambda q: _rank(cfg.seed, q.id))[: entry.n]
-            self.eval_sets[chosen[0].dataset] = chosen
-            self.in_domain[chosen[0].dataset] = False
+        except DataError as exc:
+            raise ConfigError(f"{self.source}: field '{where}': {exc}") from None
+        label = dataset_label(entry, entry.name in DATASETS)
+        for q in questions:
+            if q.dataset != label:
+                q.id = f"{label}/{q.id.split('/', 1)[-1]}"
+                q.dataset = label
+            if entry.domain:
+                q.domain = entry.domain
+        return questions
+
+    def stage_data(self) -> str:
+        """Record the train / held-out / evaluation question ids of the loaded datasets."""
+        if not self._loaded:
+            self.load_data()
         write_json(self.run_dir / "data" / "splits.json", {
             "train": [q.id for q in self.train_questions],
             "eval": {name: [q.id for q in qs] for name, qs in self.eval_sets.items()},
@@ -233,6 +277,30 @@ class Study:
 
     # -- the whole study ------------------------------------------------------------------------------------
     def run(self, stages: tuple[str, ...] = STAGES) -> Path:
+        """Run the stages under the run folder's lock. A config error found before anything was computed
+        removes the run folder this call created, so a fixed config starts clean."""
+        self.load_data()
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise ConfigError(f"{self.run_dir}: the run folder is a file")
+        created = not self.run_dir.exists()
+        lock = RunLock(self.run_dir)
+        stale = lock.acquire()
+        if stale:  # said even with --quiet: the user should know a run ended without releasing the folder
+            print(f"metaconf: took over the lock of an ended run (pid {stale.get('pid')} on host "
+                  f"{stale.get('host')})", file=sys.stderr, flush=True)
+        try:
+            return self._run_locked(stages)
+        except MetaconfError:
+            if created and (self._store is None or self._store.count() == 0):
+                if self._store is not None:
+                    self._store.close()
+                lock.release()
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+            raise
+        finally:
+            lock.release()
+
+    def _run_locked(self, stages: tuple[str, ...]) -> Path:
         from metaconf.tasks import template_record
 
         write_text_atomic(self.run_dir / "config.yaml",

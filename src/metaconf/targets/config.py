@@ -33,13 +33,13 @@ def default_sets() -> list[TrainingSetSpec]:
 class TargetsConfig(BaseModel):
     """How training answers are sampled, turned into calibrated targets and into SFT sets."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     n_samples: int = Field(default=10, ge=1, description="Answer samples per training question (consistency).")
     temperature: float = Field(default=1.0, ge=0.0, description="Sampling temperature of the answer samples.")
     max_new_tokens: int | None = Field(default=None, ge=1,
                                        description="Token limit per answer sample; None: the answer template's.")
-    seed: int = Field(default=0, description="Seeds sampling, target noise, subsampling, pairing and mixing.")
+    seed: int = Field(default=0, ge=0, description="Seeds sampling, target noise, subsampling, pairing and mixing.")
     n_bins: int = Field(default=10, ge=1, description="Equal-width consistency bins of the calibration map.")
     by_domain: bool = Field(default=False, description=(
         "Fit one map per domain (nearly empty bins shrink toward the pooled map) instead of one pooled map."))

@@ -16,6 +16,7 @@ from metaconf import grading
 from metaconf.data.schema import Question
 from metaconf.engines.base import TokenLogprob
 from metaconf.errors import DataError
+from metaconf.grading.normalize import bounded_text
 from metaconf.tasks.templates import Template, load_template
 
 # Words read as a confidence only when the text holds no number at all (documented in docs/tasks.md).
@@ -66,13 +67,17 @@ def parse_confidence(text: str) -> float | None:
     """
     if not isinstance(text, str):
         return None
+    text = bounded_text(text)
     label = _CONF_LABEL.search(text)
     if label:
         text = text[label.end():].split("\n", 1)[0] or text[label.end():].lstrip("\n").split("\n", 1)[0]
-    matches = list(_NUMBER.finditer(text))
-    if matches:
-        values = {_number_value(m, text) for m in matches}
-        return values.pop() if len(values) == 1 else None  # a None among them also lands here as None
+    values: set[float | None] = set()
+    for m in _NUMBER.finditer(text):
+        values.add(_number_value(m, text))
+        if len(values) > 1:
+            return None  # several different numbers; a None among them also lands here as None
+    if values:
+        return values.pop()
     words = {VERBAL_CONFIDENCE[w.lower()] for w in _WORDS.findall(text)}
     return words.pop() if len(words) == 1 else None
 
@@ -131,7 +136,7 @@ class PairParse:
 def parse_single(text: str, q: Question) -> SingleParse:
     """Answer + confidence from a single-task completion. The confidence must follow a "Confidence" label
     (an unlabelled number could be the answer itself)."""
-    text = text if isinstance(text, str) else ""
+    text = bounded_text(text) if isinstance(text, str) else ""
     answer = parse_answer(text, q)
     conf_match = _CONF_LABEL.search(text)
     confidence = parse_confidence(text[conf_match.start():]) if conf_match else None
@@ -165,7 +170,7 @@ def parse_pairwise(
     text: str, q1: Question, q2: Question, logprobs: Sequence[TokenLogprob] | None = None
 ) -> PairParse:
     """Choice (1, 2 or None) and both answers from a pairwise completion; `p_first` from `logprobs` if given."""
-    text = text if isinstance(text, str) else ""
+    text = bounded_text(text) if isinstance(text, str) else ""
     choice_match = _CHOICE.search(text)
     choice = int(choice_match.group(1)) if choice_match else None
     answers = []

@@ -63,7 +63,7 @@ class LoraTrainConfig(BaseModel):
         "output; the same result at a fraction of the compute per epoch. Memory: hidden size x 4 bytes per "
         "training token.",
     )
-    seed: int = Field(0, description="Seed for LoRA initialisation, data order and dropout.")
+    seed: int = Field(0, ge=0, description="Seed for LoRA initialisation, data order and dropout.")
     logging_steps: int = Field(5, ge=1, description="Write a log.jsonl row every N optimizer steps.")
     save_steps: int = Field(
         50, ge=1, description="Save a resumable checkpoint every N optimizer steps (the last two are kept)."

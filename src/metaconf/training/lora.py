@@ -296,6 +296,16 @@ def build_trainer(
     return trainer
 
 
+def stable_adapter_config(adapter_dir: str | Path) -> None:
+    """Rewrite adapter_config.json with `target_modules` sorted: PEFT writes them from a set, in a different order
+    on every run, which would give identical adapters different bytes."""
+    path = Path(adapter_dir) / "adapter_config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
+        write_text_atomic(path, json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
 def train_lora(
     train_file: str | Path,
     output_dir: str | Path,
@@ -368,6 +378,7 @@ def train_lora(
             save_full_adapter(trained_dir, adapter_dir, split, model_path)
             shutil.rmtree(trained_dir, ignore_errors=True)
         trainer.processing_class.save_pretrained(str(adapter_dir))
+        stable_adapter_config(adapter_dir)
         if log_path.is_file():
             plot_loss(log_path, output_dir / "loss.png", title=f"{output_dir.name}: loss")
         info = json.loads(config_path.read_text())
