@@ -12,12 +12,14 @@ must match anyway), no lookaround or back-references.
 
 Length: every field is bounded so that the whole reply fits in the template's guided token limit
 (`guided_max_new_tokens`, else `max_new_tokens`) even if each token spelled one byte (a token is never shorter):
-open answers are printable ASCII and share the bytes left over with numeric ones.
+open answers are printable ASCII (starting with a letter or digit) and share the bytes left over with numeric ones.
 """
 
 from __future__ import annotations
 
 import string
+import warnings
+from typing import Any
 from metaconf.data.schema import Question
 from metaconf.errors import ConfigError
 from metaconf.tasks.templates import Template, load_template
@@ -100,7 +102,7 @@ def _answer_pattern(q: Question, room: int) -> str:
     if q.answer_type == "boolean":
         return BOOLEAN_PATTERN
     if q.answer_type == "open":
-        return f"[!-~][ -~]{{0,{room - 1}}}"
+        return f"[A-Za-z0-9][ -~]{{0,{room - 1}}}"
     raise ConfigError(f"question {q.id}: unknown answer_type {q.answer_type!r}")
 
 
@@ -182,3 +184,21 @@ def check_template(template: Template | str, task: str, max_new_tokens: int | No
             single_guide(q, t)
         else:
             answer_guide(q, t, max_new_tokens)
+
+
+FORMATS = ("guided", "free")
+
+
+def resolve_format(requested: str, engine: Any, stage: str) -> str:
+    """The format a stage actually uses: `guided` only where the engine can constrain its output.
+
+    An engine without guided decoding falls back to free sampling with one warning naming the stage, so a run
+    on any engine goes through and the run folder says which format each stage used.
+    """
+    if requested not in FORMATS:
+        raise ConfigError(f"{stage}: format must be one of {', '.join(FORMATS)}, got {requested!r}")
+    if requested == "guided" and not getattr(engine, "supports_guide", False):
+        warnings.warn(f"{stage}: the {getattr(engine, 'name', 'engine')} engine cannot guide its output; "
+                      "sampling free text (format: free)", stacklevel=2)
+        return "free"
+    return requested
