@@ -202,9 +202,10 @@ class Study:
         shared = self.shared_prefill()
         done = 0
         fmt = resolve_format(ev.format, self.engine(BASE), "evaluation")
+        stale = self.formats()["evaluation"] not in (None, fmt)  # stored predictions are of the other format
         self.record_format("evaluation", fmt)
         for condition in self.config.conditions:
-            complete = all(
+            complete = not stale and all(
                 prediction_path(self.run_dir, condition, task, name).is_file()
                 for task in ("single", "pairwise") for name in self.eval_sets
             )
