@@ -167,9 +167,12 @@ def engine(tiny_model):
 
 
 def test_guided_replies_always_match_and_parse(engine):
+    """Random weights, sampled at T=1: the model itself follows no format, so every match is the mask's doing."""
     single = load_template("single").generation(guided=True)
-    for seed in range(3):
-        outs = engine.generate([single_messages(q) for q in QUESTIONS], n=4, temperature=1.0, seed=seed,
+    answer = load_template("answer").generation(guided=True)
+    pair = load_template("pairwise").generation(guided=True)
+    for seed in range(2):
+        outs = engine.generate([single_messages(q) for q in QUESTIONS], n=3, temperature=1.0, seed=seed,
                                guide=[single_guide(q) for q in QUESTIONS], **single)
         for q, comps in zip(QUESTIONS, outs):
             for c in comps:
@@ -179,15 +182,12 @@ def test_guided_replies_always_match_and_parse(engine):
                 assert parsed.parsed, c.text
                 if q.answer_type == "mc":
                     assert parsed.answer in ("A", "B", "C")  # three options: never D or later
-        answer = load_template("answer").generation(guided=True)
-        outs = engine.generate([answer_messages(q) for q in QUESTIONS], n=3, temperature=1.0, seed=seed,
+        outs = engine.generate([answer_messages(q) for q in QUESTIONS], n=2, temperature=1.0, seed=seed,
                                guide=[answer_guide(q) for q in QUESTIONS], **answer)
         for q, comps in zip(QUESTIONS, outs):
             for c in comps:
                 assert re.fullmatch(answer_guide(q), c.text) and parse_answer(c.text, q) is not None, c.text
-    pair = load_template("pairwise").generation(guided=True)
-    for seed in range(2):
-        outs = engine.generate([pairwise_messages(a, b) for a, b in PAIRS], n=2, temperature=1.0, seed=seed,
+        outs = engine.generate([pairwise_messages(a, b) for a, b in PAIRS], n=1, temperature=1.0, seed=seed,
                                guide=[pairwise_guide(a, b) for a, b in PAIRS], **pair)
         for (a, b), comps in zip(PAIRS, outs):
             for c in comps:
@@ -217,7 +217,7 @@ def test_guided_and_free_are_cached_apart(tiny_model, tmp_path):
 
 
 def test_guided_sampling_is_batch_invariant(engine):
-    qs = QUESTIONS[:4]
+    qs = QUESTIONS[::3]
     settings = load_template("single").generation(guided=True)
     together = engine.generate([single_messages(q) for q in qs], n=2, seed=3,
                                guide=[single_guide(q) for q in qs], **settings)
