@@ -10,6 +10,12 @@ fraction of this machine's fp32 matmul rate reached on the minimal work, where
 counted, so the fraction is conservative). Medians over --repeats.
 
     python benchmarks/bench_generation.py [--repeats 3] [--json out.json] [--naive-limit 64]
+
+--guided instead times guided against free sampling on one job: the project's `single` template (answer letter
+and confidence) on the same questions, n samples each, the same token limit, with and without the guide derived
+from the template (tasks/guides.py). Reports both times, generated tokens and the time per generated token.
+
+    python benchmarks/bench_generation.py --guided [--repeats 3] [--questions 64] [--n 10]
 """
 
 from __future__ import annotations
@@ -118,7 +124,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--max-batch-tokens", type=int, default=None)
     parser.add_argument("--no-share-prefix", action="store_true")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--guided", action="store_true", help="time guided vs free sampling (see above)")
     args = parser.parse_args(argv)
+    if args.guided:
+        return guided_vs_free(args)
 
     import torch
 
@@ -170,6 +179,56 @@ def main(argv: list[str] | None = None) -> dict:
             "naive_tokens_per_s": round(n_tokens / n_time, 1), "speedup": round(n_time / e_time, 2),
             "naive_questions_timed": args.naive_limit or len(prompts),
         })
+    print(json.dumps(result, indent=2))
+    if args.json:
+        tmp = args.json.with_suffix(args.json.suffix + ".tmp")
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+        tmp.replace(args.json)
+    return result
+
+
+def guided_vs_free(args: argparse.Namespace) -> dict:
+    """Free and guided sampling of the `single` task on the same questions, alternating, medians over repeats."""
+    import torch
+
+    from metaconf.data import load_dataset
+    from metaconf.engines.hf import HFEngine
+    from metaconf.tasks import generation_settings, single_messages
+    from metaconf.tasks.guides import single_guide
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    engine_kw = dict(quiet=True, max_batch_tokens=args.max_batch_tokens, share_prefix=not args.no_share_prefix)
+    engine = HFEngine(args.model, **engine_kw) if args.model else HFEngine.embedded(**engine_kw)
+    questions = load_dataset("mmlu_pro", limit=args.questions)
+    prompts = [single_messages(q) for q in questions]
+    guides = [single_guide(q) for q in questions]
+    settings = generation_settings("single", guided=True)  # one token limit for both, the guided one
+    engine._guides()  # the tokenizer conversion (~1 s, once per engine) is not part of a job
+    runs: dict[str, list[tuple[float, int]]] = {"free": [], "guided": []}
+    for r in range(args.repeats):
+        for mode in ("free", "guided"):
+            engine._ids.clear()
+            t = time.perf_counter()
+            out = engine.generate(prompts, n=args.n, temperature=1.0, seed=r,
+                                  guide=guides if mode == "guided" else None, **settings)
+            runs[mode].append((time.perf_counter() - t, sum(c.completion_tokens for cs in out for c in cs)))
+            print(f"repeat {r}: {mode} {runs[mode][-1][0]:.1f} s, {runs[mode][-1][1]} tokens", file=sys.stderr)
+    med = {m: (statistics.median(t for t, _ in v), statistics.median(k for _, k in v)) for m, v in runs.items()}
+    result = {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+                   f"{torch.get_num_threads()} threads",
+        "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "model": engine.model_identity, "questions": len(prompts), "n": args.n, "repeats": args.repeats,
+        "max_new_tokens": settings["max_new_tokens"],
+        "free_s": round(med["free"][0], 2), "free_tokens": med["free"][1],
+        "guided_s": round(med["guided"][0], 2), "guided_tokens": med["guided"][1],
+        "guided_over_free_time": round(med["guided"][0] / med["free"][0], 3),
+        "guided_over_free_time_per_token": round(
+            (med["guided"][0] / med["guided"][1]) / (med["free"][0] / med["free"][1]), 3),
+        "runs": {m: [[round(t, 2), k] for t, k in v] for m, v in runs.items()},
+    }
     print(json.dumps(result, indent=2))
     if args.json:
         tmp = args.json.with_suffix(args.json.suffix + ".tmp")

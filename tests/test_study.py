@@ -111,6 +111,9 @@ def test_scripted_study_runs_every_stage_and_resumes(tmp_path):
     study = ScriptedStudy(config, run_dir, quiet=True)
     study.run(("data", "targets", "consistency", "evaluate", "metrics", "report"))
     metrics = json.loads((run_dir / "metrics.json").read_text())
+    # the scripted engine cannot guide: every stage fell back to free text, and the run says so
+    assert metrics["format"] == {"targets": "free", "consistency": "free", "evaluation": "free"}
+    assert json.loads((run_dir / "format.json").read_text()) == metrics["format"]
     rows = {(r["condition"], r["task"], r["dataset"]): r for r in metrics["rows"] if r["condition"] == "base"}
     assert {k[2] for k in rows} >= {"mmlu_pro", "gsm8k", "truthfulqa"}
     single = rows[("base", "single", "gsm8k")]
@@ -230,7 +233,7 @@ def test_whole_study_on_a_tiny_model_trains_every_condition(tmp_path, tiny_model
     raw = {
         **SMALL,
         "model": {"engine": "hf", "name": str(tiny_model)},
-        "targets": {"n_samples": 3, "max_new_tokens": 6},
+        "targets": {"n_samples": 3, "max_new_tokens": 24},  # guided (the default): room for the answer format
         "training": {"lora": {"rank": 2, "alpha": 4, "max_steps": 2, "batch_size": 4, "max_length": 1024, "top_layers": 1,
                               "logging_steps": 1}},
         "evaluation": {"pairs_per_dataset": 4, "consistency_samples": 2, "n_boot": 50},
@@ -241,6 +244,7 @@ def test_whole_study_on_a_tiny_model_trains_every_condition(tmp_path, tiny_model
         assert (run_dir / "training" / condition / "DONE").is_file()
         assert (run_dir / "training" / condition / "adapter" / "adapter_config.json").is_file()
     metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["format"] == {"targets": "guided", "consistency": "guided", "evaluation": "guided"}
     keys = {(r["condition"], r["task"], r["dataset"]) for r in metrics["rows"]}
     for condition in ("base", "single", "pairwise", "multitask"):
         for task in ("single", "pairwise"):

@@ -137,7 +137,7 @@ def test_single_target_round_trips_through_the_parser(q, answer, confidence):
 @pytest.mark.parametrize("choice", [1, 2])
 def test_pairwise_target_round_trips_through_the_parser(choice):
     text = format_pairwise_target(choice, "B", "42", MC, NUM)
-    assert text.startswith(f"Choice: {choice}\n")
+    assert text.startswith(f"Choice: Question {choice}\n")  # v2: never an option letter
     p = parse_pairwise(text, MC, NUM)
     assert (p.choice, p.answer1, p.answer2, p.parsed) == (choice, "B", "42", True)
 

@@ -21,6 +21,12 @@ from metaconf.tasks import (
     parse_single,
     single_messages,
 )
+from metaconf.tasks.guides import pairwise_guide, single_guide
+from metaconf.tasks.parsing import expected_confidence
+
+# Top log-probabilities asked for in a guided single reply: enough to see every allowed token at a confidence digit
+# (ten digits and '%'), so the probability-weighted confidence misses no mass.
+CONFIDENCE_LOGPROBS = 11
 
 Pair = tuple[Question, Question]
 
@@ -56,22 +62,32 @@ def prediction_path(run_dir: Path, condition: str, task: str, dataset: str) -> P
 
 
 def evaluate_single(
-    engine: Engine, condition: str, questions: list[Question], temperature: float = 0.0, seed: int = 0
+    engine: Engine, condition: str, questions: list[Question], temperature: float = 0.0, seed: int = 0,
+    guided: bool = False, logprobs: int = 0,
 ) -> list[dict[str, Any]]:
-    """Answer + confidence for each question; one prediction row each."""
-    settings = generation_settings("single")
+    """Answer + confidence for each question; one prediction row each.
+
+    `guided`: replies are constrained to the template's format; with `logprobs` the row also gets
+    `confidence_expected`, the confidence weighted by the model's (masked, renormalised) probabilities of the
+    allowed confidence values. Free sampling asks for no log-probabilities, exactly as before."""
+    settings = generation_settings("single", guided=guided)
+    want_logprobs = max(logprobs, CONFIDENCE_LOGPROBS) if guided and logprobs else None
     outputs = engine.generate(
         [single_messages(q) for q in questions], n=1, temperature=temperature, seed=seed,
-        desc=f"{condition}: single", **settings,
+        desc=f"{condition}: single", guide=[single_guide(q) for q in questions] if guided else None,
+        logprobs=want_logprobs, **settings,
     )
     rows = []
     for q, (completion,) in zip(questions, outputs, strict=True):
         parsed = parse_single(completion.text, q)
-        rows.append({
+        row = {
             "id": q.id, "dataset": q.dataset, "domain": q.domain, "condition": condition, "task": "single",
             "raw": completion.text, "answer": parsed.answer, "confidence": parsed.confidence,
             "correct": bool(parsed.correct), "parsed": bool(parsed.parsed),
-        })
+        }
+        if want_logprobs:
+            row["confidence_expected"] = expected_confidence(completion.logprobs)
+        rows.append(row)
     return rows
 
 
@@ -83,12 +99,17 @@ def evaluate_pairwise(
     temperature: float = 0.0,
     logprobs: int = 5,
     seed: int = 0,
+    guided: bool = False,
 ) -> list[dict[str, Any]]:
-    """The choice between two questions, then both answers; one prediction row per pair."""
-    settings = generation_settings("pairwise")
+    """The choice between two questions, then both answers; one prediction row per pair.
+
+    `p_first` is P(choice = 1) renormalised over '1' and '2'; under guidance these are the only tokens the mask
+    allows there, so it is the model's exact probability of choosing question 1 given the format."""
+    settings = generation_settings("pairwise", guided=guided)
     outputs = engine.generate(
         [pairwise_messages(q1, q2) for q1, q2 in pairs], n=1, temperature=temperature, seed=seed,
         logprobs=logprobs or None, desc=f"{condition}: pairwise", **settings,
+        guide=[pairwise_guide(q1, q2) for q1, q2 in pairs] if guided else None,
     )
     rows = []
     for (q1, q2), (completion,) in zip(pairs, outputs, strict=True):
@@ -114,6 +135,7 @@ def evaluate_condition(
     temperature: float = 0.0,
     logprobs: int = 5,
     seed: int = 0,
+    guided: bool = False,
 ) -> dict[tuple[str, str], Path]:
     """Both tasks on every dataset for one condition; writes and returns the prediction files.
 
@@ -123,9 +145,9 @@ def evaluate_condition(
     written = {}
     for dataset, qs in questions.items():
         rows = {
-            "single": evaluate_single(engine, condition, qs, temperature, seed),
+            "single": evaluate_single(engine, condition, qs, temperature, seed, guided, logprobs),
             "pairwise": evaluate_pairwise(engine, condition, pairs.get(dataset, []), consistency, temperature,
-                                          logprobs, seed),
+                                          logprobs, seed, guided),
         }
         for task, task_rows in rows.items():
             written[(task, dataset)] = write_jsonl(prediction_path(run_dir, condition, task, dataset), task_rows)

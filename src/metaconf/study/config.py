@@ -144,7 +144,15 @@ class EvaluationConfig(_Strict):
         10, ge=2, description="Base-model samples per evaluation question, for the consistency ranking (AUC_c)."
     )
     temperature: float = Field(0.0, ge=0, description="Sampling temperature of evaluation answers (0 = greedy).")
-    logprobs: int = Field(5, ge=0, le=20, description="Top log-probabilities requested per token (pairwise P(choice)); 0: off.")
+    logprobs: int = Field(5, ge=0, le=20, description=(
+        "Top log-probabilities requested per token (pairwise P(choice); under guided format also the "
+        "probability-weighted confidence, which asks for at least 11); 0: off."))
+    format: Literal["guided", "free"] = Field("guided", description=(
+        "guided: replies are constrained to the template's format (the model still chooses every answer, "
+        "confidence and choice); free: unconstrained text, parsed afterwards (the paper's setting). guided falls "
+        "back to free, with a warning, on an engine that cannot guide."))
+    consistency_format: Literal["guided", "free"] = Field("guided", description=(
+        "The same choice for the consistency stage (base-model answer samples of the evaluation questions)."))
     n_boot: int = Field(1000, ge=50, description="Bootstrap resamples for confidence intervals.")
     seed: int = Field(0, ge=0, description="Seed of pair draws and bootstrap.")
 

@@ -24,6 +24,7 @@ from metaconf.evaluation import evaluate_condition, load_predictions, make_pairs
 from metaconf.io import read_json, read_jsonl, write_json, write_jsonl, write_text_atomic
 from metaconf.study.config import BASE, StudyConfig, dataset_entries, dataset_label
 from metaconf.study.lock import RunLock
+from metaconf.tasks.guides import resolve_format
 
 STAGES = ("data", "targets", "train", "consistency", "evaluate", "metrics", "report")
 
@@ -157,10 +158,23 @@ class Study:
         n_eval = sum(len(qs) for qs in self.eval_sets.values())
         return f"{len(self.train_questions)} training questions, {n_eval} evaluation questions in {len(self.eval_sets)} datasets"
 
+    def record_format(self, stage: str, fmt: str) -> None:
+        """RUN/format.json: the reply format (guided or free) each sampling stage actually used."""
+        path = self.run_dir / "format.json"
+        formats = read_json(path) if path.is_file() else {}
+        formats[stage] = fmt
+        write_json(path, formats)
+
+    def formats(self) -> dict[str, str | None]:
+        path = self.run_dir / "format.json"
+        recorded = read_json(path) if path.is_file() else {}
+        return {stage: recorded.get(stage) for stage in ("targets", "consistency", "evaluation")}
+
     def stage_targets(self) -> str:
         from metaconf.targets import build_data
 
         summary = build_data(self.run_dir, self.engine(BASE), self.train_questions, self.config.targets)
+        self.record_format("targets", summary["format"])
         overall = summary["consistency"]["all"]
         sets = ", ".join(f"{name} {card.get('n_examples', 0)}" for name, card in summary["sets"].items())
         return (f"{overall['n']} questions x {self.config.targets.n_samples} samples: answer parse rate "
@@ -198,10 +212,13 @@ class Study:
         path = self.run_dir / "consistency" / "eval.jsonl"
         questions = [q for qs in self.eval_sets.values() for q in qs]
         t = self.config.targets
+        engine = self.engine(BASE)
+        fmt = resolve_format(self.config.evaluation.consistency_format, engine, "consistency")
         records = sample_consistency(
-            self.engine(BASE), questions, n=self.config.evaluation.consistency_samples,
-            temperature=t.temperature, seed=t.seed,
+            engine, questions, n=self.config.evaluation.consistency_samples,
+            temperature=t.temperature, seed=t.seed, guided=fmt == "guided",
         )
+        self.record_format("consistency", fmt)
         write_jsonl(path, [r.to_dict() for r in records])
         return f"{len(records)} evaluation questions x {self.config.evaluation.consistency_samples} samples"
 
@@ -228,8 +245,11 @@ class Study:
         consistency, pairs = self.consistency(), self.pairs()
         shared = self.shared_prefill()
         done = 0
+        fmt = resolve_format(ev.format, self.engine(BASE), "evaluation")
+        stale = self.formats()["evaluation"] not in (None, fmt)  # stored predictions are of the other format
+        self.record_format("evaluation", fmt)
         for condition in self.config.conditions:
-            complete = all(
+            complete = not stale and all(
                 prediction_path(self.run_dir, condition, task, name).is_file()
                 for task in ("single", "pairwise") for name in self.eval_sets
             )
@@ -238,7 +258,8 @@ class Study:
                 if shared is not None:
                     engine.shared_prefill = shared
                 evaluate_condition(self.run_dir, engine, condition, self.eval_sets, pairs, consistency,
-                                   temperature=ev.temperature, logprobs=ev.logprobs, seed=ev.seed)
+                                   temperature=ev.temperature, logprobs=ev.logprobs, seed=ev.seed,
+                                   guided=fmt == "guided")
                 done += 1
         if shared is not None:
             shared.clear()
@@ -261,6 +282,7 @@ class Study:
         metrics = summarize(predictions, datasets_info, n_boot=self.config.evaluation.n_boot,
                             seed=self.config.evaluation.seed)
         metrics["model"] = self.model_label()
+        metrics["format"] = self.formats()
         metrics["config"] = self.config.model_dump(mode="json")
         write_json(self.run_dir / "metrics.json", metrics)
         return f"{len(metrics['rows'])} metric rows -> {self.run_dir / 'metrics.json'}"

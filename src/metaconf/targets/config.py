@@ -36,6 +36,10 @@ class TargetsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     n_samples: int = Field(default=10, ge=1, description="Answer samples per training question (consistency).")
+    format: Literal["guided", "free"] = Field(default="guided", description=(
+        "guided: each answer sample is constrained to the answer template's format (the model still chooses the "
+        "answer); free: unconstrained text, parsed afterwards (the paper's setting). guided falls back to free, "
+        "with a warning, on an engine that cannot guide."))
     temperature: float = Field(default=1.0, ge=0.0, description="Sampling temperature of the answer samples.")
     max_new_tokens: int | None = Field(default=None, ge=1,
                                        description="Token limit per answer sample; None: the answer template's.")

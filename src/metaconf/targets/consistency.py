@@ -15,6 +15,7 @@ from typing import Any, Sequence
 from metaconf import grading
 from metaconf.data.schema import Question
 from metaconf.engines.base import Engine
+from metaconf.tasks.guides import answer_guide
 from metaconf.tasks.parsing import answer_part, parse_answer
 from metaconf.tasks.templates import answer_messages, load_template
 
@@ -82,12 +83,18 @@ def sample_consistency(
     seed: int = 0,
     template: str = "answer",
     max_new_tokens: int | None = None,
+    guided: bool = False,
 ) -> list[ConsistencyRecord]:
-    """n answer-only samples per question (cached by the engine's store) -> one record per question."""
+    """n answer-only samples per question (cached by the engine's store) -> one record per question.
+
+    `guided`: each reply is constrained to the template's answer format (tasks/guides.py), with the template's
+    guided token limit unless `max_new_tokens` is given; free sampling is unchanged."""
     t = load_template(template)
     prompts = [answer_messages(q, t) for q in questions]
+    limit = max_new_tokens or t.token_limit(guided)
+    guide = [answer_guide(q, t, limit) for q in questions] if guided else None
     outputs = engine.generate(
-        prompts, n=n, temperature=temperature, seed=seed, max_new_tokens=max_new_tokens or t.max_new_tokens,
-        stop=list(t.stop), desc="consistency samples",
+        prompts, n=n, temperature=temperature, seed=seed, max_new_tokens=limit,
+        stop=list(t.stop), desc="consistency samples", guide=guide,
     )
     return [consistency_record(q, [c.text for c in comps]) for q, comps in zip(questions, outputs, strict=True)]

@@ -21,6 +21,7 @@ from metaconf.targets.consistency import ConsistencyRecord, sample_consistency
 from metaconf.targets.examples import build_training_set
 from metaconf.io import write_jsonl, write_text_atomic
 from metaconf.targets.export import write_training_set
+from metaconf.tasks.guides import resolve_format
 from metaconf.tasks.templates import template_record
 
 
@@ -69,9 +70,10 @@ def build_data(
         questions[q.id] = q
     if not questions:
         raise DataError("training questions: none given")
+    fmt = resolve_format(config.format, engine, "targets")
     records = sample_consistency(
         engine, list(questions.values()), n=config.n_samples, temperature=config.temperature, seed=config.seed,
-        template=config.answer_template, max_new_tokens=config.max_new_tokens,
+        template=config.answer_template, max_new_tokens=config.max_new_tokens, guided=fmt == "guided",
     )
     write_jsonl(run / "consistency" / "train.jsonl", [r.to_dict() for r in records])
     cmap = CalibrationMap.fit(records, config.n_bins, config.by_domain, config.min_bin_count)
@@ -87,4 +89,4 @@ def build_data(
         cards[spec.name] = write_training_set(
             run / "training_sets" / spec.name, spec.name, examples, config.n_bins, cmap.markdown(), reason
         )
-    return {"consistency": consistency_summary(records), "calibration": cmap.table(), "sets": cards}
+    return {"consistency": consistency_summary(records), "calibration": cmap.table(), "sets": cards, "format": fmt}

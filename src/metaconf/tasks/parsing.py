@@ -166,6 +166,73 @@ def choice_probability(logprobs: Sequence[TokenLogprob] | None) -> float | None:
     return None
 
 
+_CONF_PREFIX = re.compile(r"\bconfidence\s*[:=]\s*$", re.I)
+CONFIDENCE_VALUES = range(101)  # the whole percentages a guided reply may state
+
+
+def _prior_mean(prefix: str) -> float | None:
+    """Mean of the allowed confidence values whose digits start with `prefix` (None: no such value)."""
+    values = [v for v in CONFIDENCE_VALUES if str(v).startswith(prefix)]
+    return sum(values) / len(values) if values else None
+
+
+def expected_confidence(logprobs: Sequence[TokenLogprob] | None) -> float | None:
+    """The probability-weighted confidence in [0, 1] at the confidence digits of a reply, or None.
+
+    Read from the tokens right after "Confidence:" and their top alternatives (under guidance: the masked,
+    renormalised distribution, so the alternatives are exactly the allowed continuations). At each digit position
+    every alternative is weighted by its probability (renormalised over the alternatives that are digits or end
+    the number): the sampled token by the expectation of the positions after it, an alternative that ends the
+    number by the number so far, and an unsampled digit by the mean of the allowed values (0-100) it can still
+    become. With one token per digit this is exact at every position after the first; a tokenizer with one token
+    per whole number ("85") makes it exact outright.
+    """
+    if not logprobs:
+        return None
+    seen, start = "", None
+    for i, tok in enumerate(logprobs):
+        token = getattr(tok, "token", None)
+        if not isinstance(token, str):
+            return None
+        if _CONF_PREFIX.search(seen) and token.strip().isdigit():
+            start = i
+            break
+        seen += token
+    if start is None:
+        return None
+
+    def level(i: int, prefix: str) -> float | None:
+        """Expected value of the number given its digits so far (`prefix`), from position i on."""
+        tok = logprobs[i] if i < len(logprobs) else None
+        if tok is None or not isinstance(tok.token, str):
+            return float(prefix) if prefix else None  # the reply ended after the digits
+        sampled_digits = tok.token.strip() if tok.token.strip().isdigit() else None
+        options = dict(tok.top or {})
+        options.setdefault(tok.token, tok.logprob)
+        mass = total = 0.0
+        for alt, lp in options.items():
+            if not isinstance(alt, str) or not isinstance(lp, (int, float)) or math.isnan(lp) or lp == -math.inf:
+                continue
+            digits = alt.strip()
+            if alt == tok.token:
+                value = level(i + 1, prefix + sampled_digits) if sampled_digits else float(prefix)
+            elif digits.isdigit():
+                value = _prior_mean(prefix + digits)
+            elif prefix:
+                value = float(prefix)  # '%', a newline, the end: the number stops at the prefix
+            else:
+                continue
+            if value is None:
+                continue
+            p = math.exp(min(float(lp), 0.0))
+            mass += p * value
+            total += p
+        return mass / total if total > 0 else None
+
+    value = level(start, "")
+    return min(max(value / 100.0, 0.0), 1.0) if value is not None else None
+
+
 def parse_pairwise(
     text: str, q1: Question, q2: Question, logprobs: Sequence[TokenLogprob] | None = None
 ) -> PairParse:

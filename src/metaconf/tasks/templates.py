@@ -34,17 +34,24 @@ class Template:
     system: str | None = None
     question: dict[str, str] = field(default_factory=dict)  # pairwise: how each question is rendered
     path: str = ""
+    # The token limit under guided decoding, where the guide bounds every field so the reply always fits
+    # (see tasks/guides.py); None: `max_new_tokens`. Free sampling never uses it, so free runs stay as they were.
+    guided_max_new_tokens: int | None = None
 
-    def generation(self) -> dict[str, Any]:
+    def token_limit(self, guided: bool = False) -> int:
+        return (self.guided_max_new_tokens or self.max_new_tokens) if guided else self.max_new_tokens
+
+    def generation(self, guided: bool = False) -> dict[str, Any]:
         """The generation settings this template needs: `max_new_tokens` and `stop`."""
-        return {"max_new_tokens": self.max_new_tokens, "stop": list(self.stop)}
+        return {"max_new_tokens": self.token_limit(guided), "stop": list(self.stop)}
 
     def record(self) -> dict[str, Any]:
         """Name, version and full text: what `templates.json` stores so a run says exactly what it asked."""
         return {
             "name": self.name, "version": self.version, "description": self.description, "system": self.system,
             "user": self.user, "question": self.question or None, "output": self.output,
-            "max_new_tokens": self.max_new_tokens, "stop": list(self.stop),
+            "max_new_tokens": self.max_new_tokens, "guided_max_new_tokens": self.guided_max_new_tokens,
+            "stop": list(self.stop),
         }
 
 
@@ -70,7 +77,8 @@ def parse_template(raw: Any, where: str) -> Template:
     """Validate one template's YAML content; errors name the file and field."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: a template must be a mapping")
-    known = {"name", "version", "description", "user", "output", "max_new_tokens", "stop", "system", "question"}
+    known = {"name", "version", "description", "user", "output", "max_new_tokens", "guided_max_new_tokens", "stop",
+             "system", "question"}
     extra = sorted(set(raw) - known)
     if extra:
         raise ConfigError(f"{where}: unknown field(s) {', '.join(extra)}")
@@ -87,10 +95,13 @@ def parse_template(raw: Any, where: str) -> Template:
     max_new = _require(raw, "max_new_tokens", int, where)
     if max_new <= 0:
         raise ConfigError(f"{where}: field 'max_new_tokens' must be positive")
+    guided_max = raw.get("guided_max_new_tokens")
+    if guided_max is not None and (not isinstance(guided_max, int) or isinstance(guided_max, bool) or guided_max <= 0):
+        raise ConfigError(f"{where}: field 'guided_max_new_tokens' must be a positive integer")
     return Template(
         name=name, version=_require(raw, "version", int, where), description=str(raw.get("description", "")),
         user=user, output=_require(raw, "output", str, where), max_new_tokens=max_new, stop=tuple(stop),
-        system=raw.get("system"), question=question, path=where,
+        system=raw.get("system"), question=question, path=where, guided_max_new_tokens=guided_max,
     )
 
 
@@ -152,9 +163,9 @@ def pairwise_messages(q1: Question, q2: Question, template: Template | str = "pa
     return _messages(t, t.user.format(question1=render(q1), question2=render(q2)))
 
 
-def generation_settings(template: Template | str) -> dict[str, Any]:
+def generation_settings(template: Template | str, guided: bool = False) -> dict[str, Any]:
     """`max_new_tokens` and `stop` for a template (pass to `Engine.generate`)."""
-    return _get(template).generation()
+    return _get(template).generation(guided)
 
 
 def template_record(names: tuple[str, ...] | list[str] = ("answer", "single", "pairwise")) -> dict[str, Any]:
