@@ -3,11 +3,12 @@
 The demo's held-out (in-domain) and new-domain questions (`metaconf demo`'s data stage, seed 0), the first
 --per-dataset of each of its six evaluation datasets (default 8: 48 questions; 0: all 144). For each dtype the
 embedded model answers every question greedily, twice: the answer-only prompt (the consistency task) and the
-single prompt (answer + confidence, the evaluation task). Reported per dtype: time, answer parse rate, accuracy,
+single prompt (answer + confidence, the evaluation task; --answer-only skips it). Reported per dtype: time, answer parse rate, accuracy,
 confidence parse rate; across dtypes: the share of questions whose extracted answers agree (target >= 95%), whose
 raw replies are identical, and the mean |confidence difference|.
 
     python benchmarks/compare_dtypes.py [--per-dataset 8] [--dtypes float32,bfloat16] [--store FILE] [--json OUT]
+        [--threads N]
 
 bf16 on a CPU without bf16 units (AVX2) is emulated and several times slower than fp32: keep --per-dataset small
 there. --store keeps the completions, so an interrupted run resumes.
@@ -51,25 +52,29 @@ def answer_rows(engine: Any, questions: list) -> list[dict[str, Any]]:
             for q, (c,) in zip(questions, out)]
 
 
-def run_dtype(dtype: str, questions: list, store: Path | None) -> dict[str, Any]:
+def run_dtype(dtype: str, questions: list, store: Path | None, single_task: bool = True) -> dict[str, Any]:
     from metaconf.engines.hf import HFEngine
     from metaconf.evaluation import evaluate_single
 
     engine = HFEngine.embedded(dtype=dtype, store=store, quiet=True)
     start = time.perf_counter()
     answers = answer_rows(engine, questions)
-    single = evaluate_single(engine, "base", questions)
+    single = evaluate_single(engine, "base", questions) if single_task else []
     seconds = time.perf_counter() - start
     n = len(questions)
-    return {
+    result = {
         "dtype": dtype, "seconds": round(seconds, 1),
         "answer_parse_rate": round(sum(r["answer"] is not None for r in answers) / n, 3),
         "answer_accuracy": round(sum(r["correct"] for r in answers) / n, 3),
-        "single_parse_rate": round(sum(r["parsed"] for r in single) / n, 3),
-        "single_confidence_read": round(sum(r["confidence"] is not None for r in single) / n, 3),
-        "single_accuracy": round(sum(r["correct"] for r in single) / n, 3),
         "_answers": answers, "_single": single,
     }
+    if single:
+        result.update({
+            "single_parse_rate": round(sum(r["parsed"] for r in single) / n, 3),
+            "single_confidence_read": round(sum(r["confidence"] is not None for r in single) / n, 3),
+            "single_accuracy": round(sum(r["correct"] for r in single) / n, 3),
+        })
+    return result
 
 
 def agreement(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
@@ -77,18 +82,23 @@ def agreement(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     n = len(a["_answers"])
     conf = [(x["confidence"], y["confidence"]) for x, y in zip(a["_single"], b["_single"])
             if x["confidence"] is not None and y["confidence"] is not None]
-    return {
+    result = {
         "answer_agreement": round(sum(x["answer"] == y["answer"] for x, y in zip(a["_answers"], b["_answers"])) / n, 3),
         "answer_raw_identical": round(sum(x["raw"] == y["raw"] for x, y in zip(a["_answers"], b["_answers"])) / n, 3),
-        "single_answer_agreement": round(
-            sum(x["answer"] == y["answer"] for x, y in zip(a["_single"], b["_single"])) / n, 3),
-        "single_raw_identical": round(sum(x["raw"] == y["raw"] for x, y in zip(a["_single"], b["_single"])) / n, 3),
-        "mean_abs_confidence_diff": round(sum(abs(x - y) for x, y in conf) / len(conf), 4) if conf else None,
         "disagreements": [
             {"id": x["id"], a["dtype"]: x["raw"], b["dtype"]: y["raw"]}
             for x, y in zip(a["_answers"], b["_answers"]) if x["answer"] != y["answer"]
         ],
     }
+    if a["_single"] and b["_single"]:
+        result.update({
+            "single_answer_agreement": round(
+                sum(x["answer"] == y["answer"] for x, y in zip(a["_single"], b["_single"])) / n, 3),
+            "single_raw_identical": round(
+                sum(x["raw"] == y["raw"] for x, y in zip(a["_single"], b["_single"])) / n, 3),
+            "mean_abs_confidence_diff": round(sum(abs(x - y) for x, y in conf) / len(conf), 4) if conf else None,
+        })
+    return result
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -97,9 +107,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--dtypes", default="float32,bfloat16")
     parser.add_argument("--store", type=Path, default=None, help="a completions.sqlite to keep (and resume from)")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--answer-only", action="store_true", help="skip the single (answer + confidence) task")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (1 on a loaded shared machine)")
     args = parser.parse_args(argv)
 
     import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     from metaconf.precision import BF16_UNITS, choose_dtype, cpu_flags
 
@@ -107,7 +122,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     questions = [q for qs in sets.values() for q in qs]
     runs = []
     for dtype in args.dtypes.split(","):
-        runs.append(run_dtype(dtype, questions, args.store))
+        runs.append(run_dtype(dtype, questions, args.store, single_task=not args.answer_only))
         print(f"{dtype}: {runs[-1]['seconds']} s", file=sys.stderr, flush=True)
     result: dict[str, Any] = {
         "machine": f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
