@@ -86,12 +86,9 @@ class Study:
         elif m.engine == "embedded":
             engine = get_engine("embedded", store=self.store, adapter=adapter, quiet=self.quiet,
                                 dtype=self.dtype().dtype, **kwargs)
-        elif m.engine == "hf":
-            engine = get_engine("hf", store=self.store, model=m.name, adapter=adapter, quiet=self.quiet,
-                                dtype=self.dtype().dtype, **kwargs)
-        else:  # vllm resolves "auto" itself (the model's own dtype)
+        else:
             engine = get_engine(m.engine, store=self.store, model=m.name, adapter=adapter, quiet=self.quiet,
-                                dtype=m.dtype, **kwargs)
+                                dtype=self.dtype().dtype, **kwargs)
         if condition == BASE:
             self._base_engine = engine
         return engine
@@ -160,7 +157,8 @@ class Study:
 
             training = self.config.training
             train_conditions(self.run_dir, self.model_path(), training.lora, conditions,
-                             configs={c: training.lora_for(c) for c in conditions}, dtype=self.dtype().dtype)
+                             configs={c: training.lora_for(c) for c in conditions},
+                             dtype=self.dtype().dtype if self.dtype() else self.config.model.dtype)
         return f"adapters ready: {', '.join(conditions)}"
 
     def stage_consistency(self) -> str:
