@@ -72,7 +72,7 @@ def main() -> None:
             print(f"{stage:>12}: {median[stage]:7.1f} s  (runs: {', '.join(f'{r[stage]:.0f}' for r in rows)})")
     if len(runs) == 2 and "None" not in runs:
         (a, ma), (b, mb) = result["median"].items()
-        print(f"total {a} / {b}: {ma['total'] / mb['total']:.2f}")
+        print(f"{a} is {mb['total'] / ma['total']:.2f}x as fast as {b} (total time)")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
 
