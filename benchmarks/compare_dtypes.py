@@ -5,7 +5,9 @@ The demo's held-out (in-domain) and new-domain questions (`metaconf demo`'s data
 embedded model answers every question greedily, twice: the answer-only prompt (the consistency task) and the
 single prompt (answer + confidence, the evaluation task; --answer-only skips it). Reported per dtype: time, answer parse rate, accuracy,
 confidence parse rate; across dtypes: the share of questions whose extracted answers agree (target >= 95%), whose
-raw replies are identical, and the mean |confidence difference|.
+raw replies are identical, and the mean |confidence difference|. With --calibration N, also the demo's
+consistency targets on its first N training questions (10 samples at T=1 each) and the calibration map fitted on
+them, per dtype, and how far the two maps' bin targets are apart (sampled, so they differ by sampling noise too).
 
     python benchmarks/compare_dtypes.py [--per-dataset 8] [--dtypes float32,bfloat16] [--store FILE] [--json OUT]
         [--threads N]
@@ -25,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 
-def demo_questions(per_dataset: int) -> dict[str, list]:
-    """The demo's evaluation sets (held-out + new-domain), each cut to its first `per_dataset` questions."""
+def demo_data() -> tuple[Any, list, dict[str, list]]:
+    """The demo's config, training questions and evaluation sets (held-out + new-domain), as its data stage draws
+    them."""
     import tempfile
 
     from metaconf.study.config import load_config
@@ -36,8 +39,20 @@ def demo_questions(per_dataset: int) -> dict[str, list]:
     with tempfile.TemporaryDirectory() as tmp:
         study = Study(config, tmp, quiet=True)
         study.stage_data()
-        sets = study.eval_sets
-    return {name: qs[:per_dataset] if per_dataset else qs for name, qs in sets.items()}
+    return config, study.train_questions, study.eval_sets
+
+
+def calibration(engine: Any, config: Any, questions: list) -> dict[str, Any]:
+    """The demo's consistency sampling (n samples at T=1) on `questions` and the calibration map fitted on it."""
+    from metaconf.targets import sample_consistency
+    from metaconf.targets.calibration import CalibrationMap
+
+    t = config.targets
+    records = sample_consistency(engine, questions, n=t.n_samples, temperature=t.temperature, seed=t.seed)
+    cmap = CalibrationMap.fit(records, t.n_bins, False, t.min_bin_count)
+    return {"consistency": [r.consistency for r in records], "accuracy": round(cmap.pooled_accuracy, 3),
+            "parse_rate": round(sum(r.parse_rate for r in records) / len(records), 3),
+            "map_targets": [round(x, 3) for x in cmap.pooled.target], "map_counts": cmap.pooled.count}
 
 
 def answer_rows(engine: Any, questions: list) -> list[dict[str, Any]]:
@@ -52,7 +67,8 @@ def answer_rows(engine: Any, questions: list) -> list[dict[str, Any]]:
             for q, (c,) in zip(questions, out)]
 
 
-def run_dtype(dtype: str, questions: list, store: Path | None, single_task: bool = True) -> dict[str, Any]:
+def run_dtype(dtype: str, questions: list, store: Path | None, single_task: bool = True,
+              calibration_on: tuple[Any, list] | None = None) -> dict[str, Any]:
     from metaconf.engines.hf import HFEngine
     from metaconf.evaluation import evaluate_single
 
@@ -61,13 +77,16 @@ def run_dtype(dtype: str, questions: list, store: Path | None, single_task: bool
     answers = answer_rows(engine, questions)
     single = evaluate_single(engine, "base", questions) if single_task else []
     seconds = time.perf_counter() - start
+    cal = calibration(engine, *calibration_on) if calibration_on else None
     n = len(questions)
     result = {
         "dtype": dtype, "seconds": round(seconds, 1),
         "answer_parse_rate": round(sum(r["answer"] is not None for r in answers) / n, 3),
         "answer_accuracy": round(sum(r["correct"] for r in answers) / n, 3),
-        "_answers": answers, "_single": single,
+        "_answers": answers, "_single": single, "_calibration": cal,
     }
+    if cal:
+        result["calibration"] = {k: v for k, v in cal.items() if k != "consistency"}
     if single:
         result.update({
             "single_parse_rate": round(sum(r["parsed"] for r in single) / n, 3),
@@ -90,6 +109,13 @@ def agreement(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
             for x, y in zip(a["_answers"], b["_answers"]) if x["answer"] != y["answer"]
         ],
     }
+    if a["_calibration"] and b["_calibration"]:
+        ca, cb = a["_calibration"], b["_calibration"]
+        result["calibration"] = {
+            "mean_abs_consistency_diff": round(
+                sum(abs(x - y) for x, y in zip(ca["consistency"], cb["consistency"])) / len(ca["consistency"]), 3),
+            "max_abs_map_target_diff": round(max(abs(x - y) for x, y in zip(ca["map_targets"], cb["map_targets"])), 3),
+        }
     if a["_single"] and b["_single"]:
         result.update({
             "single_answer_agreement": round(
@@ -107,6 +133,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--dtypes", default="float32,bfloat16")
     parser.add_argument("--store", type=Path, default=None, help="a completions.sqlite to keep (and resume from)")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--calibration", type=int, default=0, metavar="N",
+                        help="also sample the demo's consistency targets (n=10, T=1) on its first N training "
+                             "questions and fit the calibration map, per dtype (0: skip; the demo uses all 150)")
     parser.add_argument("--answer-only", action="store_true", help="skip the single (answer + confidence) task")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (1 on a loaded shared machine)")
     args = parser.parse_args(argv)
@@ -118,11 +147,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from metaconf.precision import BF16_UNITS, choose_dtype, cpu_flags
 
-    sets = demo_questions(args.per_dataset)
+    config, train, eval_sets = demo_data()
+    sets = {name: qs[: args.per_dataset] if args.per_dataset else qs for name, qs in eval_sets.items()}
     questions = [q for qs in sets.values() for q in qs]
+    calibration_on = (config, train[: args.calibration]) if args.calibration else None
     runs = []
     for dtype in args.dtypes.split(","):
-        runs.append(run_dtype(dtype, questions, args.store, single_task=not args.answer_only))
+        runs.append(run_dtype(dtype, questions, args.store, single_task=not args.answer_only,
+                              calibration_on=calibration_on))
         print(f"{dtype}: {runs[-1]['seconds']} s", file=sys.stderr, flush=True)
     result: dict[str, Any] = {
         "machine": f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
