@@ -3,8 +3,8 @@
 The demo's held-out (in-domain) and new-domain questions (`metaconf demo`'s data stage, seed 0), the first
 --per-dataset of each of its six evaluation datasets (default 8: 48 questions; 0: all 144). For each dtype the
 embedded model answers every question greedily, twice: the answer-only prompt (the consistency task) and the
-single prompt (answer + confidence, the evaluation task; --answer-only skips it). Reported per dtype: time, answer parse rate, accuracy,
-confidence parse rate; across dtypes: the share of questions whose extracted answers agree (target >= 95%), whose
+single prompt (answer + confidence, the evaluation task; --answer-only skips it). Reported per dtype: time, answer
+parse rate, accuracy, confidence parse rate; across dtypes: the share of questions whose extracted answers agree (target >= 95%), whose
 raw replies are identical, and the mean |confidence difference|. With --calibration N, also the demo's
 consistency targets on its first N training questions (10 samples at T=1 each) and the calibration map fitted on
 them, per dtype, and how far the two maps' bin targets are apart (sampled, so they differ by sampling noise too).
