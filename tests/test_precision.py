@@ -197,3 +197,15 @@ def test_training_precision_follows_model_dtype_and_counts_in_the_fingerprint():
     assert len(fps) == 3
     # fp32 runs keep the fingerprints they had before bf16 existed (finished adapters stay reused)
     assert auto.model_copy(update={"bf16_mode": "autocast"}).fingerprint() == auto.fingerprint()
+
+
+def test_flags_can_be_pinned_by_environment(monkeypatch):
+    monkeypatch.setenv(precision.FLAGS_ENV, "avx2 amx_bf16")
+    precision.cpu_flags.cache_clear()
+    try:
+        assert precision.cpu_flags() == {"avx2", "amx_bf16"}
+        assert choose_dtype("auto", device="cpu").dtype == "bfloat16"
+    finally:
+        monkeypatch.undo()
+        precision.cpu_flags.cache_clear()
+    assert choose_dtype("auto", device="cpu").dtype == "float32"  # the suite's pin (conftest.py)

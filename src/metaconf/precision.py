@@ -9,6 +9,7 @@ The engine, the frozen-layer cache and LoRA training all follow the one choice (
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,6 +18,9 @@ from typing import Iterable, Literal
 DtypeName = Literal["auto", "float32", "bfloat16", "float16"]
 DTYPES = ("float32", "bfloat16", "float16")
 CPUINFO = Path("/proc/cpuinfo")
+# When set, these (space-separated) flags stand for the CPU's: the test suite pins them so that `auto` means fp32
+# on every machine (its exact-equality tests assume fp32), and its subprocesses inherit that.
+FLAGS_ENV = "METACONF_CPU_FLAGS"
 # x86 flags (as Linux names them) of units that run bf16 matmuls natively, best first
 BF16_UNITS = ("amx_bf16", "avx512_bf16")
 
@@ -59,7 +63,9 @@ def _torch_cpu_flags() -> frozenset[str]:
 
 @functools.cache
 def cpu_flags() -> frozenset[str]:
-    """This machine's CPU flags: /proc/cpuinfo where it exists, else torch's report."""
+    """This machine's CPU flags: $METACONF_CPU_FLAGS if set, else /proc/cpuinfo where it exists, else torch's."""
+    if os.environ.get(FLAGS_ENV) is not None:
+        return frozenset(os.environ[FLAGS_ENV].split())
     try:
         flags = parse_cpu_flags(CPUINFO.read_text(encoding="utf-8", errors="replace"))
     except OSError:
