@@ -1,15 +1,22 @@
-"""Generation benchmark: HFEngine vs a naive `model.generate(num_return_sequences=n)` loop.
+"""Generation benchmark: HFEngine in fp32 and bf16, side by side, vs a naive `model.generate(num_return_sequences=n)`
+loop.
 
 64 MMLU-Pro questions, an answer-only multiple-choice prompt, n=10 samples, up to 16 new tokens, T=1, on the
-embedded model (or --model). Reports wall time, generated tokens/s, the speed-up over the naive loop, and the
-fraction of this machine's fp32 matmul rate reached on the minimal work, where
+embedded model (or --model), once per --dtypes entry. Reports the machine (CPU model, its matmul flags from lscpu,
+what `model.dtype: auto` picks there), and per dtype: wall time, generated tokens/s, the fraction of this
+machine's measured matmul rate *in that dtype* reached on the minimal work, and the speed-up over the naive loop
+(timed in the first dtype only), where
 
     minimal FLOPs = 2 * non-embedding params * (distinct prompt tokens + generated tokens)
 
 (each distinct prompt prefilled once, each generated token decoded once; attention and the LM head are not
 counted, so the fraction is conservative). Medians over --repeats.
 
-    python benchmarks/bench_generation.py [--repeats 3] [--json out.json] [--naive-limit 64]
+    python benchmarks/bench_generation.py [--dtypes float32,bfloat16] [--repeats 3] [--json out.json]
+        [--naive-limit 64]
+
+On a CPU without bf16 units (AVX2 only) bf16 is emulated and many times slower: use --questions 8 --repeats 1
+there (or --dtypes float32).
 
 --guided instead times guided against free sampling on one job: the project's `single` template (answer letter
 and confidence) on the same questions, n samples each, the same token limit, with and without the guide derived
@@ -22,13 +29,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+
+from machine import machine_info, matmul_gflops, summary_line
 
 LETTERS = "ABCDEFGHIJKLMNOP"
 RAW_MMLU_PRO = Path("/work/shared/data/mmlu_pro/mmlu_pro_test_data.json")
@@ -52,23 +59,6 @@ def answer_messages(question: str, options: list[str]) -> list[dict[str, str]]:
         f"Question: {question}\n{lines}\nAnswer:"
     )
     return [{"role": "user", "content": text}]
-
-
-def matmul_gflops(threads: int, size: int = 2048, reps: int = 10) -> float:
-    """The fp32 torch.mm rate (GFLOP/s) of this machine at `threads` threads: best of `reps`."""
-    import torch
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    torch.mm(a, b)
-    best = float("inf")
-    for _ in range(reps):
-        t = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - t)
-    torch.set_num_threads(old)
-    return 2 * size**3 / best / 1e9
 
 
 def non_embedding_params(model) -> int:
@@ -112,6 +102,7 @@ def run_naive(model, tokenizer, prompts, n: int, max_new: int, seed: int) -> tup
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="model folder or hub name (default: the embedded model)")
+    parser.add_argument("--dtypes", default="float32,bfloat16", help="comma-separated: float32, bfloat16, auto")
     parser.add_argument("--questions", type=int, default=64)
     parser.add_argument("--n", type=int, default=10)
     parser.add_argument("--max-new-tokens", type=int, default=16)
@@ -136,33 +127,51 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
-    engine_kw = dict(quiet=True, max_batch_tokens=args.max_batch_tokens, share_prefix=not args.no_share_prefix)
-    engine = HFEngine(args.model, **engine_kw) if args.model else HFEngine.embedded(**engine_kw)
+    info = machine_info(threads)
+    print(summary_line(info), file=sys.stderr, flush=True)
     prompts = [answer_messages(q, o) for q, o in load_questions(args.questions)]
+    result: dict = {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": info,
+        "questions": len(prompts), "n": args.n, "max_new_tokens": args.max_new_tokens, "repeats": args.repeats,
+        "dtypes": {},
+    }
+    for k, dtype in enumerate(args.dtypes.split(",")):
+        engine_kw = dict(quiet=True, max_batch_tokens=args.max_batch_tokens, share_prefix=not args.no_share_prefix,
+                         dtype=dtype)
+        engine = HFEngine(args.model, **engine_kw) if args.model else HFEngine.embedded(**engine_kw)
+        naive = not args.skip_naive and k == 0
+        key = dtype if dtype != "auto" else f"auto={engine.dtype_choice.dtype}"
+        result["dtypes"][key] = bench_dtype(engine, prompts, args, threads, naive)
+        result["model"] = engine.model_identity.split("#")[0]
+    print(json.dumps(result, indent=2))
+    if args.json:
+        tmp = args.json.with_suffix(args.json.suffix + ".tmp")
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+        tmp.replace(args.json)
+    return result
+
+
+def bench_dtype(engine, prompts, args: argparse.Namespace, threads: int, naive: bool) -> dict:
+    """One engine (one dtype): median time over the repeats, its share of the matmul rate in that dtype."""
+    dtype = engine.dtype_choice.dtype
     prompt_tokens = sum(len(engine.prompt_ids(p)) for p in prompts)
     n_params = non_embedding_params(engine.model)
-    rate = matmul_gflops(threads)
-
+    rate = matmul_gflops(threads, dtype)
     engine_runs, naive_runs = [], []
     for r in range(args.repeats):
         engine_runs.append(run_engine(engine, prompts, args.n, args.max_new_tokens, seed=r))
-        print(f"repeat {r}: engine {engine_runs[-1][0]:.1f} s, {engine_runs[-1][1]} tokens", file=sys.stderr)
-        if not args.skip_naive:
+        print(f"{dtype} repeat {r}: engine {engine_runs[-1][0]:.1f} s, {engine_runs[-1][1]} tokens", file=sys.stderr)
+        if naive:
             subset = prompts[: args.naive_limit] if args.naive_limit else prompts
             t, toks = run_naive(engine.model, engine.tokenizer, subset, args.n, args.max_new_tokens, seed=r)
             scale = len(prompts) / len(subset)
             naive_runs.append((t * scale, toks * scale))
-            print(f"repeat {r}: naive {t:.1f} s on {len(subset)} questions", file=sys.stderr)
+            print(f"{dtype} repeat {r}: naive {t:.1f} s on {len(subset)} questions", file=sys.stderr)
 
     e_time = statistics.median(t for t, _ in engine_runs)
     e_tokens = statistics.median(k for _, k in engine_runs)
     flops = 2 * n_params * (prompt_tokens + e_tokens)
     result = {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {threads} threads",
-        "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-        "model": engine.model_identity,
-        "questions": len(prompts), "n": args.n, "max_new_tokens": args.max_new_tokens, "repeats": args.repeats,
         "distinct_prompt_tokens": prompt_tokens, "non_embedding_params": n_params,
         "matmul_gflops": round(rate, 1),
         "engine_s": round(e_time, 2), "engine_generated_tokens": e_tokens,
@@ -179,11 +188,6 @@ def main(argv: list[str] | None = None) -> dict:
             "naive_tokens_per_s": round(n_tokens / n_time, 1), "speedup": round(n_time / e_time, 2),
             "naive_questions_timed": args.naive_limit or len(prompts),
         })
-    print(json.dumps(result, indent=2))
-    if args.json:
-        tmp = args.json.with_suffix(args.json.suffix + ".tmp")
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-        tmp.replace(args.json)
     return result
 
 

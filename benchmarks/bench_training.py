@@ -1,9 +1,14 @@
 """Training speed on the embedded model (SmolLM2-135M-Instruct) on this machine's CPU.
 
-    python benchmarks/bench_training.py throughput [--steps 4 --repeats 3]
-        training tokens/s: our CPU defaults (LoraTrainConfig.for_cpu_demo()) vs TRL's defaults (bf16 autocast,
-        gradient checkpointing, LoRA on every layer, TRL's own loss), a few optimizer steps each, median of repeats.
-    python benchmarks/bench_training.py stage --run RUN
+    python benchmarks/bench_training.py throughput [--steps 4 --repeats 3] [--variants fp32,bf16-weights,...]
+        training tokens/s of our CPU defaults (LoraTrainConfig.for_cpu_demo()) in fp32, bf16 with bf16 base weights
+        and bf16 autocast, side by side, and optionally (variant `trl`) TRL's defaults (bf16 autocast, gradient
+        checkpointing, LoRA on every layer, TRL's own loss); a few optimizer steps each, median of repeats. Each
+        variant's fraction of this machine's matmul rate in its dtype is reached on the minimal work:
+            2 x non-embedding params x tokens (forward) + 2 x params of the LoRA layers x tokens (backward to the
+            lowest LoRA layer; the LM head and attention are not counted, so the fraction is conservative).
+        The machine (CPU model, lscpu matmul flags, what `auto` picks) is printed first.
+    python benchmarks/bench_training.py stage --run RUN [--dtype auto]
         a run's training stage (its training sets and LoRA settings, e.g. the demo's) timed with and without
         cache_frozen_layers, each from an empty folder.
     python benchmarks/bench_training.py parse --run RUN --out DIR [--condition single] [--set batch_size=2 ...]
@@ -23,6 +28,8 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+
+from machine import machine_info, matmul_gflops, summary_line
 
 from metaconf.data import load_dataset
 from metaconf.tasks import (
@@ -64,36 +71,81 @@ def trl_defaults(steps: int) -> LoraTrainConfig:
                            max_steps=steps, batch_size=8, save_steps=10_000, logging_steps=1)
 
 
-def ours(steps: int) -> LoraTrainConfig:
+def ours(steps: int, precision: str = "fp32", bf16_mode: str = "weights") -> LoraTrainConfig:
     """The demo's settings at TRL's batch size, without the frozen-layer cache (its precompute happens before the
     timed steps; the `stage` mode measures it)."""
     return LoraTrainConfig.for_cpu_demo().model_copy(update={
-        "max_steps": steps, "save_steps": 10_000, "batch_size": 8, "cache_frozen_layers": False})
+        "max_steps": steps, "save_steps": 10_000, "batch_size": 8, "cache_frozen_layers": False,
+        "precision": precision, "bf16_mode": bf16_mode})
+
+
+VARIANTS = {
+    "fp32": ("ours, fp32", lambda steps: ours(steps, "fp32")),
+    "bf16-weights": ("ours, bf16 base weights (fp32 LoRA + AdamW)", lambda steps: ours(steps, "bf16", "weights")),
+    "bf16-autocast": ("ours, bf16 autocast (fp32 weights)", lambda steps: ours(steps, "bf16", "autocast")),
+    "trl": ("TRL defaults (bf16 + grad ckpt)", trl_defaults),
+}
+
+
+def minimal_flops_per_token(model) -> int:
+    """2 x non-embedding params (forward) + 2 x params of the layers from the lowest LoRA layer up (backward)."""
+    import re
+
+    counts: dict[int, int] = {}
+    lora_layers = set()
+    for name, p in model.named_parameters():
+        match = re.search(r"\.layers\.(\d+)\.", name)
+        if match is None:
+            continue  # embeddings, final norm, LM head
+        if "lora_" in name:
+            lora_layers.add(int(match.group(1)))
+        else:
+            counts[int(match.group(1))] = counts.get(int(match.group(1)), 0) + p.numel()
+    lowest = min(lora_layers, default=len(counts))
+    return 2 * sum(counts.values()) + 2 * sum(n for layer, n in counts.items() if layer >= lowest)
 
 
 def throughput(args: argparse.Namespace) -> None:
+    import torch
+
     from metaconf.training.lora import build_trainer
 
+    threads = torch.get_num_threads()
+    info = machine_info(threads)
+    print(summary_line(info), flush=True)
     rng = random.Random(0)
     qs = questions(60)
     rows = [single_row(q, rng) for q in qs[:120]] + [pair_row(a, b, rng) for a, b in zip(qs[120:160], qs[140:180])]
-    results = {}
+    results, rates_by_dtype = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         train = write_jsonl(Path(tmp) / "train.jsonl", rows)
-        for name, make in (("ours (for_cpu_demo)", ours), ("TRL defaults (bf16 + grad ckpt)", trl_defaults)):
-            rates = []
+        for key in args.variants.split(","):
+            name, make = VARIANTS[key]
+            config = make(args.steps)
+            dtype = "bfloat16" if config.precision == "bf16" else "float32"
+            if dtype not in rates_by_dtype:
+                rates_by_dtype[dtype] = matmul_gflops(threads, dtype)
+            rates, fractions = [], []
             for r in range(args.repeats):
-                trainer = build_trainer(train, Path(tmp) / f"{name[:4]}{r}", "embedded", make(args.steps))
+                trainer = build_trainer(train, Path(tmp) / f"{key}{r}", "embedded", config)
                 trainer.args.include_num_input_tokens_seen = "non_padding"
+                per_token = minimal_flops_per_token(trainer.model)
                 start = time.perf_counter()
                 trainer.train()
                 seconds = time.perf_counter() - start
-                rates.append(trainer.state.num_input_tokens_seen / seconds)
-                print(f"{name} repeat {r}: {trainer.state.num_input_tokens_seen} tokens in {seconds:.1f}s "
-                      f"= {rates[-1]:.0f} tokens/s", flush=True)
-            results[name] = statistics.median(rates)
-    for name, rate in results.items():
-        print(f"{name}: median {rate:.0f} training tokens/s over {args.repeats} repeats of {args.steps} steps")
+                tokens = trainer.state.num_input_tokens_seen
+                rates.append(tokens / seconds)
+                fractions.append(per_token * tokens / seconds / 1e9 / rates_by_dtype[dtype])
+                print(f"{name} repeat {r}: {tokens} tokens in {seconds:.1f}s = {rates[-1]:.0f} tokens/s, "
+                      f"{fractions[-1]:.1%} of the {dtype} matmul rate", flush=True)
+            results[key] = {"name": name, "tokens_per_s": round(statistics.median(rates), 1),
+                            "fraction_of_matmul_rate": round(statistics.median(fractions), 3)}
+    summary = {"machine": info, "steps": args.steps, "repeats": args.repeats,
+               "matmul_gflops": {d: round(r, 1) for d, r in rates_by_dtype.items()}, "variants": results}
+    for key, r in results.items():
+        print(f"{r['name']}: median {r['tokens_per_s']:.0f} training tokens/s, {r['fraction_of_matmul_rate']:.1%} "
+              f"of the matmul rate, over {args.repeats} repeats of {args.steps} steps")
+    print(json.dumps(summary, indent=2))
 
 
 def stage(args: argparse.Namespace) -> None:
@@ -114,7 +166,7 @@ def stage(args: argparse.Namespace) -> None:
                 (copy / "training_sets" / cond / "train.jsonl").write_bytes(
                     (run / "training_sets" / cond / "train.jsonl").read_bytes())
             start = time.perf_counter()
-            train_conditions(copy, "embedded", training.lora, conditions, configs=configs)
+            train_conditions(copy, "embedded", training.lora, conditions, configs=configs, dtype=args.dtype)
             seconds = time.perf_counter() - start
             parts = {c: json.loads((copy / "training" / c / "train_config.json").read_text())["result"]
                      for c in conditions}
@@ -167,9 +219,12 @@ def main() -> None:
     t = sub.add_parser("throughput")
     t.add_argument("--steps", type=int, default=4)
     t.add_argument("--repeats", type=int, default=3)
+    t.add_argument("--variants", default="fp32,bf16-weights,bf16-autocast",
+                   help=f"comma-separated, from {', '.join(VARIANTS)} (trl: ~14 min a repeat on 2 AVX2 cores)")
     d = sub.add_parser("stage")
     d.add_argument("--run", required=True, help="a run folder with training_sets/ (e.g. from `metaconf demo`)")
     d.add_argument("--cache", choices=("both", "on", "off"), default="both", help="which settings to time")
+    d.add_argument("--dtype", default="auto", help="model.dtype for the training: auto, float32, bfloat16")
     p = sub.add_parser("parse")
     p.add_argument("--run", required=True, help="a run folder with training_sets/ and config.yaml")
     p.add_argument("--condition", default="single")

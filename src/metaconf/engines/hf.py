@@ -20,6 +20,7 @@ from metaconf.engines.base import (
     sample_seed, stable_hash,
 )
 from metaconf.errors import EngineError
+from metaconf.precision import DTYPES, DtypeChoice, announce, choose_dtype, torch_dtype
 
 MIN_SHARED_PREFIX = 8  # shorter common prefixes are not worth a separate prefill
 
@@ -97,7 +98,9 @@ class HFEngine(Engine):
         self.model_name = str(model)
         self.adapter_path = str(adapter) if adapter is not None else None
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.dtype = _resolve_dtype(dtype, self.device)
+        self.dtype_choice = _resolve_dtype(dtype, self.device)
+        self.dtype = torch_dtype(self.dtype_choice.dtype)
+        announce(self.dtype_choice, quiet)
         # A token budget per batch: rows x (prompt + new tokens). Bounds KV-cache memory.
         self.max_batch_tokens = max_batch_tokens or (1 << 18 if self.device.type == "cuda" else 1 << 15)
         self.share_prefix = share_prefix
@@ -139,7 +142,10 @@ class HFEngine(Engine):
     # -- identity ----------------------------------------------------------------------------------------
     @property
     def model_identity(self) -> str:
-        return f"{self.model_name}@{self._fingerprint}" if self._fingerprint else self.model_name
+        """Name, content fingerprint and (unless fp32, whose keys predate it) dtype: bf16 and fp32 samples differ,
+        so they never share cache entries."""
+        name = f"{self.model_name}@{self._fingerprint}" if self._fingerprint else self.model_name
+        return name if self.dtype_choice.dtype == "float32" else f"{name}#{self.dtype_choice.dtype}"
 
     @property
     def adapter_identity(self) -> str:
@@ -585,20 +591,12 @@ def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
     return ids
 
 
-def _resolve_dtype(dtype: Any, device: Any):
-    import torch
-
-    if dtype is None:
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32
-    if isinstance(dtype, str):
-        value = getattr(torch, dtype, None)
-        if not isinstance(value, torch.dtype):
-            raise EngineError(f"hf: unknown dtype {dtype!r} (use float32, bfloat16 or float16)")
-        return value
-    return dtype
-
+def _resolve_dtype(dtype: Any, device: Any) -> DtypeChoice:
+    """None / "auto" / a dtype name / a torch.dtype -> the engine's DtypeChoice (auto: see metaconf.precision)."""
+    name = "auto" if dtype is None else str(dtype).removeprefix("torch.")
+    if name not in ("auto", *DTYPES):
+        raise EngineError(f"hf: unknown dtype {dtype!r} (use auto, float32, bfloat16 or float16)")
+    return choose_dtype(name, device=device.type)
 
 
 def lowest_adapter_layer(adapter: str | Path) -> int:

@@ -41,9 +41,17 @@ class ModelConfig(_Strict):
     options: dict[str, Any] = Field(
         default_factory=dict, description="Extra keyword arguments for the engine (e.g. tensor_parallel_size)."
     )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Number format of a local model (engine, frozen-layer cache and training alike); "
+        "'auto': bfloat16 on CPUs with bf16 matrix units (AMX, AVX512-BF16) and on GPUs that support it, float32 "
+        "on other CPUs (bf16 is emulated and slow there), float16 on older GPUs. The choice and why is printed and "
+        "recorded in RUN/run_info.json."
+    )
 
     @model_validator(mode="after")
     def _needs(self) -> "ModelConfig":
+        if "dtype" in self.options:
+            raise ValueError("set the number format with model.dtype, not model.options.dtype")
         if self.engine in ("hf", "vllm", "openai") and not self.name:
             raise ValueError(f"engine {self.engine!r} needs model.name")
         if self.engine == "openai" and not self.base_url:

@@ -25,6 +25,7 @@ from metaconf.io import read_json, read_jsonl, write_json, write_jsonl, write_te
 from metaconf.study.config import BASE, StudyConfig, dataset_entries, dataset_label
 from metaconf.study.lock import RunLock
 from metaconf.tasks.guides import resolve_format
+from metaconf.precision import DtypeChoice, announce, choose_dtype
 
 STAGES = ("data", "targets", "train", "consistency", "evaluate", "metrics", "report")
 
@@ -49,6 +50,7 @@ class Study:
         self.in_domain: dict[str, bool] = {}
         self._loaded = False
         self._base_engine: Engine | None = None
+        self._dtype: DtypeChoice | None = None
 
     @property
     def store(self) -> CompletionStore:
@@ -70,6 +72,16 @@ class Study:
 
             return str(embedded_model_dir())
         return str(self.config.model.name)
+
+    def local_model(self) -> bool:
+        return self.config.model.engine in ("embedded", "hf", "vllm")
+
+    def dtype(self) -> DtypeChoice | None:
+        """model.dtype resolved for this machine (None for a remote model); printed the first time."""
+        if self._dtype is None and self.local_model():
+            self._dtype = choose_dtype(self.config.model.dtype)
+            announce(self._dtype, self.quiet)
+        return self._dtype
 
     def engine(self, condition: str = BASE) -> Engine:
         """The engine answering for a condition: the base model, or the base model + that condition's adapter."""
@@ -98,10 +110,11 @@ class Study:
             engine = get_engine("openai", store=self.store, base_url=m.base_url, model=model,
                                 api_key_env=m.api_key_env, quiet=self.quiet, **kwargs)
         elif m.engine == "embedded":
-            engine = get_engine("embedded", store=self.store, adapter=adapter, quiet=self.quiet, **kwargs)
+            engine = get_engine("embedded", store=self.store, adapter=adapter, quiet=self.quiet,
+                                dtype=self.dtype().dtype, **kwargs)
         else:
             engine = get_engine(m.engine, store=self.store, model=m.name, adapter=adapter, quiet=self.quiet,
-                                **kwargs)
+                                dtype=self.dtype().dtype, **kwargs)
         return engine
 
     # -- stages -------------------------------------------------------------------------------------------
@@ -202,7 +215,8 @@ class Study:
 
             training = self.config.training
             train_conditions(self.run_dir, self.model_path(), training.lora, conditions,
-                             configs={c: training.lora_for(c) for c in conditions})
+                             configs={c: training.lora_for(c) for c in conditions},
+                             dtype=self.dtype().dtype if self.dtype() else self.config.model.dtype)
         return f"adapters ready: {', '.join(conditions)}"
 
     def stage_consistency(self) -> str:
@@ -293,6 +307,16 @@ class Study:
         md, html = write_report(self.run_dir)
         return f"{md} and {html}"
 
+    def run_info(self) -> dict[str, Any]:
+        """What this invocation resolved on this machine (rewritten by every run): the model's number format."""
+        from metaconf.precision import BF16_UNITS, cpu_flags
+
+        choice = self.dtype()
+        info: dict[str, Any] = {"dtype": choice.to_dict() if choice else None}
+        if choice is not None and choice.device == "cpu":
+            info["dtype"]["cpu_bf16_flags"] = sorted(set(BF16_UNITS) & cpu_flags())
+        return info
+
     def model_label(self) -> str:
         m = self.config.model
         return "SmolLM2-135M-Instruct (embedded)" if m.engine == "embedded" else f"{m.name} ({m.engine})"
@@ -328,6 +352,7 @@ class Study:
         write_text_atomic(self.run_dir / "config.yaml",
                           yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False))
         write_json(self.run_dir / "templates.json", template_record())
+        write_json(self.run_dir / "run_info.json", self.run_info())
         steps: dict[str, Callable[[], str]] = {
             "data": self.stage_data, "targets": self.stage_targets, "train": self.stage_train,
             "consistency": self.stage_consistency, "evaluate": self.stage_evaluate,

@@ -30,8 +30,9 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
             group.add_argument(_flag(name), nargs="+", type=LIST_FIELDS[name], default=None, help=help_text)
         elif isinstance(default, bool) and name != "gradient_checkpointing":
             group.add_argument(_flag(name), action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        elif name in {"gradient_checkpointing", "precision"}:
-            choices = ["auto", "on", "off"] if name == "gradient_checkpointing" else ["auto", "fp32", "bf16", "fp16"]
+        elif name in {"gradient_checkpointing", "precision", "bf16_mode"}:
+            choices = {"gradient_checkpointing": ["auto", "on", "off"], "precision": ["auto", "fp32", "bf16", "fp16"],
+                       "bf16_mode": ["weights", "autocast"]}[name]
             group.add_argument(_flag(name), choices=choices, default=None, help=help_text)
         else:
             kind = type(default) if default is not None else (float if "rate" in name else int)

@@ -61,7 +61,7 @@ class LoraTrainConfig(BaseModel):
         description="With LoRA on upper layers only: run the frozen layers below them once per distinct example "
         "(kept in memory, shared across epochs and conditions) and train a model of the upper layers on their "
         "output; the same result at a fraction of the compute per epoch. Memory: hidden size x 4 bytes per "
-        "training token.",
+        "training token (2 in bf16).",
     )
     seed: int = Field(0, ge=0, description="Seed for LoRA initialisation, data order and dropout.")
     logging_steps: int = Field(5, ge=1, description="Write a log.jsonl row every N optimizer steps.")
@@ -69,7 +69,13 @@ class LoraTrainConfig(BaseModel):
         50, ge=1, description="Save a resumable checkpoint every N optimizer steps (the last two are kept)."
     )
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="Training precision; 'auto': bf16 on GPUs that support it, else fp32 (CPU)."
+        "auto", description="Training precision; 'auto': follow model.dtype (itself 'auto': bf16 on CPUs with "
+        "AMX / AVX512-BF16 and on GPUs that support it, fp32 on other CPUs, fp16 on older GPUs)."
+    )
+    bf16_mode: Literal["weights", "autocast"] = Field(
+        "weights", description="How bf16 training runs: 'weights': the frozen base weights are stored in bf16 "
+        "(half the memory, no casts per step), LoRA weights, gradients and optimizer state stay fp32; "
+        "'autocast': fp32 base weights, matmuls in bf16 under torch.autocast (TRL's bf16=True)."
     )
     gradient_checkpointing: bool | Literal["auto"] = Field(
         "auto", description="Recompute activations in backward to save memory; 'auto': on for GPUs, off on CPU."
@@ -91,8 +97,10 @@ class LoraTrainConfig(BaseModel):
         )
 
     def fingerprint(self) -> str:
-        """A hash of every setting: a finished adapter is reused only when this matches."""
-        return hashlib.sha256(json.dumps(self.model_dump(), sort_keys=True).encode()).hexdigest()[:16]
+        """A hash of every setting: a finished adapter is reused only when this matches. `bf16_mode` counts only
+        where bf16 actually runs (train_lora adds the resolved precision), so fp32 fingerprints predate it."""
+        settings = self.model_dump(exclude={"bf16_mode"})
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
     def lora_layers(self, num_layers: int) -> list[int] | None:
         """The decoder layers that get LoRA for a model with `num_layers` layers (None: all of them)."""

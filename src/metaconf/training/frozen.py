@@ -22,8 +22,11 @@ from typing import Any, Sequence
 
 from metaconf.errors import MetaconfError
 
-# Agreement required between the split model and the full one on a probe example (fp32 logits)
+# Agreement required between the split model and the full one on a probe example, relative to the largest logit:
+# fp32 throughout, or bf16 anywhere (bf16 keeps 8 bits of mantissa; a model that transforms inputs_embeds, the
+# failure this probe catches, is off by the logits' own size)
 PROBE_TOLERANCE = 1e-3
+BF16_PROBE_TOLERANCE = 0.05
 
 
 def _with_layers(model: Any, layers: slice) -> Any:
@@ -73,7 +76,7 @@ def split_model(model: Any, split: int) -> tuple[Any, Any]:
 
 class FrozenLowerLayers:
     """Hidden states entering decoder layer `split`, computed by the frozen layers below it once per distinct token
-    sequence and kept in memory (4 bytes x hidden size per token in fp32)."""
+    sequence and kept in memory, in the lower model's dtype (hidden size x 4 bytes per token in fp32, 2 in bf16)."""
 
     def __init__(self, lower: Any, split: int, pad_token_id: int, states: dict | None = None):
         self.lower = lower

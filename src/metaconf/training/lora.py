@@ -24,8 +24,10 @@ from metaconf.training.config import LoraTrainConfig
 from metaconf.training.data import file_sha256, filter_by_length, load_chat_examples, to_prompt_completion
 from metaconf.training.progress import quiet_libraries, use_own_progress
 from metaconf.io import read_jsonl, write_json, write_jsonl, write_text_atomic
+from metaconf.precision import choose_dtype
 
 CONDITIONS = ("single", "pairwise", "multitask")
+PRECISION_OF_DTYPE = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
 
 
 def resolve_model(model: str | Path) -> str:
@@ -37,23 +39,31 @@ def resolve_model(model: str | Path) -> str:
     return str(model)
 
 
-def _device_settings(config: LoraTrainConfig) -> dict[str, Any]:
-    """precision / gradient checkpointing resolved for the hardware this process runs on."""
+def _device_settings(config: LoraTrainConfig, dtype: str = "auto") -> dict[str, Any]:
+    """precision (and how bf16 runs) / gradient checkpointing resolved for the hardware this process runs on.
+
+    `precision: auto` follows `dtype` (the study's model.dtype; 'auto' resolves by metaconf.precision).
+    """
     import torch
 
-    cuda = torch.cuda.is_available()
-    precision = config.precision
+    precision, reason = config.precision, "training.lora.precision"
     if precision == "auto":
-        precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
+        choice = choose_dtype(dtype)
+        precision, reason = PRECISION_OF_DTYPE[choice.dtype], choice.reason
     checkpointing = config.gradient_checkpointing
     if checkpointing == "auto":
-        checkpointing = cuda
-    return {"precision": precision, "gradient_checkpointing": bool(checkpointing)}
+        checkpointing = torch.cuda.is_available()
+    settings: dict[str, Any] = {"precision": precision, "gradient_checkpointing": bool(checkpointing), "why": reason}
+    if precision == "bf16":
+        settings["bf16_mode"] = config.bf16_mode
+    return settings
 
 
-def _fingerprint(config: LoraTrainConfig, model: str, train_sha: str) -> str:
-    key = json.dumps({"config": config.fingerprint(), "model": model, "train": train_sha}, sort_keys=True)
-    return hashlib.sha256(key.encode()).hexdigest()[:16]
+def _fingerprint(config: LoraTrainConfig, model: str, train_sha: str, device: Mapping[str, Any]) -> str:
+    parts = {"config": config.fingerprint(), "model": model, "train": train_sha}
+    if device["precision"] != "fp32":  # fp32 runs keep the fingerprints they had before precision counted
+        parts["precision"] = f"{device['precision']}/{device.get('bf16_mode', '')}"
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _last_checkpoint(checkpoints: Path) -> Path | None:
@@ -158,23 +168,30 @@ def _drop_gguf_marker(model: Any) -> None:
 
 
 def _split_for_cache(
-    base: Any, split: int, tokenizer: Any, probe: list[dict[str, str]], model_path: str, frozen_states: dict | None
+    base: Any, split: int, tokenizer: Any, probe: list[dict[str, str]], model_path: str, frozen_states: dict | None,
+    state_dtype: Any = None,
 ) -> tuple[Any, Any]:
     """(upper model, FrozenLowerLayers) for `cache_frozen_layers`, after checking on one training example that the
-    split model reproduces the full model's logits (an architecture that transforms `inputs_embeds` would not)."""
+    split model reproduces the full model's logits (an architecture that transforms `inputs_embeds` would not).
+    The frozen lower layers run, and their states are kept, in `state_dtype` (default: the base model's)."""
     import torch
 
-    from metaconf.training.frozen import PROBE_TOLERANCE, FrozenLowerLayers, split_logits_gap, split_model
+    from metaconf.training.frozen import (
+        BF16_PROBE_TOLERANCE, PROBE_TOLERANCE, FrozenLowerLayers, split_logits_gap, split_model,
+    )
 
+    state_dtype = state_dtype or base.dtype
     ids = tokenizer.apply_chat_template(probe, tokenize=True)
     ids = list(ids["input_ids"] if hasattr(ids, "keys") else ids)
     with torch.no_grad():
         want = base(input_ids=torch.tensor([ids], device=base.device), use_cache=False).logits
     lower, upper = split_model(base, split)
-    states = None if frozen_states is None else frozen_states.setdefault((model_path, split, str(base.dtype)), {})
+    lower.to(state_dtype)
+    states = None if frozen_states is None else frozen_states.setdefault((model_path, split, str(state_dtype)), {})
     frozen = FrozenLowerLayers(lower, split, tokenizer.pad_token_id or 0, states)
     gap = split_logits_gap(want, upper, frozen, ids)
-    tolerance = PROBE_TOLERANCE * (1 if base.dtype == torch.float32 else 30) * max(1.0, float(want.abs().max()))
+    exact = base.dtype == state_dtype == torch.float32
+    tolerance = (PROBE_TOLERANCE if exact else BF16_PROBE_TOLERANCE) * max(1.0, float(want.abs().max()))
     if gap > tolerance:
         raise MetaconfError(
             f"{model_path}: training the upper layers on cached lower-layer states does not reproduce the full "
@@ -190,12 +207,14 @@ def build_trainer(
     config: LoraTrainConfig | None = None,
     callbacks: Sequence[Any] = (),
     frozen_states: dict | None = None,
+    dtype: str = "auto",
 ) -> Any:
     """An SFTTrainer with a fresh LoRA adapter, ready to train (also lets tests inspect the tokenised labels).
 
     With `config.cache_frozen_layers` the trainer's model is the upper layers only and its collator feeds them the
     cached lower-layer states (`trainer.frozen_split` is then the first trained layer); `frozen_states`, a dict
-    shared between calls, keeps those states across trainings of the same model.
+    shared between calls, keeps those states across trainings of the same model. `dtype`: the study's model.dtype,
+    followed where `config.precision` is 'auto'.
     """
     import torch
     from peft import LoraConfig, get_peft_model
@@ -207,7 +226,9 @@ def build_trainer(
     config = config or LoraTrainConfig()
     output_dir = Path(output_dir)
     model_path = resolve_model(model)
-    device = _device_settings(config)
+    device = _device_settings(config, dtype)
+    bf16 = device["precision"] == "bf16"
+    bf16_weights = bf16 and device["bf16_mode"] == "weights"
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if tokenizer.chat_template is None:
@@ -220,8 +241,8 @@ def build_trainer(
         raise DataError(f"{train_file}: every example is longer than max_length={config.max_length} tokens")
     dataset = Dataset.from_list([to_prompt_completion(m) for m in examples])
 
-    dtype = torch.bfloat16 if device["precision"] == "bf16" else torch.float32
-    base = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
+    # bf16 "weights": frozen base weights in bf16; PEFT keeps the LoRA weights (hence gradients and AdamW state) fp32
+    base = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.bfloat16 if bf16_weights else torch.float32)
     _drop_gguf_marker(base)
     layers = config.lora_layers(base.config.num_hidden_layers)
     targets = config.target_modules
@@ -235,7 +256,8 @@ def build_trainer(
         if split == 0:
             raise ConfigError("cache_frozen_layers: needs LoRA on upper layers only (set top_layers or "
                               "layers_to_transform above layer 0)")
-        base, frozen = _split_for_cache(base, split, tokenizer, examples[0], model_path, frozen_states)
+        base, frozen = _split_for_cache(base, split, tokenizer, examples[0], model_path, frozen_states,
+                                        torch.bfloat16 if bf16 else torch.float32)
         layers = [i - split for i in layers]
     set_seed(config.seed)  # LoRA initialisation is drawn here, before the trainer exists
     lora = LoraConfig(
@@ -263,7 +285,7 @@ def build_trainer(
         save_total_limit=2,
         seed=config.seed,
         data_seed=config.seed,
-        bf16=device["precision"] == "bf16",
+        bf16=bf16 and not bf16_weights,  # autocast
         fp16=device["precision"] == "fp16",
         activation_checkpointing=device["gradient_checkpointing"],
         activation_checkpointing_kwargs={"use_reentrant": False},
@@ -314,11 +336,13 @@ def train_lora(
     *,
     callbacks: Sequence[Any] = (),
     frozen_states: dict | None = None,
+    dtype: str = "auto",
 ) -> Path:
     """Fine-tune a LoRA adapter on a chat JSONL file; returns the adapter folder (`output_dir/adapter`).
 
     Reuses a finished run with the same settings, model and data; resumes an interrupted one. Safe under
-    `torchrun` / `accelerate launch`: every rank trains, only the main process writes files.
+    `torchrun` / `accelerate launch`: every rank trains, only the main process writes files. `dtype`: the study's
+    model.dtype (auto | float32 | bfloat16 | float16), followed where `config.precision` is 'auto'.
     """
     import torch
     from accelerate import PartialState
@@ -329,7 +353,8 @@ def train_lora(
     model_path = resolve_model(model)
     train_sha = file_sha256(train_file) if Path(train_file).is_file() else ""
     load_chat_examples(train_file)  # fail early with a clear line
-    fingerprint = _fingerprint(config, model_path, train_sha)
+    device = _device_settings(config, dtype)
+    fingerprint = _fingerprint(config, model_path, train_sha, device)
     done = output_dir / "DONE"
     if done.is_file() and done.read_text().strip() == fingerprint and (adapter_dir / "adapter_config.json").is_file():
         return adapter_dir
@@ -352,7 +377,7 @@ def train_lora(
                 "train_file": str(train_file),
                 "train_file_sha256": train_sha,
                 "config": config.model_dump(),
-                "device": _device_settings(config),
+                "device": device,
                 "world_size": state.num_processes,
             },
         )
@@ -364,7 +389,7 @@ def train_lora(
     with quiet_libraries():
         trainer = build_trainer(
             train_file, output_dir, model_path, config, [_log_callback(log_path, resumed_step), *callbacks],
-            frozen_states,
+            frozen_states, dtype,
         )
         result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         split = trainer.frozen_split
@@ -401,9 +426,10 @@ def train_conditions(
     config: LoraTrainConfig | None = None,
     conditions: Sequence[str] = CONDITIONS,
     configs: Mapping[str, LoraTrainConfig] | None = None,
+    dtype: str = "auto",
 ) -> dict[str, Path]:
     """Train `RUN/training_sets/<cond>/train.jsonl` into `RUN/training/<cond>/` for each condition, with
-    `configs[cond]` where given, else `config`."""
+    `configs[cond]` where given, else `config`; `dtype` as in `train_lora`."""
     run_dir = Path(run_dir)
     adapters = {}
     frozen_states: dict = {}  # lower-layer states shared by the conditions (their prompts overlap)
@@ -413,7 +439,7 @@ def train_conditions(
             raise DataError(f"{train_file}: training set for condition '{cond}' not found (run build-data first)")
         settings = (configs or {}).get(cond, config)
         adapters[cond] = train_lora(train_file, run_dir / "training" / cond, model, settings,
-                                    frozen_states=frozen_states)
+                                    frozen_states=frozen_states, dtype=dtype)
     return adapters
 
 
