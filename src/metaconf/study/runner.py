@@ -1,7 +1,7 @@
 """The study orchestrator behind `metaconf run` and `metaconf demo`.
 
 Stages run in order, each reading what the previous ones stored in the run folder and printing one summary line:
-data -> targets -> train -> consistency -> evaluate -> metrics -> report. Every completion lives in
+data -> targets -> train -> consistency -> evaluate -> baselines -> metrics -> report. Every completion lives in
 `RUN/completions.sqlite` and every trained adapter is marked DONE, so a rerun (after a crash, Ctrl-C or a
 finished run) recomputes nothing that is stored.
 """
@@ -23,7 +23,7 @@ from metaconf.evaluation import evaluate_condition, load_predictions, make_pairs
 from metaconf.io import read_json, read_jsonl, write_json, write_jsonl, write_text_atomic
 from metaconf.study.config import BASE, StudyConfig
 
-STAGES = ("data", "targets", "train", "consistency", "evaluate", "metrics", "report")
+STAGES = ("data", "targets", "train", "consistency", "evaluate", "baselines", "metrics", "report")
 
 
 def _rank(seed: int, qid: str) -> str:
@@ -205,6 +205,19 @@ class Study:
         return (f"{len(self.config.conditions)} conditions x ({n_items} questions + {n_pairs} pairs); "
                 f"{done} evaluated now, {len(self.config.conditions) - done} already stored")
 
+    def baselines(self) -> list[str]:
+        """The configured baselines this study can score (recalibration needs the base condition's answers)."""
+        return [b for b in self.config.baselines if b != "recalibration" or BASE in self.config.conditions]
+
+    def stage_baselines(self) -> str:
+        from metaconf.baselines import run_baselines
+
+        if not self.baselines():
+            return "none configured"
+        ev = self.config.evaluation
+        return run_baselines(self.run_dir, self.engine(BASE), self.train_questions, self.eval_sets, self.baselines(),
+                             temperature=ev.temperature, seed=ev.seed)
+
     def stage_metrics(self) -> str:
         from metaconf.metrics import summarize
 
@@ -218,6 +231,14 @@ class Study:
                             seed=self.config.evaluation.seed)
         metrics["model"] = self.model_label()
         metrics["config"] = self.config.model_dump(mode="json")
+        if self.baselines():  # baselines, teacher gap, meta-d′ (metaconf.baselines.summary)
+            from metaconf.baselines import load_baselines, methods_of
+            from metaconf.baselines.summary import baseline_metrics
+
+            wanted = set(methods_of(self.baselines()))
+            scored = {k: v for k, v in load_baselines(self.run_dir).items() if k[0] in wanted and k[1] in self.eval_sets}
+            metrics.update(baseline_metrics(predictions, scored, datasets_info, self.config.trained_conditions,
+                                            n_boot=self.config.evaluation.n_boot, seed=self.config.evaluation.seed))
         write_json(self.run_dir / "metrics.json", metrics)
         return f"{len(metrics['rows'])} metric rows -> {self.run_dir / 'metrics.json'}"
 
@@ -237,11 +258,12 @@ class Study:
 
         write_text_atomic(self.run_dir / "config.yaml",
                           yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False))
-        write_json(self.run_dir / "templates.json", template_record())
+        p_true = ("p_true",) if "p_true" in self.baselines() else ()
+        write_json(self.run_dir / "templates.json", template_record(("answer", "single", "pairwise") + p_true))
         steps: dict[str, Callable[[], str]] = {
             "data": self.stage_data, "targets": self.stage_targets, "train": self.stage_train,
             "consistency": self.stage_consistency, "evaluate": self.stage_evaluate,
-            "metrics": self.stage_metrics, "report": self.stage_report,
+            "baselines": self.stage_baselines, "metrics": self.stage_metrics, "report": self.stage_report,
         }
         wanted = set(stages) | {"data"}  # every stage needs the questions
         started = time.perf_counter()
