@@ -46,11 +46,13 @@ def baseline_path(run_dir: Path, method: str, dataset: str) -> Path:
 
 def load_baselines(run_dir: Path) -> dict[tuple[str, str], list[dict[str, Any]]]:
     """Every baseline file of a run, keyed by (method, dataset)."""
+    order = methods_of(BASELINES)
     found = {}
     for path in sorted((Path(run_dir) / "baselines").glob("*__*.jsonl")):
         method, dataset = path.stem.split("__")
         found[(method, dataset)] = read_jsonl(path)
-    return found
+    return dict(sorted(found.items(), key=lambda kv: (order.index(kv[0][0]) if kv[0][0] in order else len(order),
+                                                      kv[0][1])))
 
 
 def _row(q: Question, method: str, answer: str | None, confidence: float | None, correct: bool) -> dict[str, Any]:

@@ -210,6 +210,9 @@ def build_blocks(data: RunData) -> list[Block]:
                              "zero.", note=True)]
         blocks += _transfer(comparisons, pooled)
         blocks += [Heading(2, "Changes vs base per dataset"), _changes(comparisons)]
+    from metaconf.report.baselines import baseline_blocks  # baselines, teacher gap, meta-d′ (own module)
+
+    blocks += baseline_blocks(metrics, data.run_dir / "plots")
     figures = _figures(data)
     if figures:
         blocks += [Heading(1, "Plots"), Paragraph("Each plot is also saved as PNG and PDF in plots/.", note=True)]
