@@ -75,11 +75,13 @@ def _check_condition(run_dir: Path, config: Any, condition: str) -> None:
 
 
 def ask(run: str | Path, condition: str, questions: str | Question | Sequence[str | Question], *,
-        calibrated: bool = False, calibration: str = "isotonic", quiet: bool = True) -> list[AskResult]:
+        calibrated: bool = False, calibration: str = "isotonic", quiet: bool = True, engine: Any = None
+        ) -> list[AskResult]:
     """Answer each question with the run's `condition` (greedy, the single-task template): answer + confidence.
 
     `calibrated=True` maps the stated confidence through the run's fitted `calibration` map ("isotonic" or
-    "platt"; fitted on the base model's stated confidence on the training questions).
+    "platt"; fitted on the base model's stated confidence on the training questions). `engine`: an Engine to
+    answer instead of the run's own (e.g. a scripted one in tests); the run's store still caches.
     """
     from metaconf.evaluation import evaluate_single
     from metaconf.study.config import load_config
@@ -97,7 +99,7 @@ def ask(run: str | Path, condition: str, questions: str | Question | Sequence[st
     if not qs:
         return []
     ev = config.evaluation
-    engine = Study(config, run_dir, quiet=quiet).engine(condition)
+    engine = engine if engine is not None else Study(config, run_dir, quiet=quiet).engine(condition)
     rows = evaluate_single(engine, condition, qs, ev.temperature, ev.seed)
     results = []
     for q, row in zip(qs, rows, strict=True):
