@@ -34,7 +34,7 @@ def fit_map(method: str, confidence: Sequence[float], correct: Sequence[float]) 
             return {"method": method, "n": int(x.size), "error": "training answers all right or all wrong"}
         from sklearn.linear_model import LogisticRegression
 
-        lr = LogisticRegression(penalty=None).fit(x.reshape(-1, 1), y)
+        lr = LogisticRegression(C=np.inf).fit(x.reshape(-1, 1), y)  # unpenalised: the maximum-likelihood fit
         return {"method": method, "n": int(x.size), "a": float(lr.coef_[0, 0]), "b": float(lr.intercept_[0])}
     raise DataError(f"recalibration: unknown method {method!r} (choose from {', '.join(METHODS)})")
 
