@@ -279,7 +279,8 @@ def load_file(name: str, *, split: str | None = None, answers_required: bool = T
             choices = [str(c).strip() for c in items if not _empty(c)]
             if answer_type == "mc" and not 2 <= len(choices) <= len(LETTERS):
                 raise DataError(f"{where}: need 2-{len(LETTERS)} non-empty choices, got {len(choices)}")
-        raw_answers = _get(row, a_cols, "answers", where) if a_cols else []
+        optional = not answers_required and not any(c in row for c in a_cols or [])  # an unlabelled row to ask
+        raw_answers = [] if not a_cols or optional else _get(row, a_cols, "answers", where)
         golds = [g for v in raw_answers for g in (_as_list(v, where, "answers", strict=False) if len(a_cols) == 1 else [v])]
         golds = [g for g in golds if not _empty(g)]
         if not golds and answers_required:
