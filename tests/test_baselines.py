@@ -176,7 +176,8 @@ def test_study_scores_baselines_reports_them_and_resumes(tmp_path):
     assert {(r["condition"], r["dataset"]) for r in metrics["metacognition"]["rows"]} == {
         ("base", d) for d in ("mmlu_pro", "gsm8k", "truthfulqa")}
     report = (run_dir / "report.md").read_text()
-    assert "Methods on gsm8k" in report and "meta-d′" in report and (run_dir / "plots" / "baselines_auroc.png").is_file()
+    assert "Methods on gsm8k" in report and "meta-d′" in report
+    assert (run_dir / "plots" / "baselines_auroc.png").is_file()
     assert "p_true" in json.loads((run_dir / "templates.json").read_text())
     stored = study.store.count()
     calls = []

@@ -65,7 +65,7 @@ def _recalibration(run_dir: Path, condition: str, method: str) -> dict[str, Any]
 
 
 def _check_condition(run_dir: Path, config: Any, condition: str) -> None:
-    if condition not in config.conditions:
+    if condition != "base" and condition not in config.conditions:  # the base model is always there
         raise ConfigError(f"{run_dir}: condition {condition!r} is not in this run (conditions: "
                           f"{', '.join(config.conditions)})")
     if condition != "base":

@@ -28,7 +28,8 @@ def answer_token_probability(logprobs: Sequence[TokenLogprob] | None, text: str)
     """P(answer) = exp(sum of the log-probabilities of the tokens of the answer span).
 
     The span starts after "Answer:" (or at the start when there is no label) and ends at the first line break;
-    a token belongs to it when it writes any non-space character of it. None without log-probabilities or without an answer span.
+    a token belongs to it when it writes any non-space character of it. None without log-probabilities or
+    without an answer span.
     """
     if not logprobs:
         return None

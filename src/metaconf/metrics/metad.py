@@ -1,9 +1,9 @@
 """Metacognitive efficiency: meta-d′ and the M-ratio (Maniscalco & Lau 2012), and the type-2 AUROC.
 
-A question-answering task has no stimulus classes, only answers that are right or wrong, so the type-1 model is the
-symmetric, unbiased one (criterion c = 0): d′ = 2·Φ⁻¹(accuracy). Then meta-c = c·meta-d′/d′ = 0, both responses
-have the same type-2 model, and the maximum-likelihood fit of Maniscalco & Lau reduces to one pooled likelihood over
-correct and incorrect trials (derivation and conventions in docs/metrics.md):
+A question-answering task has no stimulus classes, only answers that are right or wrong, so the type-1 model is
+the symmetric, unbiased one (criterion c = 0): d′ = 2·Φ⁻¹(accuracy). Then meta-c = c·meta-d′/d′ = 0, both
+responses have the same type-2 model, and the maximum-likelihood fit of Maniscalco & Lau reduces to one pooled
+likelihood over correct and incorrect trials (derivation and conventions in docs/baselines.md):
 
     P(rating k | correct)   = [Φ(t_k − m/2) − Φ(t_{k−1} − m/2)] / Φ(m/2)
     P(rating k | incorrect) = [Φ(t_k + m/2) − Φ(t_{k−1} + m/2)] / Φ(−m/2)

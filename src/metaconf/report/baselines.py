@@ -190,7 +190,8 @@ def baseline_blocks(metrics: dict[str, Any], plots_dir: Path) -> list[Block]:
             Heading(1, "Metacognitive efficiency (meta-d′)"),
             Paragraph(f"Confidence binned into ratings at {edges} (a value on an edge goes up); {meta.get('model')}. "
                       "M-ratio = meta-d′ / d′ (1 = the confidence uses all the information the answers carry); "
-                      "undefined (—) when every answer is right or wrong, one rating is used, or (M-ratio) d′ ≤ 0. "
+                      "undefined (—) when every answer is right or wrong, one rating is used, or (M-ratio) "
+                      "d′ ≤ 0. "
                       f"Intervals: {meta.get('n_boot')} bootstrap resamples of questions.", note=True),
             _metad_table(meta),
         ]

@@ -236,7 +236,8 @@ class Study:
             from metaconf.baselines.summary import baseline_metrics
 
             wanted = set(methods_of(self.baselines()))
-            scored = {k: v for k, v in load_baselines(self.run_dir).items() if k[0] in wanted and k[1] in self.eval_sets}
+            scored = {k: v for k, v in load_baselines(self.run_dir).items()
+                      if k[0] in wanted and k[1] in self.eval_sets}
             metrics.update(baseline_metrics(predictions, scored, datasets_info, self.config.trained_conditions,
                                             n_boot=self.config.evaluation.n_boot, seed=self.config.evaluation.seed))
         write_json(self.run_dir / "metrics.json", metrics)
