@@ -231,15 +231,14 @@ class Study:
                             seed=self.config.evaluation.seed)
         metrics["model"] = self.model_label()
         metrics["config"] = self.config.model_dump(mode="json")
-        if self.baselines():  # baselines, teacher gap, meta-d′ (metaconf.baselines.summary)
-            from metaconf.baselines import load_baselines, methods_of
-            from metaconf.baselines.summary import baseline_metrics
+        # baselines, teacher gap (when configured) and meta-d′ of every condition: metaconf.baselines.summary
+        from metaconf.baselines import load_baselines, methods_of
+        from metaconf.baselines.summary import baseline_metrics
 
-            wanted = set(methods_of(self.baselines()))
-            scored = {k: v for k, v in load_baselines(self.run_dir).items()
-                      if k[0] in wanted and k[1] in self.eval_sets}
-            metrics.update(baseline_metrics(predictions, scored, datasets_info, self.config.trained_conditions,
-                                            n_boot=self.config.evaluation.n_boot, seed=self.config.evaluation.seed))
+        wanted = set(methods_of(self.baselines()))
+        scored = {k: v for k, v in load_baselines(self.run_dir).items() if k[0] in wanted and k[1] in self.eval_sets}
+        metrics.update(baseline_metrics(predictions, scored, datasets_info, self.config.trained_conditions,
+                                        n_boot=self.config.evaluation.n_boot, seed=self.config.evaluation.seed))
         write_json(self.run_dir / "metrics.json", metrics)
         return f"{len(metrics['rows'])} metric rows -> {self.run_dir / 'metrics.json'}"
 
