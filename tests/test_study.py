@@ -239,7 +239,8 @@ def test_whole_study_on_a_tiny_model_trains_every_condition(tmp_path, tiny_model
         "evaluation": {"pairs_per_dataset": 4, "consistency_samples": 2, "n_boot": 50},
     }
     run_dir = tmp_path / "run"
-    TinyModelStudy(parse_config(raw), run_dir, quiet=True).run()
+    study = TinyModelStudy(parse_config(raw), run_dir, quiet=True)
+    study.run()
     for condition in ("single", "pairwise", "multitask"):
         assert (run_dir / "training" / condition / "DONE").is_file()
         assert (run_dir / "training" / condition / "adapter" / "adapter_config.json").is_file()
@@ -259,6 +260,21 @@ def test_whole_study_on_a_tiny_model_trains_every_condition(tmp_path, tiny_model
     adapters = {a for (a,) in sqlite3.connect(run_dir / "completions.sqlite").execute(
         "SELECT DISTINCT adapter FROM completions")}
     assert len(adapters) == 4  # "" for the base model + one identity per adapter
+    # baselines next to the conditions, the teacher gap of each trained condition, meta-d′ of every condition
+    methods = {(r["method"], r["dataset"]) for r in metrics["baselines"]["rows"]}
+    assert len(methods) == 6 * 3
+    assert len(metrics["baselines"]["teacher_gap"]) == 3 * 3 and len(metrics["metacognition"]["rows"]) == 4 * 3
+    # `metaconf ask` on every condition: the run's engine (HF + that adapter), template and store answer, so a
+    # question the evaluation answered comes back exactly as stored
+    from metaconf import ask
+    from metaconf.io import read_jsonl
+
+    for condition in ("base", "single", "pairwise", "multitask"):
+        stored = read_jsonl(run_dir / "predictions" / f"{condition}__single__gsm8k.jsonl")[0]
+        q = next(q for q in study.eval_sets["gsm8k"] if q.id == stored["id"])
+        (result,) = ask(run_dir, condition, [q])
+        assert result.raw == stored["raw"] and result.stated_confidence == stored["confidence"]
+        assert result.condition == condition
 
 
 def test_config_docs_are_generated_from_the_config():

@@ -1,3 +1,11 @@
 """metaconf: teach language models to say how sure they are, and measure whether they can."""
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):  # `metaconf.ask(...)` without importing the engines at `import metaconf`
+    if name in ("ask", "AskResult"):
+        from metaconf import asking
+
+        return getattr(asking, name)
+    raise AttributeError(f"module 'metaconf' has no attribute {name!r}")

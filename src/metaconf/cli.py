@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "metaconf.training.cli",  # train, merge
     "metaconf.evaluation_cli",  # evaluate
     "metaconf.report.cli",  # report
+    "metaconf.ask_cli",  # ask
 ]
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "evaluate", help="evaluate every condition of a run folder (consistency, evaluate, metrics, report)",
+        "evaluate", help="evaluate every condition of a run folder (consistency, evaluate, baselines, metrics, report)",
         description="Evaluate base and trained conditions on the run's held-out and new-domain questions, then "
         "write metrics.json and the report. Uses RUN/config.yaml; completions already stored are reused.",
     )
@@ -23,6 +23,6 @@ def _evaluate(args: argparse.Namespace) -> int:
     from metaconf.study.runner import Study
 
     config = load_config(args.run / "config.yaml")
-    stages = ("consistency", "evaluate", "metrics") + (() if args.no_report else ("report",))
+    stages = ("consistency", "evaluate", "baselines", "metrics") + (() if args.no_report else ("report",))
     Study(config, args.run, quiet=args.quiet, source=str(args.run / "config.yaml")).run(stages)
     return 0

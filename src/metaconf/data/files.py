@@ -267,8 +267,9 @@ def _get(row: dict[str, Any], cols: list[str], field: str, where: str) -> list[A
     return [row[c] for c in cols]
 
 
-def load_file(name: str, *, split: str | None = None, **mapping: Any) -> list[Question]:
-    """Questions from a user file / saved HF dataset / hub name, following the field mapping (see load_dataset)."""
+def load_file(name: str, *, split: str | None = None, answers_required: bool = True, **mapping: Any) -> list[Question]:
+    """Questions from a user file / saved HF dataset / hub name, following the field mapping (see load_dataset).
+    `answers_required=False` (questions to ask, not to grade): rows without a gold answer load with `answers=[]`."""
     unknown = sorted(set(mapping) - set(MAPPING_KEYS))
     if unknown:
         raise DataError(f"{name}: unknown field mapping '{unknown[0]}' (allowed: {', '.join(MAPPING_KEYS)})")
@@ -279,7 +280,7 @@ def load_file(name: str, *, split: str | None = None, **mapping: Any) -> list[Qu
     domain = str(mapping.get("domain") or "general")
     columns = list(rows[0][1])
     q_col = _resolve("question", mapping.get("question"), columns, name, True)
-    a_cols = _resolve("answers", mapping.get("answers"), columns, name, True)
+    a_cols = _resolve("answers", mapping.get("answers"), columns, name, answers_required)
     c_cols = _resolve("choices", mapping.get("choices"), columns, name, False)
     id_col = _resolve("id", mapping.get("id"), columns, name, False)
     answer_type = mapping.get("answer_type") or ("mc" if c_cols else "open")
@@ -303,11 +304,13 @@ def load_file(name: str, *, split: str | None = None, **mapping: Any) -> list[Qu
             choices = [str(c).strip() for c in items if not _empty(c)]
             if answer_type == "mc" and not 2 <= len(choices) <= len(LETTERS):
                 raise DataError(f"{where}: need 2-{len(LETTERS)} non-empty choices, got {len(choices)}")
-        raw_answers = _get(row, a_cols, "answers", where)
+        optional = not answers_required and not any(c in row for c in a_cols or [])  # an unlabelled row to ask
+        raw_answers = [] if not a_cols or optional else _get(row, a_cols, "answers", where)
         golds = [g for v in raw_answers
-                 for g in (_as_list(v, where, "answers", strict=False) if len(a_cols) == 1 else [_scalar(v, where, "answers")])]
+                 for g in (_as_list(v, where, "answers", strict=False) if len(a_cols) == 1
+                           else [_scalar(v, where, "answers")])]
         golds = [g for g in golds if not _empty(g)]
-        if not golds:
+        if not golds and answers_required:
             raise DataError(f"{where}: no gold answer in column '{a_cols[0]}'")
         if answer_type == "mc":
             answers = [mc_letter(g, choices or [], where) for g in golds]

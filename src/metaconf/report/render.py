@@ -302,6 +302,9 @@ def build_blocks(data: RunData) -> list[Block]:
     if figures:
         blocks += [Heading(1, "Figures"), Paragraph("Each plot is also saved as PNG and PDF in plots/; one colour "
                                                     "per condition throughout.", note=True)] + figures
+    from metaconf.report.baselines import baseline_blocks  # baselines, teacher gap, meta-d′ (own module)
+
+    blocks += baseline_blocks(metrics, data.run_dir / "plots")
     blocks += [Heading(1, "Appendix")] + _setup(data)
     blocks += [Heading(2, "B. Results per condition, task and dataset"),
                Paragraph("Values with 95% bootstrap intervals in parentheses; — = undefined (e.g. AUROC when every "

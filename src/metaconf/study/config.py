@@ -178,6 +178,19 @@ class StudyConfig(_Strict):
     )
     training: TrainingConfig = Field(default_factory=TrainingConfig, description="Fine-tuning settings.")
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig, description="Evaluation settings.")
+    baselines: list[Literal["consistency", "token_probability", "p_true", "recalibration"]] = Field(
+        default_factory=lambda: ["consistency", "token_probability", "p_true", "recalibration"],
+        description="Confidence methods without fine-tuning, scored on the evaluation questions next to the "
+        "conditions (docs/baselines.md): consistency (the teacher), token_probability, p_true, recalibration "
+        "(isotonic and Platt on the base model's stated confidence; needs the base condition). [] turns them off.",
+    )
+
+    @field_validator("baselines")
+    @classmethod
+    def _distinct_baselines(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("baselines repeat")
+        return v
 
     @field_validator("conditions")
     @classmethod

@@ -1,7 +1,7 @@
 """The study orchestrator behind `metaconf run` and `metaconf demo`.
 
 Stages run in order, each reading what the previous ones stored in the run folder and printing one summary line:
-data -> targets -> train -> consistency -> evaluate -> metrics -> report. Every completion lives in
+data -> targets -> train -> consistency -> evaluate -> baselines -> metrics -> report. Every completion lives in
 `RUN/completions.sqlite` and every trained adapter is marked DONE, so a rerun (after a crash, Ctrl-C or a
 finished run) recomputes nothing that is stored.
 """
@@ -27,7 +27,7 @@ from metaconf.study.lock import RunLock
 from metaconf.tasks.guides import resolve_format
 from metaconf.precision import DtypeChoice, announce, choose_dtype
 
-STAGES = ("data", "targets", "train", "consistency", "evaluate", "metrics", "report")
+STAGES = ("data", "targets", "train", "consistency", "evaluate", "baselines", "metrics", "report")
 
 
 def _rank(seed: int, qid: str) -> str:
@@ -284,6 +284,21 @@ class Study:
         return (f"{len(self.config.conditions)} conditions x ({n_items} questions + {n_pairs} pairs); "
                 f"{done} evaluated now, {len(self.config.conditions) - done} already stored")
 
+    def baselines(self) -> list[str]:
+        """The configured baselines this study can score (recalibration needs the base condition's answers)."""
+        return [b for b in self.config.baselines if b != "recalibration" or BASE in self.config.conditions]
+
+    def stage_baselines(self) -> str:
+        from metaconf.baselines import run_baselines
+
+        if not self.baselines():
+            return "none configured"
+        ev, engine = self.config.evaluation, self.engine(BASE)
+        fmt = self.formats()["evaluation"] or resolve_format(ev.format, engine, "evaluation")
+        return run_baselines(self.run_dir, engine, self.train_questions, self.eval_sets, self.baselines(),
+                             temperature=ev.temperature, seed=ev.seed, guided=fmt == "guided",
+                             logprobs=ev.logprobs)
+
     def stage_metrics(self) -> str:
         from metaconf.metrics import summarize
 
@@ -298,6 +313,14 @@ class Study:
         metrics["model"] = self.model_label()
         metrics["format"] = self.formats()
         metrics["config"] = self.config.model_dump(mode="json")
+        # baselines, teacher gap (when configured) and meta-d′ of every condition: metaconf.baselines.summary
+        from metaconf.baselines import load_baselines, methods_of
+        from metaconf.baselines.summary import baseline_metrics
+
+        wanted = set(methods_of(self.baselines()))
+        scored = {k: v for k, v in load_baselines(self.run_dir).items() if k[0] in wanted and k[1] in self.eval_sets}
+        metrics.update(baseline_metrics(predictions, scored, datasets_info, self.config.trained_conditions,
+                                        n_boot=self.config.evaluation.n_boot, seed=self.config.evaluation.seed))
         write_json(self.run_dir / "metrics.json", metrics)
         return f"{len(metrics['rows'])} metric rows -> {self.run_dir / 'metrics.json'}"
 
@@ -351,12 +374,13 @@ class Study:
 
         write_text_atomic(self.run_dir / "config.yaml",
                           yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False))
-        write_json(self.run_dir / "templates.json", template_record())
+        p_true = ("p_true",) if "p_true" in self.baselines() else ()
+        write_json(self.run_dir / "templates.json", template_record(("answer", "single", "pairwise") + p_true))
         write_json(self.run_dir / "run_info.json", self.run_info())
         steps: dict[str, Callable[[], str]] = {
             "data": self.stage_data, "targets": self.stage_targets, "train": self.stage_train,
             "consistency": self.stage_consistency, "evaluate": self.stage_evaluate,
-            "metrics": self.stage_metrics, "report": self.stage_report,
+            "baselines": self.stage_baselines, "metrics": self.stage_metrics, "report": self.stage_report,
         }
         wanted = set(stages) | {"data"}  # every stage needs the questions
         started = time.perf_counter()
