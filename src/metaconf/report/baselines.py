@@ -128,11 +128,16 @@ def _plot(metrics: dict[str, Any], plots_dir: Path) -> tuple[Path, Path] | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from metaconf.report.plots import PALETTE, STYLE, _save
+    from metaconf.report.plots import EXTRA_COLORS, STYLE, _save, condition_colors
 
     datasets = list(dict.fromkeys(r["dataset"] for _, r in entries))
     labels = list(dict.fromkeys(label for label, _ in entries))
     width = 0.85 / len(labels)
+    # conditions keep their colour of every other plot; the methods take the remaining colours in turn
+    conditions = condition_colors([lab.removeprefix("condition: ") for lab in labels if lab.startswith("condition")])
+    methods = iter(EXTRA_COLORS * (1 + len(labels) // len(EXTRA_COLORS)))
+    colors = {lab: conditions[lab.removeprefix("condition: ")] if lab.startswith("condition") else next(methods)
+              for lab in labels}
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(datasets) + 3.0), 3.4))
         for k, label in enumerate(labels):
@@ -146,7 +151,7 @@ def _plot(metrics: dict[str, Any], plots_dir: Path) -> tuple[Path, Path] | None:
                 ys.append(row["auroc"])
                 err[0].append(max(row["auroc"] - ci[0], 0))
                 err[1].append(max(ci[1] - row["auroc"], 0))
-            ax.bar(xs, ys, width * 0.95, yerr=err, capsize=1.5, color=PALETTE[k % len(PALETTE)], label=label,
+            ax.bar(xs, ys, width * 0.95, yerr=err, capsize=1.5, color=colors[label], label=label,
                    hatch="//" if label.startswith("condition") else None, error_kw={"lw": 0.7})
         ax.axhline(0.5, color="#999999", lw=0.8, ls="--")
         ax.set_xticks(range(len(datasets)))
