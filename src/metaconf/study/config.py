@@ -41,6 +41,15 @@ class ModelConfig(_Strict):
     options: dict[str, Any] = Field(
         default_factory=dict, description="Extra keyword arguments for the engine (e.g. tensor_parallel_size)."
     )
+    served_adapters: dict[str, str] = Field(
+        default_factory=dict, description="openai engine with training.backend lora: the name the server serves "
+        "each condition's adapter under (vllm serve --lora-modules NAME=RUN/training/CONDITION/adapter); "
+        "default: the condition's name."
+    )
+    local_path: str | None = Field(
+        None, description="openai engine with training.backend lora: the served model's local folder (what LoRA "
+        "trains on); default: name."
+    )
 
     @model_validator(mode="after")
     def _needs(self) -> "ModelConfig":
