@@ -56,6 +56,33 @@ def on_cpu(vllm: Any) -> bool:
     return bool(getattr(current_platform, "is_cpu", lambda: False)())
 
 
+def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU multiplies bf16 natively (AMX / AVX512-BF16); on AVX2 alone bf16 is emulated and slow."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            return False
+    return any(flag in cpuinfo for flag in ("amx_bf16", "avx512_bf16"))
+
+
+def cpu_settings(kwargs: dict[str, Any], bf16: bool) -> dict[str, Any]:
+    """`vllm.LLM` arguments for the CPU backend: fp32 where bf16 is emulated (vLLM would downcast), and the model
+    in this process (no worker process to start and feed) for a single-socket run. Explicit settings win."""
+    kwargs = dict(kwargs)
+    if kwargs.get("dtype", "auto") == "auto" and not bf16:
+        kwargs["dtype"] = "float32"
+    if kwargs.get("tensor_parallel_size", 1) == 1:
+        kwargs.setdefault("distributed_executor_backend", "uni")
+    return kwargs
+
+
+# Environment defaults of vLLM's CPU backend that fit a shared machine: a small KV cache instead of most of the RAM,
+# no core held back from the model, and the engine core in this process (no spawn, so no `__main__` guard needed).
+CPU_ENV = {"VLLM_CPU_KVCACHE_SPACE": str(CPU_KV_CACHE_GB), "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
+           "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+
+
 def adapter_rank(adapter: str | Path) -> int:
     """The LoRA rank `r` from a PEFT adapter folder's adapter_config.json."""
     config = Path(adapter) / "adapter_config.json"
@@ -209,7 +236,9 @@ class VLLMEngine(Engine):
         self.vllm = import_vllm()
         cpu = on_cpu(self.vllm)
         if cpu:
-            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(CPU_KV_CACHE_GB))
+            for name, value in CPU_ENV.items():
+                os.environ.setdefault(name, value)
+            kwargs = cpu_settings(kwargs, cpu_has_bf16())
         self.per_sample_seeds = (not cpu) if per_sample_seeds is None else per_sample_seeds
         self.llm = shared_llm(self.vllm, kwargs)
         self.lora_request = None
