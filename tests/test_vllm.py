@@ -84,8 +84,9 @@ def study_config(model: Path, **model_fields) -> dict:
                            {"name": "gsm8k", "train": 8, "held_out": 4}]},
         "targets": {"n_samples": 4, "max_new_tokens": 24},
         "conditions": list(CONDITIONS),
-        "training": {"lora": {"rank": LORA_RANK, "alpha": 16, "max_steps": 2, "batch_size": 4, "max_length": 768,
-                              "logging_steps": 1}},
+        # two large steps: enough to move the adapters visibly away from the base model, and quick
+        "training": {"lora": {"rank": LORA_RANK, "alpha": 16, "max_steps": 2, "batch_size": 2, "max_length": 512,
+                              "learning_rate": 0.01, "warmup": 0.0, "logging_steps": 1}},
         "evaluation": {"pairs_per_dataset": 3, "consistency_samples": 2, "n_boot": 50, "logprobs": 3},
     }
 
