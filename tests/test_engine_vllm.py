@@ -10,7 +10,9 @@ import pytest
 
 from metaconf.engines import get_engine
 from metaconf.engines.base import SamplingParams
-from metaconf.engines.vllm import VLLMEngine, adapter_rank, import_vllm, llm_kwargs, sampling_kwargs, to_completion
+from metaconf.engines.vllm import (
+    VLLMEngine, adapter_rank, cpu_has_bf16, cpu_settings, import_vllm, llm_kwargs, sampling_kwargs, to_completion,
+)
 from metaconf.errors import EngineError
 
 
@@ -51,6 +53,7 @@ class FakeSamplingParams:
     seed: int | None = None
     stop: list = field(default_factory=list)
     logprobs: int | None = None
+    structured_outputs: object = None
 
 
 class FakeLLM:
@@ -66,15 +69,18 @@ class FakeLLM:
         self.chats.append((messages, sampling_params, lora_request))
         outs = []
         for conv, sp in zip(messages, sampling_params):
-            words = [conv[-1]["content"], str(sp.seed % 1000), "end"][: sp.max_tokens]
-            ids = list(range(len(words)))
-            lps = None
-            if sp.logprobs is not None:
-                lps = [{i: Logprob(-0.1, 1, w), 100 + i: Logprob(-2.5, 2, w + "?"), 200 + i: Logprob(-3.0, 3, "z")}
-                       for i, w in enumerate(words)]
-            finish = "length" if sp.max_tokens < 3 else "stop"
-            outs.append(RequestOutput("r", "", [1, 2, 3, 4], None,
-                                      [CompletionOutput(0, " ".join(words), ids, None, lps, finish)]))
+            samples = []
+            for k in range(sp.n):  # without a seed (CPU backend), the k-th of n samples
+                words = [conv[-1]["content"], str(sp.seed % 1000) if sp.seed is not None else f"r{k}",
+                         "end"][: sp.max_tokens]
+                ids = list(range(len(words)))
+                lps = None
+                if sp.logprobs is not None:
+                    lps = [{i: Logprob(-0.1, 1, w), 100 + i: Logprob(-2.5, 2, w + "?"),
+                            200 + i: Logprob(-3.0, 3, "z")} for i, w in enumerate(words)]
+                finish = "length" if sp.max_tokens < 3 else "stop"
+                samples.append(CompletionOutput(k, " ".join(words), ids, None, lps, finish))
+            outs.append(RequestOutput("r", "", [1, 2, 3, 4], None, samples))
         return outs
 
 
@@ -195,7 +201,7 @@ def test_engine_with_adapter_and_local_model(fake_vllm, adapter, tmp_path):
     llm = FakeLLM.instances[-1]
     assert llm.kwargs["enable_lora"] is True and llm.kwargs["max_lora_rank"] == 16
     lora = llm.chats[0][2]
-    assert (lora.lora_name, lora.lora_int_id, lora.lora_path) == ("adapter", 1, str(adapter))
+    assert (lora.lora_name, lora.lora_path) == (adapter.parent.name, str(adapter)) and lora.lora_int_id >= 1
     assert engine.generate([msgs("b")], n=1, max_new_tokens=2)[0][0].finish_reason == "length"
 
 
@@ -208,3 +214,62 @@ def test_vllm_errors_become_one_line(fake_vllm):
     engine.llm.chat = boom
     with pytest.raises(EngineError, match=r"^vllm: generation failed for org/model: The decoder prompt .*4096\.$"):
         engine.generate([msgs("a")])
+
+
+# -- vLLM's CPU backend: no per-request seeds, fp32 on AVX2, guided decoding --------------------------------------
+@dataclass
+class FakeStructured:
+    regex: str | None = None
+
+
+@pytest.fixture
+def cpu_vllm(fake_vllm, monkeypatch):
+    platforms = types.ModuleType("vllm.platforms")
+    platforms.current_platform = types.SimpleNamespace(is_cpu=lambda: True)
+    sp = types.ModuleType("vllm.sampling_params")
+    sp.StructuredOutputsParams = FakeStructured
+    monkeypatch.setitem(sys.modules, "vllm.platforms", platforms)
+    monkeypatch.setitem(sys.modules, "vllm.sampling_params", sp)
+    for name in ("VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_NUM_OF_RESERVED_CPU", "VLLM_ENABLE_V1_MULTIPROCESSING"):
+        monkeypatch.delenv(name, raising=False)
+    return fake_vllm
+
+
+def test_cpu_settings():
+    assert cpu_settings({"dtype": "auto", "tensor_parallel_size": 1}, bf16=False) == {
+        "dtype": "float32", "tensor_parallel_size": 1, "distributed_executor_backend": "uni"}
+    assert cpu_settings({"dtype": "auto", "tensor_parallel_size": 1}, bf16=True)["dtype"] == "auto"
+    assert cpu_settings({"dtype": "bfloat16", "tensor_parallel_size": 2}, bf16=False) == {
+        "dtype": "bfloat16", "tensor_parallel_size": 2}
+    assert cpu_has_bf16("flags: fpu avx2 amx_bf16") and not cpu_has_bf16("flags: fpu avx2 fma")
+
+
+def test_cpu_backend_sends_no_per_request_seed_and_records_it(cpu_vllm, tmp_path):
+    import os
+
+    engine = VLLMEngine("org/model", quiet=True, seed=7)
+    llm = FakeLLM.instances[-1]
+    assert llm.kwargs["seed"] == 7 and llm.kwargs["distributed_executor_backend"] == "uni"
+    assert os.environ["VLLM_CPU_KVCACHE_SPACE"] == "1" and os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
+    out = engine.generate([msgs("a"), msgs("b")], n=3, max_new_tokens=8)
+    assert [c.text for c in out[1]] == ["b r0 end", "b r1 end", "b r2 end"]
+    convs, sps, _ = llm.chats[0]
+    assert len(convs) == 2 and all(sp.n == 3 and sp.seed is None for sp in sps)  # one request per prompt
+    assert engine.determinism["per_sample_seeds"] is False and engine.determinism["engine_seed"] == 7
+    assert VLLMEngine("org/model", quiet=True, per_sample_seeds=True).per_sample_seeds  # forced on
+
+
+def test_guide_becomes_a_structured_outputs_regex(cpu_vllm):
+    engine = VLLMEngine("org/model", quiet=True)
+    assert engine.supports_guide
+    engine.generate([msgs("a"), msgs("b")], n=1, max_new_tokens=8, guide=[r"[AB]\. \d+%", None])
+    sps = FakeLLM.instances[-1].chats[0][1]
+    assert sps[0].structured_outputs == FakeStructured(regex=r"[AB]\. \d+%") and sps[1].structured_outputs is None
+
+
+def test_engines_on_one_model_share_one_llm(fake_vllm, adapter):
+    base = VLLMEngine("org/model", quiet=True, max_lora_rank=12)
+    tuned = VLLMEngine("org/model", adapter=adapter, quiet=True, max_lora_rank=12)
+    assert base.llm is tuned.llm and len(FakeLLM.instances) == 1
+    assert base.llm.kwargs["enable_lora"] is True and base.llm.kwargs["max_lora_rank"] == 16
+    assert VLLMEngine("org/other", quiet=True).llm is not base.llm

@@ -138,6 +138,12 @@ class Engine(ABC):
         """Names the adapter on top of the model, or "" for none."""
         return ""
 
+    @property
+    def determinism(self) -> dict[str, Any]:
+        """What repeats on a rerun; a study records it in its run folder (engines that cannot seed override)."""
+        return {"engine": self.name, "per_sample_seeds": True,
+                "repeatable": "each sample has its own seed: the same text on a rerun, a resume or another n"}
+
     # -- what subclasses provide -------------------------------------------------------------------------
     @abstractmethod
     def _generate_batch(self, requests: list[PromptRequest], params: SamplingParams) -> list[list[Completion]]:

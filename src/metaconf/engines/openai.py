@@ -27,6 +27,7 @@ from metaconf.errors import EngineError
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 SEED_MASK = 0x7FFFFFFF  # servers differ in the seed range they accept; 31 bits is safe everywhere
 MAX_RETRY_AFTER_S = 600.0
+GUIDE_FIELD = "structured_outputs.regex"  # where vLLM serve (>= 0.12) takes a regex the reply must match
 
 
 async def _sleep(seconds: float) -> None:
@@ -67,9 +68,12 @@ def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> 
     return rng.uniform(0.0, min(cap, base * (2**attempt)))
 
 
-def build_payload(model: str, messages: Messages, params: SamplingParams, n: int, seed: int,
-                  extra_body: dict[str, Any] | None = None, max_tokens_field: str = "max_tokens") -> dict[str, Any]:
-    """The JSON body of one /chat/completions request."""
+def build_payload(model: str, messages: Messages, params: SamplingParams, n: int, seed: int | None,
+                  extra_body: dict[str, Any] | None = None, max_tokens_field: str = "max_tokens",
+                  guide: str | None = None, guide_field: str | None = GUIDE_FIELD) -> dict[str, Any]:
+    """The JSON body of one /chat/completions request (no `seed` when None). A `guide` regex goes where
+    `guide_field` says, a dotted path: vLLM >= 0.12 `structured_outputs.regex`, older vLLM `guided_regex`,
+    SGLang `regex`."""
     payload: dict[str, Any] = {
         "model": model,
         "messages": messages,
@@ -77,8 +81,9 @@ def build_payload(model: str, messages: Messages, params: SamplingParams, n: int
         "temperature": params.temperature,
         "top_p": params.top_p,
         max_tokens_field: params.max_new_tokens,
-        "seed": seed,
     }
+    if seed is not None:
+        payload["seed"] = seed
     if params.stop:
         payload["stop"] = list(params.stop)
     if params.logprobs is not None:
@@ -86,6 +91,12 @@ def build_payload(model: str, messages: Messages, params: SamplingParams, n: int
         if params.logprobs > 0:
             payload["top_logprobs"] = params.logprobs
     payload.update(extra_body or {})
+    if guide is not None and guide_field:
+        *parents, leaf = guide_field.split(".")
+        node = payload
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = guide
     return payload
 
 
@@ -162,9 +173,14 @@ class OpenAIEngine(Engine):
         extra_body: dict[str, Any] | None = None,
         max_tokens_field: str = "max_tokens",
         batch_size: int = 64,
+        guide_field: str | None = GUIDE_FIELD,
+        send_seed: bool = True,
         store: CompletionStore | str | Path | None = None,
         quiet: bool = False,
     ):
+        """`guide_field`: where a guided-decoding regex goes in the request (None: the server cannot guide;
+        sample free text with a warning). `send_seed=False` for servers that fail on a per-request seed (vLLM
+        serve on its CPU backend)."""
         super().__init__(store=store, quiet=quiet)
         if not base_url or not base_url.startswith(("http://", "https://")):
             raise EngineError(f"openai engine: base_url must start with http:// or https://, got {base_url!r}")
@@ -186,6 +202,9 @@ class OpenAIEngine(Engine):
         self.extra_body = dict(extra_body or {})
         self.max_tokens_field = max_tokens_field
         self.batch_size = batch_size
+        self.guide_field = guide_field or None
+        self.supports_guide = self.guide_field is not None
+        self.send_seed = send_seed
         self.name = f"openai:{model}"
         self._rng = random.Random()
 
@@ -195,6 +214,15 @@ class OpenAIEngine(Engine):
     @property
     def model_identity(self) -> str:
         return f"openai:{self.base_url}#{self.model}"
+
+    @property
+    def determinism(self) -> dict[str, Any]:
+        if self.send_seed:
+            return {"engine": "openai", "per_sample_seeds": True,
+                    "repeatable": "a seed is sent with each request; the text repeats only where the server honours "
+                                  "seeds (vLLM on GPUs does; hosted APIs at best mostly)"}
+        return {"engine": "openai", "per_sample_seeds": False,
+                "repeatable": "no seed is sent (send_seed=false): samples differ between runs"}
 
     def plan_batches(self, requests: list[PromptRequest], params: SamplingParams) -> list[list[int]]:
         size = self.batch_size
@@ -235,9 +263,10 @@ class OpenAIEngine(Engine):
         got: list[Completion] = []
         while len(got) < wanted:
             first = request.sample_indices[len(got)]
-            payload = build_payload(self.model, request.messages, params, n=wanted - len(got),
-                                    seed=sample_seed(request.seed, first) & SEED_MASK,
-                                    extra_body=self.extra_body, max_tokens_field=self.max_tokens_field)
+            seed = sample_seed(request.seed, first) & SEED_MASK if self.send_seed else None
+            payload = build_payload(self.model, request.messages, params, n=wanted - len(got), seed=seed,
+                                    extra_body=self.extra_body, max_tokens_field=self.max_tokens_field,
+                                    guide=request.guide, guide_field=self.guide_field)
             got.extend(await self._post(client, semaphore, payload, params, key))
         return got[:wanted]
 

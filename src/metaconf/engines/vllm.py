@@ -1,14 +1,22 @@
-"""Offline vLLM generation on GPUs (optional: `pip install metaconf[vllm]`), with an optional LoRA adapter.
+"""Offline vLLM generation (optional: `pip install metaconf[vllm]` on GPUs, `make vllm` for the CPU build), with
+LoRA adapters and guided decoding.
 
-Each sample is its own vLLM request (n=1) seeded with `sample_seed(prompt seed, sample index)`, so sample i of a
-prompt does not depend on n or on which other samples were asked for (a resumed run gets the same text);
-vLLM's prefix caching shares the prompt's prefill between its samples. The translation to and from vLLM's
-objects is done by small pure functions (`llm_kwargs`, `sampling_kwargs`, `to_completion`) tested without vLLM.
+Where the backend supports per-request seeds (GPUs), each sample is its own vLLM request (n=1) seeded with
+`sample_seed(prompt seed, sample index)`, so sample i of a prompt does not depend on n or on which other samples
+were asked for (a resumed run gets the same text); vLLM's prefix caching shares the prompt's prefill between its
+samples. vLLM's CPU backend dies on a per-request seed (`CPU Generator does not use offset`): there the engine
+sends one request per prompt with `n` samples and relies on the engine-wide seed, and says so in `determinism`.
+
+Engines on the same model and settings share one `vllm.LLM` (loading it is the slow part): the base model and
+every adapter of a study run on one instance, each adapter as its own `LoRARequest`. The translation to and from
+vLLM's objects is done by small pure functions (`llm_kwargs`, `sampling_kwargs`, `to_completion`) tested
+without vLLM.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +28,11 @@ from metaconf.errors import EngineError
 
 SEED_MASK = 0x7FFFFFFF
 LORA_RANKS = (8, 16, 32, 64, 128, 256, 512)  # the max_lora_rank values every recent vLLM accepts
+CPU_KV_CACHE_GB = 1  # the CPU backend's KV cache when VLLM_CPU_KVCACHE_SPACE is unset (its default takes most RAM)
+
+# (vllm module, frozen LLM kwargs) -> LLM; and each adapter folder's LoRA id on that LLM
+_LLMS: list[tuple[Any, str, Any]] = []
+_LORA_IDS: dict[str, int] = {}
 
 
 def import_vllm() -> Any:
@@ -28,9 +41,46 @@ def import_vllm() -> Any:
         import vllm
     except ImportError as exc:
         raise EngineError(
-            f"the vllm engine needs vLLM (and a GPU): pip install 'metaconf[vllm]' ({exc})"
+            f"the vllm engine needs vLLM: pip install 'metaconf[vllm]' on a GPU machine, or `make vllm` for the "
+            f"CPU build in its own environment (see docs/engines.md) ({exc})"
         ) from None
     return vllm
+
+
+def on_cpu(vllm: Any) -> bool:
+    """Whether vLLM runs on its CPU backend (which cannot seed single requests)."""
+    try:
+        from vllm.platforms import current_platform
+    except ImportError:
+        return False
+    return bool(getattr(current_platform, "is_cpu", lambda: False)())
+
+
+def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU multiplies bf16 natively (AMX / AVX512-BF16); on AVX2 alone bf16 is emulated and slow."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            return False
+    return any(flag in cpuinfo for flag in ("amx_bf16", "avx512_bf16"))
+
+
+def cpu_settings(kwargs: dict[str, Any], bf16: bool) -> dict[str, Any]:
+    """`vllm.LLM` arguments for the CPU backend: fp32 where bf16 is emulated (vLLM would downcast), and the model
+    in this process (no worker process to start and feed) for a single-socket run. Explicit settings win."""
+    kwargs = dict(kwargs)
+    if kwargs.get("dtype", "auto") == "auto" and not bf16:
+        kwargs["dtype"] = "float32"
+    if kwargs.get("tensor_parallel_size", 1) == 1:
+        kwargs.setdefault("distributed_executor_backend", "uni")
+    return kwargs
+
+
+# Environment defaults of vLLM's CPU backend that fit a shared machine: a small KV cache instead of most of the RAM,
+# no core held back from the model, and the engine core in this process (no spawn, so no `__main__` guard needed).
+CPU_ENV = {"VLLM_CPU_KVCACHE_SPACE": str(CPU_KV_CACHE_GB), "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
+           "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
 
 
 def adapter_rank(adapter: str | Path) -> int:
@@ -57,8 +107,11 @@ def llm_kwargs(
     dtype: str = "auto",
     seed: int = 0,
     extra: dict[str, Any] | None = None,
+    max_lora_rank: int | None = None,
 ) -> dict[str, Any]:
-    """Keyword arguments for `vllm.LLM(...)`; with an adapter, LoRA is enabled with a large enough max rank."""
+    """Keyword arguments for `vllm.LLM(...)`. LoRA is enabled with an adapter or a `max_lora_rank` (a study asks
+    for its largest rank up front, so the base model and all adapters share one LLM), rounded up to a rank vLLM
+    accepts."""
     kwargs: dict[str, Any] = {
         "model": str(model),
         "tensor_parallel_size": tensor_parallel_size,
@@ -68,30 +121,36 @@ def llm_kwargs(
     }
     if max_model_len is not None:
         kwargs["max_model_len"] = max_model_len
-    if adapter is not None:
-        rank = adapter_rank(adapter)
-        fitting = [r for r in LORA_RANKS if r >= rank]
+    ranks = ([adapter_rank(adapter)] if adapter is not None else []) + ([max_lora_rank] if max_lora_rank else [])
+    if ranks:
+        fitting = [r for r in LORA_RANKS if r >= max(ranks)]
         if not fitting:
-            raise EngineError(f"{adapter}: LoRA rank {rank} is above vLLM's largest ({LORA_RANKS[-1]})")
+            raise EngineError(f"{adapter or 'max_lora_rank'}: LoRA rank {max(ranks)} is above vLLM's largest "
+                              f"({LORA_RANKS[-1]})")
         kwargs["enable_lora"] = True
         kwargs["max_lora_rank"] = fitting[0]
     kwargs.update(extra or {})
     return kwargs
 
 
-def sampling_kwargs(params: SamplingParams, seed: int, n: int = 1) -> dict[str, Any]:
-    """Keyword arguments for `vllm.SamplingParams(...)` for `n` samples drawn with `seed`."""
+def sampling_kwargs(params: SamplingParams, seed: int | None, n: int = 1, guide: str | None = None,
+                    structured: Any = None) -> dict[str, Any]:
+    """Keyword arguments for `vllm.SamplingParams(...)` for `n` samples drawn with `seed` (None: the engine's
+    own random state); `guide` is a regex the completion must match, passed as `structured(regex=guide)`."""
     kwargs: dict[str, Any] = {
         "n": n,
         "temperature": params.temperature,
         "top_p": params.top_p,
         "max_tokens": params.max_new_tokens,
-        "seed": seed & SEED_MASK,
     }
+    if seed is not None:
+        kwargs["seed"] = seed & SEED_MASK
     if params.stop:
         kwargs["stop"] = list(params.stop)
     if params.logprobs is not None:
         kwargs["logprobs"] = params.logprobs
+    if guide is not None:
+        kwargs["structured_outputs"] = structured(regex=guide)
     return kwargs
 
 
@@ -121,10 +180,27 @@ def _token_logprob(token_id: int, position: dict[int, Any], k: int) -> TokenLogp
     return TokenLogprob(token=str(chosen.decoded_token), logprob=float(chosen.logprob), top=top)
 
 
+def shared_llm(vllm: Any, kwargs: dict[str, Any]) -> Any:
+    """One `vllm.LLM` per (module, settings) in this process: loading a model takes minutes, adapters do not."""
+    key = json.dumps(kwargs, sort_keys=True, default=str)
+    for module, known, llm in _LLMS:
+        if module is vllm and known == key:
+            return llm
+    llm = vllm.LLM(**kwargs)
+    _LLMS.append((vllm, key, llm))
+    return llm
+
+
+def lora_id(adapter: str) -> int:
+    """A stable positive id per adapter folder (vLLM caches loaded adapters by id)."""
+    return _LORA_IDS.setdefault(adapter, len(_LORA_IDS) + 1)
+
+
 class VLLMEngine(Engine):
     """Samples with vLLM's offline `LLM` from a local folder or hub name, optionally through a LoRA adapter."""
 
     name = "vllm"
+    supports_guide = True
 
     def __init__(
         self,
@@ -136,10 +212,14 @@ class VLLMEngine(Engine):
         dtype: str = "auto",
         batch_size: int = 256,
         llm_options: dict[str, Any] | None = None,
+        max_lora_rank: int | None = None,
+        seed: int = 0,
+        per_sample_seeds: bool | None = None,
         store: CompletionStore | str | Path | None = None,
         quiet: bool = False,
     ):
-        """`llm_options`: any further `vllm.LLM` arguments (enforce_eager, quantization, trust_remote_code...)."""
+        """`llm_options`: any further `vllm.LLM` arguments (enforce_eager, quantization, trust_remote_code...).
+        `seed`: the engine-wide seed. `per_sample_seeds`: None detects (off on vLLM's CPU backend)."""
         super().__init__(store=store, quiet=quiet)
         from metaconf.engines.hf import adapter_fingerprint, model_fingerprint
 
@@ -148,17 +228,26 @@ class VLLMEngine(Engine):
         self.model_name = str(model)
         self.adapter_path = str(adapter) if adapter is not None else None
         self.batch_size = batch_size
+        self.seed = seed
         kwargs = llm_kwargs(self.model_name, adapter, tensor_parallel_size, gpu_memory_utilization, max_model_len,
-                            dtype, extra=llm_options)
+                            dtype, seed=seed, extra=llm_options, max_lora_rank=max_lora_rank)
         self._fingerprint = model_fingerprint(model)
         self._adapter_fingerprint = adapter_fingerprint(adapter) if adapter is not None else ""
         self.vllm = import_vllm()
-        self.llm = self.vllm.LLM(**kwargs)
+        cpu = on_cpu(self.vllm)
+        if cpu:
+            for name, value in CPU_ENV.items():
+                os.environ.setdefault(name, value)
+            kwargs = cpu_settings(kwargs, cpu_has_bf16())
+        self.per_sample_seeds = (not cpu) if per_sample_seeds is None else per_sample_seeds
+        self.llm = shared_llm(self.vllm, kwargs)
         self.lora_request = None
         if adapter is not None:
             from vllm.lora.request import LoRARequest
 
-            self.lora_request = LoRARequest(lora_name="adapter", lora_int_id=1, lora_path=str(adapter))
+            self.lora_request = LoRARequest(lora_name=Path(adapter).parent.name or "adapter",
+                                            lora_int_id=lora_id(str(adapter)), lora_path=str(adapter))
+        self._structured = None
 
     @property
     def model_identity(self) -> str:
@@ -168,17 +257,42 @@ class VLLMEngine(Engine):
     def adapter_identity(self) -> str:
         return f"adapter@{self._adapter_fingerprint}" if self.adapter_path else ""  # content, not the path
 
+    @property
+    def determinism(self) -> dict[str, Any]:
+        if self.per_sample_seeds:
+            return {"engine": "vllm", "per_sample_seeds": True, "engine_seed": self.seed,
+                    "repeatable": "each sample has its own seed: the same text on a rerun, a resume or another n"}
+        return {"engine": "vllm", "per_sample_seeds": False, "engine_seed": self.seed,
+                "repeatable": "one engine-wide seed (this vLLM backend cannot seed single requests, e.g. the CPU "
+                              "build): a fresh process asking for the same prompts in the same order repeats; a "
+                              "resumed run or another n draws different samples"}
+
     def plan_batches(self, requests: list[PromptRequest], params: SamplingParams) -> list[list[int]]:
         size = self.batch_size
         return [list(range(i, min(i + size, len(requests)))) for i in range(0, len(requests), size)]
 
+    def _structured_params(self) -> Any:
+        if self._structured is None:
+            from vllm.sampling_params import StructuredOutputsParams
+
+            self._structured = StructuredOutputsParams
+        return self._structured
+
     def _generate_batch(self, requests: list[PromptRequest], params: SamplingParams) -> list[list[Completion]]:
-        conversations, sampling = [], []
+        structured = self._structured_params() if any(r.guide is not None for r in requests) else None
+        conversations, sampling, counts = [], [], []
         for request in requests:
-            for sample in request.sample_indices:
+            if self.per_sample_seeds:  # one request per sample, each with its own seed
+                for sample in request.sample_indices:
+                    conversations.append(request.messages)
+                    sampling.append(self.vllm.SamplingParams(**sampling_kwargs(
+                        params, sample_seed(request.seed, sample), guide=request.guide, structured=structured)))
+                counts.append([1] * len(request.sample_indices))
+            else:  # one request with n samples, drawn from the engine-wide random state
                 conversations.append(request.messages)
-                seed = sample_seed(request.seed, sample)
-                sampling.append(self.vllm.SamplingParams(**sampling_kwargs(params, seed)))
+                sampling.append(self.vllm.SamplingParams(**sampling_kwargs(
+                    params, None, n=len(request.sample_indices), guide=request.guide, structured=structured)))
+                counts.append([len(request.sample_indices)])
         try:
             outputs = self.llm.chat(conversations, sampling, use_tqdm=False, lora_request=self.lora_request)
         except (ValueError, RuntimeError) as exc:  # e.g. a prompt longer than max_model_len
@@ -187,8 +301,10 @@ class VLLMEngine(Engine):
         if len(outputs) != len(conversations):
             raise EngineError(f"vllm: got {len(outputs)} outputs for {len(conversations)} requests")
         results, position = [], 0
-        for request in requests:
-            row = [to_completion(outputs[position + j], params) for j in range(len(request.sample_indices))]
-            position += len(request.sample_indices)
+        for per_request in counts:
+            row = []
+            for n in per_request:
+                row += [to_completion(outputs[position], params, index=i) for i in range(n)]
+                position += 1
             results.append(row)
         return results

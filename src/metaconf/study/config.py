@@ -47,6 +47,15 @@ class ModelConfig(_Strict):
         "on other CPUs (bf16 is emulated and slow there), float16 on older GPUs. The choice and why is printed and "
         "recorded in RUN/run_info.json."
     )
+    served_adapters: dict[str, str] = Field(
+        default_factory=dict, description="openai engine with training.backend lora: the name the server serves "
+        "each condition's adapter under (vllm serve --lora-modules NAME=RUN/training/CONDITION/adapter); "
+        "default: the condition's name."
+    )
+    local_path: str | None = Field(
+        None, description="openai engine with training.backend lora: the served model's local folder (what LoRA "
+        "trains on); default: name."
+    )
 
     @model_validator(mode="after")
     def _needs(self) -> "ModelConfig":

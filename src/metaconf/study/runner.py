@@ -71,7 +71,7 @@ class Study:
             from metaconf.engines.embedded import embedded_model_dir
 
             return str(embedded_model_dir())
-        return str(self.config.model.name)
+        return str(self.config.model.local_path or self.config.model.name)
 
     def local_model(self) -> bool:
         return self.config.model.engine in ("embedded", "hf", "vllm")
@@ -98,13 +98,16 @@ class Study:
             raise ConfigError(f"{self.source}: field 'model.options': {exc}") from None
         if condition == BASE:
             self._base_engine = engine
+        self._record_determinism(condition, engine)
         return engine
 
     def _make_engine(self, condition: str, kwargs: dict[str, Any], adapter: Path | None) -> Engine:
         m = self.config.model
         if m.engine == "openai":
             model = m.name
-            if condition != BASE:
+            if condition != BASE and self.config.training.backend == "lora":  # served next to the base model
+                model = m.served_adapters.get(condition, condition)
+            elif condition != BASE:
                 job = read_json(self.run_dir / "training" / condition / "hosted_job.json")
                 model = job["fine_tuned_model"]
             engine = get_engine("openai", store=self.store, base_url=m.base_url, model=model,
@@ -113,9 +116,21 @@ class Study:
             engine = get_engine("embedded", store=self.store, adapter=adapter, quiet=self.quiet,
                                 dtype=self.dtype().dtype, **kwargs)
         else:
+            if m.engine == "vllm" and self.config.trained_conditions and self.config.training.backend == "lora":
+                # the largest rank up front: the base model and every adapter then share one vllm.LLM
+                ranks = [self.config.training.lora_for(c).rank for c in self.config.trained_conditions]
+                kwargs.setdefault("max_lora_rank", max(ranks))
             engine = get_engine(m.engine, store=self.store, model=m.name, adapter=adapter, quiet=self.quiet,
                                 dtype=self.dtype().dtype, **kwargs)
         return engine
+
+    def _record_determinism(self, condition: str, engine: Engine) -> None:
+        """RUN/determinism.json: per condition, whether its samples repeat on a rerun (backends differ)."""
+        path = self.run_dir / "determinism.json"
+        record = read_json(path) if path.is_file() else {}
+        if record.get(condition) != engine.determinism:
+            record[condition] = engine.determinism
+            write_json(path, record)
 
     # -- stages -------------------------------------------------------------------------------------------
     def load_data(self) -> None:
