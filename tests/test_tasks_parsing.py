@@ -98,6 +98,9 @@ def test_parse_pairwise_missing_parts_are_not_parsed():
     p = parse_pairwise("Choice: 1\nAnswer 1: B", MC, NUM)
     assert p.choice == 1 and p.answer2 is None and not p.parsed and not p.correct2
     assert parse_pairwise("Choice: 12", MC, NUM).choice is None
+    # an answer line with nothing gradable in it is read as a wrong answer (the reply itself was readable)
+    cut = parse_pairwise('Choice: Question 1\nAnswer 1: The answer is "The \nAnswer 2: 42', MC, NUM)
+    assert (cut.choice, cut.answer1, cut.correct1, cut.correct2, cut.parsed) == (1, None, False, True, True)
 
 
 def _lp(token: str, top: dict[str, float]) -> TokenLogprob:

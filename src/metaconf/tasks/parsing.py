@@ -130,7 +130,9 @@ class PairParse:
     correct1: bool
     correct2: bool
     p_first: float | None  # P(choice = 1) renormalised over the '1'/'2' tokens, from log-probabilities
-    parsed: bool  # choice and both answers were read
+    # the choice and both answer lines were read; an answer line with nothing gradable in it (a guided open answer
+    # cut at its length bound, e.g. 'The answer is "The') is a wrong answer, not an unreadable reply
+    parsed: bool
 
 
 def parse_single(text: str, q: Question) -> SingleParse:
@@ -240,9 +242,10 @@ def parse_pairwise(
     text = bounded_text(text) if isinstance(text, str) else ""
     choice_match = _CHOICE.search(text)
     choice = int(choice_match.group(1)) if choice_match else None
-    answers = []
+    answers, lines = [], 0
     for k, q in ((1, q1), (2, q2)):
         part = _labelled_line(text, re.compile(rf"\banswer\s*{k}\s*[:=]", re.I))
+        lines += part is not None
         try:
             answers.append(grading.extract_answer(part, q) if part is not None else None)
         except Exception:
@@ -254,7 +257,7 @@ def parse_pairwise(
     return PairParse(
         choice=choice, answer1=answers[0], answer2=answers[1],
         correct1=_matches(answers[0], q1), correct2=_matches(answers[1], q2), p_first=p_first,
-        parsed=choice is not None and None not in answers,
+        parsed=choice is not None and lines == 2,
     )
 
 
