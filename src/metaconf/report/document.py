@@ -81,7 +81,7 @@ def md_escape(text: object) -> str:
     """One line of Markdown that shows `text` literally: no table breaks, links, emphasis or raw HTML."""
     flat = _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
     flat = _MD_LEADING.sub(lambda m: m.group(1) + "\\" if m.group(1)[0].isdigit() else "\\" + m.group(1), flat)
-    return html.escape(flat, quote=True)
+    return html.escape(flat, quote=False)  # no tag can open (< and > are escaped), so quotes stay readable
 
 
 def _is_number(text: str) -> bool:
