@@ -177,6 +177,16 @@ def run_vllm_serve(python: str, model: str, prompts, args) -> dict:
             proc.wait()
 
 
+def emit(result: dict, path: Path | None) -> dict:
+    """Print the result as JSON and, with --json, also write it (atomically)."""
+    print(json.dumps(result, indent=2))
+    if path:
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+        tmp.replace(path)
+    return result
+
+
 def add_vllm(result: dict, name: str, measured: dict) -> None:
     t = statistics.median(x for x, _ in measured["runs"])
     tokens = statistics.median(k for _, k in measured["runs"])
@@ -248,12 +258,7 @@ def main(argv: list[str] | None = None) -> dict:
         add_vllm(result["vllm"], "vllm_serve", run_vllm_serve(args.vllm_python, model, prompts, args))
         print(f"vllm serve: {result['vllm']['vllm_serve_s']} s (+{result['vllm']['vllm_serve_load_s']} s start)",
               file=sys.stderr)
-    print(json.dumps(result, indent=2))
-    if args.json:
-        tmp = args.json.with_suffix(args.json.suffix + ".tmp")
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-        tmp.replace(args.json)
-    return result
+    return emit(result, args.json)
 
 
 def bench_dtype(engine, prompts, args: argparse.Namespace, threads: int, naive: bool) -> dict:
@@ -338,12 +343,7 @@ def guided_vs_free(args: argparse.Namespace) -> dict:
             (med["guided"][0] / med["guided"][1]) / (med["free"][0] / med["free"][1]), 3),
         "runs": {m: [[round(t, 2), k] for t, k in v] for m, v in runs.items()},
     }
-    print(json.dumps(result, indent=2))
-    if args.json:
-        tmp = args.json.with_suffix(args.json.suffix + ".tmp")
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-        tmp.replace(args.json)
-    return result
+    return emit(result, args.json)
 
 
 if __name__ == "__main__":  # the guard also keeps vLLM's engine processes from rerunning the benchmark

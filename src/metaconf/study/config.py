@@ -68,45 +68,36 @@ class ModelConfig(_Strict):
         return self
 
 
-class TrainDataset(_Strict):
+class _DatasetSource(_Strict):
+    """Where a dataset entry's questions come from and how it is named; shared by training and evaluation entries."""
+
+    name: str = Field(description="A registered dataset name (`metaconf datasets`) or a data file.")
+    path: str | None = Field(None, description="A full copy of the dataset (folder or file); default: bundled sample.")
+    split: str | None = Field(None, description="Which split to draw from; default: the dataset's default split.")
+    fields: dict[str, str] = Field(
+        default_factory=dict, description="Field mapping for user files (question=, answers=, choices=, ...)."
+    )
+    label: str | None = Field(
+        None, description="The dataset's name in tables, plots and prediction files (default: the registered name, "
+        "or the file's name without its extension); unique within the study.", pattern=r"^[A-Za-z0-9_.+-]+$",
+    )
+    domain: str | None = Field(
+        None, description="The dataset's domain in tables and plots (default: the registered dataset's domain, or "
+        "'general' for a user file)."
+    )
+
+
+class TrainDataset(_DatasetSource):
     """A training-domain dataset: some questions train, others are held out for in-domain evaluation."""
 
-    name: str = Field(description="A registered dataset name (`metaconf datasets`) or a data file.")
     train: int = Field(50, ge=1, description="Training questions drawn from it.")
     held_out: int = Field(24, ge=2, description="Held-out questions for in-domain evaluation (never trained on).")
-    path: str | None = Field(None, description="A full copy of the dataset (folder or file); default: bundled sample.")
-    split: str | None = Field(None, description="Which split to draw from; default: the dataset's default split.")
-    fields: dict[str, str] = Field(
-        default_factory=dict, description="Field mapping for user files (question=, answers=, choices=, ...)."
-    )
-    label: str | None = Field(
-        None, description="The dataset's name in tables, plots and prediction files (default: the registered name, "
-        "or the file's name without its extension); unique within the study.", pattern=r"^[A-Za-z0-9_.+-]+$",
-    )
-    domain: str | None = Field(
-        None, description="The dataset's domain in tables and plots (default: the registered dataset's domain, or "
-        "'general' for a user file)."
-    )
 
 
-class EvalDataset(_Strict):
+class EvalDataset(_DatasetSource):
     """A new-domain dataset, evaluated only."""
 
-    name: str = Field(description="A registered dataset name (`metaconf datasets`) or a data file.")
     n: int = Field(24, ge=2, description="Questions evaluated.")
-    path: str | None = Field(None, description="A full copy of the dataset (folder or file); default: bundled sample.")
-    split: str | None = Field(None, description="Which split to draw from; default: the dataset's default split.")
-    fields: dict[str, str] = Field(
-        default_factory=dict, description="Field mapping for user files (question=, answers=, choices=, ...)."
-    )
-    label: str | None = Field(
-        None, description="The dataset's name in tables, plots and prediction files (default: the registered name, "
-        "or the file's name without its extension); unique within the study.", pattern=r"^[A-Za-z0-9_.+-]+$",
-    )
-    domain: str | None = Field(
-        None, description="The dataset's domain in tables and plots (default: the registered dataset's domain, or "
-        "'general' for a user file)."
-    )
 
 
 class DataConfig(_Strict):
