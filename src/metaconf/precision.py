@@ -114,14 +114,16 @@ def choose_dtype(
     return DtypeChoice("float32", "auto", device, "auto: the CPU has no bf16 matrix units (amx_bf16, avx512_bf16)")
 
 
-_announced: set[DtypeChoice] = set()
+_announced: set[tuple[str, str]] = set()  # (dtype, device) already printed
 
 
 def announce(choice: DtypeChoice, quiet: bool = False) -> None:
-    """Print a choice to stderr, once per process."""
-    if quiet or choice in _announced:
+    """Print a choice to stderr, once per process and (dtype, device): the engine that receives the study's resolved
+    dtype does not print it again as "as configured"."""
+    key = (choice.dtype, choice.device)
+    if quiet or key in _announced:
         return
-    _announced.add(choice)
+    _announced.add(key)
     print(f"metaconf: {choice.describe()}", file=sys.stderr, flush=True)
 
 
