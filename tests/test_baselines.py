@@ -15,7 +15,7 @@ from metaconf.baselines.scores import agreement, answer_token_probability, yes_p
 from metaconf.baselines.summary import baseline_metrics
 from metaconf.data import Question
 from metaconf.engines import Completion
-from metaconf.engines.base import TokenLogprob
+from metaconf.engines.types import TokenLogprob
 from metaconf.engines.scripted import ScriptedEngine
 from metaconf.io import write_jsonl
 from metaconf.study.config import parse_config

@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from metaconf.engines import get_engine  # noqa: E402
-from metaconf.engines.base import SamplingParams  # noqa: E402
+from metaconf.engines.types import SamplingParams  # noqa: E402
 from metaconf.engines.embedded import embedded_model_dir  # noqa: E402
 from metaconf.engines.hf import HFEngine, _common_prefix  # noqa: E402
 from metaconf.engines.store import CompletionStore  # noqa: E402
@@ -82,7 +82,7 @@ def test_small_batch_budget_gives_same_results(tiny_model, engine):
 
 
 def _requests(engine, prompts, params):
-    from metaconf.engines.base import PromptRequest
+    from metaconf.engines.types import PromptRequest
 
     return [PromptRequest(list(p), list(range(params.n)), seed=i) for i, p in enumerate(prompts)]
 

@@ -11,7 +11,7 @@ from helpers.fake_openai_server import FakeOpenAIServer, default_respond
 from metaconf.engines import get_engine
 from metaconf.engines import openai as openai_mod
 from metaconf.engines.openai import OpenAIEngine, backoff_delay, build_payload, parse_retry_after
-from metaconf.engines.base import SamplingParams
+from metaconf.engines.types import SamplingParams
 from metaconf.errors import EngineError
 
 SECRET = "sk-test-DO-NOT-LEAK-1234567890"

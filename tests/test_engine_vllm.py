@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from metaconf.engines import get_engine
-from metaconf.engines.base import SamplingParams
+from metaconf.engines.types import SamplingParams
 from metaconf.engines.vllm import (
     VLLMEngine, adapter_rank, cpu_has_bf16, cpu_settings, import_vllm, llm_kwargs, sampling_kwargs, to_completion,
 )

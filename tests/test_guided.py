@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from metaconf.data.schema import Question
-from metaconf.engines.base import TokenLogprob
+from metaconf.engines.types import TokenLogprob
 from metaconf.errors import ConfigError
 from metaconf.tasks import (
     answer_messages, load_template, pairwise_messages, parse_answer, parse_pairwise, parse_single, single_messages,

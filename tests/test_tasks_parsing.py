@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from metaconf.data.schema import Question
-from metaconf.engines.base import TokenLogprob
+from metaconf.engines.types import TokenLogprob
 from metaconf.errors import DataError
 from metaconf.tasks import (
     choice_probability, format_pairwise_target, format_single_target, parse_confidence, parse_pairwise, parse_single,

@@ -15,7 +15,7 @@ COMMAND_MODULES = [
     "metaconf.data.cli",  # datasets
     "metaconf.targets.cli",  # build-data
     "metaconf.training.cli",  # train, merge
-    "metaconf.evaluation_cli",  # evaluate
+    "metaconf.evaluation.cli",  # evaluate
     "metaconf.report.cli",  # report
     "metaconf.ask_cli",  # ask
 ]

@@ -10,7 +10,7 @@ import re
 from typing import Sequence
 
 from metaconf.data import Question
-from metaconf.engines.base import TokenLogprob
+from metaconf.engines.types import TokenLogprob
 from metaconf.tasks import Template, format_choices
 
 _ANSWER_LABEL = re.compile(r"\banswer\s*[:=]\s*", re.I)

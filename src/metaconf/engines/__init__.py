@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from metaconf.engines.base import Completion, Engine, PromptRequest, SamplingParams, TokenLogprob
+from metaconf.engines.base import Engine
+
+from metaconf.engines.types import Completion, PromptRequest, SamplingParams, TokenLogprob
 from metaconf.engines.store import CompletionStore
 
 ENGINE_KINDS = ("embedded", "hf", "vllm", "openai", "scripted")

@@ -51,6 +51,12 @@ def _drop_gguf_marker(folder: Path) -> None:
         write_json(config_path, config)
 
 
+def resolve_model(model: str | Path) -> str:
+    """The one place "embedded" is resolved: 'embedded' -> the embedded model's folder (converted on first use);
+    anything else (a folder or hub id) as given. Every engine, training and the study call this."""
+    return str(embedded_model_dir()) if str(model) == "embedded" else str(model)
+
+
 def embedded_model_dir() -> Path:
     """A folder holding the embedded model as safetensors + tokenizer, converted on first use."""
     target = cache_root() / "smollm2-135m-instruct"

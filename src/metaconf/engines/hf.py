@@ -15,10 +15,10 @@ import inspect
 from pathlib import Path
 from typing import Any
 
-from metaconf.engines.base import (
-    Completion, Engine, Messages, PromptRequest, SamplingParams, TokenLogprob, apply_stop, prompt_text,
-    sample_seed, stable_hash,
-)
+from metaconf.engines.embedded import resolve_model
+from metaconf.engines.base import Engine, apply_stop, prompt_text, sample_seed, stable_hash
+
+from metaconf.engines.types import Completion, Messages, PromptRequest, SamplingParams, TokenLogprob
 from metaconf.errors import EngineError
 from metaconf.precision import DTYPES, DtypeChoice, announce, choose_dtype, torch_dtype
 
@@ -95,7 +95,7 @@ class HFEngine(Engine):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        self.model_name = str(model)
+        self.model_name = resolve_model(model)
         self.adapter_path = str(adapter) if adapter is not None else None
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.dtype_choice = _resolve_dtype(dtype, self.device)
@@ -104,15 +104,15 @@ class HFEngine(Engine):
         # A token budget per batch: rows x (prompt + new tokens). Bounds KV-cache memory.
         self.max_batch_tokens = max_batch_tokens or (1 << 18 if self.device.type == "cuda" else 1 << 15)
         self.share_prefix = share_prefix
-        local = Path(model).is_dir()
-        if not local and Path(model).exists():
-            raise EngineError(f"{model}: not a model folder")
+        local = Path(self.model_name).is_dir()
+        if not local and Path(self.model_name).exists():
+            raise EngineError(f"{self.model_name}: not a model folder")
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(model)
-            self.model = AutoModelForCausalLM.from_pretrained(model, dtype=self.dtype)
+            self.tokenizer = AutoTokenizer.from_pretrained(self.model_name)
+            self.model = AutoModelForCausalLM.from_pretrained(self.model_name, dtype=self.dtype)
         except (OSError, ValueError) as e:
-            raise EngineError(f"{model}: cannot load model or tokenizer ({str(e).splitlines()[0]})") from e
-        self._fingerprint = model_fingerprint(model) or str(getattr(self.model.config, "_commit_hash", "") or "")
+            raise EngineError(f"{self.model_name}: cannot load model or tokenizer ({str(e).splitlines()[0]})") from e
+        self._fingerprint = model_fingerprint(self.model_name) or str(getattr(self.model.config, "_commit_hash", "") or "")
         self._adapter_fingerprint = ""
         if adapter is not None:
             from peft import PeftModel
@@ -135,9 +135,7 @@ class HFEngine(Engine):
     @classmethod
     def embedded(cls, store: Any = None, adapter: str | Path | None = None, **kw: Any) -> "HFEngine":
         """The embedded default model (SmolLM2-135M-Instruct), converted once and loaded offline."""
-        from metaconf.engines.embedded import embedded_model_dir
-
-        return cls(embedded_model_dir(), adapter=adapter, store=store, **kw)
+        return cls("embedded", adapter=adapter, store=store, **kw)
 
     # -- identity ----------------------------------------------------------------------------------------
     @property

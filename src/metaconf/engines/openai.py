@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from metaconf.engines.base import (
-    Completion, Engine, Messages, PromptRequest, SamplingParams, TokenLogprob, apply_stop, sample_seed,
-)
+from metaconf.engines.base import Engine, apply_stop, sample_seed
+
+from metaconf.engines.types import Completion, Messages, PromptRequest, SamplingParams, TokenLogprob
 from metaconf.engines.store import CompletionStore
 from metaconf.errors import EngineError
 

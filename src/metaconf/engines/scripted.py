@@ -11,7 +11,9 @@ import time
 from pathlib import Path
 from typing import Callable, Mapping, Sequence, Union
 
-from metaconf.engines.base import Completion, Engine, Messages, PromptRequest, SamplingParams, apply_stop
+from metaconf.engines.base import Engine, apply_stop
+
+from metaconf.engines.types import Completion, Messages, PromptRequest, SamplingParams
 from metaconf.engines.store import CompletionStore
 from metaconf.errors import EngineError
 

@@ -11,12 +11,10 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import Iterable
 
+from metaconf.engines.types import Completion
 from metaconf.errors import EngineError
-
-if TYPE_CHECKING:
-    from metaconf.engines.base import Completion
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS completions (
@@ -52,10 +50,8 @@ class CompletionStore:
             raise EngineError(f"{self.path}: not a metaconf completion store (table columns {columns})")
         self._lock = threading.Lock()
 
-    def get_many(self, keys: list[str], n: int) -> dict[tuple[str, int], "Completion"]:
+    def get_many(self, keys: list[str], n: int) -> dict[tuple[str, int], Completion]:
         """The stored completions among `keys` x samples 0..n-1 (whatever subset exists)."""
-        from metaconf.engines.base import Completion
-
         found: dict[tuple[str, int], Completion] = {}
         for start in range(0, len(keys), 500):
             chunk = keys[start : start + 500]
@@ -74,7 +70,7 @@ class CompletionStore:
 
     def put_many(
         self,
-        produced: Iterable[tuple[str, int, "Completion"]],
+        produced: Iterable[tuple[str, int, Completion]],
         *,
         model: str,
         adapter: str,

@@ -20,9 +20,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from metaconf.engines.base import (
-    Completion, Engine, PromptRequest, SamplingParams, TokenLogprob, apply_stop, sample_seed,
-)
+from metaconf.engines.embedded import resolve_model
+from metaconf.engines.base import Engine, apply_stop, sample_seed
+
+from metaconf.engines.types import Completion, PromptRequest, SamplingParams, TokenLogprob
 from metaconf.engines.store import CompletionStore
 from metaconf.errors import EngineError
 
@@ -225,13 +226,13 @@ class VLLMEngine(Engine):
 
         if batch_size < 1:
             raise EngineError(f"vllm engine: batch_size must be >= 1, got {batch_size}")
-        self.model_name = str(model)
+        self.model_name = resolve_model(model)
         self.adapter_path = str(adapter) if adapter is not None else None
         self.batch_size = batch_size
         self.seed = seed
         kwargs = llm_kwargs(self.model_name, adapter, tensor_parallel_size, gpu_memory_utilization, max_model_len,
                             dtype, seed=seed, extra=llm_options, max_lora_rank=max_lora_rank)
-        self._fingerprint = model_fingerprint(model)
+        self._fingerprint = model_fingerprint(self.model_name)
         self._adapter_fingerprint = adapter_fingerprint(adapter) if adapter is not None else ""
         self.vllm = import_vllm()
         cpu = on_cpu(self.vllm)

@@ -12,12 +12,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from metaconf.errors import ConfigError
+from metaconf.conditions import BASE, CONDITIONS
+from metaconf.errors import ConfigError, field_location, validation_error
 from metaconf.targets import TargetsConfig
 from metaconf.training.config import LoraTrainConfig
 
-BASE = "base"
-BUILTIN_CONDITIONS = ("single", "pairwise", "multitask")
 
 
 class _Strict(BaseModel):
@@ -137,7 +136,7 @@ class TrainingConfig(_Strict):
                 self.lora_for(condition)
             except ValidationError as exc:
                 first = exc.errors()[0]
-                raise ValueError(f"lora_by_condition.{condition}.{_location(first)}: {first['msg']}") from None
+                raise ValueError(f"lora_by_condition.{condition}.{field_location(first)}: {first['msg']}") from None
         return self
 
     def lora_for(self, condition: str) -> LoraTrainConfig:
@@ -150,6 +149,10 @@ class EvaluationConfig(_Strict):
     pairs_per_dataset: int = Field(24, ge=1, description="Pairs of held-out questions per dataset, pairwise task.")
     consistency_samples: int = Field(
         10, ge=2, description="Base-model samples per evaluation question, for the consistency ranking (AUC_c)."
+    )
+    consistency_temperature: float = Field(
+        1.0, ge=0, description="Sampling temperature of those samples (the evaluation's own setting; the training "
+        "targets' samples use targets.temperature). Seeded by evaluation.seed."
     )
     temperature: float = Field(0.0, ge=0, description="Sampling temperature of evaluation answers (0 = greedy).")
     logprobs: int = Field(5, ge=0, le=20, description=(
@@ -173,7 +176,7 @@ class StudyConfig(_Strict):
     data: DataConfig = Field(description="Training and evaluation datasets.")
     targets: TargetsConfig = Field(default_factory=TargetsConfig, description="Sampling and calibrated targets.")
     conditions: list[str] = Field(
-        default_factory=lambda: [BASE, *BUILTIN_CONDITIONS],
+        default_factory=lambda: list(CONDITIONS),
         description="Conditions to compare: base (no fine-tuning) and trained ones (single, pairwise, multitask).",
     )
     training: TrainingConfig = Field(default_factory=TrainingConfig, description="Fine-tuning settings.")
@@ -195,9 +198,9 @@ class StudyConfig(_Strict):
     @field_validator("conditions")
     @classmethod
     def _known_conditions(cls, v: list[str]) -> list[str]:
-        unknown = [c for c in v if c not in (BASE, *BUILTIN_CONDITIONS)]
+        unknown = [c for c in v if c not in CONDITIONS]
         if unknown:
-            raise ValueError(f"unknown condition(s) {unknown}; choose from {[BASE, *BUILTIN_CONDITIONS]}")
+            raise ValueError(f"unknown condition(s) {unknown}; choose from {list(CONDITIONS)}")
         if len(set(v)) != len(v):
             raise ValueError("conditions repeat")
         return v
@@ -214,10 +217,6 @@ class StudyConfig(_Strict):
         return [c for c in self.conditions if c != BASE]
 
 
-def _location(error: dict[str, Any]) -> str:
-    return ".".join(str(part) for part in error["loc"]) or "(top level)"
-
-
 def parse_config(raw: dict[str, Any], source: str = "config") -> StudyConfig:
     """Validate a config mapping; raise ConfigError naming the source and the field."""
     if not isinstance(raw, dict):
@@ -225,9 +224,7 @@ def parse_config(raw: dict[str, Any], source: str = "config") -> StudyConfig:
     try:
         config = StudyConfig.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-        raise ConfigError(f"{source}: field '{_location(first)}': {first['msg']}{more}") from None
+        raise validation_error(source, exc) from None
     _check_datasets(config, source)
     _check_conditions(config, source)
     _check_engine_options(config, source)

@@ -22,7 +22,8 @@ from metaconf.engines import CompletionStore, Engine, get_engine
 from metaconf.errors import ConfigError, DataError, MetaconfError
 from metaconf.evaluation import evaluate_condition, load_predictions, make_pairs, prediction_path
 from metaconf.io import read_json, read_jsonl, write_json, write_jsonl, write_text_atomic
-from metaconf.study.config import BASE, StudyConfig, dataset_entries, dataset_label
+from metaconf.conditions import BASE
+from metaconf.study.config import StudyConfig, dataset_entries, dataset_label
 from metaconf.study.lock import RunLock
 from metaconf.tasks.guides import resolve_format
 from metaconf.precision import DtypeChoice, announce, choose_dtype
@@ -67,11 +68,10 @@ class Study:
 
     def model_path(self) -> str:
         """Where the local model's weights are (what LoRA trains on)."""
-        if self.config.model.engine == "embedded":
-            from metaconf.engines.embedded import embedded_model_dir
+        from metaconf.engines.embedded import resolve_model
 
-            return str(embedded_model_dir())
-        return str(self.config.model.local_path or self.config.model.name)
+        m = self.config.model
+        return resolve_model("embedded" if m.engine == "embedded" else m.local_path or m.name)
 
     def local_model(self) -> bool:
         return self.config.model.engine in ("embedded", "hf", "vllm")
@@ -235,17 +235,18 @@ class Study:
         return f"adapters ready: {', '.join(conditions)}"
 
     def stage_consistency(self) -> str:
-        """Base-model consistency of every evaluation question: the reference ranking for AUC_c."""
+        """Base-model consistency of every evaluation question: the reference ranking for AUC_c. Sampled like the
+        training targets' consistency, with the evaluation's own settings (evaluation.consistency_*, seed)."""
         from metaconf.targets import sample_consistency
 
         path = self.run_dir / "consistency" / "eval.jsonl"
         questions = [q for qs in self.eval_sets.values() for q in qs]
-        t = self.config.targets
+        ev = self.config.evaluation
         engine = self.engine(BASE)
-        fmt = resolve_format(self.config.evaluation.consistency_format, engine, "consistency")
+        fmt = resolve_format(ev.consistency_format, engine, "consistency")
         records = sample_consistency(
-            engine, questions, n=self.config.evaluation.consistency_samples,
-            temperature=t.temperature, seed=t.seed, guided=fmt == "guided",
+            engine, questions, n=ev.consistency_samples, temperature=ev.consistency_temperature, seed=ev.seed,
+            guided=fmt == "guided",
         )
         self.record_format("consistency", fmt)
         write_jsonl(path, [r.to_dict() for r in records])

@@ -62,8 +62,7 @@ def _run(args: argparse.Namespace) -> int:
             qs, _ = split_questions(qs, float(args.held_out), seed=config.seed)
         questions += qs
     store = args.out / "completions.sqlite"
-    engine = get_engine("embedded", store=store) if args.model == "embedded" else get_engine(
-        "hf", model=args.model, store=store)
+    engine = get_engine("hf", model=args.model, store=store)
     summary = build_data(args.out, engine, questions, config)
     for name, stats in summary["consistency"].items():
         print(f"{name:>10}: n={stats['n']} parse_rate={stats['parse_rate']:.3f} "

@@ -14,7 +14,7 @@ from typing import Sequence
 
 from metaconf import grading
 from metaconf.data.schema import Question
-from metaconf.engines.base import TokenLogprob
+from metaconf.engines.types import TokenLogprob
 from metaconf.errors import DataError
 from metaconf.grading.normalize import bounded_text
 from metaconf.tasks.templates import Template, load_template

@@ -9,10 +9,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from metaconf.conditions import TRAINED_CONDITIONS
 from metaconf.errors import ConfigError
 from metaconf.training.config import LoraTrainConfig
 
-CONDITIONS = ["single", "pairwise", "multitask"]
 LIST_FIELDS = {"target_modules": str, "layers_to_transform": int}
 
 
@@ -106,7 +106,7 @@ def register(subparsers: Any) -> None:
         "`torchrun` / `accelerate launch` for several processes or GPUs.",
     )
     p.add_argument("--run", required=True, help="the run folder")
-    p.add_argument("--conditions", nargs="+", default=CONDITIONS, help="conditions to train (default: all three)")
+    p.add_argument("--conditions", nargs="+", default=list(TRAINED_CONDITIONS), help="conditions to train (default: all three)")
     p.add_argument("--model", default="embedded", help="'embedded' (SmolLM2-135M-Instruct) or a model folder / hub id")
     p.add_argument("--demo-defaults", action="store_true",
                    help="start from LoraTrainConfig.for_cpu_demo() (fast CPU settings) instead of the defaults")

@@ -24,19 +24,12 @@ from metaconf.training.config import LoraTrainConfig
 from metaconf.training.data import file_sha256, filter_by_length, load_chat_examples, to_prompt_completion
 from metaconf.training.progress import quiet_libraries, use_own_progress
 from metaconf.io import read_jsonl, write_json, write_jsonl, write_text_atomic
+from metaconf.conditions import TRAINED_CONDITIONS
 from metaconf.precision import choose_dtype
+from metaconf.engines.embedded import resolve_model
 
-CONDITIONS = ("single", "pairwise", "multitask")
 PRECISION_OF_DTYPE = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
 
-
-def resolve_model(model: str | Path) -> str:
-    """'embedded' -> the embedded model's folder; anything else (a path or hub id) is used as given."""
-    if str(model) == "embedded":
-        from metaconf.engines.embedded import embedded_model_dir
-
-        return str(embedded_model_dir())
-    return str(model)
 
 
 def _device_settings(config: LoraTrainConfig, dtype: str = "auto") -> dict[str, Any]:
@@ -424,7 +417,7 @@ def train_conditions(
     run_dir: str | Path,
     model: str | Path = "embedded",
     config: LoraTrainConfig | None = None,
-    conditions: Sequence[str] = CONDITIONS,
+    conditions: Sequence[str] = TRAINED_CONDITIONS,
     configs: Mapping[str, LoraTrainConfig] | None = None,
     dtype: str = "auto",
 ) -> dict[str, Path]:
