@@ -277,16 +277,6 @@ def test_whole_study_on_a_tiny_model_trains_every_condition(tmp_path, tiny_model
         assert result.condition == condition
 
 
-def test_config_docs_are_generated_from_the_config():
-    from pathlib import Path
-
-    from metaconf.study.docs import HEADER, config_reference
-
-    docs = (Path(__file__).parents[1] / "docs" / "study.md").read_text()
-    assert docs.strip() == (HEADER + config_reference()).strip(), "regenerate: python -m metaconf.study.docs > docs/study.md"
-    assert "`training.lora.rank`" in docs and "`data.train[].held_out`" in docs
-
-
 def test_an_empty_training_set_stops_training_with_the_reason(tmp_path):
     config = parse_config({**SMALL, "conditions": ["base", "pairwise"], "targets": {"n_samples": 4, "pair_gap": 1.0}})
     study = ScriptedStudy(config, tmp_path / "run", quiet=True)

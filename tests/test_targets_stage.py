@@ -100,12 +100,20 @@ def test_consistency_summary_per_dataset():
 
 def test_cli_reports_a_bad_config_in_one_line(tmp_path, capsys):
     bad = tmp_path / "targets.yaml"
-    bad.write_text("n_bins: 0\n")
+    bad.write_text("targets:\n  n_bins: 0\n")
     assert main(["build-data", "--out", str(tmp_path / "run"), "--config", str(bad)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "targets.yaml: n_bins" in err
+    assert err.count("\n") == 0 and "targets.yaml: field 'targets.n_bins': Input should be greater" in err
+    bad.write_text("n_bins: 0\n")  # metaconf 0.1's layout: TargetsConfig fields at the top level
+    assert main(["build-data", "--out", str(tmp_path / "run"), "--config", str(bad)]) == 2
+    deprecation, error = capsys.readouterr().err.strip().splitlines()
+    assert "put them under 'targets:'" in deprecation and "field 'targets.n_bins'" in error
+    assert main(["build-data", "--out", str(tmp_path / "run"), "--targets.n_bins", "0"]) == 2
+    assert "--targets.n_bins: Input should be greater than or equal to 1" in capsys.readouterr().err
+    assert main(["build-data", "--out", str(tmp_path / "run"), "--held_out", "0.2"]) == 2  # a count now
+    assert "--held_out: Input should be a valid integer" in capsys.readouterr().err
     assert main(["build-data", "--out", str(tmp_path / "run"), "--config", str(tmp_path / "none.yaml")]) == 2
-    assert "no such file" in capsys.readouterr().err
+    assert "none.yaml: no such config file" in capsys.readouterr().err
 
 
 def test_a_set_without_examples_writes_only_its_card(tmp_path):

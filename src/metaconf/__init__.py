@@ -1,6 +1,6 @@
 """metaconf: teach language models to say how sure they are, and measure whether they can."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 
 def __getattr__(name: str):  # `metaconf.ask(...)` without importing the engines at `import metaconf`

@@ -2,34 +2,32 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from metaconf.flags import Command
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "ask", help="ask a run's model (one condition) a question: answer + stated confidence",
-        description="Answer questions with one condition of a run (base, or a trained adapter / hosted model) "
-        "through the run's engine, template and completion store. One QUESTION, or --file with a batch (fields "
-        "mapped as in load_dataset; a gold answer is optional and, when given, graded).",
-    )
-    p.add_argument("question", nargs="?", help="the question (free text, open answer)")
-    p.add_argument("--run", type=Path, required=True, help="a run folder made by `metaconf run` / `metaconf demo`")
-    p.add_argument("--condition", default="multitask", help="which condition answers (default: multitask)")
-    p.add_argument("--file", type=Path, help="a .jsonl / .json / .csv / .parquet file of questions")
-    p.add_argument("--field", action="append", default=[], metavar="KEY=VALUE",
-                   help="field mapping for --file, e.g. --field question=prompt --field choices=options "
-                   "--field answer_type=mc (keys as in load_dataset)")
-    p.add_argument("--out", type=Path, help="with --file: write one JSON object per line here")
-    p.add_argument("--json", action="store_true", help='print {"answer": str, "confidence": float} per question')
-    p.add_argument("--calibrated", action="store_true",
-                   help="map the stated confidence through the run's fitted recalibration (base condition)")
-    p.add_argument("--calibration", choices=("isotonic", "platt"), default="isotonic",
-                   help="which fitted map --calibrated applies (default: isotonic)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=_ask)
+class AskOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    question: str | None = Field(None, description="The question (free text, open answer).")
+    run: Path = Field(description="A run folder made by `metaconf run` / `metaconf demo`.")
+    condition: str = Field("multitask", description="Which condition answers.")
+    file: Path | None = Field(None, description="A .jsonl / .json / .csv / .parquet file of questions.")
+    field: list[str] = Field([], description="Field mapping for --file as KEY=VALUE, e.g. question=prompt "
+                             "choices=options answer_type=mc (keys as in load_dataset).")
+    out: Path | None = Field(None, description="With --file: write one JSON object per line here.")
+    as_json: bool = Field(False, alias="json", description='Print {"answer": str, "confidence": float} per question.')
+    calibrated: bool = Field(False, description="Map the stated confidence through the run's fitted "
+                             "recalibration (base condition).")
+    calibration: Literal["isotonic", "platt"] = Field("isotonic", description="Which fitted map --calibrated "
+                                                      "applies.")
+    quiet: bool = Field(False, description="No progress bars.")
 
 
 def _mapping(pairs: list[str]) -> dict[str, str]:
@@ -44,7 +42,7 @@ def _mapping(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-def _ask(args: argparse.Namespace) -> int:
+def _ask(args: AskOptions) -> int:
     from metaconf.asking import ask
     from metaconf.errors import ConfigError
     from metaconf.io import write_jsonl
@@ -66,7 +64,7 @@ def _ask(args: argparse.Namespace) -> int:
         print(f"wrote {len(results)} answers to {args.out}", file=sys.stderr)
         return 0
     for r in results:
-        if args.json or args.file:
+        if args.as_json or args.file:
             print(json.dumps(r.to_json() if args.file else {"answer": r.answer or "", "confidence": r.confidence},
                              ensure_ascii=False))
         else:
@@ -74,3 +72,14 @@ def _ask(args: argparse.Namespace) -> int:
             label = " (calibrated)" if r.calibration else ""
             print(f"Answer: {r.answer or '(no answer read)'}\nConfidence{label}: {conf}")
     return 0
+
+
+COMMANDS = [
+    Command(
+        "ask", help="ask a run's model (one condition) a question: answer + stated confidence",
+        description="Answer questions with one condition of a run (base, or a trained adapter / hosted model) "
+        "through the run's engine, template and completion store. One QUESTION, or --file with a batch (fields "
+        "mapped as in load_dataset; a gold answer is optional and, when given, graded).",
+        options=AskOptions, positional=("question",), run=_ask,
+    ),
+]

@@ -1,4 +1,4 @@
-"""The `metaconf` command. Each stage's module registers its own subcommand (`register(subparsers)`)."""
+"""The `metaconf` command. Each stage's `cli` module lists its subcommands (`COMMANDS`, built by metaconf.flags)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import sys
 
 from metaconf import __version__
 from metaconf.errors import MetaconfError
+from metaconf.flags import Command, dispatch
 
-# (module, what it adds); each module defines register(subparsers) and keeps heavy imports inside its handlers
+# each module defines COMMANDS (metaconf.flags.Command) and keeps heavy imports inside its handlers
 COMMAND_MODULES = [
     "metaconf.study.cli",  # run, demo
     "metaconf.data.cli",  # datasets
@@ -21,6 +22,11 @@ COMMAND_MODULES = [
 ]
 
 
+def commands() -> list[Command]:
+    """Every subcommand, in `metaconf --help` order."""
+    return [command for name in COMMAND_MODULES for command in importlib.import_module(name).COMMANDS]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="metaconf",
@@ -29,25 +35,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"metaconf {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue  # a stage not built yet
-        module.register(subparsers)
+    for command in commands():
+        command.register(subparsers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
+    if not getattr(args, "_command", None):
         parser.print_help()
         return 0
     try:
-        return int(args.func(args) or 0)
+        return dispatch(args)
     except MetaconfError as exc:
         print(f"metaconf: error: {exc}", file=sys.stderr)
         return 2

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict, Field
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "datasets", help="list the registered datasets (domain, answer type, sizes, source, licence)",
-        description="List the registered benchmark datasets. Sizes are the question counts of the full files; "
-        "'bundled' is the sample shipped with metaconf (used when no data folder is given). With --data-dir, "
-        "also count the questions actually found in that folder (laid out like <dir>/<dataset folder>/...).",
-    )
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--data-dir", type=Path, help="a folder holding the full files; count what is really there")
-    p.set_defaults(func=_datasets)
+from metaconf.flags import Command
+
+
+class DatasetsOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    as_json: bool = Field(False, alias="json", description="Print JSON instead of a table.")
+    data_dir: Path | None = Field(None, description="A folder holding the full files; count what is really there.")
 
 
 def count_files(data_dir: Path) -> dict[str, dict[str, int | None]]:
@@ -40,7 +38,7 @@ def _fmt_splits(splits: dict[str, int | None]) -> str:
     return ", ".join(f"{s}={'missing' if n is None else n}" for s, n in splits.items())
 
 
-def _datasets(args: argparse.Namespace) -> int:
+def _datasets(args: DatasetsOptions) -> int:
     from metaconf.data.registry import list_datasets
     from metaconf.errors import DataError
 
@@ -48,7 +46,7 @@ def _datasets(args: argparse.Namespace) -> int:
         raise DataError(f"{args.data_dir}: data folder not found")
     counted = count_files(args.data_dir) if args.data_dir is not None else None
     infos = list_datasets()
-    if args.json:
+    if args.as_json:
         rows = []
         for info in infos:
             row = info.to_dict()
@@ -72,3 +70,14 @@ def _datasets(args: argparse.Namespace) -> int:
         print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
     print("\nSources, licences and citations: metaconf datasets --json, or docs/data.md.")
     return 0
+
+
+COMMANDS = [
+    Command(
+        "datasets", help="list the registered datasets (domain, answer type, sizes, source, licence)",
+        description="List the registered benchmark datasets. Sizes are the question counts of the full files; "
+        "'bundled' is the sample shipped with metaconf (used when no data folder is given). With --data_dir, "
+        "also count the questions actually found in that folder (laid out like <dir>/<dataset folder>/...).",
+        options=DatasetsOptions, run=_datasets,
+    ),
+]

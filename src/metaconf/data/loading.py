@@ -121,23 +121,18 @@ def load_dataset(name_or_path: str | os.PathLike[str], *, split: str | None = No
     return questions
 
 
-def split_questions(questions: list[Question], held_out: int | float, seed: int = 0,
+def split_questions(questions: list[Question], held_out: int, seed: int = 0,
                     ) -> tuple[list[Question], list[Question]]:
     """Split into (train, held_out) by a seeded hash of each id: deterministic, disjoint, independent of input
-    order. `held_out` is a count (int) or a fraction in (0, 1). Both parts come back sorted by id."""
+    order. `held_out` is the number of questions held out. Both parts come back sorted by id."""
     ids = [q.id for q in questions]
     if len(set(ids)) != len(ids):
         raise DataError("split_questions: question ids are not unique")
-    if isinstance(held_out, bool) or not isinstance(held_out, (int, float)):
-        raise DataError(f"held_out must be an int count or a float fraction, got {held_out!r}")
-    if isinstance(held_out, float):
-        if not 0.0 < held_out < 1.0:
-            raise DataError(f"held_out fraction must be in (0, 1), got {held_out}")
-        n = round(held_out * len(questions))
-    else:
-        if not 0 <= held_out <= len(questions):
-            raise DataError(f"held_out={held_out} is outside 0..{len(questions)} (the number of questions)")
-        n = held_out
+    if isinstance(held_out, bool) or not isinstance(held_out, int):
+        raise DataError(f"held_out must be a count of questions (an int), got {held_out!r}")
+    if not 0 <= held_out <= len(questions):
+        raise DataError(f"held_out={held_out} is outside 0..{len(questions)} (the number of questions)")
+    n = held_out
     ranked = sorted(questions, key=lambda q: rank_key(seed, "split", q.id))
     by_id = lambda q: q.id  # noqa: E731
     return sorted(ranked[n:], key=by_id), sorted(ranked[:n], key=by_id)

@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
-import argparse
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from metaconf.flags import Command
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "report", help="regenerate report.md / report.html / plots from a run folder",
-        description="Rebuild RUN/report.md, RUN/report.html and RUN/plots/ from RUN/metrics.json, "
-                    "RUN/predictions/, RUN/config.yaml, RUN/templates.json and RUN/training/*/log.jsonl.")
-    parser.add_argument("run", metavar="RUN", help="the run folder (contains metrics.json)")
-    parser.set_defaults(func=_run)
+class ReportOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    run: Path = Field(description="The run folder (contains metrics.json).")
 
 
-def _run(args: argparse.Namespace) -> int:
+def _report(options: ReportOptions) -> int:
     from metaconf.report import write_report
 
-    md_path, html_path = write_report(args.run)
+    md_path, html_path = write_report(options.run)
     print(f"wrote {md_path}")
     print(f"wrote {html_path}")
     return 0
+
+
+COMMANDS = [
+    Command(
+        "report", help="regenerate report.md / report.html / plots from a run folder",
+        description="Rebuild RUN/report.md, RUN/report.html and RUN/plots/ from RUN/metrics.json, RUN/predictions/, "
+        "RUN/config.yaml, RUN/templates.json and RUN/training/*/log.jsonl.",
+        options=ReportOptions, positional=("run",), run=_report,
+    ),
+]

@@ -1,75 +1,78 @@
-"""`metaconf run STUDY.yaml` and `metaconf demo`."""
+"""`metaconf run STUDY.yaml` and `metaconf demo`: the whole study from a config (every field also a flag)."""
 
 from __future__ import annotations
 
-import argparse
+import sys
 from importlib import resources
 from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from metaconf.flags import Command
+from metaconf.study.config import StudyConfig, check_config, read_config_text
 
 DEMO_CONFIG = "demo.yaml"
+Stage = Literal["data", "targets", "train", "consistency", "evaluate", "baselines", "metrics", "report"]
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
-    from metaconf.study.runner import STAGES
+class RunOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
 
-    p.add_argument("--out", type=Path, help="run folder (default: runs/<study name>); rerunning resumes it")
-    p.add_argument("--stages", nargs="+", choices=STAGES, metavar="STAGE",
-                   help=f"run only these stages (plus data): {', '.join(STAGES)}")
-    p.add_argument("--quiet", action="store_true", help="no progress bars or stage lines")
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    run = subparsers.add_parser(
-        "run", help="run a whole study from a YAML config",
-        description="Run a study: sample answers, build calibrated targets, fine-tune each condition, evaluate "
-        "every condition x task x dataset, write metrics.json, report.md and report.html. Rerunning the "
-        "same command resumes: nothing stored is recomputed.",
-    )
-    run.add_argument("config", type=Path, help="the study config (see examples/paper.yaml)")
-    _add_common(run)
-    run.set_defaults(func=_run)
-
-    demo = subparsers.add_parser(
-        "demo", help="the whole study on the embedded model and bundled data (CPU, offline)",
-        description="Run the paper's design on SmolLM2-135M-Instruct (shipped with metaconf) with the bundled "
-        "benchmark samples: offline, on a laptop CPU. Same as `metaconf run` with the demo config "
-        "(print it with --show-config).",
-    )
-    demo.add_argument("--show-config", action="store_true", help="print the demo's config and exit")
-    _add_common(demo)
-    demo.set_defaults(func=_demo)
+    out: Path | None = Field(None, description="The run folder (default: runs/<study name>); rerunning resumes it.")
+    stages: list[Stage] | None = Field(None, description="Run only these stages (the data stage always runs).")
+    quiet: bool = Field(False, description="No progress bars or stage lines.")
 
 
-def _execute(config, out: Path | None, args: argparse.Namespace, source: str) -> int:
-    from metaconf.study.runner import STAGES, Study
-
-    from metaconf.errors import ConfigError
-
-    if out is None and (Path(config.name).name != config.name or config.name in ("", ".", "..")):
-        raise ConfigError(f"{source}: field 'name': {config.name!r} is not a folder name, so the default run folder "
-                          f"runs/<name> cannot be used; pass --out")
-    run_dir = out or Path("runs") / config.name
-    Study(config, run_dir, quiet=args.quiet, source=source).run(tuple(args.stages or STAGES))
-    print(f"report: {run_dir / 'report.html'} (also {run_dir / 'report.md'}, {run_dir / 'metrics.json'})")
-    return 0
-
-
-def _run(args: argparse.Namespace) -> int:
-    from metaconf.study.config import load_config
-
-    return _execute(load_config(args.config), args.out, args, str(args.config))
+class DemoOptions(RunOptions):
+    show_config: bool = Field(False, description="Print the demo's config (with any flags applied) and exit.")
 
 
 def demo_config_text() -> str:
     return resources.files("metaconf.study").joinpath(DEMO_CONFIG).read_text(encoding="utf-8")
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from metaconf.study.config import parse_config, read_config_text
+def _demo_preset(options: DemoOptions) -> tuple[dict[str, Any], str]:
+    return read_config_text(demo_config_text(), "demo config"), "demo config"
 
-    text = demo_config_text()
-    if args.show_config:
-        print(text, end="")
+
+def run_study(options: RunOptions, config: StudyConfig, source: str) -> int:
+    """Run (or resume) `config`'s study in `options.out`; `source` names the config in errors."""
+    from metaconf.errors import ConfigError
+    from metaconf.study.runner import STAGES, Study
+
+    if options.out is None and (Path(config.name).name != config.name or config.name in ("", ".", "..")):
+        raise ConfigError(f"{source}: field 'name': {config.name!r} is not a folder name, so the default run folder "
+                          f"runs/<name> cannot be used; pass --out")
+    run_dir = options.out or Path("runs") / config.name
+    Study(config, run_dir, quiet=options.quiet, source=source).run(tuple(options.stages or STAGES))
+    print(f"report: {run_dir / 'report.html'} (also {run_dir / 'report.md'}, {run_dir / 'metrics.json'})")
+    return 0
+
+
+def _demo(options: DemoOptions, config: StudyConfig, source: str) -> int:
+    if options.show_config:
+        sys.stdout.write(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
         return 0
-    return _execute(parse_config(read_config_text(text, "demo config"), source="demo config"), args.out, args,
-                    "demo config")
+    return run_study(options, config, source)
+
+
+COMMANDS = [
+    Command(
+        "run", help="run a whole study from a YAML config",
+        description="Run a study: sample answers, build calibrated targets, fine-tune each condition, evaluate every "
+        "condition x task x dataset, write metrics.json, report.md and report.html. Rerunning the same command "
+        "resumes: nothing stored is recomputed. Every config field is also a flag (--training.lora.rank 8); "
+        "fields are described in docs/study.md.",
+        options=RunOptions, config=StudyConfig, config_argument="STUDY.yaml", check=check_config, run=run_study,
+    ),
+    Command(
+        "demo", help="the whole study on the embedded model and bundled data (CPU, offline)",
+        description="Run the paper's design on SmolLM2-135M-Instruct (shipped with metaconf) with the bundled "
+        "benchmark samples: offline, on a laptop CPU. Same as `metaconf run` with the demo config (print it with "
+        "--show-config); --config FILE and flags change it field by field.",
+        options=DemoOptions, config=StudyConfig, preset=_demo_preset, check=check_config, run=_demo,
+        config_help="its values replace the demo config's",
+    ),
+]

@@ -225,10 +225,16 @@ def parse_config(raw: dict[str, Any], source: str = "config") -> StudyConfig:
         config = StudyConfig.model_validate(raw)
     except ValidationError as exc:
         raise validation_error(source, exc) from None
+    check_config(config, source)
+    return config
+
+
+def check_config(config: StudyConfig, source: str) -> None:
+    """What a valid config must also satisfy on this machine: datasets exist and are named uniquely, every trained
+    condition has its training set, engine options are the engine's."""
     _check_datasets(config, source)
     _check_conditions(config, source)
     _check_engine_options(config, source)
-    return config
 
 
 def dataset_entries(config: StudyConfig) -> list[tuple[str, TrainDataset | EvalDataset]]:
@@ -343,7 +349,9 @@ def read_config_text(text: str, source: str) -> Any:
     return raw
 
 
-def load_config(path: str | Path) -> StudyConfig:
+def read_config_file(path: str | Path) -> Any:
+    """The YAML value of a settings file (a study config, `--config FILE` of any command): a missing, binary or
+    non-UTF-8 file, duplicate keys and absurd nesting are refused in one line naming the file."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
@@ -352,8 +360,12 @@ def load_config(path: str | Path) -> StudyConfig:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        raise ConfigError(f"{path}:{line}: not UTF-8 text (invalid byte at offset {exc.start}); a study config "
+        raise ConfigError(f"{path}:{line}: not UTF-8 text (invalid byte at offset {exc.start}); a config file "
                           f"is a YAML file") from None
     if "\x00" in text:
-        raise ConfigError(f"{path}: a binary file (NUL bytes), not a YAML study config")
-    return parse_config(read_config_text(text, str(path)), source=str(path))
+        raise ConfigError(f"{path}: a binary file (NUL bytes), not a YAML config")
+    return read_config_text(text, str(path))
+
+
+def load_config(path: str | Path) -> StudyConfig:
+    return parse_config(read_config_file(path), source=str(path))

@@ -1,128 +1,115 @@
-"""`metaconf train` and `metaconf merge`. Options for LoRA come from LoraTrainConfig's fields and descriptions."""
+"""`metaconf train` and `metaconf merge`. Their flags come from LoraTrainConfig's and HostedTrainConfig's fields."""
 
 from __future__ import annotations
 
-import argparse
-import json
+import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from metaconf.conditions import TRAINED_CONDITIONS
-from metaconf.errors import ConfigError
+from metaconf.flags import Command
 from metaconf.training.config import LoraTrainConfig
-
-LIST_FIELDS = {"target_modules": str, "layers_to_transform": int}
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+from metaconf.training.hosted import HostedTrainConfig
 
 
-def add_config_options(parser: argparse.ArgumentParser) -> None:
-    """One option per LoraTrainConfig field; unset options keep the config's (or the preset's) value."""
-    group = parser.add_argument_group("LoRA settings (LoraTrainConfig)")
-    for name, field in LoraTrainConfig.model_fields.items():
-        default = field.default
-        help_text = f"{field.description} (default: {default})"
-        if name in LIST_FIELDS:
-            group.add_argument(_flag(name), nargs="+", type=LIST_FIELDS[name], default=None, help=help_text)
-        elif isinstance(default, bool) and name != "gradient_checkpointing":
-            group.add_argument(_flag(name), action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        elif name in {"gradient_checkpointing", "precision", "bf16_mode"}:
-            choices = {"gradient_checkpointing": ["auto", "on", "off"], "precision": ["auto", "fp32", "bf16", "fp16"],
-                       "bf16_mode": ["weights", "autocast"]}[name]
-            group.add_argument(_flag(name), choices=choices, default=None, help=help_text)
-        else:
-            kind = type(default) if default is not None else (float if "rate" in name else int)
-            group.add_argument(_flag(name), type=kind, default=None, help=help_text)
+class TrainOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    run: Path = Field(description="The run folder (its training_sets/ hold what is trained).")
+    demo_defaults: bool = Field(False, description="Start from the demo's fast CPU settings "
+                                "(LoraTrainConfig.for_cpu_demo()) instead of the defaults.")
 
 
-def config_from_args(args: argparse.Namespace) -> LoraTrainConfig:
-    """The preset (demo or default) with every option the user gave on top."""
-    base = LoraTrainConfig.for_cpu_demo() if args.demo_defaults else LoraTrainConfig()
-    if args.config:
-        try:
-            base = LoraTrainConfig(**{**base.model_dump(), **json.loads(Path(args.config).read_text())})
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            raise ConfigError(f"{args.config}: field '{'.'.join(map(str, err['loc']))}': {err['msg']}") from None
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"{args.config}: {exc}") from None
-    updates: dict[str, Any] = {}
-    for name in LoraTrainConfig.model_fields:
-        value = getattr(args, name, None)
-        if value is None:
-            continue
-        if name == "gradient_checkpointing" and value != "auto":
-            value = value == "on"
-        if name == "target_modules" and value == ["all-linear"]:
-            value = "all-linear"
-        updates[name] = value
-    try:
-        return LoraTrainConfig(**{**base.model_dump(), **updates})
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise ConfigError(f"training option {_flag(str(err['loc'][0]))}: {err['msg']}") from None
+class TrainConfig(BaseModel):
+    """What `metaconf train` fine-tunes, and how: LoRA on local hardware, or a hosted job when `hosted` is set."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    conditions: list[str] = Field(list(TRAINED_CONDITIONS), description="Conditions to train (their training sets).")
+    model: str = Field("embedded", description="'embedded' (SmolLM2-135M-Instruct) or a model folder / hub id.")
+    lora: LoraTrainConfig = Field(default_factory=LoraTrainConfig, description="LoRA settings.")
+    hosted: HostedTrainConfig | None = Field(
+        None, description="Fine-tune a provider's model through its API instead (set hosted.base_model).")
 
 
-def _train(args: argparse.Namespace) -> int:
-    run = Path(args.run)
-    if not run.is_dir():
-        raise ConfigError(f"{run}: run folder not found")
-    if args.hosted:
-        from metaconf.training.hosted import HostedTrainConfig, hosted_conditions
+def _preset(options: TrainOptions) -> tuple[dict[str, Any], str]:
+    if options.demo_defaults:
+        return {"lora": LoraTrainConfig.for_cpu_demo().model_dump()}, "train's demo defaults"
+    return {}, "train config"
 
-        hosted = HostedTrainConfig(
-            base_model=args.hosted, base_url=args.base_url, api_key_env=args.api_key_env,
-            suffix=args.suffix, epochs=args.hosted_epochs, restart_failed=args.restart_failed,
-        )
-        for cond, model in hosted_conditions(run, hosted, args.conditions).items():
+
+def _upgrade(raw: dict[str, Any], source: str) -> dict[str, Any]:
+    """A --config file of LoraTrainConfig fields at the top level (metaconf 0.1, JSON) -> under `lora:`."""
+    if raw and set(raw) <= set(LoraTrainConfig.model_fields) and not set(raw) & set(TrainConfig.model_fields):
+        print(f"metaconf: {source}: LoraTrainConfig fields at the top level are deprecated; put them under "
+              "'lora:'", file=sys.stderr)
+        return {"lora": raw}
+    return raw
+
+
+def _train(options: TrainOptions, config: TrainConfig, source: str) -> int:
+    from metaconf.errors import ConfigError
+
+    if not options.run.is_dir():
+        raise ConfigError(f"{options.run}: run folder not found")
+    if config.hosted is not None:
+        from metaconf.training.hosted import hosted_conditions
+
+        for cond, model in hosted_conditions(options.run, config.hosted, config.conditions).items():
             print(f"{cond}: {model}")
         return 0
     from metaconf.training.lora import train_conditions
 
-    config = config_from_args(args)
-    for cond, adapter in train_conditions(run, args.model, config, args.conditions).items():
+    for cond, adapter in train_conditions(options.run, config.model, config.lora, config.conditions).items():
         print(f"{cond}: {adapter}")
     return 0
 
 
-def _merge(args: argparse.Namespace) -> int:
+class MergeOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field("embedded", description="The base model: 'embedded' or a folder / hub id.")
+    adapter: Path = Field(description="The adapter folder (RUN/training/<condition>/adapter).")
+    out: Path = Field(description="Where to write the merged model.")
+
+
+def _merge(options: MergeOptions) -> int:
     from metaconf.training.lora import merge_adapter
 
-    print(merge_adapter(args.model, args.adapter, args.out))
+    print(merge_adapter(options.model, options.adapter, options.out))
     return 0
 
 
-def register(subparsers: Any) -> None:
-    """Add `train` and `merge` to the `metaconf` command."""
-    p = subparsers.add_parser(
-        "train",
-        help="fine-tune one LoRA adapter (or hosted job) per condition from RUN/training_sets/",
-        description="Trains RUN/training_sets/<cond>/train.jsonl into RUN/training/<cond>/ (adapter/, log.jsonl, "
-        "loss.png, DONE). Finished conditions are skipped, interrupted ones resume. Runs under "
-        "`torchrun` / `accelerate launch` for several processes or GPUs.",
-    )
-    p.add_argument("--run", required=True, help="the run folder")
-    p.add_argument("--conditions", nargs="+", default=list(TRAINED_CONDITIONS), help="conditions to train (default: all three)")
-    p.add_argument("--model", default="embedded", help="'embedded' (SmolLM2-135M-Instruct) or a model folder / hub id")
-    p.add_argument("--demo-defaults", action="store_true",
-                   help="start from LoraTrainConfig.for_cpu_demo() (fast CPU settings) instead of the defaults")
-    p.add_argument("--config", help="a JSON file of LoraTrainConfig fields")
-    add_config_options(p)
-    h = p.add_argument_group("hosted fine-tuning (OpenAI-compatible API) instead of local LoRA")
-    h.add_argument("--hosted", metavar="BASE_MODEL", help="fine-tune this provider model, e.g. gpt-4.1-mini-2025-04-14")
-    h.add_argument("--base-url", default="https://api.openai.com/v1", help="the provider's API base URL")
-    h.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
-    h.add_argument("--suffix", help="suffix for the fine-tuned model's name")
-    h.add_argument("--hosted-epochs", type=int, help="n_epochs for the provider (default: its choice)")
-    h.add_argument("--restart-failed", action="store_true", help="start a new job where the recorded one failed")
-    p.set_defaults(func=_train)
+def _old_lora_flags() -> dict[str, str | tuple[str, Any]]:
+    """metaconf 0.1's `--rank`, `--no-fast-loss`, ... -> the `lora.` fields they set (kept for one release)."""
+    old: dict[str, str | tuple[str, Any]] = {}
+    for name, info in LoraTrainConfig.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        if info.annotation is bool:
+            old[flag], old["--no-" + flag[2:]] = (f"lora.{name}", True), (f"lora.{name}", False)
+        else:
+            old[flag] = f"lora.{name}"
+    return old
 
-    m = subparsers.add_parser("merge", help="fold a LoRA adapter into its base model and save the full model")
-    m.add_argument("--model", default="embedded", help="the base model: 'embedded' or a folder / hub id")
-    m.add_argument("--adapter", required=True, help="the adapter folder (RUN/training/<cond>/adapter)")
-    m.add_argument("--out", required=True, help="where to write the merged model")
-    m.set_defaults(func=_merge)
+
+COMMANDS = [
+    Command(
+        "train", help="fine-tune one LoRA adapter (or hosted job) per condition from RUN/training_sets/",
+        description="Trains RUN/training_sets/<cond>/train.jsonl into RUN/training/<cond>/ (adapter/, log.jsonl, "
+        "loss.png, DONE). Finished conditions are skipped, interrupted ones resume. Runs under `torchrun` / "
+        "`accelerate launch` for several processes or GPUs. Setting hosted.base_model fine-tunes that provider "
+        "model through its API instead of LoRA.",
+        options=TrainOptions, config=TrainConfig, preset=_preset, upgrade=_upgrade, run=_train,
+        deprecated={**_old_lora_flags(), "--hosted": "hosted.base_model", "--base-url": "hosted.base_url",
+                    "--api-key-env": "hosted.api_key_env", "--suffix": "hosted.suffix",
+                    "--hosted-epochs": "hosted.epochs", "--restart-failed": ("hosted.restart_failed", True)},
+    ),
+    Command(
+        "merge", help="fold a LoRA adapter into its base model and save the full model",
+        description="Merge RUN/training/<condition>/adapter into its base model and save a full model folder "
+        "(servable without PEFT).",
+        options=MergeOptions, run=_merge,
+    ),
+]
