@@ -22,6 +22,7 @@ from typing import Any, Callable, Literal, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticUndefined
 
+from metaconf.configfile import read_config_file, read_config_text
 from metaconf.errors import ConfigError, field_location
 
 CONFIG_FLAG = "--config"
@@ -290,8 +291,6 @@ class _Deprecated(argparse.Action):
 # -- values: files, flags, merging, validation ---------------------------------------------------------------------
 def read_file(path: Path) -> dict[str, Any]:
     """A YAML (or JSON) settings file as a mapping; every problem is one line naming the file."""
-    from metaconf.study.config import read_config_file
-
     raw = read_config_file(path)
     if raw is None:
         return {}
@@ -316,8 +315,6 @@ def _flag_value(flag: Flag, value: Any) -> Any:
     kind = _kind(flag.annotation)
     _, optional = _strip_optional(flag.annotation)
     if kind == "yaml":
-        from metaconf.study.config import read_config_text
-
         return read_config_text(value, flag.option)
     if kind == "list":
         literals = [a for p in _union_parts(_strip_optional(flag.annotation)[0]) if get_origin(p) is Literal

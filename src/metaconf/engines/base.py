@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from metaconf.engines.store import CompletionStore
-from metaconf.engines.types import Completion, Messages, PromptRequest, SamplingParams, TokenLogprob
+from metaconf.engines.types import Completion, Messages, PromptRequest, SamplingParams
 from metaconf.errors import ConfigError, EngineError
 
 def stable_hash(*parts: str) -> str:

@@ -11,7 +11,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from metaconf.flags import Command
-from metaconf.study.config import StudyConfig, check_config, read_config_text
+from metaconf.configfile import read_config_text
+from metaconf.study.config import StudyConfig, check_config
 
 DEMO_CONFIG = "demo.yaml"
 Stage = Literal["data", "targets", "train", "consistency", "evaluate", "baselines", "metrics", "report"]
