@@ -359,6 +359,21 @@ def build_model(model: type[BaseModel], base: dict[str, Any], overrides: dict[st
         raise ConfigError(f"{source}: field '{where}': {first['msg']}{more}") from None
 
 
+def moved_under(section: str, config: type[BaseModel]) -> Callable[[dict[str, Any], str], dict[str, Any]]:
+    """A `Command.upgrade` for files of metaconf 0.1 that held the fields of the model now at `config.<section>`
+    at their top level: such a file is read as `{section: file}`, with a deprecation line."""
+    model = _submodel(config.model_fields[section].annotation)
+
+    def upgrade(raw: dict[str, Any], source: str) -> dict[str, Any]:
+        if raw and set(raw) <= set(model.model_fields) and not set(raw) & set(config.model_fields):
+            print(f"metaconf: {source}: {model.__name__} fields at the top level are deprecated; put them under "
+                  f"'{section}:'", file=sys.stderr)
+            return {section: raw}
+        return raw
+
+    return upgrade
+
+
 def dispatch(args: argparse.Namespace) -> int:
     """Run the command an argparse namespace was parsed for."""
     command: Command = args._command

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from metaconf.flags import Command
+from metaconf.flags import Command, moved_under
 from metaconf.targets.config import TargetsConfig
 
 
@@ -32,15 +30,6 @@ class BuildDataConfig(BaseModel):
         "before metaconf 0.2 this flag was a fraction)."))
     model: str = Field("embedded", description="'embedded' (SmolLM2-135M-Instruct) or a local model folder / hub id.")
     targets: TargetsConfig = Field(default_factory=TargetsConfig, description="Sampling and calibrated targets.")
-
-
-def _upgrade(raw: dict[str, Any], source: str) -> dict[str, Any]:
-    """A --config file of TargetsConfig fields at the top level (metaconf 0.1) -> under `targets:`."""
-    if raw and set(raw) <= set(TargetsConfig.model_fields) and not set(raw) & set(BuildDataConfig.model_fields):
-        print(f"metaconf: {source}: TargetsConfig fields at the top level are deprecated; put them under "
-              "'targets:'", file=sys.stderr)
-        return {"targets": raw}
-    return raw
 
 
 def _build_data(options: BuildDataOptions, config: BuildDataConfig, source: str) -> int:
@@ -73,7 +62,7 @@ COMMANDS = [
         description="Sample each training question's answer n times, fit the consistency -> accuracy map and write "
         "RUN/training_sets/<condition>/ (HF chat JSONL, hosted JSONL, data cards). Reruns reuse "
         "RUN/completions.sqlite.",
-        options=BuildDataOptions, config=BuildDataConfig, upgrade=_upgrade, run=_build_data,
+        options=BuildDataOptions, config=BuildDataConfig, upgrade=moved_under("targets", BuildDataConfig), run=_build_data,
         deprecated={"--n-samples": "targets.n_samples", "--seed": "targets.seed"},
     ),
 ]

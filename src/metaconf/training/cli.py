@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from metaconf.conditions import TRAINED_CONDITIONS
-from metaconf.flags import Command
+from metaconf.flags import Command, moved_under
 from metaconf.training.config import LoraTrainConfig
 from metaconf.training.hosted import HostedTrainConfig
 
@@ -38,15 +37,6 @@ def _preset(options: TrainOptions) -> tuple[dict[str, Any], str]:
     if options.demo_defaults:
         return {"lora": LoraTrainConfig.for_cpu_demo().model_dump()}, "train's demo defaults"
     return {}, "train config"
-
-
-def _upgrade(raw: dict[str, Any], source: str) -> dict[str, Any]:
-    """A --config file of LoraTrainConfig fields at the top level (metaconf 0.1, JSON) -> under `lora:`."""
-    if raw and set(raw) <= set(LoraTrainConfig.model_fields) and not set(raw) & set(TrainConfig.model_fields):
-        print(f"metaconf: {source}: LoraTrainConfig fields at the top level are deprecated; put them under "
-              "'lora:'", file=sys.stderr)
-        return {"lora": raw}
-    return raw
 
 
 def _train(options: TrainOptions, config: TrainConfig, source: str) -> int:
@@ -101,7 +91,7 @@ COMMANDS = [
         "loss.png, DONE). Finished conditions are skipped, interrupted ones resume. Runs under `torchrun` / "
         "`accelerate launch` for several processes or GPUs. Setting hosted.base_model fine-tunes that provider "
         "model through its API instead of LoRA.",
-        options=TrainOptions, config=TrainConfig, preset=_preset, upgrade=_upgrade, run=_train,
+        options=TrainOptions, config=TrainConfig, preset=_preset, upgrade=moved_under("lora", TrainConfig), run=_train,
         deprecated={**_old_lora_flags(), "--hosted": "hosted.base_model", "--base-url": "hosted.base_url",
                     "--api-key-env": "hosted.api_key_env", "--suffix": "hosted.suffix",
                     "--hosted-epochs": "hosted.epochs", "--restart-failed": ("hosted.restart_failed", True)},
