@@ -316,7 +316,7 @@ class Study:
                              logprobs=ev.logprobs)
 
     def stage_metrics(self) -> str:
-        from metaconf.metrics import summarize
+        from metaconf.metrics import summarize, write_metrics
 
         predictions = {
             key: rows for key, rows in load_predictions(self.run_dir).items()
@@ -337,7 +337,7 @@ class Study:
         scored = {k: v for k, v in load_baselines(self.run_dir).items() if k[0] in wanted and k[1] in self.eval_sets}
         metrics.update(baseline_metrics(predictions, scored, datasets_info, self.config.trained_conditions,
                                         n_boot=self.config.evaluation.n_boot, seed=self.config.evaluation.seed))
-        write_json(self.run_dir / "metrics.json", metrics)
+        write_metrics(self.run_dir / "metrics.json", metrics)
         return f"{len(metrics['rows'])} metric rows -> {self.run_dir / 'metrics.json'}"
 
     def stage_report(self) -> str:
