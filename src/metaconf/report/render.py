@@ -21,7 +21,7 @@ from metaconf.report.findings import (
 from metaconf.report.run_folder import RunData, atomic_write, load_run
 
 POOLED_COLUMNS = 4  # the pooled results tables show the first columns of each task's table
-BARS = (("single", "ece"), ("single", "auroc"), ("pairwise", "auc_a"))  # (task, metric) of the per-dataset bars
+BARS = (("single", "ece"), ("single", "auroc"), ("pairwise", "auc_a"))  # (task, metric): the per-dataset bars
 EXAMPLE_CHARS = 300
 
 
@@ -100,7 +100,7 @@ def _setup(data: RunData) -> list[Block]:
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
         row = next(r for r in rows if r["dataset"] == dataset)
         evaluated = {t: max((r["n"] for r in rows if r["dataset"] == dataset and r["task"] == t), default=0)
-                     for t in ("single", "pairwise")}
+                     for t in TASK_NAMES}
         size = sizes.get(dataset, {})
         table.append([dataset, str(row.get("domain")), "in-domain" if row.get("in_domain") else "new domain",
                       str(size.get("train", "?")), str(evaluated["single"]), str(evaluated["pairwise"])])
