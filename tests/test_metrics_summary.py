@@ -143,9 +143,25 @@ def test_write_metrics_is_atomic_json(tmp_path, predictions):
     path = write_metrics(tmp_path / "run" / "metrics.json", summarize(preds, INFO, n_boot=20))
     assert json.loads(path.read_text())["rows"]
     assert [p.name for p in path.parent.iterdir()] == ["metrics.json"]
+
+    class Unwritable:
+        def __str__(self) -> str:
+            raise ValueError("cannot be written")
+
     with pytest.raises(ValueError):
-        write_metrics(path, {"x": float("nan")})
+        write_metrics(path, {"x": Unwritable()})
     assert json.loads(path.read_text())["rows"]  # the old file survives a failed write
+
+
+def test_write_metrics_writes_strict_json_with_null_for_undefined(tmp_path):
+    """NaN and infinities (Python's or numpy's) become null: metrics.json parses under strict JSON parsers."""
+    path = write_metrics(tmp_path / "metrics.json", {"rows": [
+        {"ece": float("nan"), "auroc": np.float64("inf"), "n": np.int64(3), "ok": np.bool_(True),
+         "ece_ci": (np.float32(0.25), -float("inf"))}]})
+    text = path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    row = json.loads(text, parse_constant=lambda name: pytest.fail(f"non-strict JSON constant {name}"))["rows"][0]
+    assert row == {"ece": None, "auroc": None, "n": 3, "ok": True, "ece_ci": [0.25, None]}
 
 
 def test_unread_answer_with_read_confidence_counts_as_wrong_in_calibration():

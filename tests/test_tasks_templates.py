@@ -87,3 +87,31 @@ def test_template_loaded_from_a_path(tmp_path):
     )
     messages = answer_messages(NUM, template=str(path))
     assert messages == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Q What is 6 * 7?"}]
+
+
+PAIR_QUESTION = {"mc": "Q {question}", "numeric": "Q {question}", "open": "Q {question}", "boolean": "Q {question}"}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"version": "1"}, "field 'version': Input should be a valid integer"),
+    ({"max_new_tokens": True}, "field 'max_new_tokens': Input should be a valid integer"),
+    ({"stop": ["\n", ""]}, "field 'stop.1': String should have at least 1 character"),
+    ({"guided_max_new_tokens": 0}, "field 'guided_max_new_tokens': Input should be greater than 0"),
+    ({"user": 5}, "field 'user': must map answer types"),
+    ({"question": {**PAIR_QUESTION, "essay": "x"}}, "field 'question': needs text for -; unknown essay"),
+])
+def test_template_fields_are_typed_and_errors_name_file_and_field(change, message):
+    raw = {"name": "p", "version": 1, "user": "{question1} / {question2}", "question": PAIR_QUESTION,
+           "output": "Choice: {choice}", "max_new_tokens": 8, **change}
+    with pytest.raises(ConfigError) as info:
+        parse_template(raw, "bad.yaml")
+    assert str(info.value).startswith(f"bad.yaml: {message}")
+
+
+def test_template_model_documents_every_field_and_keeps_its_file():
+    from metaconf.tasks.templates import Template
+
+    assert all(f.description for f in Template.model_fields.values())
+    t = parse_template({"name": "p", "version": 1, "user": "{question1} / {question2}", "question": PAIR_QUESTION,
+                        "output": "x", "max_new_tokens": 8, "stop": None}, "mine.yaml")
+    assert (t.path, t.stop, t.generation(guided=True)) == ("mine.yaml", (), {"max_new_tokens": 8, "stop": []})

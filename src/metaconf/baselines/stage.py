@@ -98,12 +98,13 @@ def p_true_scores(engine: Engine, questions: list[Question], proposals: list[str
 
 
 def fit_recalibration(run_dir: Path, engine: Engine, train_questions: list[Question], temperature: float = 0.0,
-                      seed: int = 0, guided: bool = False, logprobs: int = 0) -> dict[str, Any]:
+                      seed: int = 0, guided: bool = False, logprobs: int = 0,
+                      grader: grading.Grader | None = None) -> dict[str, Any]:
     """The base model's stated confidence on the training questions (single task, the evaluation's settings, so
     stored answers are reused) -> isotonic and Platt maps, stored in RUN/baselines/recalibration.json."""
     from metaconf.evaluation import evaluate_single
 
-    rows = evaluate_single(engine, "base", train_questions, temperature, seed, guided, logprobs)
+    rows = evaluate_single(engine, "base", train_questions, temperature, seed, guided, logprobs, grader)
     write_jsonl(Path(run_dir) / "baselines" / "base_single_train.jsonl", rows)
     scored = [r for r in rows if r["confidence"] is not None]
     x, y = [r["confidence"] for r in scored], [float(r["correct"]) for r in scored]
@@ -117,9 +118,10 @@ def fit_recalibration(run_dir: Path, engine: Engine, train_questions: list[Quest
 
 def run_baselines(run_dir: Path, engine: Engine, train_questions: list[Question],
                   eval_sets: dict[str, list[Question]], baselines: Sequence[str], temperature: float = 0.0,
-                  seed: int = 0, guided: bool = False, logprobs: int = 0) -> str:
-    """Score every wanted method on every evaluation dataset; returns a one-line summary. `guided`, `logprobs`:
-    the evaluation's settings, so the base model states its confidence the same way on training questions."""
+                  seed: int = 0, guided: bool = False, logprobs: int = 0, grader: grading.Grader | None = None) -> str:
+    """Score every wanted method on every evaluation dataset; returns a one-line summary. `guided`, `logprobs`,
+    `grader`: the evaluation's settings, so the base model states its confidence the same way on training
+    questions and answers are graded as the conditions' are (None: by the rules)."""
     run_dir = Path(run_dir)
     methods = methods_of(baselines)
     todo = [m for m in methods if not all(baseline_path(run_dir, m, d).is_file() for d in eval_sets)]
@@ -139,8 +141,9 @@ def run_baselines(run_dir: Path, engine: Engine, train_questions: list[Question]
         answers = [parse_answer(c.text, q) for c, q in zip(greedy, questions)]
         proposals = [answer_part(c.text) for c in greedy]
         p_true = p_true_scores(engine, questions, proposals, seed) if "p_true" in todo else [None] * len(questions)
-        for q, comp, answer, proposal, pt in zip(questions, greedy, answers, proposals, p_true):
-            correct = _correct(answer, q)
+        grades = grader.grade(proposals, questions) if grader is not None else \
+            [_correct(answer, q) for answer, q in zip(answers, questions)]
+        for q, comp, answer, pt, correct in zip(questions, greedy, answers, p_true, grades):
             if "consistency_greedy" in todo:
                 conf = agreement(answer, consistency[q.id]["answers"])
                 rows["consistency_greedy"].append(_row(q, "consistency_greedy", answer, conf, correct))
@@ -158,7 +161,7 @@ def run_baselines(run_dir: Path, engine: Engine, train_questions: list[Question]
     if recal:
         path = run_dir / "baselines" / "recalibration.json"
         maps = read_json(path)["maps"] if path.is_file() else fit_recalibration(
-            run_dir, engine, train_questions, temperature, seed, guided, logprobs)
+            run_dir, engine, train_questions, temperature, seed, guided, logprobs, grader)
         for dataset, qs in eval_sets.items():
             stored = run_dir / "predictions" / f"base__single__{dataset}.jsonl"
             if not stored.is_file():

@@ -19,10 +19,12 @@ import numpy as np
 from metaconf.baselines.stage import TEACHER
 from metaconf.metrics.bootstrap import paired_bootstrap, resample_indices
 from metaconf.metrics.metad import RATING_EDGES, metacognition
-from metaconf.metrics.summary import SINGLE_FNS, _clean, _row_metrics, single_items
+from metaconf.metrics.registry import method_metrics, task_functions
+from metaconf.metrics.summary import _clean, _row_metrics, single_items
 
-COMPARED = ("ece", "auroc")
-METHOD_METRICS = ("accuracy", "parse_rate", "ece", "brier", "auroc")
+COMPARED = method_metrics(compared=True)
+METHOD_METRICS = method_metrics()
+SINGLE_FNS = task_functions("single")
 METAD_BOOT = 200  # meta-d′ refits the MLE per resample: fewer resamples than the vectorised metrics
 
 

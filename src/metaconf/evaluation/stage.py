@@ -13,6 +13,7 @@ from typing import Any
 
 from metaconf.data import Question
 from metaconf.engines import Engine
+from metaconf.grading import Grader
 from metaconf.io import read_jsonl, write_jsonl
 from metaconf.tasks import (
     generation_settings,
@@ -22,7 +23,7 @@ from metaconf.tasks import (
     single_messages,
 )
 from metaconf.tasks.guides import pairwise_guide, single_guide
-from metaconf.tasks.parsing import expected_confidence
+from metaconf.tasks.parsing import expected_confidence, pair_answer_texts, single_answer_text
 
 # Top log-probabilities asked for in a guided single reply: enough to see every allowed token at a confidence digit
 # (ten digits and '%'), so the probability-weighted confidence misses no mass.
@@ -63,13 +64,14 @@ def prediction_path(run_dir: Path, condition: str, task: str, dataset: str) -> P
 
 def evaluate_single(
     engine: Engine, condition: str, questions: list[Question], temperature: float = 0.0, seed: int = 0,
-    guided: bool = False, logprobs: int = 0,
+    guided: bool = False, logprobs: int = 0, grader: Grader | None = None,
 ) -> list[dict[str, Any]]:
     """Answer + confidence for each question; one prediction row each.
 
     `guided`: replies are constrained to the template's format; with `logprobs` the row also gets
     `confidence_expected`, the confidence weighted by the model's (masked, renormalised) probabilities of the
-    allowed confidence values. Free sampling asks for no log-probabilities, exactly as before."""
+    allowed confidence values. Free sampling asks for no log-probabilities, exactly as before. `grader`: grades
+    the answers instead of the rules (e.g. a JudgeGrader; docs/grading.md)."""
     settings = generation_settings("single", guided=guided)
     want_logprobs = max(logprobs, CONFIDENCE_LOGPROBS) if guided and logprobs else None
     outputs = engine.generate(
@@ -88,6 +90,10 @@ def evaluate_single(
         if want_logprobs:
             row["confidence_expected"] = expected_confidence(completion.logprobs)
         rows.append(row)
+    if grader is not None:
+        texts = [single_answer_text(completion.text) for (completion,) in outputs]
+        for row, correct in zip(rows, grader.grade(texts, questions), strict=True):
+            row["correct"] = bool(correct)
     return rows
 
 
@@ -100,11 +106,13 @@ def evaluate_pairwise(
     logprobs: int = 5,
     seed: int = 0,
     guided: bool = False,
+    grader: Grader | None = None,
 ) -> list[dict[str, Any]]:
     """The choice between two questions, then both answers; one prediction row per pair.
 
     `p_first` is P(choice = 1) renormalised over '1' and '2'; under guidance these are the only tokens the mask
-    allows there, so it is the model's exact probability of choosing question 1 given the format."""
+    allows there, so it is the model's exact probability of choosing question 1 given the format. `grader`:
+    grades both answers instead of the rules (a missing answer line stays wrong)."""
     settings = generation_settings("pairwise", guided=guided)
     outputs = engine.generate(
         [pairwise_messages(q1, q2) for q1, q2 in pairs], n=1, temperature=temperature, seed=seed,
@@ -122,6 +130,12 @@ def evaluate_pairwise(
             "consistency1": consistency.get(q1.id), "consistency2": consistency.get(q2.id),
             "p_first": parsed.p_first, "parsed": bool(parsed.parsed),
         })
+    if grader is not None:
+        texts = [pair_answer_texts(completion.text) for (completion,) in outputs]
+        grades = grader.grade([t or "" for pair in texts for t in pair], [q for pair in pairs for q in pair])
+        for k, row in enumerate(rows):
+            for j in (0, 1):
+                row[f"correct{j + 1}"] = texts[k][j] is not None and bool(grades[2 * k + j])
     return rows
 
 
@@ -136,18 +150,19 @@ def evaluate_condition(
     logprobs: int = 5,
     seed: int = 0,
     guided: bool = False,
+    grader: Grader | None = None,
 ) -> dict[tuple[str, str], Path]:
     """Both tasks on every dataset for one condition; writes and returns the prediction files.
 
     Each dataset goes to the engine on its own: its prompts share their template's instructions, which the
-    engine prefills once per batch.
+    engine prefills once per batch. `grader`: None grades by the rules (the default).
     """
     written = {}
     for dataset, qs in questions.items():
         rows = {
-            "single": evaluate_single(engine, condition, qs, temperature, seed, guided, logprobs),
+            "single": evaluate_single(engine, condition, qs, temperature, seed, guided, logprobs, grader),
             "pairwise": evaluate_pairwise(engine, condition, pairs.get(dataset, []), consistency, temperature,
-                                          logprobs, seed, guided),
+                                          logprobs, seed, guided, grader),
         }
         for task, task_rows in rows.items():
             written[(task, dataset)] = write_jsonl(prediction_path(run_dir, condition, task, dataset), task_rows)

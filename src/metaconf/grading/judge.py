@@ -40,8 +40,14 @@ DEFAULT_JUDGE_TEMPLATE = (
     "Model's answer: {answer}\n"
     "Does the model's answer mean the same as one of the gold answers? Reply with yes or no only."
 )
+JUDGE_PLACEHOLDERS = ("{question}", "{gold}", "{answer}")
 _JUDGE_WORDS = {"yes": "yes", "correct": "yes", "true": "yes", "no": "no", "incorrect": "no", "false": "no"}
 _MAX_ANSWER_CHARS = 500
+
+
+def missing_placeholders(template: str) -> list[str]:
+    """The judge placeholders ({question}, {gold}, {answer}) that `template` lacks."""
+    return [field for field in JUDGE_PLACEHOLDERS if field not in template]
 
 
 def parse_judge_reply(text: str) -> bool | None:
@@ -62,9 +68,9 @@ class JudgeGrader:
     """
 
     def __init__(self, engine: "Engine", template: str = DEFAULT_JUDGE_TEMPLATE, max_new_tokens: int = 8):
-        for field in ("{question}", "{gold}", "{answer}"):
-            if field not in template:
-                raise ConfigError(f"judge template: missing the {field} placeholder")
+        missing = missing_placeholders(template)
+        if missing:
+            raise ConfigError(f"judge template: missing the {missing[0]} placeholder")
         self.engine = engine
         self.template = template
         self.max_new_tokens = max_new_tokens

@@ -5,26 +5,22 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from metaconf.conditions import BASE, TRAINED_CONDITIONS
 from metaconf.errors import DataError
+from metaconf.io import write_text_atomic
 from metaconf.metrics.bootstrap import bootstrap_ci, paired_bootstrap
-from metaconf.metrics.calibration import adaptive_ece, brier, ece, overconfidence, smooth_bandwidth, smooth_ece
-from metaconf.metrics.discrimination import accuracy, auc_a, auc_c, auroc, pairwise_auc, parse_rate
+from metaconf.metrics.registry import contrast_names, task_functions
 
-BASE = "base"
-SINGLE_METRICS = ("accuracy", "parse_rate", "ece", "adaptive_ece", "smooth_ece", "brier", "overconfidence", "auroc")
-PAIRWISE_METRICS = ("accuracy", "parse_rate", "auc_c", "auc_a", "pairwise_auc")
 POOLED_NAMES = {True: "pooled in-domain", False: "pooled new-domain"}
 # multitask vs each single-task condition: does mixing both tasks beat training on one? (report: "multitask vs
 # single-task"); a pair is compared only where both conditions were evaluated
-CONTRASTS = (("multitask", "single"), ("multitask", "pairwise"))
-CONTRAST_METRICS = ("accuracy", "ece", "brier", "auroc", "auc_c", "auc_a")
+_SINGLE, _PAIRWISE, _MULTITASK = TRAINED_CONDITIONS
+CONTRASTS = ((_MULTITASK, _SINGLE), (_MULTITASK, _PAIRWISE))
 _CHOICES = {"1": 1, "2": 2, "q1": 1, "q2": 2, "first": 1, "second": 2}
 
 
@@ -88,52 +84,9 @@ def pairwise_items(rows: list[Mapping[str, Any]], key: tuple[str, str, str]) -> 
     return items
 
 
-# ----------------------------------------------------------------------------------------- metric functions
-def _mask(mask: np.ndarray, weights: Any) -> np.ndarray:
-    mask = np.asarray(mask, dtype=float)
-    return mask if weights is None else np.asarray(weights, dtype=float) * mask[None, :]
-
-
-def _smooth(conf: Any, correct: Any, parsed: Any, has_conf: Any, weights: Any = None) -> Any:
-    keep = np.asarray(has_conf, dtype=float) > 0
-    if not keep.any():
-        return smooth_ece(np.asarray(conf)[keep], np.asarray(correct)[keep]) if weights is None else \
-            np.full(np.shape(weights)[0], np.nan)
-    sigma = smooth_bandwidth(np.asarray(conf)[keep], np.asarray(correct)[keep])  # full-sample rule, then fixed
-    return smooth_ece(conf, correct, sigma, weights=_mask(has_conf, weights))
-
-
-SINGLE_FNS: dict[str, Callable[..., Any]] = {
-    "accuracy": lambda conf, correct, parsed, has_conf, weights=None: accuracy(correct, weights=weights),
-    "parse_rate": lambda conf, correct, parsed, has_conf, weights=None: parse_rate(parsed, weights=weights),
-    "ece": lambda conf, correct, parsed, has_conf, weights=None: ece(conf, correct, weights=_mask(has_conf, weights)),
-    "adaptive_ece": lambda conf, correct, parsed, has_conf, weights=None: adaptive_ece(
-        conf, correct, weights=_mask(has_conf, weights)),
-    "smooth_ece": _smooth,
-    "brier": lambda conf, correct, parsed, has_conf, weights=None: brier(conf, correct, weights=_mask(has_conf, weights)),
-    "overconfidence": lambda conf, correct, parsed, has_conf, weights=None: overconfidence(
-        conf, correct, weights=_mask(has_conf, weights)),
-    "auroc": lambda conf, correct, parsed, has_conf, weights=None: auroc(conf, correct, weights=_mask(has_conf, weights)),
-}
-
-
-def _pair_accuracy(choice, y1, y2, c1, c2, has_c, p, has_p, parsed, has_choice, weights=None):  # noqa: ANN001, ANN202
-    a1, a2 = accuracy(y1, weights=weights), accuracy(y2, weights=weights)
-    return None if a1 is None else (a1 + a2) / 2
-
-
-PAIRWISE_FNS: dict[str, Callable[..., Any]] = {
-    "accuracy": _pair_accuracy,
-    "parse_rate": lambda choice, y1, y2, c1, c2, has_c, p, has_p, parsed, has_choice, weights=None: parse_rate(
-        parsed, weights=weights),
-    "auc_c": lambda choice, y1, y2, c1, c2, has_c, p, has_p, parsed, has_choice, weights=None: auc_c(
-        choice, c1, c2, weights=_mask(np.asarray(has_choice) * has_c, weights)),
-    "auc_a": lambda choice, y1, y2, c1, c2, has_c, p, has_p, parsed, has_choice, weights=None: auc_a(
-        choice, y1, y2, weights=_mask(has_choice, weights)),
-    "pairwise_auc": lambda choice, y1, y2, c1, c2, has_c, p, has_p, parsed, has_choice, weights=None: pairwise_auc(
-        p, y1, weights=_mask(np.asarray(has_p) * (np.asarray(y1) != np.asarray(y2)), weights)),
-}
-TASKS = {"single": (single_items, SINGLE_FNS), "pairwise": (pairwise_items, PAIRWISE_FNS)}
+# task -> (its item columns from prediction rows, its metric functions from the registry)
+TASKS = {task: (items, task_functions(task))
+         for task, items in (("single", single_items), ("pairwise", pairwise_items))}
 
 
 # --------------------------------------------------------------------------------------------------- summary
@@ -222,7 +175,7 @@ def summarize(predictions: Mapping[tuple[str, str, str], list[Mapping[str, Any]]
     conditions = list(dict.fromkeys(key[0] for key in groups))
     comparisons = [c for condition in conditions if condition != base for c in compare(base, condition)]
     contrast_rows = [c for condition, reference in contrasts if {condition, reference} <= set(conditions)
-                     for c in compare(reference, condition, CONTRAST_METRICS)]
+                     for c in compare(reference, condition, contrast_names())]
     return {
         "model": model,
         "config": dict(config or {}),
@@ -235,17 +188,22 @@ def summarize(predictions: Mapping[tuple[str, str, str], list[Mapping[str, Any]]
     }
 
 
+def _strict(value: Any) -> Any:
+    """A copy that strict JSON can hold: NaN and infinities (also numpy's) become None, numpy numbers plain ones."""
+    if isinstance(value, Mapping):
+        return {key: _strict(v) for key, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
 def write_metrics(path: str | Path, summary: Mapping[str, Any]) -> Path:
-    """Write metrics.json atomically (temp file + rename); NaN is refused (undefined metrics are null)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(summary, indent=2, allow_nan=False, ensure_ascii=False, default=str)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write metrics.json atomically as strict JSON: an undefined value (NaN, infinity) is written as null."""
+    text = json.dumps(_strict(summary), indent=2, allow_nan=False, ensure_ascii=False, default=str)
+    return write_text_atomic(path, text + "\n")

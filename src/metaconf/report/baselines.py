@@ -10,7 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from metaconf.metrics.registry import better, method_metrics
+from metaconf.metrics.registry import label as metric_label
 from metaconf.report.document import Block, Bullets, Figure, Heading, Paragraph, Table
+from metaconf.report.findings import fmt, fmt_ci
 
 RECALIBRATION = "isotonic"  # the recalibration the sentences compare against (Platt is in the tables)
 METHOD_LABELS = {
@@ -20,30 +23,18 @@ METHOD_LABELS = {
 }
 
 
-def _f(value: Any, signed: bool = False) -> str:
-    if value is None:
-        return "—"
-    return (f"{value:+.3f}" if signed else f"{value:.3f}").replace("-", "−")
-
-
-def _ci(value: Any, ci: Any, signed: bool = False) -> str:
-    if value is None:
-        return "—"
-    return _f(value, signed) + (f" ({_f(ci[0], signed)}, {_f(ci[1], signed)})" if ci else "")
-
-
 def _pct(value: Any) -> str:
     return "—" if value is None else f"{100 * value:.0f}%".replace("-", "−")
 
 
-def _reading(c: dict[str, Any], lower_better: bool) -> str:
+def _reading(c: dict[str, Any]) -> str:
     """better / worse when the interval of (condition − method) excludes zero, else no evidence."""
     if c.get("diff") is None or not c.get("diff_ci"):
         return "undefined"
     low, high = c["diff_ci"]
     if low <= 0 <= high:
         return "no evidence of a difference"
-    return "better" if (c["diff"] < 0) == lower_better else "worse"
+    return "better" if (c["diff"] < 0) == (better(c["metric"]) == "lower") else "worse"
 
 
 def dataset_sentence(dataset: str, baselines: dict[str, Any]) -> str:
@@ -55,12 +46,11 @@ def dataset_sentence(dataset: str, baselines: dict[str, Any]) -> str:
         return f"{dataset}: no trained condition to compare with the baselines."
     parts = []
     for condition in conditions:
-        ece = next((c for c in comps if c["condition"] == condition and c["metric"] == "ece"), None)
-        auroc = next((c for c in comps if c["condition"] == condition and c["metric"] == "auroc"), None)
         verdicts = []
-        for name, c, lower in (("ECE", ece, True), ("AUROC", auroc, False)):
+        for metric in method_metrics(compared=True):
+            c = next((c for c in comps if c["condition"] == condition and c["metric"] == metric), None)
             if c is not None:
-                verdicts.append(f"{name} {_ci(c['diff'], c['diff_ci'], True)}: {_reading(c, lower)}")
+                verdicts.append(f"{metric_label(metric)} {fmt_ci(c['diff'], c['diff_ci'], True)}: {_reading(c)}")
         vs = "; ".join(verdicts) if verdicts else "no recalibration to compare with"
         gap = gaps.get(condition)
         if gap is None:
@@ -78,30 +68,31 @@ def dataset_sentence(dataset: str, baselines: dict[str, Any]) -> str:
 def _methods_table(dataset: str, metrics: dict[str, Any]) -> Table:
     baselines = metrics["baselines"]
     trained = list(dict.fromkeys(c["condition"] for c in baselines.get("comparisons", [])))
-    headers = ["method / condition", "n scored", "accuracy", "ECE", "AUROC"] + [
-        f"{c} − method: ECE, AUROC" for c in trained]
+    compared = method_metrics(compared=True)
+    names = [metric_label(m) for m in compared]
+    headers = ["method / condition", "n scored", metric_label("accuracy"), *names] + [
+        f"{c} − method: {', '.join(names)}" for c in trained]
     body = []
     for r in baselines["rows"]:
         if r["dataset"] != dataset:
             continue
-        cells = [METHOD_LABELS.get(r["method"], r["method"]), str(r.get("n_scored")), _f(r.get("accuracy")),
-                 _ci(r.get("ece"), r.get("ece_ci")), _ci(r.get("auroc"), r.get("auroc_ci"))]
+        cells = [METHOD_LABELS.get(r["method"], r["method"]), str(r.get("n_scored")), fmt(r.get("accuracy")),
+                 *(fmt_ci(r.get(m), r.get(f"{m}_ci")) for m in compared)]
         for condition in trained:
             diffs = {c["metric"]: c for c in baselines["comparisons"]
                      if (c["method"], c["condition"], c["dataset"]) == (r["method"], condition, dataset)}
-            cells.append(", ".join(_ci(diffs[m]["diff"], diffs[m]["diff_ci"], True) if m in diffs else "—"
-                                   for m in ("ece", "auroc")))
+            cells.append(", ".join(fmt_ci(diffs[m]["diff"], diffs[m]["diff_ci"], True) if m in diffs else "—"
+                                   for m in compared))
         body.append(cells)
     for r in metrics.get("rows", []):
         if r["dataset"] == dataset and r["task"] == "single":
-            body.append([f"condition: {r['condition']}", str(r.get("n_scored", r.get("n"))), _f(r.get("accuracy")),
-                         _ci(r.get("ece"), r.get("ece_ci")), _ci(r.get("auroc"), r.get("auroc_ci"))]
-                        + [""] * len(trained))
+            body.append([f"condition: {r['condition']}", str(r.get("n_scored", r.get("n"))), fmt(r.get("accuracy")),
+                         *(fmt_ci(r.get(m), r.get(f"{m}_ci")) for m in compared)] + [""] * len(trained))
     return Table(headers, body)
 
 
 def _gap_table(baselines: dict[str, Any]) -> Table:
-    body = [[g["condition"], g["dataset"], _f(g.get("teacher_auroc")), _f(g.get("condition_auroc")),
+    body = [[g["condition"], g["dataset"], fmt(g.get("teacher_auroc")), fmt(g.get("condition_auroc")),
              _pct(g["recovered"]) + (f" ({_pct(g['recovered_ci'][0])}, {_pct(g['recovered_ci'][1])})"
                                      if g.get("recovered_ci") else "")
              if g.get("recovered") is not None else f"undefined: {g.get('undefined')}"]
@@ -110,9 +101,9 @@ def _gap_table(baselines: dict[str, Any]) -> Table:
 
 
 def _metad_table(meta: dict[str, Any]) -> Table:
-    body = [[r["condition"], r["dataset"], str(r["n"]), str(r["ratings_used"]), _f(r.get("d_prime")),
-             _ci(r.get("meta_d"), r.get("meta_d_ci")), _ci(r.get("m_ratio"), r.get("m_ratio_ci")),
-             _ci(r.get("type2_auroc"), r.get("type2_auroc_ci"))] for r in meta.get("rows", [])]
+    body = [[r["condition"], r["dataset"], str(r["n"]), str(r["ratings_used"]), fmt(r.get("d_prime")),
+             fmt_ci(r.get("meta_d"), r.get("meta_d_ci")), fmt_ci(r.get("m_ratio"), r.get("m_ratio_ci")),
+             fmt_ci(r.get("type2_auroc"), r.get("type2_auroc_ci"))] for r in meta.get("rows", [])]
     return Table(["condition", "dataset", "n", "ratings used", "d′", "meta-d′", "M-ratio", "type-2 AUROC"], body)
 
 
@@ -156,8 +147,9 @@ def _plot(metrics: dict[str, Any], plots_dir: Path) -> tuple[Path, Path] | None:
         ax.axhline(0.5, color="#999999", lw=0.8, ls="--")
         ax.set_xticks(range(len(datasets)))
         ax.set_xticklabels(datasets)
-        ax.set_ylabel("AUROC")
-        ax.set_title("AUROC of confidence methods and conditions (error bars: 95% bootstrap intervals)")
+        ax.set_ylabel(metric_label("auroc"))
+        ax.set_title(f"{metric_label('auroc')} of confidence methods and conditions "
+                     "(error bars: 95% bootstrap intervals)")
         ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         fig.tight_layout()
         return _save(fig, plots_dir, "baselines_auroc")

@@ -10,11 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-LOWER_IS_BETTER = {"ece", "adaptive_ece", "smooth_ece", "brier"}
-HIGHER_IS_BETTER = {"auroc", "auc_c", "auc_a", "pairwise_auc"}
-LABELS = {"ece": "ECE", "adaptive_ece": "adaptive ECE", "smooth_ece": "smooth ECE", "brier": "Brier score",
-          "auroc": "AUROC", "auc_c": "AUC_c", "auc_a": "AUC_a", "pairwise_auc": "pairwise AUC",
-          "accuracy": "accuracy", "parse_rate": "parse rate", "overconfidence": "overconfidence"}
+from metaconf.conditions import BASE
+from metaconf.metrics.registry import TASK_NAMES, better, headline_metrics, label
+
 # an accuracy change whose whole interval lies within +-EQUIVALENCE counts as "unchanged"
 EQUIVALENCE = 0.05
 SUPPORTED, CONTRADICTED, NO_EVIDENCE = "supported", "contradicted", "no evidence"
@@ -43,9 +41,9 @@ def verdict(comparison: dict[str, Any]) -> str:
         return "undefined"
     if ci[0] <= 0 <= ci[1]:
         return "no evidence of a change"
-    if metric in LOWER_IS_BETTER:
+    if better(metric) == "lower":
         return "improved" if diff < 0 else "worsened"
-    if metric in HIGHER_IS_BETTER:
+    if better(metric) == "higher":
         return "improved" if diff > 0 else "worsened"
     return "increased" if diff > 0 else "decreased"
 
@@ -108,8 +106,8 @@ def reading(diff: float | None, ci: list[float] | None, metric: str, expect: str
         return "unclear" if ci[0] <= 0 <= ci[1] else "against"
     if ci[0] <= 0 <= ci[1]:
         return "unclear"
-    better = diff < 0 if metric in LOWER_IS_BETTER else diff > 0
-    return "for" if better else "against"
+    improved = diff < 0 if better(metric) == "lower" else diff > 0
+    return "for" if improved else "against"
 
 
 def row_verdict(readings: Iterable[str]) -> tuple[str, str]:
@@ -144,7 +142,7 @@ def trained_tasks(condition: str, config: dict[str, Any]) -> set[str]:
     for spec in (config.get("targets") or {}).get("sets") or []:
         if isinstance(spec, dict) and spec.get("name") == condition:
             task = str(spec.get("task"))
-    return {"single", "pairwise"} if task == "multitask" else {task} & {"single", "pairwise"}
+    return set(TASK_NAMES) if task == "multitask" else {task} & set(TASK_NAMES)
 
 
 def dataset_columns(metrics: dict[str, Any]) -> list[tuple[str, bool, bool]]:
@@ -174,7 +172,7 @@ def _row(claim: Claim, entries: list[dict[str, Any]], columns: list[tuple[str, b
 
 
 def finding_rows(metrics: dict[str, Any], config: dict[str, Any] | None = None,
-                 base: str = "base") -> list[FindingRow]:
+                 base: str = BASE) -> list[FindingRow]:
     """Every row of the findings table, in the order of the study's questions; claims without data are absent."""
     config = config if config is not None else (metrics.get("config") or {})
     comparisons = metrics.get("comparisons") or []
@@ -190,18 +188,19 @@ def finding_rows(metrics: dict[str, Any], config: dict[str, Any] | None = None,
     for key in ("calibration_in", "calibration_new"):
         plan += [(key, comparisons, c, c, "single", "ece") for c in single_trained]
     plan += [("discrimination", comparisons, c, c, "single", "auroc") for c in single_trained]
-    plan += [("discrimination", comparisons, c, c, "pairwise", m) for m in ("auc_c", "auc_a") for c in pair_trained]
-    plan += [("transfer", comparisons, c, c, "pairwise", m)
-             for c in conditions if tasks[c] == {"single"} for m in ("auc_c", "auc_a")]
-    plan += [("transfer", comparisons, c, c, "single", m)
-             for c in conditions if tasks[c] == {"pairwise"} for m in ("ece", "auroc")]
+    plan += [("discrimination", comparisons, c, c, task, m)
+             for task, m in headline_metrics("pairwise") for c in pair_trained]
+    plan += [("transfer", comparisons, c, c, task, m)
+             for c in conditions if tasks[c] == {"single"} for task, m in headline_metrics("pairwise")]
+    plan += [("transfer", comparisons, c, c, task, m)
+             for c in conditions if tasks[c] == {"pairwise"} for task, m in headline_metrics("single")]
     for entry in dict.fromkeys((c["condition"], c.get("reference")) for c in contrasts):
         condition, reference = entry
         own = tasks.get(reference, set()) if reference else set()
-        for task, metrics_ in (("single", ("ece", "auroc")), ("pairwise", ("auc_c", "auc_a"))):
-            if task in own and own != {"single", "pairwise"}:
+        for task in TASK_NAMES:
+            if task in own and own != set(TASK_NAMES):
                 plan += [("multitask", [c for c in contrasts if c.get("reference") == reference], condition,
-                          f"{condition} − {reference}", task, m) for m in metrics_]
+                          f"{condition} − {reference}", task, m) for _, m in headline_metrics(task)]
     plan += [("accuracy", comparisons, c, c, "single", "accuracy") for c in conditions]
     rows = [_row(CLAIMS[key], entries, columns, cond, label, task, metric)
             for key, entries, cond, label, task, metric in plan]
@@ -260,7 +259,7 @@ def findings_table(rows: list[FindingRow], columns: list[tuple[str, bool, bool]]
         first = i == 0 or rows[i - 1].claim.key != row.claim.key
         group = [r for r in rows if r.claim.key == row.claim.key]
         claim = f"{row.claim.title}: {claim_verdict(group).upper()}\npaper: {row.claim.paper}" if first else ""
-        body.append([claim, row.condition, f"{LABELS.get(row.metric, row.metric)} ({row.task})"]
+        body.append([claim, row.condition, f"{label(row.metric)} ({row.task})"]
                     + [_cell_text(row.cells.get(d)) for d, _, _ in columns] + [f"{row.verdict}\n{row.reason}"])
         styles.append(["claim", "", "nowrap"] + [f"num {row.cells[d].reading}" if d in row.cells else "blank"
                                            for d, _, _ in columns] + ["nowrap " + row.verdict.replace(" ", "")])

@@ -13,11 +13,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from metaconf.report.findings import LABELS  # noqa: E402
+from metaconf.conditions import BASE, TRAINED_CONDITIONS  # noqa: E402
+from metaconf.metrics.registry import better, headline_metrics, label, metric_info  # noqa: E402
 
 # Okabe-Ito colours (distinguishable with colour-blindness and in greyscale print);
 # one colour per condition in every plot; base is grey (the reference), other names take the unused colours
-CONDITION_COLORS = {"base": "#8C8C8C", "single": "#0072B2", "pairwise": "#E69F00", "multitask": "#009E73"}
+CONDITION_COLORS = {BASE: "#8C8C8C", **dict(zip(TRAINED_CONDITIONS, ("#0072B2", "#E69F00", "#009E73")))}
 EXTRA_COLORS = ["#CC79A7", "#56B4E9", "#D55E00", "#000000", "#F0E442"]
 
 
@@ -110,10 +111,11 @@ def confidence_histograms(single: dict[str, tuple[np.ndarray, np.ndarray]], plot
         return _save(fig, plots_dir, "confidence_histograms")
 
 
-def metric_bars(rows: list[dict[str, Any]], metric: str, label: str, plots_dir: Path,
+def metric_bars(rows: list[dict[str, Any]], metric: str, plots_dir: Path,
                 colors: dict[str, str] | None = None) -> tuple[Path, Path] | None:
     """Grouped bars: one group per dataset (domain), one bar per condition, 95% intervals as error bars."""
     rows = [r for r in rows if metric in r]
+    name = label(metric)
     if not rows:
         return None
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
@@ -135,12 +137,11 @@ def metric_bars(rows: list[dict[str, Any]], metric: str, label: str, plots_dir: 
                 err[1].append(max(ci[1] - value, 0))
             ax.bar(xs, ys, width * 0.95, yerr=err, capsize=2, color=colors[condition], label=condition,
                    error_kw={"lw": 0.8})
-        if metric in ("auroc", "auc_a", "auc_c", "pairwise_auc"):
-            ax.axhline(0.5, color="#999999", lw=0.8, ls="--")
+        _chance_line(ax, metric)
         ax.set_xticks(range(len(datasets)))
         ax.set_xticklabels([_dataset_label(rows, d) for d in datasets])
-        ax.set_ylabel(label)
-        ax.set_title(f"{label} per condition and dataset (error bars: 95% bootstrap intervals)")
+        ax.set_ylabel(name)
+        ax.set_title(f"{name} per condition and dataset (error bars: 95% bootstrap intervals)")
         ax.legend(frameon=False, title="condition", loc="upper left", bbox_to_anchor=(1.0, 1.0))
         fig.tight_layout()
         return _save(fig, plots_dir, f"bars_{metric}")
@@ -170,10 +171,16 @@ def loss_curves(logs: dict[str, list[tuple[float, float]]], plots_dir: Path,
         return _save(fig, plots_dir, "training_loss")
 
 
-HEADLINE = (("single", "ece", "ECE (single question)\nlower is better"),
-            ("single", "auroc", "AUROC (single question)\n0.5 = chance"),
-            ("pairwise", "auc_c", "AUC_c (pairwise)\nagreement with consistency"),
-            ("pairwise", "auc_a", "AUC_a (pairwise)\nagreement with correctness"))
+def _chance_line(ax: Any, metric: str) -> None:
+    """A dashed line at the metric's chance value (AUROC and the pairwise AUCs: 0.5), if it has one."""
+    info = metric_info(metric)
+    if info is not None and info.chance is not None:
+        ax.axhline(info.chance, color="#999999", lw=0.8, ls="--")
+
+
+TASK_TITLES = {"single": "single question", "pairwise": "pairwise"}
+HEADLINE = tuple((task, metric, f"{label(metric)} ({TASK_TITLES[task]})\n{metric_info(metric).note}")
+                 for task, metric in headline_metrics())
 
 
 def headline(pooled: list[dict[str, Any]], rows: list[dict[str, Any]], plots_dir: Path,
@@ -207,8 +214,7 @@ def headline(pooled: list[dict[str, Any]], rows: list[dict[str, Any]], plots_dir
                             == (condition, task, in_domain) and r.get(metric) is not None]
                     ax.scatter([x] * len(dots), dots, s=7, facecolors="white", edgecolors="#333333", lw=0.6,
                                zorder=3)
-            if metric != "ece":
-                ax.axhline(0.5, color="#999999", lw=0.8, ls="--")
+            _chance_line(ax, metric)
             ax.set(ylim=(0, 1), xticks=range(len(groups)), title=title)
             ax.set_xticklabels([g for g, _ in groups])
         handles = [plt.Rectangle((0, 0), 1, 1, color=colors[c]) for c in conditions]
@@ -243,18 +249,18 @@ def transfer_heatmap(cells: dict[tuple[str, str, str], dict[str, Any]], conditio
                     if diff is None:
                         ax.text(j, i, "n/a", ha="center", va="center", fontsize=7, color="#777777")
                         continue
-                    better = -diff if metric == "ece" else diff
-                    grid[i, j] = better
+                    gain = -diff if better(metric) == "lower" else diff
+                    grid[i, j] = gain
                     ci = c.get("diff_ci")
                     sure = bool(ci) and not ci[0] <= 0 <= ci[1]
                     text = f"{diff:+.2f}" + (f"\n({ci[0]:+.2f}, {ci[1]:+.2f})" if ci else "")
                     ax.text(j, i, text.replace("-", "\u2212"), ha="center", va="center", fontsize=6,
                             fontweight="bold" if sure else "normal",
-                            color="white" if abs(better) > 0.6 * limit else "#222222")
+                            color="white" if abs(gain) > 0.6 * limit else "#222222")
             image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=-limit, vmax=limit, aspect="auto")
             ax.set_facecolor("#EEEEEE")
             ax.set_xticks(range(len(columns)))
-            ax.set_xticklabels([f"{LABELS.get(metric, metric)}\n{task}" for task, metric in columns], fontsize=7)
+            ax.set_xticklabels([f"{label(metric)}\n{task}" for task, metric in columns], fontsize=7)
             ax.set_yticks(range(len(conditions)))
             ax.set_yticklabels([f"trained: {c}" for c in conditions], fontsize=7.5)
             ax.set_title(f"POOLED {group.removeprefix('pooled ')}", fontsize=9)

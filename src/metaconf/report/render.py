@@ -8,19 +8,20 @@ from typing import Any
 
 import numpy as np
 
+from metaconf.conditions import BASE
+from metaconf.metrics.registry import TASK_NAMES, columns, headline_metrics, headline_names, label, metric_info
 from metaconf.report import plots
 from metaconf.report.document import (
     Block, Bullets, Figure, Heading, Paragraph, Preformatted, Table, to_html, to_markdown,
 )
 from metaconf.report.findings import (
-    EQUIVALENCE, LABELS, dataset_columns, finding_rows, findings_table, fmt, fmt_ci, format_summary,
+    EQUIVALENCE, dataset_columns, finding_rows, findings_table, fmt, fmt_ci, format_summary,
     read_rate_summary, verdict,
 )
 from metaconf.report.run_folder import RunData, atomic_write, load_run
 
-SINGLE_COLUMNS = ("accuracy", "ece", "auroc", "brier", "smooth_ece", "adaptive_ece", "overconfidence")
-PAIRWISE_COLUMNS = ("accuracy", "auc_c", "auc_a", "pairwise_auc")
-TRANSFER = (("single", "ece"), ("single", "auroc"), ("pairwise", "auc_c"), ("pairwise", "auc_a"))
+POOLED_COLUMNS = 4  # the pooled results tables show the first columns of each task's table
+BARS = (("single", "ece"), ("single", "auroc"), ("pairwise", "auc_a"))  # (task, metric): the per-dataset bars
 EXAMPLE_CHARS = 300
 
 
@@ -40,7 +41,7 @@ def _conditions(data: RunData) -> list[str]:
     """Conditions in the study's order (base first), then any others found in metrics.json."""
     found = list(dict.fromkeys(r["condition"] for r in data.metrics["rows"]))
     listed = [c for c in _config(data).get("conditions") or [] if c in found]
-    return sorted(listed + [c for c in found if c not in listed], key=lambda c: c != "base")  # stable sort
+    return sorted(listed + [c for c in found if c not in listed], key=lambda c: c != BASE)  # stable sort
 
 
 def _overview(data: RunData) -> list[Block]:
@@ -99,7 +100,7 @@ def _setup(data: RunData) -> list[Block]:
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
         row = next(r for r in rows if r["dataset"] == dataset)
         evaluated = {t: max((r["n"] for r in rows if r["dataset"] == dataset and r["task"] == t), default=0)
-                     for t in ("single", "pairwise")}
+                     for t in TASK_NAMES}
         size = sizes.get(dataset, {})
         table.append([dataset, str(row.get("domain")), "in-domain" if row.get("in_domain") else "new domain",
                       str(size.get("train", "?")), str(evaluated["single"]), str(evaluated["pairwise"])])
@@ -150,7 +151,7 @@ def _templates(data: RunData) -> list[Block]:
 
 
 def _results(rows: list[dict[str, Any]], task: str, columns: tuple[str, ...], pooled: bool = False) -> Table:
-    headers = ["condition", "dataset", "domain", "n", "parse rate"] + [LABELS[c] for c in columns]
+    headers = ["condition", "dataset", "domain", "n", "parse rate"] + [label(c) for c in columns]
     body = []
     for r in rows:
         if r["task"] != task:
@@ -172,25 +173,25 @@ def _transfer(comparisons: list[dict[str, Any]], pooled: list[dict[str, Any]]) -
         body = []
         for condition in conditions:
             cells = [condition]
-            for task, metric in TRANSFER:
+            for task, metric in headline_metrics():
                 c = next((c for c in comparisons if (c["condition"], c["task"], c["dataset"], c["metric"])
                           == (condition, task, group, metric)), None)
                 cells.append("—" if c is None else fmt_ci(c["diff"], c["diff_ci"], True)
                              + ("" if verdict(c) in ("no evidence of a change", "undefined") else f" {verdict(c)}"))
             body.append(cells)
         blocks += [Paragraph(f"POOLED: {group} ({_pooled_datasets(pooled, group)})"),
-                   Table(["trained on"] + [f"{task} task: change in {LABELS[m]}" for task, m in TRANSFER], body)]
+                   Table(["trained on"] + [f"{task} task: change in {label(m)}" for task, m in headline_metrics()],
+                         body)]
     return blocks
 
 
 def _changes(comparisons: list[dict[str, Any]]) -> Table:
     """Per-dataset changes (condition minus its reference: base, or for contrasts a single-task condition)."""
-    body = [[c["condition"], c.get("reference", "base"), c["task"], c["dataset"],
-             LABELS.get(c["metric"], c["metric"]), str(c["n"]), fmt(c["base"]), fmt(c["value"]),
+    body = [[c["condition"], c.get("reference", BASE), c["task"], c["dataset"],
+             label(c["metric"]), str(c["n"]), fmt(c["base"]), fmt(c["value"]),
              fmt_ci(c["diff"], c["diff_ci"], True), "—" if c.get("p_value") is None else f"{c['p_value']:.3f}",
              verdict(c)]
-            for c in comparisons if not c.get("pooled") and c["metric"] in ("accuracy", "ece", "auroc", "auc_c",
-                                                                            "auc_a")]
+            for c in comparisons if not c.get("pooled") and c["metric"] in headline_names()]
     return Table(["condition", "vs", "task", "dataset", "metric", "n", "reference value", "condition value",
                   "change (95% CI)", "p", "reading"], body)
 
@@ -225,13 +226,14 @@ def _headline_figures(data: RunData, colors: dict[str, str]) -> list[Block]:
     blocks: list[Block] = []
     made = plots.headline(pooled, metrics["rows"], plots_dir, colors, _conditions(data))
     if made:
-        blocks.append(Figure("ECE and AUROC (single-question task), AUC_c and AUC_a (pairwise task) for every "
-                             "condition, in-domain vs new-domain: bars are POOLED over each group's datasets with "
-                             "95% intervals, dots are the single datasets, n/a = undefined.", *made))
-    trained = [c for c in _conditions(data) if c != "base"]
+        shown = {task: " and ".join(label(m) for _, m in headline_metrics(task)) for task in TASK_NAMES}
+        blocks.append(Figure(f"{shown['single']} (single-question task), {shown['pairwise']} (pairwise task) for "
+                             "every condition, in-domain vs new-domain: bars are POOLED over each group's datasets "
+                             "with 95% intervals, dots are the single datasets, n/a = undefined.", *made))
+    trained = [c for c in _conditions(data) if c != BASE]
     cells = {(c["dataset"], c["condition"], f"{c['task']}:{c['metric']}"): c
              for c in metrics.get("comparisons") or [] if c.get("pooled")}
-    made = plots.transfer_heatmap(cells, trained, list(TRANSFER), plots_dir)
+    made = plots.transfer_heatmap(cells, trained, list(headline_metrics()), plots_dir)
     if made:
         blocks.append(Figure("Transfer matrix: change vs base (POOLED) by the condition trained (rows) and the task "
                              "evaluated (columns); blue = better, bold = the 95% interval excludes zero.", *made))
@@ -257,14 +259,12 @@ def _figures(data: RunData, colors: dict[str, str]) -> list[Block]:
 def _bar_figures(data: RunData, colors: dict[str, str]) -> list[Block]:
     plots_dir = data.run_dir / "plots"
     rows = data.metrics["rows"]
-    made = [
-        ("ECE per condition and dataset (lower is better).",
-         plots.metric_bars([r for r in rows if r["task"] == "single"], "ece", "ECE", plots_dir, colors)),
-        ("AUROC per condition and dataset (0.5 = chance).",
-         plots.metric_bars([r for r in rows if r["task"] == "single"], "auroc", "AUROC", plots_dir, colors)),
-        ("AUC_a per condition and dataset (pairwise task; 0.5 = chance).",
-         plots.metric_bars([r for r in rows if r["task"] == "pairwise"], "auc_a", "AUC_a", plots_dir, colors)),
-    ]
+    made = []
+    for task, metric in BARS:
+        info = metric_info(metric)
+        reads = "lower is better" if info.better == "lower" else f"{info.chance:g} = chance"
+        made.append((f"{info.label} per condition and dataset ({'pairwise task; ' * (task == 'pairwise')}{reads}).",
+                     plots.metric_bars([r for r in rows if r["task"] == task], metric, plots_dir, colors)))
     return [Figure(caption, paths[0], paths[1]) for caption, paths in made if paths]
 
 
@@ -310,17 +310,17 @@ def build_blocks(data: RunData) -> list[Block]:
                Paragraph("Values with 95% bootstrap intervals in parentheses; — = undefined (e.g. AUROC when every "
                          "answer has the same grade).", note=True)]
     if any(r["task"] == "single" for r in rows):
-        blocks += [Heading(3, "Single-question confidence"), _results(rows, "single", SINGLE_COLUMNS)]
+        blocks += [Heading(3, "Single-question confidence"), _results(rows, "single", columns("single"))]
     if any(r["task"] == "pairwise" for r in rows):
-        blocks += [Heading(3, "Pairwise comparison"), _results(rows, "pairwise", PAIRWISE_COLUMNS)]
+        blocks += [Heading(3, "Pairwise comparison"), _results(rows, "pairwise", columns("pairwise"))]
     if pooled:
         blocks += [Heading(3, "In-domain vs new-domain (POOLED over datasets)"),
                    Paragraph("Pooled rows concatenate the items of every dataset in the group: a pooled AUROC also "
                              "rewards confidence that merely follows the datasets' different accuracies, so read "
                              "the per-dataset rows first.", note=True)]
-        for task, columns in (("single", SINGLE_COLUMNS[:4]), ("pairwise", PAIRWISE_COLUMNS)):
+        for task in TASK_NAMES:
             if any(r["task"] == task for r in pooled):
-                blocks.append(_results(pooled, task, columns))
+                blocks.append(_results(pooled, task, columns(task)[:POOLED_COLUMNS]))
     if comparisons:
         blocks += [Heading(2, "C. Changes"), Heading(3, "Transfer matrix (POOLED)"),
                    Paragraph("Change vs base (condition minus base, 95% interval) by the condition trained on (rows) "

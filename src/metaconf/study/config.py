@@ -168,6 +168,36 @@ class EvaluationConfig(_Strict):
     seed: int = Field(0, ge=0, description="Seed of pair draws and bootstrap.")
 
 
+class GradingConfig(_Strict):
+    """How the evaluated answers are graded (docs/grading.md)."""
+
+    method: Literal["rule", "judge"] = Field(
+        "rule", description="rule: the offline rules per answer type; judge: an LLM judge decides open-ended "
+        "answers that do not match a gold answer exactly (multiple choice, numeric and yes/no stay with the rules)."
+    )
+    judge_model: ModelConfig | None = Field(
+        None, description="judge: the model that judges (same settings as `model`); default: the base model under "
+        "study, without any adapter."
+    )
+    template: str | None = Field(
+        None, description="judge: the prompt, a template with {question}, {gold} and {answer}; default: "
+        "metaconf.grading.DEFAULT_JUDGE_TEMPLATE."
+    )
+    max_new_tokens: int = Field(8, ge=1, le=64, description="judge: tokens of its (yes / no) reply.")
+
+    @model_validator(mode="after")
+    def _judge_settings(self) -> "GradingConfig":
+        if self.method == "rule" and (self.judge_model is not None or self.template is not None):
+            raise ValueError("judge_model and template apply to method 'judge' only")
+        if self.template is not None:
+            from metaconf.grading.judge import missing_placeholders
+
+            missing = missing_placeholders(self.template)
+            if missing:
+                raise ValueError(f"template: missing the {', '.join(missing)} placeholder(s)")
+        return self
+
+
 class StudyConfig(_Strict):
     """A whole study: data, model, targets, conditions, training and evaluation."""
 
@@ -181,6 +211,8 @@ class StudyConfig(_Strict):
     )
     training: TrainingConfig = Field(default_factory=TrainingConfig, description="Fine-tuning settings.")
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig, description="Evaluation settings.")
+    grading: GradingConfig = Field(default_factory=GradingConfig, description="How answers are graded: rules "
+                                   "(default) or an LLM judge for open-ended answers.")
     baselines: list[Literal["consistency", "token_probability", "p_true", "recalibration"]] = Field(
         default_factory=lambda: ["consistency", "token_probability", "p_true", "recalibration"],
         description="Confidence methods without fine-tuning, scored on the evaluation questions next to the "
@@ -286,11 +318,15 @@ def _check_conditions(config: StudyConfig, source: str) -> None:
 def _check_engine_options(config: StudyConfig, source: str) -> None:
     from metaconf.engines import engine_option_names
 
-    allowed = engine_option_names(config.model.engine)
-    for key in config.model.options:
-        if key not in allowed:
-            raise ConfigError(f"{source}: field 'model.options.{key}': not an option of the {config.model.engine} "
-                              f"engine (options: {', '.join(allowed)})")
+    models = [("model", config.model)]
+    if config.grading.judge_model is not None:
+        models.append(("grading.judge_model", config.grading.judge_model))
+    for field, model in models:
+        allowed = engine_option_names(model.engine)
+        for key in model.options:
+            if key not in allowed:
+                raise ConfigError(f"{source}: field '{field}.options.{key}': not an option of the {model.engine} "
+                                  f"engine (options: {', '.join(allowed)})")
 
 
 def load_config(path: str | Path) -> StudyConfig:

@@ -21,9 +21,10 @@ from metaconf.data import Question, load_dataset, split_questions
 from metaconf.engines import CompletionStore, Engine, get_engine
 from metaconf.errors import ConfigError, DataError, MetaconfError
 from metaconf.evaluation import evaluate_condition, load_predictions, make_pairs, prediction_path
+from metaconf.grading import DEFAULT_JUDGE_TEMPLATE, Grader, JudgeGrader
 from metaconf.io import read_json, read_jsonl, write_json, write_jsonl, write_text_atomic
 from metaconf.conditions import BASE
-from metaconf.study.config import StudyConfig, dataset_entries, dataset_label
+from metaconf.study.config import ModelConfig, StudyConfig, dataset_entries, dataset_label
 from metaconf.study.lock import RunLock
 from metaconf.tasks.guides import resolve_format
 from metaconf.precision import DtypeChoice, announce, choose_dtype
@@ -51,6 +52,7 @@ class Study:
         self.in_domain: dict[str, bool] = {}
         self._loaded = False
         self._base_engine: Engine | None = None
+        self._grader: JudgeGrader | None = None
         self._dtype: DtypeChoice | None = None
 
     @property
@@ -101,8 +103,23 @@ class Study:
         self._record_determinism(condition, engine)
         return engine
 
-    def _make_engine(self, condition: str, kwargs: dict[str, Any], adapter: Path | None) -> Engine:
-        m = self.config.model
+    def grader(self) -> Grader | None:
+        """The evaluation's grader: None for the rules (config grading.method rule), else an LLM judge on
+        grading.judge_model (default: the base model under study)."""
+        g = self.config.grading
+        if g.method == "rule":
+            return None
+        if self._grader is None:
+            judge = self.engine(BASE) if g.judge_model is None else \
+                self._make_engine(BASE, dict(g.judge_model.options), None, g.judge_model)
+            self._grader = JudgeGrader(judge, g.template or DEFAULT_JUDGE_TEMPLATE, g.max_new_tokens)
+        return self._grader
+
+    def _make_engine(self, condition: str, kwargs: dict[str, Any], adapter: Path | None,
+                     spec: ModelConfig | None = None) -> Engine:
+        """The engine of `spec` (default: the model under study) for a condition."""
+        m = spec or self.config.model
+        dtype = (lambda: self.dtype().dtype) if spec is None else (lambda: choose_dtype(m.dtype).dtype)
         if m.engine == "openai":
             model = m.name
             if condition != BASE and self.config.training.backend == "lora":  # served next to the base model
@@ -114,14 +131,15 @@ class Study:
                                 api_key_env=m.api_key_env, quiet=self.quiet, **kwargs)
         elif m.engine == "embedded":
             engine = get_engine("embedded", store=self.store, adapter=adapter, quiet=self.quiet,
-                                dtype=self.dtype().dtype, **kwargs)
+                                dtype=dtype(), **kwargs)
         else:
-            if m.engine == "vllm" and self.config.trained_conditions and self.config.training.backend == "lora":
+            if spec is None and m.engine == "vllm" and self.config.trained_conditions and \
+                    self.config.training.backend == "lora":
                 # the largest rank up front: the base model and every adapter then share one vllm.LLM
                 ranks = [self.config.training.lora_for(c).rank for c in self.config.trained_conditions]
                 kwargs.setdefault("max_lora_rank", max(ranks))
             engine = get_engine(m.engine, store=self.store, model=m.name, adapter=adapter, quiet=self.quiet,
-                                dtype=self.dtype().dtype, **kwargs)
+                                dtype=dtype(), **kwargs)
         return engine
 
     def _record_determinism(self, condition: str, engine: Engine) -> None:
@@ -289,7 +307,7 @@ class Study:
                     engine.shared_prefill = shared
                 evaluate_condition(self.run_dir, engine, condition, self.eval_sets, pairs, consistency,
                                    temperature=ev.temperature, logprobs=ev.logprobs, seed=ev.seed,
-                                   guided=fmt == "guided")
+                                   guided=fmt == "guided", grader=self.grader())
                 done += 1
         if shared is not None:
             shared.clear()
@@ -313,10 +331,10 @@ class Study:
         fmt = self.formats()["evaluation"] or resolve_format(ev.format, engine, "evaluation")
         return run_baselines(self.run_dir, engine, self.train_questions, self.eval_sets, self.baselines(),
                              temperature=ev.temperature, seed=ev.seed, guided=fmt == "guided",
-                             logprobs=ev.logprobs)
+                             logprobs=ev.logprobs, grader=self.grader())
 
     def stage_metrics(self) -> str:
-        from metaconf.metrics import summarize
+        from metaconf.metrics import summarize, write_metrics
 
         predictions = {
             key: rows for key, rows in load_predictions(self.run_dir).items()
@@ -337,7 +355,7 @@ class Study:
         scored = {k: v for k, v in load_baselines(self.run_dir).items() if k[0] in wanted and k[1] in self.eval_sets}
         metrics.update(baseline_metrics(predictions, scored, datasets_info, self.config.trained_conditions,
                                         n_boot=self.config.evaluation.n_boot, seed=self.config.evaluation.seed))
-        write_json(self.run_dir / "metrics.json", metrics)
+        write_metrics(self.run_dir / "metrics.json", metrics)
         return f"{len(metrics['rows'])} metric rows -> {self.run_dir / 'metrics.json'}"
 
     def stage_report(self) -> str:

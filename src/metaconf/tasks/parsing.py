@@ -135,6 +135,11 @@ class PairParse:
     parsed: bool
 
 
+def single_answer_text(text: str) -> str:
+    """The part of a single-task completion that holds the answer (what a grader reads)."""
+    return answer_part(bounded_text(text) if isinstance(text, str) else "")
+
+
 def parse_single(text: str, q: Question) -> SingleParse:
     """Answer + confidence from a single-task completion. The confidence must follow a "Confidence" label
     (an unlabelled number could be the answer itself)."""
@@ -235,6 +240,13 @@ def expected_confidence(logprobs: Sequence[TokenLogprob] | None) -> float | None
     return min(max(value / 100.0, 0.0), 1.0) if value is not None else None
 
 
+def pair_answer_texts(text: str) -> tuple[str | None, str | None]:
+    """The "Answer 1:" and "Answer 2:" lines of a pairwise completion (None where a line is missing)."""
+    text = bounded_text(text) if isinstance(text, str) else ""
+    first, second = (_labelled_line(text, re.compile(rf"\banswer\s*{k}\s*[:=]", re.I)) for k in (1, 2))
+    return first, second
+
+
 def parse_pairwise(
     text: str, q1: Question, q2: Question, logprobs: Sequence[TokenLogprob] | None = None
 ) -> PairParse:
@@ -243,8 +255,7 @@ def parse_pairwise(
     choice_match = _CHOICE.search(text)
     choice = int(choice_match.group(1)) if choice_match else None
     answers, lines = [], 0
-    for k, q in ((1, q1), (2, q2)):
-        part = _labelled_line(text, re.compile(rf"\banswer\s*{k}\s*[:=]", re.I))
+    for part, q in zip(pair_answer_texts(text), (q1, q2)):
         lines += part is not None
         try:
             answers.append(grading.extract_answer(part, q) if part is not None else None)

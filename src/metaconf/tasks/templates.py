@@ -7,36 +7,78 @@ prefix the engine can reuse, and asks for a direct answer (no chain of thought) 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
+from pydantic import (
+    BaseModel, ConfigDict, Field, PrivateAttr, StrictInt, StrictStr, StringConstraints, ValidationError,
+    ValidationInfo, field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from metaconf.data.schema import ANSWER_TYPES, Question
-from metaconf.errors import ConfigError
+from metaconf.errors import ConfigError, validation_error
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 Messages = list[dict[str, str]]
 
 
-@dataclass(frozen=True)
-class Template:
-    """One prompt template. `user` maps answer type -> user text (or holds one text, for `pairwise`)."""
+def _per_type(value: Any) -> dict[str, str]:
+    """One text per answer type, no more and no fewer."""
+    if not isinstance(value, dict):
+        raise PydanticCustomError("answer_types", "must map answer types ({types}) to text",
+                                  {"types": ", ".join(ANSWER_TYPES)})
+    missing = [t for t in ANSWER_TYPES if not isinstance(value.get(t), str)]
+    unknown = [str(t) for t in value if t not in ANSWER_TYPES]
+    if missing or unknown:
+        raise PydanticCustomError("answer_types", "needs text for {missing}; unknown {unknown}",
+                                  {"missing": ", ".join(missing) or "-", "unknown": ", ".join(unknown) or "-"})
+    return dict(value)
 
-    name: str
-    version: int
-    description: str
-    user: dict[str, str] | str
-    output: str
-    max_new_tokens: int
-    stop: tuple[str, ...] = ()
-    system: str | None = None
-    question: dict[str, str] = field(default_factory=dict)  # pairwise: how each question is rendered
-    path: str = ""
-    # The token limit under guided decoding, where the guide bounds every field so the reply always fits
-    # (see tasks/guides.py); None: `max_new_tokens`. Free sampling never uses it, so free runs stay as they were.
-    guided_max_new_tokens: int | None = None
+
+class Template(BaseModel):
+    """One prompt template, as its YAML file holds it (tasks/templates/*.yaml; docs/tasks.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: StrictStr = Field(description="The template's name (a run's templates.json is keyed by it).")
+    version: StrictInt = Field(description="Raised whenever the text changes, so a run says which text it used.")
+    description: StrictStr = Field("", description="What the template asks for, in a sentence.")
+    system: StrictStr | None = Field(None, description="The system message; none when null.")
+    user: dict[str, StrictStr] | StrictStr = Field(description=(
+        "The user message: one text per answer type (mc, numeric, open, boolean) with {question} and {choices}; "
+        "for the pairwise task one text with {question1} and {question2}."))
+    question: dict[str, StrictStr] = Field(default_factory=dict, validate_default=True, description=(
+        "Pairwise task (`user` is one text): how each question is shown inside it, one text per answer type."))
+    output: StrictStr = Field(description="The reply the model is trained to give (and the parser reads).")
+    max_new_tokens: StrictInt = Field(gt=0, description="Token limit of a reply under free sampling.")
+    # the guide bounds every field so the reply always fits (see tasks/guides.py); free runs never use it
+    guided_max_new_tokens: StrictInt | None = Field(
+        None, gt=0, description="Token limit under guided decoding; null: max_new_tokens.")
+    stop: tuple[Annotated[StrictStr, StringConstraints(min_length=1)], ...] = Field(
+        (), description="Strings that end a reply (not included in it).")
+    _path: str = PrivateAttr("")
+
+    @field_validator("user", mode="before")
+    @classmethod
+    def _user_per_type(cls, value: Any) -> Any:
+        return value if isinstance(value, str) else _per_type(value)
+
+    @field_validator("question", mode="before")
+    @classmethod
+    def _question_per_type(cls, value: Any, info: ValidationInfo) -> Any:
+        return _per_type(value) if isinstance(info.data.get("user"), str) else {}
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _no_stop(cls, value: Any) -> Any:
+        return () if value is None else value
+
+    @property
+    def path(self) -> str:
+        """The file the template was read from ("" when built in code)."""
+        return self._path
 
     def token_limit(self, guided: bool = False) -> int:
         return (self.guided_max_new_tokens or self.max_new_tokens) if guided else self.max_new_tokens
@@ -55,54 +97,19 @@ class Template:
         }
 
 
-def _require(raw: dict[str, Any], key: str, kind: type, where: str) -> Any:
-    if key not in raw:
-        raise ConfigError(f"{where}: missing field {key!r}")
-    if not isinstance(raw[key], kind):
-        raise ConfigError(f"{where}: field {key!r} must be {kind.__name__}, got {type(raw[key]).__name__}")
-    return raw[key]
-
-
-def _per_type(value: Any, where: str) -> dict[str, str]:
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where}: must map answer types ({', '.join(ANSWER_TYPES)}) to text")
-    missing = [t for t in ANSWER_TYPES if not isinstance(value.get(t), str)]
-    unknown = [t for t in value if t not in ANSWER_TYPES]
-    if missing or unknown:
-        raise ConfigError(f"{where}: needs text for {', '.join(missing) or '-'}; unknown {', '.join(unknown) or '-'}")
-    return dict(value)
-
-
 def parse_template(raw: Any, where: str) -> Template:
     """Validate one template's YAML content; errors name the file and field."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: a template must be a mapping")
-    known = {"name", "version", "description", "user", "output", "max_new_tokens", "guided_max_new_tokens", "stop",
-             "system", "question"}
-    extra = sorted(set(raw) - known)
-    if extra:
-        raise ConfigError(f"{where}: unknown field(s) {', '.join(extra)}")
-    name = _require(raw, "name", str, where)
-    user = raw.get("user")
-    if isinstance(user, str):
-        question = _per_type(raw.get("question"), f"{where}: question")
-    else:
-        user = _per_type(user, f"{where}: user")
-        question = {}
-    stop = raw.get("stop") or []
-    if not isinstance(stop, list) or not all(isinstance(s, str) and s for s in stop):
-        raise ConfigError(f"{where}: field 'stop' must be a list of non-empty strings")
-    max_new = _require(raw, "max_new_tokens", int, where)
-    if max_new <= 0:
-        raise ConfigError(f"{where}: field 'max_new_tokens' must be positive")
-    guided_max = raw.get("guided_max_new_tokens")
-    if guided_max is not None and (not isinstance(guided_max, int) or isinstance(guided_max, bool) or guided_max <= 0):
-        raise ConfigError(f"{where}: field 'guided_max_new_tokens' must be a positive integer")
-    return Template(
-        name=name, version=_require(raw, "version", int, where), description=str(raw.get("description", "")),
-        user=user, output=_require(raw, "output", str, where), max_new_tokens=max_new, stop=tuple(stop),
-        system=raw.get("system"), question=question, path=where, guided_max_new_tokens=guided_max,
-    )
+    unknown = sorted(str(key) for key in set(raw) - set(Template.model_fields))
+    if unknown:  # named first: a misspelt field would otherwise show as the required one it was meant to be
+        raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}")
+    try:
+        template = Template.model_validate(raw)
+    except ValidationError as exc:
+        raise validation_error(where, exc) from None
+    template._path = where
+    return template
 
 
 @functools.lru_cache(maxsize=64)

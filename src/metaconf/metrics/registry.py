@@ -1,0 +1,170 @@
+"""Every metric of metrics.json, named once: its function over the item columns, its label, which way is better,
+its task, and where the report shows it. The summary, the findings, the tables and the plots all read this list.
+
+Item columns (built by metaconf.metrics.summary): single task (confidence, correct, parsed, has_confidence);
+pairwise task (choice, correct1, correct2, consistency1, consistency2, has_consistency, p_first, has_p_first,
+parsed, has_choice). Each function takes those columns and optional bootstrap `weights` (see _weights.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from metaconf.metrics.calibration import adaptive_ece, brier, ece, overconfidence, smooth_bandwidth, smooth_ece
+from metaconf.metrics.discrimination import accuracy, auc_a, auc_c, auroc, pairwise_auc, parse_rate
+
+TASK_NAMES = ("single", "pairwise")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric of one task: how it is computed and how the report names, orders and reads it."""
+
+    name: str  # the metrics.json key
+    task: str  # "single" or "pairwise"
+    fn: Callable[..., Any]  # item columns (+ weights=) -> value, or one value per weight row
+    label: str  # in tables and plots
+    better: str | None = None  # "lower", "higher", or None (neither: accuracy, parse rate, overconfidence)
+    chance: float | None = None  # the value of a confidence that carries no signal (a dashed line in plots)
+    column: int | None = None  # position in the report's results table (None: not a column of its own)
+    headline: bool = False  # in the changes table, the headline figure and the transfer matrix
+    contrast: bool = False  # compared between multitask and each single-task condition
+    method: bool = False  # computed for each confidence method without fine-tuning (metaconf.baselines)
+    method_compared: bool = False  # ... and compared with each trained condition (and shown in the report)
+    note: str = ""  # the headline figure's second title line
+
+
+def _mask(mask: Any, weights: Any) -> np.ndarray:
+    """Bootstrap weights times a 0/1 mask of the items a metric uses (those whose value was read)."""
+    mask = np.asarray(mask, dtype=float)
+    return mask if weights is None else np.asarray(weights, dtype=float) * mask[None, :]
+
+
+# ------------------------------------------------------------------------------------------ single-task columns
+def _single(metric: Callable[..., Any]) -> Callable[..., Any]:
+    """A calibration or discrimination metric over the items whose confidence was read."""
+    def fn(conf: Any, correct: Any, parsed: Any, has_conf: Any, weights: Any = None) -> Any:
+        return metric(conf, correct, weights=_mask(has_conf, weights))
+    return fn
+
+
+def _single_accuracy(conf: Any, correct: Any, parsed: Any, has_conf: Any, weights: Any = None) -> Any:
+    return accuracy(correct, weights=weights)
+
+
+def _single_parse_rate(conf: Any, correct: Any, parsed: Any, has_conf: Any, weights: Any = None) -> Any:
+    return parse_rate(parsed, weights=weights)
+
+
+def _smooth(conf: Any, correct: Any, parsed: Any, has_conf: Any, weights: Any = None) -> Any:
+    """Smooth ECE with the bandwidth chosen once on the full sample, then held fixed across resamples."""
+    keep = np.asarray(has_conf, dtype=float) > 0
+    if not keep.any():
+        return smooth_ece(np.asarray(conf)[keep], np.asarray(correct)[keep]) if weights is None else \
+            np.full(np.shape(weights)[0], np.nan)
+    sigma = smooth_bandwidth(np.asarray(conf)[keep], np.asarray(correct)[keep])
+    return smooth_ece(conf, correct, sigma, weights=_mask(has_conf, weights))
+
+
+# ---------------------------------------------------------------------------------------- pairwise-task columns
+def _pair_accuracy(choice, y1, y2, c1, c2, has_c, p, has_p, parsed, has_choice, weights=None):  # noqa: ANN001, ANN202
+    a1, a2 = accuracy(y1, weights=weights), accuracy(y2, weights=weights)
+    return None if a1 is None else (a1 + a2) / 2
+
+
+def _pair_parse_rate(choice, y1, y2, c1, c2, has_c, p, has_p, parsed, has_choice, weights=None):  # noqa: ANN001, ANN202
+    return parse_rate(parsed, weights=weights)
+
+
+def _auc_c(choice, y1, y2, c1, c2, has_c, p, has_p, parsed, has_choice, weights=None):  # noqa: ANN001, ANN202
+    return auc_c(choice, c1, c2, weights=_mask(np.asarray(has_choice) * has_c, weights))
+
+
+def _auc_a(choice, y1, y2, c1, c2, has_c, p, has_p, parsed, has_choice, weights=None):  # noqa: ANN001, ANN202
+    return auc_a(choice, y1, y2, weights=_mask(has_choice, weights))
+
+
+def _pairwise_auc(choice, y1, y2, c1, c2, has_c, p, has_p, parsed, has_choice, weights=None):  # noqa: ANN001, ANN202
+    return pairwise_auc(p, y1, weights=_mask(np.asarray(has_p) * (np.asarray(y1) != np.asarray(y2)), weights))
+
+
+# ------------------------------------------------------------------------------------------------- the list
+# order = the order of the keys in a metrics.json row
+METRICS: tuple[Metric, ...] = (
+    Metric("accuracy", "single", _single_accuracy, "accuracy", column=0, headline=True, contrast=True, method=True),
+    Metric("parse_rate", "single", _single_parse_rate, "parse rate", method=True),
+    Metric("ece", "single", _single(ece), "ECE", "lower", column=1, headline=True, contrast=True,
+           method=True, method_compared=True, note="lower is better"),
+    Metric("adaptive_ece", "single", _single(adaptive_ece), "adaptive ECE", "lower", column=5),
+    Metric("smooth_ece", "single", _smooth, "smooth ECE", "lower", column=4),
+    Metric("brier", "single", _single(brier), "Brier score", "lower", column=3, contrast=True, method=True),
+    Metric("overconfidence", "single", _single(overconfidence), "overconfidence", column=6),
+    Metric("auroc", "single", _single(auroc), "AUROC", "higher", 0.5, column=2, headline=True, contrast=True,
+           method=True, method_compared=True, note="0.5 = chance"),
+    Metric("accuracy", "pairwise", _pair_accuracy, "accuracy", column=0, headline=True, contrast=True),
+    Metric("parse_rate", "pairwise", _pair_parse_rate, "parse rate"),
+    Metric("auc_c", "pairwise", _auc_c, "AUC_c", "higher", 0.5, column=1, headline=True, contrast=True,
+           note="agreement with consistency"),
+    Metric("auc_a", "pairwise", _auc_a, "AUC_a", "higher", 0.5, column=2, headline=True, contrast=True,
+           note="agreement with correctness"),
+    Metric("pairwise_auc", "pairwise", _pairwise_auc, "pairwise AUC", "higher", 0.5, column=3),
+)
+_BY_NAME = {m.name: m for m in METRICS}  # label, direction and chance agree across the tasks a name is in
+
+
+def task_metrics(task: str) -> dict[str, Metric]:
+    """name -> metric of one task, in metrics.json order."""
+    return {m.name: m for m in METRICS if m.task == task}
+
+
+def task_functions(task: str) -> dict[str, Callable[..., Any]]:
+    """name -> function of one task, in metrics.json order."""
+    return {name: m.fn for name, m in task_metrics(task).items()}
+
+
+def metric_info(name: str) -> Metric | None:
+    """The metric called `name` (any task), or None for a name the registry does not know."""
+    return _BY_NAME.get(name)
+
+
+def label(name: str) -> str:
+    """The metric's label for tables and plots (an unknown name shows as itself)."""
+    found = _BY_NAME.get(name)
+    return found.label if found else name
+
+
+def better(name: str) -> str | None:
+    """"lower", "higher" or None: which way a change of this metric is an improvement."""
+    found = _BY_NAME.get(name)
+    return found.better if found else None
+
+
+def columns(task: str) -> tuple[str, ...]:
+    """The metrics the report's results table shows for a task, in column order."""
+    shown = sorted((m.column, m.name) for m in METRICS if m.task == task and m.column is not None)
+    return tuple(name for _, name in shown)
+
+
+def headline_metrics(task: str | None = None) -> tuple[tuple[str, str], ...]:
+    """(task, metric) of the headline metrics with a direction (ECE, AUROC, AUC_c, AUC_a), single task first."""
+    return tuple((m.task, m.name) for m in METRICS
+                 if m.headline and m.better is not None and task in (None, m.task))
+
+
+def headline_names() -> tuple[str, ...]:
+    """Names of every headline metric (accuracy included), in metrics.json order."""
+    return tuple(dict.fromkeys(m.name for m in METRICS if m.headline))
+
+
+def contrast_names() -> tuple[str, ...]:
+    """Names of the metrics compared between multitask and each single-task condition."""
+    return tuple(dict.fromkeys(m.name for m in METRICS if m.contrast))
+
+
+def method_metrics(compared: bool = False) -> tuple[str, ...]:
+    """Names of the single-task metrics computed for the baseline methods (`compared`: those also compared with
+    the trained conditions), in metrics.json order."""
+    return tuple(m.name for m in METRICS if m.task == "single" and (m.method_compared if compared else m.method))
