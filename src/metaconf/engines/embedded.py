@@ -40,12 +40,10 @@ def gguf_path() -> Path:
 def _drop_gguf_marker(folder: Path) -> None:
     """The converted weights are plain fp32 tensors, but transformers keeps the GGUF `quantization_config` in
     config.json, which makes PEFT and the Trainer treat the model as quantized. Remove it (atomically)."""
-    import json
-
-    from metaconf.io import write_json
+    from metaconf.io import read_json, write_json
 
     config_path = folder / "config.json"
-    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config = read_json(config_path)
     if (config.get("quantization_config") or {}).get("quant_method") == "gguf":
         del config["quantization_config"]
         write_json(config_path, config)

@@ -20,17 +20,10 @@ from metaconf.engines.base import Engine, apply_stop, prompt_text, sample_seed, 
 
 from metaconf.engines.types import Completion, Messages, PromptRequest, SamplingParams, TokenLogprob
 from metaconf.errors import EngineError
+from metaconf.io import file_sha256
 from metaconf.precision import DTYPES, DtypeChoice, announce, choose_dtype, torch_dtype
 
 MIN_SHARED_PREFIX = 8  # shorter common prefixes are not worth a separate prefill
-
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def model_fingerprint(model: str | Path) -> str:
@@ -58,7 +51,7 @@ def adapter_fingerprint(adapter: str | Path) -> str:
     weights = [path / n for n in ("adapter_model.safetensors", "adapter_model.bin") if (path / n).is_file()]
     if not weights:
         raise EngineError(f"{path}: no adapter_model.safetensors or adapter_model.bin in the adapter folder")
-    h = hashlib.sha256(_file_digest(weights[0]).encode())
+    h = hashlib.sha256(file_sha256(weights[0]).encode())
     if (path / "adapter_config.json").is_file():
         try:
             config = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))

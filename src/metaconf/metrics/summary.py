@@ -3,16 +3,14 @@ comparison of every trained condition with the base model on the same items."""
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from metaconf.errors import DataError
+from metaconf.io import write_json
 from metaconf.metrics.bootstrap import bootstrap_ci, paired_bootstrap
 from metaconf.metrics.calibration import adaptive_ece, brier, ece, overconfidence, smooth_bandwidth, smooth_ece
 from metaconf.metrics.discrimination import accuracy, auc_a, auc_c, auroc, pairwise_auc, parse_rate
@@ -236,16 +234,5 @@ def summarize(predictions: Mapping[tuple[str, str, str], list[Mapping[str, Any]]
 
 
 def write_metrics(path: str | Path, summary: Mapping[str, Any]) -> Path:
-    """Write metrics.json atomically (temp file + rename); NaN is refused (undefined metrics are null)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(summary, indent=2, allow_nan=False, ensure_ascii=False, default=str)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write metrics.json atomically; NaN is refused (undefined metrics are null)."""
+    return write_json(path, summary, allow_nan=False)

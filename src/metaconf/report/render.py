@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from metaconf.io import write_text_atomic
 from metaconf.report import plots
 from metaconf.report.document import (
     Block, Bullets, Figure, Heading, Paragraph, Preformatted, Table, to_html, to_markdown,
@@ -16,7 +17,7 @@ from metaconf.report.findings import (
     EQUIVALENCE, LABELS, dataset_columns, finding_rows, findings_table, fmt, fmt_ci, format_summary,
     read_rate_summary, verdict,
 )
-from metaconf.report.run_folder import RunData, atomic_write, load_run
+from metaconf.report.run_folder import RunData, load_run
 
 SINGLE_COLUMNS = ("accuracy", "ece", "auroc", "brier", "smooth_ece", "adaptive_ece", "overconfidence")
 PAIRWISE_COLUMNS = ("accuracy", "auc_c", "auc_a", "pairwise_auc")
@@ -345,6 +346,6 @@ def write_report(run_dir: str | Path) -> tuple[Path, Path]:
     data = load_run(run_dir)
     blocks = build_blocks(data)
     title = f"metaconf report: {_config(data).get('name', data.run_dir.name)}"
-    md_path = atomic_write(data.run_dir / "report.md", to_markdown(title, blocks, data.run_dir))
-    html_path = atomic_write(data.run_dir / "report.html", to_html(title, blocks))
+    md_path = write_text_atomic(data.run_dir / "report.md", to_markdown(title, blocks, data.run_dir))
+    html_path = write_text_atomic(data.run_dir / "report.html", to_html(title, blocks))
     return md_path, html_path

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import copy
 import inspect
-import json
 import re
 import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
 from metaconf.errors import MetaconfError
+from metaconf.io import read_json, write_json
 
 # Agreement required between the split model and the full one on a probe example, relative to the largest logit:
 # fp32 throughout, or bf16 anywhere (bf16 keeps 8 bits of mantissa; a model that transforms inputs_embeds, the
@@ -198,7 +198,7 @@ def save_full_adapter(trained_dir: str | Path, out_dir: str | Path, split: int, 
     from safetensors.torch import load_file, save_file
 
     trained_dir, out_dir = Path(trained_dir), Path(out_dir)
-    config = json.loads((trained_dir / "adapter_config.json").read_text())
+    config = read_json(trained_dir / "adapter_config.json")
     layers = config.get("layers_to_transform")
     if layers is None:
         raise MetaconfError(f"{trained_dir}: adapter has no layers_to_transform to renumber")
@@ -214,7 +214,7 @@ def save_full_adapter(trained_dir: str | Path, out_dir: str | Path, split: int, 
     shutil.copytree(trained_dir, tmp)
     save_file({renumber(k): v.contiguous() for k, v in weights.items()}, str(tmp / "adapter_model.safetensors"),
               metadata={"format": "pt"})
-    (tmp / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n")
+    write_json(tmp / "adapter_config.json", config)
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)
     return out_dir
