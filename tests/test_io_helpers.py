@@ -11,7 +11,7 @@ import pytest
 
 from metaconf.errors import DataError
 from metaconf.io import (
-    atomic_path, file_sha256, iter_jsonl_objects, read_json, read_jsonl, write_bytes_atomic, write_json, write_jsonl,
+    atomic_folder, atomic_path, file_sha256, iter_jsonl_objects, read_json, read_jsonl, write_bytes_atomic, write_json, write_jsonl,
     write_text_atomic,
 )
 from metaconf.retry import RetriesExhausted, Retryable, RetryPolicy
@@ -55,6 +55,23 @@ def test_an_error_inside_atomic_path_keeps_the_old_content(tmp_path):
     with atomic_path(target) as tmp:
         tmp.write_text("new")
     assert target.read_text() == "new" and names(tmp_path) == ["fig.png"]
+
+
+def test_atomic_folder_lands_whole_replaces_or_keeps(tmp_path):
+    target = tmp_path / "model"
+    with pytest.raises(OSError):
+        with atomic_folder(target) as tmp:
+            (tmp / "config.json").write_text("{}")
+            raise OSError("disk full while saving the weights")
+    assert names(tmp_path) == []  # neither a half-written model nor its temp folder
+    with atomic_folder(target) as tmp:
+        (tmp / "weights.bin").write_bytes(b"v1")
+    with atomic_folder(target) as tmp:
+        (tmp / "weights.bin").write_bytes(b"v2")
+    assert names(target) == ["weights.bin"] and (target / "weights.bin").read_bytes() == b"v2"
+    with atomic_folder(target, replace=False) as tmp:  # another process finished first: its folder stays
+        (tmp / "weights.bin").write_bytes(b"v3")
+    assert (target / "weights.bin").read_bytes() == b"v2" and names(tmp_path) == ["model"]
 
 
 def test_gz_jsonl_is_reproducible_and_reads_back(tmp_path):

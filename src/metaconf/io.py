@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import secrets
+import shutil
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -19,16 +20,24 @@ from metaconf.errors import DataError
 # ------------------------------------------------------------------------------------------------------- writing
 
 
-def _new_temp(path: Path) -> Path:
-    """A new empty hidden file beside `path` with its suffix (so writers that go by the name pick the format) and
-    the permissions a plain open() would give (mkstemp's 0600 would make every result private)."""
+def _new_temp(path: Path, folder: bool = False) -> Path:
+    """A new empty hidden file (or folder) beside `path`, with its suffix (so writers that go by the name pick the
+    format) and the permissions a plain open() / mkdir() would give (mkstemp's 0600 would make results private)."""
     while True:
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp{path.suffix}")
         try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            if folder:
+                tmp.mkdir()
+            else:
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
             return tmp
         except FileExistsError:
             continue
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as fh:
+        os.fsync(fh.fileno())
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -55,12 +64,36 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = _new_temp(path)
     try:
         yield tmp
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
+        _fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    _fsync_folder(path.parent)
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | Path, *, replace: bool = True) -> Iterator[Path]:
+    """A new empty folder beside `path` to fill (a saved model, an adapter); when the block ends its files are
+    fsynced and it is renamed onto `path`, and when the block raises it is deleted. An existing `path` is replaced,
+    or with `replace=False` kept (another process finished the same folder first)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _new_temp(path, folder=True)
+    try:
+        yield tmp
+        for file in tmp.rglob("*"):
+            if file.is_file() and not file.is_symlink():
+                _fsync_file(file)
+        if replace and path.exists():
+            shutil.rmtree(path)
+        try:
+            tmp.rename(path)
+        except OSError:
+            if replace or not path.exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     _fsync_folder(path.parent)
 
 

@@ -23,7 +23,7 @@ from metaconf.errors import ConfigError, DataError, MetaconfError
 from metaconf.training.config import LoraTrainConfig
 from metaconf.training.data import filter_by_length, load_chat_examples, to_prompt_completion
 from metaconf.training.progress import quiet_libraries, use_own_progress
-from metaconf.io import atomic_path, file_sha256, read_json, read_jsonl, write_json, write_jsonl, write_text_atomic
+from metaconf.io import atomic_folder, atomic_path, file_sha256, read_json, read_jsonl, write_json, write_jsonl, write_text_atomic
 from metaconf.conditions import TRAINED_CONDITIONS
 from metaconf.precision import choose_dtype
 from metaconf.engines.embedded import resolve_model
@@ -436,8 +436,6 @@ def train_conditions(
 
 def merge_adapter(model: str | Path, adapter: str | Path, out_dir: str | Path) -> Path:
     """Fold a LoRA adapter into its base model and save the full model + tokenizer to `out_dir`."""
-    import tempfile
-
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -451,15 +449,7 @@ def merge_adapter(model: str | Path, adapter: str | Path, out_dir: str | Path) -
         merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
     tok_source = adapter if (adapter / "tokenizer_config.json").is_file() else model_path
     tokenizer = AutoTokenizer.from_pretrained(str(tok_source))
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_folder(out_dir) as tmp:
         merged.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out_dir
+    return Path(out_dir)
