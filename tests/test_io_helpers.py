@@ -3,7 +3,6 @@
 import asyncio
 import gzip
 import hashlib
-import json
 import os
 import random
 
@@ -11,8 +10,8 @@ import pytest
 
 from metaconf.errors import DataError
 from metaconf.io import (
-    atomic_folder, atomic_path, file_sha256, iter_jsonl_objects, read_json, read_jsonl, write_bytes_atomic, write_json, write_jsonl,
-    write_text_atomic,
+    atomic_folder, atomic_path, file_sha256, iter_jsonl_objects, read_json, read_jsonl, write_bytes_atomic,
+    write_json, write_jsonl, write_text_atomic,
 )
 from metaconf.retry import RetriesExhausted, Retryable, RetryPolicy
 

@@ -150,25 +150,20 @@ def read_text_checked(path: str | Path) -> str:
                         f"save the file as UTF-8") from None
 
 
-def loads_checked(text: str, where: str) -> Any:
-    """json.loads with every failure (bad JSON, nesting too deep for the parser) as a DataError naming `where`."""
+def loads_checked(text: str, where: str, *, name_line: bool = False) -> Any:
+    """json.loads with every failure (bad JSON, nesting too deep for the parser) as a DataError naming `where`;
+    `name_line`: `text` is a whole file, so a JSON error names its line too (`where:LINE`)."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise DataError(f"{where}: invalid JSON ({exc.msg})") from None
+        raise DataError(f"{where}{f':{exc.lineno}' if name_line else ''}: invalid JSON ({exc.msg})") from None
     except RecursionError:
         raise DataError(f"{where}: JSON nested too deeply") from None
 
 
 def read_json(path: str | Path) -> Any:
     """A JSON file's value; bad JSON raises DataError `FILE:LINE: invalid JSON (...)`."""
-    text = read_text_checked(path)
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
-    except RecursionError:
-        raise DataError(f"{path}: JSON nested too deeply") from None
+    return loads_checked(read_text_checked(path), str(path), name_line=True)
 
 
 def iter_jsonl_objects(path: str | Path, *, truncated_tail_ok: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:

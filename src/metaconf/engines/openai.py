@@ -1,10 +1,10 @@
 """Any OpenAI-compatible chat server (OpenAI, vLLM serve, llama.cpp, TGI, SGLang...) over HTTP.
 
-Requests run concurrently (a semaphore caps how many are in flight) and are retried with exponential backoff and
-full jitter on 429 (Retry-After honoured), 5xx, timeouts, broken connections and unparseable answers; a server
-that refuses the request (400/401/403/404/422) fails at once with one line. The API key is read from the
-environment variable `api_key_env` each time a batch starts and is never stored on the engine, logged or put in
-an error message.
+Requests run concurrently (a semaphore caps how many are in flight) and are retried (`metaconf.retry`: exponential
+backoff, full jitter) on 429 (Retry-After honoured), transient 5xx, timeouts, broken connections and unparseable
+answers; a server that refuses the request (400/401/403/404/422) fails at once with one line. The API key is read
+from the environment variable `api_key_env` each time a batch starts and is never stored on the engine, logged or
+put in an error message.
 """
 
 from __future__ import annotations

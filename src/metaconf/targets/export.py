@@ -6,7 +6,6 @@ file, the line and the field. Every file is written to a temporary name and rena
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Sequence

@@ -45,7 +45,9 @@ class HostedTrainConfig(BaseModel):
     seed: int | None = Field(0, description="Seed passed to the provider (None: let it choose).")
     poll_interval: float = Field(15.0, ge=0, description="Seconds between status checks.")
     request_timeout: float = Field(120.0, gt=0, description="Seconds before one HTTP request times out.")
-    max_retries: int = Field(5, ge=0, description="Retries of a request that failed with a network error, 429 or a transient 5xx.")
+    max_retries: int = Field(
+        5, ge=0, description="Retries of a request that failed with a network error, 429 or a transient 5xx."
+    )
     restart_failed: bool = Field(False, description="Start a new job when the recorded one failed or was cancelled.")
 
 
