@@ -10,9 +10,10 @@ import pytest
 from helpers.fake_openai_server import FakeOpenAIServer, default_respond
 from metaconf.engines import get_engine
 from metaconf.engines import openai as openai_mod
-from metaconf.engines.openai import OpenAIEngine, backoff_delay, build_payload, parse_retry_after
+from metaconf.engines.openai import OpenAIEngine, build_payload
 from metaconf.engines.types import SamplingParams
 from metaconf.errors import EngineError
+from metaconf.retry import backoff_delay, parse_retry_after
 
 SECRET = "sk-test-DO-NOT-LEAK-1234567890"
 

@@ -288,7 +288,7 @@ def test_missing_or_broken_inputs_are_one_line_errors(tmp_path, run_dir):
     shutil.copy(run_dir / "metrics.json", copy / "metrics.json")
     bad = copy / "predictions" / "base__single__mmlu.jsonl"
     bad.write_text(bad.read_text() + "{not json\n")
-    with pytest.raises(DataError, match=r"base__single__mmlu.jsonl: line 17: not valid JSON"):
+    with pytest.raises(DataError, match=r"base__single__mmlu.jsonl:17: invalid JSON"):
         write_report(copy)
 
 

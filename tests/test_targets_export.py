@@ -23,10 +23,10 @@ def test_valid_rows_pass():
 
 
 @pytest.mark.parametrize("mutate, message", [
-    (lambda r: r.update(extra=1), "line 4: field 'extra' is not allowed"),
-    (lambda r: r.update(messages=[]), "line 4: field 'messages'"),
-    (lambda r: r["messages"][1].update(role="bot"), r"line 4: messages\[1\].role: 'bot'"),
-    (lambda r: r["messages"][2].update(content=5), r"line 4: messages\[2\].content"),
+    (lambda r: r.update(extra=1), "hosted.jsonl:4: field 'extra' is not allowed"),
+    (lambda r: r.update(messages=[]), "hosted.jsonl:4: field 'messages'"),
+    (lambda r: r["messages"][1].update(role="bot"), r"hosted.jsonl:4: messages\[1\].role: 'bot'"),
+    (lambda r: r["messages"][2].update(content=5), r"hosted.jsonl:4: messages\[2\].content"),
     (lambda r: r["messages"][2].update(content="  "), r"messages\[2\].content"),
     (lambda r: r["messages"].pop(), "the last message must be the assistant's"),
     (lambda r: r["messages"].append({"role": "system", "content": "x"}), "system message may only come first"),
@@ -48,14 +48,14 @@ def test_hosted_needs_ten_examples():
 
 def test_hf_chat_allows_extra_columns_but_not_bad_roles():
     validate_hf_chat([{**good(), "meta": 1}])
-    with pytest.raises(DataError, match=r"train.jsonl: line 1: messages\[0\].role"):
+    with pytest.raises(DataError, match=r"train.jsonl:1: messages\[0\].role"):
         validate_hf_chat([{"messages": [{"role": "tool", "content": "x"}]}])
 
 
 def test_validate_hosted_file_names_the_file_and_line(tmp_path):
     path = tmp_path / "hosted.jsonl"
     path.write_text("\n".join(json.dumps(good(i)) for i in range(11)) + "\n{not json\n")
-    with pytest.raises(DataError, match="hosted.jsonl: line 12: invalid JSON"):
+    with pytest.raises(DataError, match="hosted.jsonl:12: invalid JSON"):
         validate_hosted_file(path)
     path.write_text("\n".join(json.dumps(good(i)) for i in range(11)) + "\n")
     assert validate_hosted_file(path) == 11

@@ -57,7 +57,7 @@ def test_bad_training_file_names_line_and_field(tmp_path, tiny_model):
     with pytest.raises(DataError, match=r"train.jsonl:2: 'messages' must end with an assistant reply"):
         train_lora(bad, tmp_path / "out", tiny_model, LoraTrainConfig(**FAST))
     bad.write_text("{not json\n")
-    with pytest.raises(DataError, match=r"train.jsonl:1: not valid JSON"):
+    with pytest.raises(DataError, match=r"train.jsonl:1: invalid JSON"):
         train_lora(bad, tmp_path / "out", tiny_model, LoraTrainConfig(**FAST))
 
 

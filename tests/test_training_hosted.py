@@ -132,7 +132,7 @@ def provider(monkeypatch):
     p.close()
 
 
-def write_examples(path: Path, n: int = 3, marker: str = "") -> Path:
+def write_examples(path: Path, n: int = 10, marker: str = "") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = [{"messages": [{"role": "user", "content": f"Q{i}? {marker}"},
                           {"role": "assistant", "content": f"Answer: A\nConfidence: {50 + i}"}]} for i in range(n)]
@@ -217,10 +217,15 @@ def test_wrong_key_missing_key_bad_file_and_changed_data(provider, tmp_path, mon
     monkeypatch.setenv("TEST_FT_KEY", KEY)
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"messages": []}\n{oops\n')
-    with pytest.raises(DataError, match=r"bad.jsonl:2: not valid JSON"):
+    with pytest.raises(DataError, match=r"bad.jsonl:2: invalid JSON"):
         run_hosted_job(bad, tmp_path / "job2", config(provider), progress=lambda line: None)
+    uploads = provider.count("POST", "/v1/files")
+    few = write_examples(tmp_path / "few.jsonl", n=9)  # the provider's minimum, checked before paying
+    with pytest.raises(DataError, match=r"few.jsonl: 9 examples; hosted fine-tuning needs at least 10"):
+        run_hosted_job(few, tmp_path / "job3", config(provider), progress=lambda line: None)
+    assert provider.count("POST", "/v1/files") == uploads
     run_hosted_job(train, tmp_path / "job", config(provider), progress=lambda line: None)
-    write_examples(train, n=5)  # the data changed under a recorded job: refuse rather than pay silently
+    write_examples(train, n=11)  # the data changed under a recorded job: refuse rather than pay silently
     with pytest.raises(HostedJobError, match="another training file"):
         run_hosted_job(train, tmp_path / "job", config(provider), progress=lambda line: None)
 
@@ -236,7 +241,7 @@ def test_unreachable_server_is_one_line(tmp_path, monkeypatch):
 def test_hosted_conditions_use_the_run_folder(provider, tmp_path):
     run = tmp_path / "run"
     write_examples(run / "training_sets" / "single" / "hosted.jsonl")
-    write_examples(run / "training_sets" / "pairwise" / "hosted.jsonl", n=4)
+    write_examples(run / "training_sets" / "pairwise" / "hosted.jsonl", n=11)
     models = hosted_conditions(run, config(provider), ["single", "pairwise"], progress=lambda line: None)
     assert models == {"single": "ft:gpt-test-mini:metaconf:ftjob-1", "pairwise": "ft:gpt-test-mini:metaconf:ftjob-2"}
     assert (run / "training" / "pairwise" / "hosted_job.json").is_file()

@@ -1,48 +1,147 @@
-"""Small file helpers: every file metaconf writes lands whole or not at all (temp file + rename)."""
+"""Small file helpers, each said once: every file metaconf writes lands whole or not at all (a temp file in the same
+folder, fsynced, renamed into place, the folder fsynced), and every JSON / JSONL file is read with one-line errors
+naming `FILE:LINE`."""
 
 from __future__ import annotations
 
+import contextlib
+import gzip
+import hashlib
 import json
 import os
-import tempfile
+import secrets
+import shutil
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from metaconf.errors import DataError
 
-def write_text_atomic(path: str | Path, text: str) -> Path:
+
+# ------------------------------------------------------------------------------------------------------- writing
+
+
+def _new_temp(path: Path, folder: bool = False) -> Path:
+    """A new empty hidden file (or folder) beside `path`, with its suffix (so writers that go by the name pick the
+    format) and the permissions a plain open() / mkdir() would give (mkstemp's 0600 would make results private)."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp{path.suffix}")
+        try:
+            if folder:
+                tmp.mkdir()
+            else:
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as fh:
+        os.fsync(fh.fileno())
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in `folder` durable; platforms and file systems that cannot open a folder skip it."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path to write `path`'s content to (for writers that want a file name, e.g. matplotlib's
+    savefig); when the block ends it is fsynced and renamed onto `path`, and when the block raises it is deleted
+    and `path` keeps its old content."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    tmp = _new_temp(path)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
+        yield tmp
+        _fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
-    return path
+    _fsync_folder(path.parent)
 
 
-def write_json(path: str | Path, obj: Any) -> Path:
-    return write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+@contextlib.contextmanager
+def atomic_folder(path: str | Path, *, replace: bool = True) -> Iterator[Path]:
+    """A new empty folder beside `path` to fill (a saved model, an adapter); when the block ends its files are
+    fsynced and it is renamed onto `path`, and when the block raises it is deleted. An existing `path` is replaced,
+    or with `replace=False` kept (another process finished the same folder first)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _new_temp(path, folder=True)
+    try:
+        yield tmp
+        for file in tmp.rglob("*"):
+            if file.is_file() and not file.is_symlink():
+                _fsync_file(file)
+        if replace and path.exists():
+            shutil.rmtree(path)
+        try:
+            tmp.rename(path)
+        except OSError:
+            if replace or not path.exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    _fsync_folder(path.parent)
 
 
-def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+    """Write `data` to `path` whole or not at all."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
 
 
-def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> Path:
-    return write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write UTF-8 `text` to `path` whole or not at all."""
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_json(path: str | Path, obj: Any, *, allow_nan: bool = True, sort_keys: bool = False) -> Path:
+    """Write `obj` as indented JSON, atomically; `allow_nan=False` refuses NaN (which is not JSON) with ValueError."""
+    text = json.dumps(obj, indent=2, ensure_ascii=False, default=str, allow_nan=allow_nan, sort_keys=sort_keys)
+    return write_text_atomic(path, text + "\n")
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]], *, sort_keys: bool = False) -> Path:
+    """Write one JSON object per line, atomically; a name ending in .gz is gzipped reproducibly (no timestamp)."""
+    data = "".join(json.dumps(r, ensure_ascii=False, sort_keys=sort_keys) + "\n" for r in rows).encode("utf-8")
+    if Path(path).suffix == ".gz":
+        data = gzip.compress(data, compresslevel=9, mtime=0)
+    return write_bytes_atomic(path, data)
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 hex digest of a file's bytes, read in chunks (a file's identity: training data, weights)."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+# ------------------------------------------------------------------------------------------------------- reading
 
 
 def read_text_checked(path: str | Path) -> str:
-    """A UTF-8 text file's text (a leading byte-order mark dropped); invalid UTF-8 raises DataError naming the
-    file, the line and the byte offset."""
-    from metaconf.errors import DataError
-
-    data = Path(path).read_bytes()
+    """A UTF-8 text file's text (gunzipped when the name ends in .gz; a leading byte-order mark dropped); invalid
+    UTF-8 raises DataError naming the file, the line and the byte offset."""
+    path = Path(path)
+    data = path.read_bytes()
+    if path.suffix == ".gz":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as exc:
+            raise DataError(f"{path}: not a readable gzip file ({exc})") from None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -51,38 +150,47 @@ def read_text_checked(path: str | Path) -> str:
                         f"save the file as UTF-8") from None
 
 
-def loads_checked(text: str, where: str) -> Any:
-    """json.loads with every failure (bad JSON, nesting too deep for the parser) as a DataError naming `where`."""
-    from metaconf.errors import DataError
-
+def loads_checked(text: str, where: str, *, name_line: bool = False) -> Any:
+    """json.loads with every failure (bad JSON, nesting too deep for the parser) as a DataError naming `where`;
+    `name_line`: `text` is a whole file, so a JSON error names its line too (`where:LINE`)."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise DataError(f"{where}: invalid JSON ({exc.msg})") from None
+        raise DataError(f"{where}{f':{exc.lineno}' if name_line else ''}: invalid JSON ({exc.msg})") from None
     except RecursionError:
         raise DataError(f"{where}: JSON nested too deeply") from None
 
 
-def iter_jsonl_objects(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def read_json(path: str | Path) -> Any:
+    """A JSON file's value; bad JSON raises DataError `FILE:LINE: invalid JSON (...)`."""
+    return loads_checked(read_text_checked(path), str(path), name_line=True)
+
+
+def iter_jsonl_objects(path: str | Path, *, truncated_tail_ok: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for each non-blank line; a line that is not a JSON object raises DataError
-    naming `path:line`. Invalid UTF-8 is named by line and byte offset; a byte-order mark is accepted."""
-    from metaconf.errors import DataError
+    `FILE:LINE: problem`. Invalid UTF-8 is named by line and byte offset; a byte-order mark is accepted.
 
-    for lineno, line in enumerate(read_text_checked(path).split("\n"), 1):
-        if line.strip():
+    `truncated_tail_ok`: for files appended to line by line, a last line without its newline that is not valid
+    JSON (a crash mid-append) is skipped instead of raising."""
+    text = read_text_checked(path)
+    lines = text.split("\n")
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        if truncated_tail_ok and lineno == len(lines):
+            try:
+                row = json.loads(line)
+            except (json.JSONDecodeError, RecursionError):
+                return
+        else:
             row = loads_checked(line, f"{path}:{lineno}")
-            if not isinstance(row, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            yield lineno, row
+        if not isinstance(row, dict):
+            raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+        yield lineno, row
 
 
-def read_jsonl(path: str | Path, missing_ok: bool = False) -> list[Any]:
-    """Rows of a JSONL file; a bad line raises DataError naming the file and line."""
-    path = Path(path)
-    if missing_ok and not path.is_file():
+def read_jsonl(path: str | Path, *, missing_ok: bool = False, truncated_tail_ok: bool = False) -> list[dict[str, Any]]:
+    """The objects of a JSONL file (see `iter_jsonl_objects`); `missing_ok`: a missing file has no rows."""
+    if missing_ok and not Path(path).is_file():
         return []
-    rows = []
-    for lineno, line in enumerate(read_text_checked(path).split("\n"), 1):
-        if line.strip():
-            rows.append(loads_checked(line, f"{path}: line {lineno}"))
-    return rows
+    return [row for _, row in iter_jsonl_objects(path, truncated_tail_ok=truncated_tail_ok)]

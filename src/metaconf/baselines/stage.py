@@ -21,6 +21,7 @@ from metaconf.baselines.scores import (
 from metaconf.data import Question
 from metaconf.engines import Engine
 from metaconf.errors import DataError
+from metaconf.evaluation.stage import evaluate_single, prediction_path
 from metaconf.io import read_json, read_jsonl, write_json, write_jsonl
 from metaconf.tasks import answer_part, load_template, parse_answer
 
@@ -102,8 +103,6 @@ def fit_recalibration(run_dir: Path, engine: Engine, train_questions: list[Quest
                       grader: grading.Grader | None = None) -> dict[str, Any]:
     """The base model's stated confidence on the training questions (single task, the evaluation's settings, so
     stored answers are reused) -> isotonic and Platt maps, stored in RUN/baselines/recalibration.json."""
-    from metaconf.evaluation import evaluate_single
-
     rows = evaluate_single(engine, "base", train_questions, temperature, seed, guided, logprobs, grader)
     write_jsonl(Path(run_dir) / "baselines" / "base_single_train.jsonl", rows)
     scored = [r for r in rows if r["confidence"] is not None]
@@ -163,7 +162,7 @@ def run_baselines(run_dir: Path, engine: Engine, train_questions: list[Question]
         maps = read_json(path)["maps"] if path.is_file() else fit_recalibration(
             run_dir, engine, train_questions, temperature, seed, guided, logprobs, grader)
         for dataset, qs in eval_sets.items():
-            stored = run_dir / "predictions" / f"base__single__{dataset}.jsonl"
+            stored = prediction_path(run_dir, "base", "single", dataset)
             if not stored.is_file():
                 raise DataError(f"{stored}: missing; recalibration needs the base model's evaluated answers")
             base = {r["id"]: r for r in read_jsonl(stored)}

@@ -18,7 +18,7 @@ from typing import Any
 from metaconf.data.ids import short_hash
 from metaconf.data.schema import ANSWER_TYPES, LETTERS, Question
 from metaconf.errors import DataError
-from metaconf.io import iter_jsonl_objects, read_text_checked
+from metaconf.io import iter_jsonl_objects, read_json, read_text_checked
 
 FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
 MAPPING_KEYS = ("question", "answers", "choices", "id", "answer_type", "domain", "dataset")
@@ -43,13 +43,7 @@ def _rows_jsonl(path: Path) -> Iterator[Row]:
 
 
 def _rows_json(path: Path) -> Iterator[Row]:
-    text = read_text_checked(path)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg}); one object per line needs .jsonl") from None
-    except RecursionError:
-        raise DataError(f"{path}: JSON nested too deeply") from None
+    data = read_json(path)
     if not isinstance(data, list):
         raise DataError(f"{path}: expected a JSON list of objects, got {type(data).__name__}")
     for i, row in enumerate(data):

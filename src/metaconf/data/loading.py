@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
-import json
 import os
 from collections import Counter
 from pathlib import Path
@@ -13,6 +11,7 @@ from metaconf.data.ids import rank_key
 from metaconf.data.registry import DATASETS, DatasetInfo
 from metaconf.data.schema import Question
 from metaconf.errors import DataError
+from metaconf.io import iter_jsonl_objects, write_jsonl
 
 DATA_DIR_ENV = "METACONF_DATA_DIR"
 BUNDLED_DIR = Path(__file__).parent / "bundled"
@@ -27,29 +26,18 @@ def read_questions_jsonl(path: Path) -> list[Question]:
     """Question dicts, one per line (gzip if the name ends in .gz), as written by `write_questions_jsonl`."""
     if not path.exists():
         raise DataError(f"{path}: file not found")
-    opener = gzip.open if path.suffix == ".gz" else open
     out = []
-    with opener(path, "rt", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                out.append(Question.from_dict(json.loads(line)))
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise DataError(f"{path}:{lineno}: not a Question record ({exc.__class__.__name__}: {exc})") from None
+    for lineno, row in iter_jsonl_objects(path):
+        try:
+            out.append(Question.from_dict(row))
+        except (KeyError, TypeError) as exc:
+            raise DataError(f"{path}:{lineno}: not a Question record ({exc.__class__.__name__}: {exc})") from None
     return out
 
 
 def write_questions_jsonl(questions: list[Question], path: Path) -> None:
-    """Write Question dicts one per line, atomically (temp file + rename); gzip (reproducible, no mtime) for .gz."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    text = "".join(json.dumps(q.to_dict(), ensure_ascii=False, sort_keys=True) + "\n" for q in questions)
-    data = text.encode("utf-8")
-    if path.suffix == ".gz":
-        data = gzip.compress(data, compresslevel=9, mtime=0)
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    """Write Question dicts one per line, atomically; gzip (reproducible, no mtime) for .gz."""
+    write_jsonl(path, [q.to_dict() for q in questions], sort_keys=True)
 
 
 def dataset_folder(info: DatasetInfo, path: str | os.PathLike[str] | None) -> Path | None:

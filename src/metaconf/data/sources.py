@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ast
 import csv
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 from metaconf.data.ids import short_hash
 from metaconf.data.schema import LETTERS, Question
 from metaconf.errors import DataError
-from metaconf.io import iter_jsonl_objects
+from metaconf.io import iter_jsonl_objects, read_json
 
 csv.field_size_limit(1 << 30)  # LegalBench statutes run to tens of kB per cell
 
@@ -31,10 +30,7 @@ def _need(path: Path) -> Path:
 
 
 def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(_need(path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+    return read_json(_need(path))
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:

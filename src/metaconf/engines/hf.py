@@ -19,18 +19,11 @@ from metaconf.engines.embedded import resolve_model
 from metaconf.engines.base import Engine, apply_stop, prompt_text, sample_seed, stable_hash
 
 from metaconf.engines.types import Completion, Messages, PromptRequest, SamplingParams, TokenLogprob
-from metaconf.errors import EngineError
+from metaconf.errors import DataError, EngineError
+from metaconf.io import file_sha256, read_json
 from metaconf.precision import DTYPES, DtypeChoice, announce, choose_dtype, torch_dtype
 
 MIN_SHARED_PREFIX = 8  # shorter common prefixes are not worth a separate prefill
-
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def model_fingerprint(model: str | Path) -> str:
@@ -58,12 +51,12 @@ def adapter_fingerprint(adapter: str | Path) -> str:
     weights = [path / n for n in ("adapter_model.safetensors", "adapter_model.bin") if (path / n).is_file()]
     if not weights:
         raise EngineError(f"{path}: no adapter_model.safetensors or adapter_model.bin in the adapter folder")
-    h = hashlib.sha256(_file_digest(weights[0]).encode())
+    h = hashlib.sha256(file_sha256(weights[0]).encode())
     if (path / "adapter_config.json").is_file():
         try:
-            config = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError):
-            raise EngineError(f"{path / 'adapter_config.json'}: not valid JSON") from None
+            config = read_json(path / "adapter_config.json")
+        except DataError as exc:
+            raise EngineError(str(exc)) from None
         if isinstance(config, dict):
             config.pop("base_model_name_or_path", None)
             if isinstance(config.get("target_modules"), list):
@@ -599,11 +592,9 @@ def _resolve_dtype(dtype: Any, device: Any) -> DtypeChoice:
 
 def lowest_adapter_layer(adapter: str | Path) -> int:
     """The lowest decoder layer a PEFT LoRA adapter changes (0 when it changes every layer, or cannot tell)."""
-    import json
-
     try:
-        config = json.loads((Path(adapter) / "adapter_config.json").read_text())
-    except (OSError, ValueError):
+        config = read_json(Path(adapter) / "adapter_config.json")
+    except (OSError, DataError):
         return 0
     layers = config.get("layers_to_transform")
     if layers is None or config.get("modules_to_save"):

@@ -1,20 +1,17 @@
 """Any OpenAI-compatible chat server (OpenAI, vLLM serve, llama.cpp, TGI, SGLang...) over HTTP.
 
-Requests run concurrently (a semaphore caps how many are in flight) and are retried with exponential backoff and
-full jitter on 429 (Retry-After honoured), 5xx, timeouts, broken connections and unparseable answers; a server
-that refuses the request (400/401/403/404/422) fails at once with one line. The API key is read from the
-environment variable `api_key_env` each time a batch starts and is never stored on the engine, logged or put in
-an error message.
+Requests run concurrently (a semaphore caps how many are in flight) and are retried (`metaconf.retry`: exponential
+backoff, full jitter) on 429 (Retry-After honoured), transient 5xx, timeouts, broken connections and unparseable
+answers; a server that refuses the request (400/401/403/404/422) fails at once with one line. The API key is read
+from the environment variable `api_key_env` each time a batch starts and is never stored on the engine, logged or
+put in an error message.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import email.utils
 import os
-import random
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,49 +20,15 @@ from metaconf.engines.base import Engine, apply_stop, sample_seed
 from metaconf.engines.types import Completion, Messages, PromptRequest, SamplingParams, TokenLogprob
 from metaconf.engines.store import CompletionStore
 from metaconf.errors import EngineError
+from metaconf.retry import RetriesExhausted, Retryable, RetryPolicy, parse_retry_after, retryable_status
 
-RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 SEED_MASK = 0x7FFFFFFF  # servers differ in the seed range they accept; 31 bits is safe everywhere
-MAX_RETRY_AFTER_S = 600.0
 GUIDE_FIELD = "structured_outputs.regex"  # where vLLM serve (>= 0.12) takes a regex the reply must match
 
 
 async def _sleep(seconds: float) -> None:
     """Backoff sleep (a module-level function so tests can record the delays instead of waiting)."""
     await asyncio.sleep(seconds)
-
-
-class _Retryable(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None):
-        super().__init__(reason)
-        self.retry_after = retry_after
-
-
-def parse_retry_after(headers: Any) -> float | None:
-    """Seconds to wait from `retry-after-ms` or `Retry-After` (seconds or an HTTP date); None if absent or bad."""
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return max(0.0, float(ms) / 1000.0)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
-    """Full jitter: uniform in [0, min(cap, base * 2**attempt)] (attempt counts from 0)."""
-    return rng.uniform(0.0, min(cap, base * (2**attempt)))
 
 
 def build_payload(model: str, messages: Messages, params: SamplingParams, n: int, seed: int | None,
@@ -195,10 +158,8 @@ class OpenAIEngine(Engine):
         self.model = model
         self.api_key_env = api_key_env
         self.concurrency = concurrency
-        self.max_retries = max_retries
+        self.retry = RetryPolicy(max_retries=max_retries, base=backoff_base, cap=backoff_max)
         self.timeout = timeout
-        self.backoff_base = backoff_base
-        self.backoff_max = backoff_max
         self.extra_body = dict(extra_body or {})
         self.max_tokens_field = max_tokens_field
         self.batch_size = batch_size
@@ -206,7 +167,6 @@ class OpenAIEngine(Engine):
         self.supports_guide = self.guide_field is not None
         self.send_seed = send_seed
         self.name = f"openai:{model}"
-        self._rng = random.Random()
 
     def __repr__(self) -> str:
         return f"OpenAIEngine(base_url={self.base_url!r}, model={self.model!r}, api_key_env={self.api_key_env!r})"
@@ -223,10 +183,6 @@ class OpenAIEngine(Engine):
                                   "seeds (vLLM on GPUs does; hosted APIs at best mostly)"}
         return {"engine": "openai", "per_sample_seeds": False,
                 "repeatable": "no seed is sent (send_seed=false): samples differ between runs"}
-
-    def plan_batches(self, requests: list[PromptRequest], params: SamplingParams) -> list[list[int]]:
-        size = self.batch_size
-        return [list(range(i, min(i + size, len(requests)))) for i in range(0, len(requests), size)]
 
     def _generate_batch(self, requests: list[PromptRequest], params: SamplingParams) -> list[list[Completion]]:
         try:
@@ -275,41 +231,33 @@ class OpenAIEngine(Engine):
         import httpx
 
         url = f"{self.base_url}/chat/completions"
-        reason = ""
-        for attempt in range(self.max_retries + 1):
+
+        async def attempt() -> list[Completion]:
             try:
                 async with semaphore:
                     response = await client.post(url, json=payload)
-                if response.status_code == 200:
-                    try:
-                        return parse_choices(response.json(), params)
-                    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                        raise _Retryable(f"unparseable answer ({exc})") from None
-                if response.status_code in RETRY_STATUS:
-                    raise _Retryable(f"HTTP {response.status_code}: {_error_message(response)}",
-                                     parse_retry_after(response.headers))
-                message = _error_message(response)
-                raise EngineError(self._scrub(
-                    f"server at {self.base_url} refused model {self.model!r} ({response.status_code}): {message}",
-                    key))
-            except _Retryable as exc:
-                reason, retry_after = str(exc), exc.retry_after
             except httpx.TimeoutException:
-                reason, retry_after = f"no answer within {self.timeout:g} s", None
+                raise Retryable(f"no answer within {self.timeout:g} s") from None
             except httpx.TransportError as exc:
-                reason, retry_after = f"connection failed ({type(exc).__name__})", None
+                raise Retryable(f"connection failed ({type(exc).__name__})") from None
             except httpx.DecodingError:  # e.g. "Content-Encoding: gzip" on a body that is not gzip
-                reason, retry_after = "a reply body that could not be decoded (its Content-Encoding is wrong)", None
-            if attempt == self.max_retries:
-                break
-            if retry_after is not None:
-                delay = min(retry_after, MAX_RETRY_AFTER_S)
-            else:
-                delay = backoff_delay(attempt, self.backoff_base, self.backoff_max, self._rng)
-            await _sleep(delay)
-        raise EngineError(self._scrub(
-            f"server at {self.base_url} failed for model {self.model!r} after {self.max_retries + 1} attempts;"
-            f" last error: {reason}", key))
+                raise Retryable("a reply body that could not be decoded (its Content-Encoding is wrong)") from None
+            if response.status_code == 200:
+                try:
+                    return parse_choices(response.json(), params)
+                except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                    raise Retryable(f"unparseable answer ({exc})") from None
+            message = _error_message(response)
+            if retryable_status(response.status_code):
+                raise Retryable(f"HTTP {response.status_code}: {message}", parse_retry_after(response.headers))
+            raise EngineError(self._scrub(
+                f"server at {self.base_url} refused model {self.model!r} ({response.status_code}): {message}", key))
+
+        try:
+            return await self.retry.acall(attempt, sleep=_sleep)
+        except RetriesExhausted as exc:
+            raise EngineError(self._scrub(f"server at {self.base_url} failed for model {self.model!r} {exc}",
+                                          key)) from None
 
     @staticmethod
     def _scrub(message: str, key: str | None) -> str:

@@ -73,10 +73,6 @@ class ScriptedEngine(Engine):
     def model_identity(self) -> str:
         return self.name
 
-    def plan_batches(self, requests: list[PromptRequest], params: SamplingParams) -> list[list[int]]:
-        size = self.batch_size
-        return [list(range(i, min(i + size, len(requests)))) for i in range(0, len(requests), size)]
-
     def _generate_batch(self, requests: list[PromptRequest], params: SamplingParams) -> list[list[Completion]]:
         results = []
         for request in requests:

@@ -13,6 +13,7 @@ from typing import Any
 
 from metaconf.data import Question
 from metaconf.engines import Engine
+from metaconf.errors import DataError
 from metaconf.grading import Grader
 from metaconf.io import read_jsonl, write_jsonl
 from metaconf.tasks import (
@@ -59,7 +60,7 @@ def make_pairs(questions: list[Question], n_pairs: int, seed: int = 0) -> list[P
 
 
 def prediction_path(run_dir: Path, condition: str, task: str, dataset: str) -> Path:
-    return run_dir / "predictions" / f"{condition}__{task}__{dataset}.jsonl"
+    return Path(run_dir) / "predictions" / f"{condition}__{task}__{dataset}.jsonl"
 
 
 def evaluate_single(
@@ -170,9 +171,11 @@ def evaluate_condition(
 
 
 def load_predictions(run_dir: Path) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
-    """Every prediction file of a run, keyed by (condition, task, dataset)."""
+    """Every prediction file of a run, keyed by (condition, task, dataset); a file named otherwise is an error."""
     found = {}
-    for path in sorted((run_dir / "predictions").glob("*__*__*.jsonl")):
-        condition, task, dataset = path.stem.split("__")
-        found[(condition, task, dataset)] = read_jsonl(path)
+    for path in sorted((Path(run_dir) / "predictions").glob("*.jsonl")):
+        parts = path.stem.split("__")
+        if len(parts) != 3:
+            raise DataError(f"{path}: expected a name <condition>__<task>__<dataset>.jsonl")
+        found[(parts[0], parts[1], parts[2])] = read_jsonl(path)
     return found

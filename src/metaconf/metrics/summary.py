@@ -3,7 +3,6 @@ comparison of every trained condition with the base model on the same items."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -12,7 +11,7 @@ import numpy as np
 
 from metaconf.conditions import BASE, TRAINED_CONDITIONS
 from metaconf.errors import DataError
-from metaconf.io import write_text_atomic
+from metaconf.io import write_json
 from metaconf.metrics.bootstrap import bootstrap_ci, paired_bootstrap
 from metaconf.metrics.registry import contrast_names, task_functions
 
@@ -205,5 +204,4 @@ def _strict(value: Any) -> Any:
 
 def write_metrics(path: str | Path, summary: Mapping[str, Any]) -> Path:
     """Write metrics.json atomically as strict JSON: an undefined value (NaN, infinity) is written as null."""
-    text = json.dumps(_strict(summary), indent=2, allow_nan=False, ensure_ascii=False, default=str)
-    return write_text_atomic(path, text + "\n")
+    return write_json(path, _strict(summary), allow_nan=False)

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 from metaconf.errors import MetaconfError
+from metaconf.io import atomic_path
 
 # No sandbox (containers), no GPU, and none of the browser's own background traffic, so that every request a
 # page makes is one the page asked for.
@@ -42,12 +43,11 @@ def screenshot(html: str | Path, png: str | Path, width: int = 1400, height: int
     html, png = Path(html).resolve(), Path(png).resolve()
     if not html.is_file():
         raise MetaconfError(f"{html}: no such file")
-    png.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="metaconf-chromium-") as profile:
+    with atomic_path(png) as tmp, tempfile.TemporaryDirectory(prefix="metaconf-chromium-") as profile:
         done = subprocess.run(
-            chromium_command(profile, f"--window-size={width},{height}", f"--screenshot={png}",
+            chromium_command(profile, f"--window-size={width},{height}", f"--screenshot={tmp}",
                              "--virtual-time-budget=5000", html.as_uri()),
             capture_output=True, text=True, check=False)
-    if done.returncode != 0 or not png.is_file():
-        raise MetaconfError(f"chromium could not take the screenshot: {done.stderr.strip().splitlines()[-1:]}")
+        if done.returncode != 0 or not tmp.stat().st_size:
+            raise MetaconfError(f"chromium could not take the screenshot: {done.stderr.strip().splitlines()[-1:]}")
     return png

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +13,7 @@ import numpy as np  # noqa: E402
 
 from metaconf.conditions import BASE, TRAINED_CONDITIONS  # noqa: E402
 from metaconf.metrics.registry import better, headline_metrics, label, metric_info  # noqa: E402
+from metaconf.io import atomic_path  # noqa: E402
 
 # Okabe-Ito colours (distinguishable with colour-blindness and in greyscale print);
 # one colour per condition in every plot; base is grey (the reference), other names take the unused colours
@@ -32,18 +31,11 @@ STYLE = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.font
 
 def _save(fig: Any, plots_dir: Path, name: str) -> tuple[Path, Path]:
     """Save name.png and name.pdf atomically; returns both paths."""
-    plots_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for ext in ("png", "pdf"):
         target = plots_dir / f"{name}.{ext}"
-        fd, tmp = tempfile.mkstemp(dir=plots_dir, prefix=f".{name}.", suffix=f".{ext}")
-        os.close(fd)
-        try:
+        with atomic_path(target) as tmp:
             fig.savefig(tmp, format=ext)  # layouts are tight already; a tight bbox would draw twice
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
         paths.append(target)
     plt.close(fig)
     return paths[0], paths[1]

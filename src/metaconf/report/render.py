@@ -10,6 +10,7 @@ import numpy as np
 
 from metaconf.conditions import BASE
 from metaconf.metrics.registry import TASK_NAMES, columns, headline_metrics, headline_names, label, metric_info
+from metaconf.io import write_text_atomic
 from metaconf.report import plots
 from metaconf.report.document import (
     Block, Bullets, Figure, Heading, Paragraph, Preformatted, Table, to_html, to_markdown,
@@ -18,7 +19,7 @@ from metaconf.report.findings import (
     EQUIVALENCE, dataset_columns, finding_rows, findings_table, fmt, fmt_ci, format_summary,
     read_rate_summary, verdict,
 )
-from metaconf.report.run_folder import RunData, atomic_write, load_run
+from metaconf.report.run_folder import RunData, load_run
 
 POOLED_COLUMNS = 4  # the pooled results tables show the first columns of each task's table
 BARS = (("single", "ece"), ("single", "auroc"), ("pairwise", "auc_a"))  # (task, metric): the per-dataset bars
@@ -121,13 +122,13 @@ def _template(t: dict[str, Any]) -> list[Block]:
         blocks.append(Paragraph(str(t["description"]), note=True))
     if isinstance(t.get("text"), str):  # a template stored as one text
         blocks.append(Preformatted(t["text"]))
-    for key, label in TEMPLATE_PARTS.items():
+    for key, part in TEMPLATE_PARTS.items():
         value = t.get(key)
         if isinstance(value, str) and value:
-            blocks += [Paragraph(f"{label}:"), Preformatted(value)]
+            blocks += [Paragraph(f"{part}:"), Preformatted(value)]
         elif isinstance(value, dict):
             for kind, text in value.items():
-                blocks += [Paragraph(f"{label}, {ANSWER_TYPES.get(str(kind), str(kind))} questions:"),
+                blocks += [Paragraph(f"{part}, {ANSWER_TYPES.get(str(kind), str(kind))} questions:"),
                            Preformatted(text if isinstance(text, str) else json.dumps(text, ensure_ascii=False))]
     rest = {k: v for k, v in t.items()
             if k not in {"name", "version", "description", "text", *TEMPLATE_PARTS} and v not in (None, "", [], {})}
@@ -345,6 +346,6 @@ def write_report(run_dir: str | Path) -> tuple[Path, Path]:
     data = load_run(run_dir)
     blocks = build_blocks(data)
     title = f"metaconf report: {_config(data).get('name', data.run_dir.name)}"
-    md_path = atomic_write(data.run_dir / "report.md", to_markdown(title, blocks, data.run_dir))
-    html_path = atomic_write(data.run_dir / "report.html", to_html(title, blocks))
+    md_path = write_text_atomic(data.run_dir / "report.md", to_markdown(title, blocks, data.run_dir))
+    html_path = write_text_atomic(data.run_dir / "report.html", to_html(title, blocks))
     return md_path, html_path

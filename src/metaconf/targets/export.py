@@ -6,13 +6,12 @@ file, the line and the field. Every file is written to a temporary name and rena
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from metaconf.errors import DataError
-from metaconf.io import read_jsonl, write_jsonl, write_text_atomic
+from metaconf.io import iter_jsonl_objects, write_json, write_jsonl, write_text_atomic
 from metaconf.targets.examples import Example
 
 HOSTED_ROLES = ("system", "user", "assistant")
@@ -55,23 +54,29 @@ def _check_messages(row: Any, where: str, roles: Sequence[str], hosted: bool) ->
 def validate_hf_chat(rows: Sequence[Any], name: str = "train.jsonl") -> None:
     """Check HF chat rows: {"messages": [...]} with system/user/assistant roles, ending with the assistant."""
     for lineno, row in enumerate(rows, 1):
-        _check_messages(row, f"{name}: line {lineno}", HOSTED_ROLES, hosted=False)
+        _check_messages(row, f"{name}:{lineno}", HOSTED_ROLES, hosted=False)
+
+
+def _validate_hosted_lines(numbered: Sequence[tuple[int, Any]], name: str) -> None:
+    if len(numbered) < HOSTED_MIN_EXAMPLES:
+        raise DataError(f"{name}: {len(numbered)} examples; hosted fine-tuning needs at least {HOSTED_MIN_EXAMPLES}")
+    for lineno, row in numbered:
+        _check_messages(row, f"{name}:{lineno}", HOSTED_ROLES, hosted=True)
 
 
 def validate_hosted(rows: Sequence[Any], name: str = "hosted.jsonl") -> None:
     """Check the hosted (OpenAI chat) fine-tuning format: each line an object with only "messages"; roles
     system/user/assistant; string contents; system only first; ends with the assistant; >= 10 examples."""
-    if len(rows) < HOSTED_MIN_EXAMPLES:
-        raise DataError(f"{name}: {len(rows)} examples; hosted fine-tuning needs at least {HOSTED_MIN_EXAMPLES}")
-    for lineno, row in enumerate(rows, 1):
-        _check_messages(row, f"{name}: line {lineno}", HOSTED_ROLES, hosted=True)
+    _validate_hosted_lines(list(enumerate(rows, 1)), name)
 
 
 def validate_hosted_file(path: str | Path) -> int:
-    """Validate a hosted JSONL file on disk; returns the number of examples."""
-    rows = read_jsonl(path)
-    validate_hosted(rows, str(path))
-    return len(rows)
+    """Validate a hosted JSONL file on disk, errors naming `FILE:LINE`; returns the number of examples."""
+    if not Path(path).is_file():
+        raise DataError(f"{path}: hosted training file not found")
+    numbered = list(iter_jsonl_objects(path))
+    _validate_hosted_lines(numbered, str(path))
+    return len(numbered)
 
 
 def hf_rows(examples: Sequence[Example]) -> list[dict[str, Any]]:
@@ -145,7 +150,7 @@ def write_training_set(
             (folder / stale).unlink(missing_ok=True)
         card = {**data_card(name, [], n_bins), "hosted": "not written: no examples",
                 "empty": empty_reason or "no examples"}
-        write_text_atomic(folder / "card.json", json.dumps(card, indent=2) + "\n")
+        write_json(folder / "card.json", card)
         write_text_atomic(folder / "card.md", card_markdown(card, calibration_table))
         return card
     hf, hosted = hf_rows(examples), hosted_rows(examples)
@@ -163,6 +168,6 @@ def write_training_set(
         write_jsonl(folder / "hosted.jsonl", hosted)
     write_jsonl(folder / "train.jsonl", hf)
     write_jsonl(folder / "examples.jsonl", [{"task": e.task, **e.meta} for e in examples])
-    write_text_atomic(folder / "card.json", json.dumps(card, indent=2) + "\n")
+    write_json(folder / "card.json", card)
     write_text_atomic(folder / "card.md", card_markdown(card, calibration_table))
     return card

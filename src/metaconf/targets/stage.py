@@ -7,7 +7,6 @@ card.json}. Samples come through the engine's store, so a rerun regenerates noth
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Sequence
@@ -19,7 +18,7 @@ from metaconf.targets.calibration import CalibrationMap
 from metaconf.targets.config import TargetsConfig
 from metaconf.targets.consistency import ConsistencyRecord, sample_consistency
 from metaconf.targets.examples import build_training_set
-from metaconf.io import write_jsonl, write_text_atomic
+from metaconf.io import read_json, write_json, write_jsonl, write_text_atomic
 from metaconf.targets.export import write_training_set
 from metaconf.tasks.guides import resolve_format
 from metaconf.tasks.templates import template_record
@@ -48,11 +47,11 @@ def _merge_templates(path: Path, names: list[str]) -> None:
     existing: dict[str, Any] = {}
     if path.is_file():
         try:
-            existing = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
+            existing = read_json(path)
+        except DataError:
             existing = {}
     existing.update(template_record(names))
-    write_text_atomic(path, json.dumps(existing, indent=2, ensure_ascii=False) + "\n")
+    write_json(path, existing)
 
 
 def build_data(

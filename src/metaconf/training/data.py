@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
 from metaconf.errors import DataError
+from metaconf.io import iter_jsonl_objects
 
 ROLES = {"system", "user", "assistant"}
-
-
-def file_sha256(path: str | Path) -> str:
-    """Content hash of a file (part of a training run's identity)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_chat_examples(path: str | Path) -> list[list[dict[str, str]]]:
@@ -30,28 +20,21 @@ def load_chat_examples(path: str | Path) -> list[list[dict[str, str]]]:
     if not path.is_file():
         raise DataError(f"{path}: training file not found")
     examples = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{where}: not valid JSON ({exc.msg})") from None
-            messages = row.get("messages") if isinstance(row, dict) else None
-            if not isinstance(messages, list) or not messages:
-                raise DataError(f"{where}: field 'messages' must be a non-empty list")
-            clean = []
-            for i, m in enumerate(messages):
-                if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
-                    raise DataError(
-                        f"{where}: messages[{i}] needs 'role' (system/user/assistant) and string 'content'"
-                    )
-                clean.append({"role": m["role"], "content": m["content"]})
-            if clean[-1]["role"] != "assistant" or len(clean) < 2:
-                raise DataError(f"{where}: 'messages' must end with an assistant reply after a user message")
-            examples.append(clean)
+    for lineno, row in iter_jsonl_objects(path):
+        where = f"{path}:{lineno}"
+        messages = row.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise DataError(f"{where}: field 'messages' must be a non-empty list")
+        clean = []
+        for i, m in enumerate(messages):
+            if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
+                raise DataError(
+                    f"{where}: messages[{i}] needs 'role' (system/user/assistant) and string 'content'"
+                )
+            clean.append({"role": m["role"], "content": m["content"]})
+        if clean[-1]["role"] != "assistant" or len(clean) < 2:
+            raise DataError(f"{where}: 'messages' must end with an assistant reply after a user message")
+        examples.append(clean)
     if not examples:
         raise DataError(f"{path}: no training examples")
     return examples

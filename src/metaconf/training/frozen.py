@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import copy
 import inspect
-import json
 import re
 import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
 from metaconf.errors import MetaconfError
+from metaconf.io import atomic_folder, read_json, write_json
 
 # Agreement required between the split model and the full one on a probe example, relative to the largest logit:
 # fp32 throughout, or bf16 anywhere (bf16 keeps 8 bits of mantissa; a model that transforms inputs_embeds, the
@@ -198,7 +198,7 @@ def save_full_adapter(trained_dir: str | Path, out_dir: str | Path, split: int, 
     from safetensors.torch import load_file, save_file
 
     trained_dir, out_dir = Path(trained_dir), Path(out_dir)
-    config = json.loads((trained_dir / "adapter_config.json").read_text())
+    config = read_json(trained_dir / "adapter_config.json")
     layers = config.get("layers_to_transform")
     if layers is None:
         raise MetaconfError(f"{trained_dir}: adapter has no layers_to_transform to renumber")
@@ -209,12 +209,9 @@ def save_full_adapter(trained_dir: str | Path, out_dir: str | Path, split: int, 
     def renumber(name: str) -> str:
         return re.sub(r"\.layers\.(\d+)\.", lambda m: f".layers.{int(m.group(1)) + split}.", name, count=1)
 
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(trained_dir, tmp)
-    save_file({renumber(k): v.contiguous() for k, v in weights.items()}, str(tmp / "adapter_model.safetensors"),
-              metadata={"format": "pt"})
-    (tmp / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n")
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
+    with atomic_folder(out_dir) as tmp:
+        shutil.copytree(trained_dir, tmp, dirs_exist_ok=True)
+        save_file({renumber(k): v.contiguous() for k, v in weights.items()}, str(tmp / "adapter_model.safetensors"),
+                  metadata={"format": "pt"})
+        write_json(tmp / "adapter_config.json", config)
     return out_dir

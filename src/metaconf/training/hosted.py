@@ -18,12 +18,14 @@ from typing import Any, Callable, Sequence
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from metaconf.errors import DataError, MetaconfError
-from metaconf.training.data import file_sha256
-from metaconf.io import write_json
+from metaconf.errors import MetaconfError
+from metaconf.io import file_sha256, read_json, write_json
+from metaconf.retry import RetriesExhausted, Retryable, RetryPolicy, parse_retry_after, retryable_status
+from metaconf.targets.export import validate_hosted_file
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 STATE_FILE = "hosted_job.json"
+RETRY_CAP_S = 60.0  # the longest backoff between two tries of one request
 
 
 class HostedJobError(MetaconfError):
@@ -43,7 +45,9 @@ class HostedTrainConfig(BaseModel):
     seed: int | None = Field(0, description="Seed passed to the provider (None: let it choose).")
     poll_interval: float = Field(15.0, ge=0, description="Seconds between status checks.")
     request_timeout: float = Field(120.0, gt=0, description="Seconds before one HTTP request times out.")
-    max_retries: int = Field(5, ge=0, description="Retries of a request that failed with a network or 5xx error.")
+    max_retries: int = Field(
+        5, ge=0, description="Retries of a request that failed with a network error, 429 or a transient 5xx."
+    )
     restart_failed: bool = Field(False, description="Start a new job when the recorded one failed or was cancelled.")
 
 
@@ -61,13 +65,13 @@ def _server_message(response: httpx.Response) -> str:
 
 
 class HostedClient:
-    """The few OpenAI-compatible endpoints fine-tuning needs, with retries on network and 5xx errors."""
+    """The few OpenAI-compatible endpoints fine-tuning needs, retried (metaconf.retry) on network errors, 429 and
+    transient 5xx."""
 
     def __init__(self, base_url: str, api_key: str, timeout: float = 120.0, max_retries: int = 5,
                  retry_wait: float = 1.0):
         self.base_url = base_url.rstrip("/")
-        self.max_retries = max_retries
-        self.retry_wait = retry_wait
+        self.retry = RetryPolicy(max_retries=max_retries, base=retry_wait, cap=RETRY_CAP_S)
         self._http = httpx.Client(
             base_url=self.base_url, timeout=timeout, headers={"Authorization": f"Bearer {api_key}"}
         )
@@ -76,26 +80,29 @@ class HostedClient:
         self._http.close()
 
     def _request(self, method: str, path: str, what: str, **kwargs: Any) -> dict[str, Any]:
-        for attempt in range(self.max_retries + 1):
+        def attempt() -> dict[str, Any]:
             try:
                 response = self._http.request(method, path, **kwargs)
             except httpx.TransportError as exc:
-                if attempt == self.max_retries:
-                    raise HostedJobError(f"{what}: cannot reach {self.base_url} ({type(exc).__name__}: {exc})") from None
-            else:
-                if response.status_code < 400:
-                    return response.json()
-                if response.status_code < 500 and response.status_code != 429 or attempt == self.max_retries:
-                    raise HostedJobError(f"{what}: server answered {response.status_code}: {_server_message(response)}")
-            time.sleep(self.retry_wait * 2**attempt)
-        raise AssertionError("unreachable")
+                raise Retryable(f"cannot reach {self.base_url} ({type(exc).__name__}: {exc})") from None
+            if response.status_code < 400:
+                return response.json()
+            failure = f"server answered {response.status_code}: {_server_message(response)}"
+            if retryable_status(response.status_code):
+                raise Retryable(failure, parse_retry_after(response.headers))
+            raise HostedJobError(f"{what}: {failure}")
+
+        try:
+            return self.retry.call(attempt)
+        except RetriesExhausted as exc:
+            tries = f" ({exc.attempts} attempts)" if exc.attempts > 1 else ""
+            raise HostedJobError(f"{what}: {exc.reason}{tries}") from None
 
     def upload_file(self, path: Path) -> dict[str, Any]:
-        with open(path, "rb") as f:
-            return self._request(
-                "POST", "/files", f"upload of {path}", data={"purpose": "fine-tune"},
-                files={"file": (path.name, f, "application/jsonl")},
-            )
+        return self._request(  # the bytes, not an open file: a retry sends the whole file again
+            "POST", "/files", f"upload of {path}", data={"purpose": "fine-tune"},
+            files={"file": (path.name, path.read_bytes(), "application/jsonl")},
+        )
 
     def create_job(self, body: dict[str, Any]) -> dict[str, Any]:
         return self._request("POST", "/fine_tuning/jobs", "creating the fine-tuning job", json=body)
@@ -108,26 +115,6 @@ class HostedClient:
         params = {"limit": 100, **({"after": after} if after else {})}
         body = self._request("GET", f"/fine_tuning/jobs/{job_id}/events", f"events of job {job_id}", params=params)
         return list(reversed(body.get("data", [])))  # the API lists newest first
-
-
-def _check_hosted_file(path: Path) -> None:
-    """Fail before uploading (and paying) when the file is not JSONL chat examples."""
-    if not path.is_file():
-        raise DataError(f"{path}: hosted training file not found")
-    with open(path, encoding="utf-8") as f:
-        n = 0
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict) or not isinstance(row.get("messages"), list):
-                raise DataError(f"{path}:{lineno}: field 'messages' must be a list")
-            n += 1
-    if n == 0:
-        raise DataError(f"{path}: no training examples")
 
 
 def _stderr_progress(line: str) -> None:
@@ -149,7 +136,7 @@ def run_hosted_job(
     state_path = job_dir / STATE_FILE
     sha = file_sha256(train_file) if train_file.is_file() else ""
     identity = {"base_url": config.base_url.rstrip("/"), "base_model": config.base_model, "training_file_sha256": sha}
-    state: dict[str, Any] = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    state: dict[str, Any] = read_json(state_path) if state_path.is_file() else {}
     if state and any(state.get(k) != v for k, v in identity.items()):
         raise HostedJobError(
             f"{state_path}: records job {state.get('job_id') or '(none yet)'} for another training file, model or "
@@ -179,7 +166,7 @@ def run_hosted_job(
         state.update(identity, training_file=str(train_file))
         if not state.get("job_id"):
             if not state.get("file_id"):
-                _check_hosted_file(train_file)
+                validate_hosted_file(train_file)
                 uploaded = client.upload_file(train_file)
                 if uploaded.get("status") == "error":
                     raise HostedJobError(

@@ -21,9 +21,9 @@ from typing import Any, Mapping, Sequence
 
 from metaconf.errors import ConfigError, DataError, MetaconfError
 from metaconf.training.config import LoraTrainConfig
-from metaconf.training.data import file_sha256, filter_by_length, load_chat_examples, to_prompt_completion
+from metaconf.training.data import filter_by_length, load_chat_examples, to_prompt_completion
 from metaconf.training.progress import quiet_libraries, use_own_progress
-from metaconf.io import read_jsonl, write_json, write_jsonl, write_text_atomic
+from metaconf.io import atomic_folder, atomic_path, file_sha256, read_json, read_jsonl, write_json, write_jsonl, write_text_atomic
 from metaconf.conditions import TRAINED_CONDITIONS
 from metaconf.precision import choose_dtype
 from metaconf.engines.embedded import resolve_model
@@ -104,11 +104,9 @@ def plot_loss(log_path: str | Path, png_path: str | Path, title: str = "training
     ax.set_title(title)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    png_path = Path(png_path)
-    tmp = png_path.with_name(f".{png_path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(png_path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
-    tmp.replace(png_path)
 
 
 def _completion_loss_trainer_class() -> type:
@@ -315,10 +313,10 @@ def stable_adapter_config(adapter_dir: str | Path) -> None:
     """Rewrite adapter_config.json with `target_modules` sorted: PEFT writes them from a set, in a different order
     on every run, which would give identical adapters different bytes."""
     path = Path(adapter_dir) / "adapter_config.json"
-    config = json.loads(path.read_text(encoding="utf-8"))
+    config = read_json(path)
     if isinstance(config.get("target_modules"), list):
         config["target_modules"] = sorted(config["target_modules"])
-        write_text_atomic(path, json.dumps(config, indent=2, sort_keys=True) + "\n")
+        write_json(path, config, sort_keys=True)
 
 
 def train_lora(
@@ -356,7 +354,7 @@ def train_lora(
     state = PartialState(cpu=not torch.cuda.is_available())
     config_path = output_dir / "train_config.json"
     if state.is_main_process:
-        old = json.loads(config_path.read_text()) if config_path.is_file() else {}
+        old = read_json(config_path) if config_path.is_file() else {}
         if old.get("fingerprint") != fingerprint:  # different settings/data: start from scratch
             for name in ("checkpoints", "adapter"):
                 shutil.rmtree(output_dir / name, ignore_errors=True)
@@ -399,7 +397,7 @@ def train_lora(
         stable_adapter_config(adapter_dir)
         if log_path.is_file():
             plot_loss(log_path, output_dir / "loss.png", title=f"{output_dir.name}: loss")
-        info = json.loads(config_path.read_text())
+        info = read_json(config_path)
         info["result"] = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}
         info["result"]["global_step"] = result.global_step
         info["result"]["resumed_from_step"] = resumed_step
@@ -438,8 +436,6 @@ def train_conditions(
 
 def merge_adapter(model: str | Path, adapter: str | Path, out_dir: str | Path) -> Path:
     """Fold a LoRA adapter into its base model and save the full model + tokenizer to `out_dir`."""
-    import tempfile
-
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -453,15 +449,7 @@ def merge_adapter(model: str | Path, adapter: str | Path, out_dir: str | Path) -
         merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
     tok_source = adapter if (adapter / "tokenizer_config.json").is_file() else model_path
     tokenizer = AutoTokenizer.from_pretrained(str(tok_source))
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_folder(out_dir) as tmp:
         merged.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out_dir
+    return Path(out_dir)
