@@ -19,14 +19,17 @@ class AskOptions(BaseModel):
     run: Path = Field(description="A run folder made by `metaconf run` / `metaconf demo`.")
     condition: str = Field("multitask", description="Which condition answers.")
     file: Path | None = Field(None, description="A .jsonl / .json / .csv / .parquet file of questions.")
-    field: list[str] = Field([], description="Field mapping for --file as KEY=VALUE, e.g. question=prompt "
-                             "choices=options answer_type=mc (keys as in load_dataset).")
+    field: list[str] = Field(
+        [],
+        description="Field mapping for --file as KEY=VALUE, e.g. question=prompt "
+        "choices=options answer_type=mc (keys as in load_dataset).",
+    )
     out: Path | None = Field(None, description="With --file: write one JSON object per line here.")
     as_json: bool = Field(False, alias="json", description='Print {"answer": str, "confidence": float} per question.')
-    calibrated: bool = Field(False, description="Map the stated confidence through the run's fitted "
-                             "recalibration (base condition).")
-    calibration: Literal["isotonic", "platt"] = Field("isotonic", description="Which fitted map --calibrated "
-                                                      "applies.")
+    calibrated: bool = Field(
+        False, description="Map the stated confidence through the run's fitted recalibration (base condition)."
+    )
+    calibration: Literal["isotonic", "platt"] = Field("isotonic", description="Which fitted map --calibrated applies.")
     quiet: bool = Field(False, description="No progress bars.")
 
 
@@ -57,16 +60,21 @@ def _ask(args: AskOptions) -> int:
         questions = load_file(str(args.file), answers_required=False, **_mapping(args.field))
     else:
         questions = [args.question]
-    results = ask(args.run, args.condition, questions, calibrated=args.calibrated, calibration=args.calibration,
-                  quiet=args.quiet)
+    results = ask(
+        args.run, args.condition, questions, calibrated=args.calibrated, calibration=args.calibration, quiet=args.quiet
+    )
     if args.out:
         write_jsonl(args.out, [r.to_json() for r in results])
         print(f"wrote {len(results)} answers to {args.out}", file=sys.stderr)
         return 0
     for r in results:
         if args.as_json or args.file:
-            print(json.dumps(r.to_json() if args.file else {"answer": r.answer or "", "confidence": r.confidence},
-                             ensure_ascii=False))
+            print(
+                json.dumps(
+                    r.to_json() if args.file else {"answer": r.answer or "", "confidence": r.confidence},
+                    ensure_ascii=False,
+                )
+            )
         else:
             conf = "not stated" if r.confidence is None else f"{r.confidence * 100:.0f}%"
             label = " (calibrated)" if r.calibration else ""
@@ -76,10 +84,13 @@ def _ask(args: AskOptions) -> int:
 
 COMMANDS = [
     Command(
-        "ask", help="ask a run's model (one condition) a question: answer + stated confidence",
+        "ask",
+        help="ask a run's model (one condition) a question: answer + stated confidence",
         description="Answer questions with one condition of a run (base, or a trained adapter / hosted model) "
         "through the run's engine, template and completion store. One QUESTION, or --file with a batch (fields "
         "mapped as in load_dataset; a gold answer is optional and, when given, graded).",
-        options=AskOptions, positional=("question",), run=_ask,
+        options=AskOptions,
+        positional=("question",),
+        run=_ask,
     ),
 ]

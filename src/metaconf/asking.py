@@ -8,9 +8,10 @@ guided wherever the evaluation guides it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from metaconf.data import Question
 from metaconf.data.ids import short_hash
@@ -35,8 +36,11 @@ class AskResult:
 
     def to_json(self) -> dict[str, Any]:
         """The machine-readable form (`metaconf ask --json`): `answer` (str) and `confidence` first."""
-        return {"answer": self.answer or "", "confidence": self.confidence, **{
-            k: v for k, v in asdict(self).items() if k not in ("answer", "confidence")}}
+        return {
+            "answer": self.answer or "",
+            "confidence": self.confidence,
+            **{k: v for k, v in asdict(self).items() if k not in ("answer", "confidence")},
+        }
 
 
 def as_question(text: str) -> Question:
@@ -44,19 +48,29 @@ def as_question(text: str) -> Question:
     if not isinstance(text, str) or not text.strip():
         raise DataError("ask: the question is empty")
     text = text.strip()
-    return Question(id=f"ask/{short_hash(text)}", dataset="ask", domain="ask", question=text, choices=None,
-                    answers=[], answer_type="open")
+    return Question(
+        id=f"ask/{short_hash(text)}",
+        dataset="ask",
+        domain="ask",
+        question=text,
+        choices=None,
+        answers=[],
+        answer_type="open",
+    )
 
 
 def _recalibration(run_dir: Path, condition: str, method: str) -> dict[str, Any]:
     path = run_dir / "baselines" / "recalibration.json"
     if not path.is_file():
-        raise ConfigError(f"{path}: missing; run the baselines stage (metaconf evaluate {run_dir}) to fit the "
-                          "recalibration")
+        raise ConfigError(
+            f"{path}: missing; run the baselines stage (metaconf evaluate {run_dir}) to fit the recalibration"
+        )
     maps = read_json(path).get("maps") or {}
     if condition not in maps:
-        raise ConfigError(f"{path}: no recalibration fitted for condition {condition!r} (fitted for: "
-                          f"{', '.join(maps) or 'none'}); it is fitted on the base model's training answers only")
+        raise ConfigError(
+            f"{path}: no recalibration fitted for condition {condition!r} (fitted for: "
+            f"{', '.join(maps) or 'none'}); it is fitted on the base model's training answers only"
+        )
     mapping = maps[condition].get(method)
     if mapping is None or "error" in mapping:
         reason = mapping.get("error") if mapping else "not fitted"
@@ -66,17 +80,25 @@ def _recalibration(run_dir: Path, condition: str, method: str) -> dict[str, Any]
 
 def _check_condition(run_dir: Path, config: Any, condition: str) -> None:
     if condition != "base" and condition not in config.conditions:  # the base model is always there
-        raise ConfigError(f"{run_dir}: condition {condition!r} is not in this run (conditions: "
-                          f"{', '.join(config.conditions)})")
+        raise ConfigError(
+            f"{run_dir}: condition {condition!r} is not in this run (conditions: {', '.join(config.conditions)})"
+        )
     if condition != "base":
         folder = run_dir / "training" / condition
         if not ((folder / "DONE").is_file() or (folder / "hosted_job.json").is_file()):
             raise ConfigError(f"{folder}: condition {condition!r} has not been trained yet (run the train stage)")
 
 
-def ask(run: str | Path, condition: str, questions: str | Question | Sequence[str | Question], *,
-        calibrated: bool = False, calibration: str = "isotonic", quiet: bool = True, engine: Any = None
-        ) -> list[AskResult]:
+def ask(
+    run: str | Path,
+    condition: str,
+    questions: str | Question | Sequence[str | Question],
+    *,
+    calibrated: bool = False,
+    calibration: str = "isotonic",
+    quiet: bool = True,
+    engine: Any = None,
+) -> list[AskResult]:
     """Answer each question with the run's `condition` (greedy, the single-task template): answer + confidence.
 
     `calibrated=True` maps the stated confidence through the run's fitted `calibration` map ("isotonic" or
@@ -115,9 +137,17 @@ def ask(run: str | Path, condition: str, questions: str | Question | Sequence[st
             from metaconf.baselines.recalibration import apply_map
 
             confidence = apply_map(mapping, stated)
-        results.append(AskResult(
-            id=q.id, question=q.question, answer=written, confidence=confidence, stated_confidence=stated,
-            condition=condition, raw=row["raw"], correct=bool(row["correct"]) if q.answers else None,
-            calibration=calibration if mapping is not None else None,
-        ))
+        results.append(
+            AskResult(
+                id=q.id,
+                question=q.question,
+                answer=written,
+                confidence=confidence,
+                stated_confidence=stated,
+                condition=condition,
+                raw=row["raw"],
+                correct=bool(row["correct"]) if q.answers else None,
+                calibration=calibration if mapping is not None else None,
+            )
+        )
     return results

@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"metaconf: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("metaconf: interrupted; everything finished so far is stored, rerun the same command to resume",
-              file=sys.stderr)
+        print(
+            "metaconf: interrupted; everything finished so far is stored, rerun the same command to resume",
+            file=sys.stderr,
+        )
         return 130

@@ -27,8 +27,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 continue
             if first != key_node.start_mark.line + 1:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} given twice (lines {first} and {key_node.start_mark.line + 1})",
-                    key_node.start_mark)
+                    None,
+                    None,
+                    f"key {key!r} given twice (lines {first} and {key_node.start_mark.line + 1})",
+                    key_node.start_mark,
+                )
         return super().construct_mapping(node, deep=deep)
 
 
@@ -65,8 +68,10 @@ def read_config_text(text: str, source: str) -> Any:
     except RecursionError:
         raise ConfigError(f"{source}: nested too deeply to be a study config") from None
     if _depth(raw) > MAX_CONFIG_DEPTH:
-        raise ConfigError(f"{source}: nested more than {MAX_CONFIG_DEPTH} levels deep or more than "
-                          f"{MAX_CONFIG_VALUES:,} values (YAML aliases expanded); not a study config")
+        raise ConfigError(
+            f"{source}: nested more than {MAX_CONFIG_DEPTH} levels deep or more than "
+            f"{MAX_CONFIG_VALUES:,} values (YAML aliases expanded); not a study config"
+        )
     return raw
 
 
@@ -81,8 +86,9 @@ def read_config_file(path: str | Path) -> Any:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        raise ConfigError(f"{path}:{line}: not UTF-8 text (invalid byte at offset {exc.start}); a config file "
-                          f"is a YAML file") from None
+        raise ConfigError(
+            f"{path}:{line}: not UTF-8 text (invalid byte at offset {exc.start}); a config file is a YAML file"
+        ) from None
     if "\x00" in text:
         raise ConfigError(f"{path}: a binary file (NUL bytes), not a YAML config")
     return read_config_text(text, str(path))

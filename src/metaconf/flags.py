@@ -11,13 +11,16 @@ the models themselves, so a bad value is one line naming the flag or the file's 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import operator
 import sys
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, get_args, get_origin
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticUndefined
@@ -48,7 +51,7 @@ def _strip_optional(annotation: Any) -> tuple[Any, bool]:
     args = get_args(annotation)
     if get_origin(annotation) in (typing.Union, types.UnionType) and type(None) in args:
         rest = tuple(a for a in args if a is not type(None))
-        return (rest[0] if len(rest) == 1 else typing.Union[rest]), True
+        return (rest[0] if len(rest) == 1 else functools.reduce(operator.or_, rest)), True
     return annotation, False
 
 
@@ -156,10 +159,11 @@ class Command:
     """A `metaconf` subcommand built from models: `options` (its own fields; `positional` ones are also taken
     without a flag) and, optionally, `config` (the job's settings, read from `--config FILE`, overridden by flags).
 
-    `preset` gives the config's starting values and their name (the demo's config, a run's stored config); `config_argument` names
-    a positional argument that is the config file (`metaconf run STUDY.yaml`); `upgrade` turns a config file of an
-    older layout into the current one; `check` validates what the model alone cannot; `deprecated` maps an old flag to the field path it now sets (`--rank` ->
-    `lora.rank`), or to (path, value) for an old switch."""
+    `preset` gives the config's starting values and their name (the demo's config, a run's stored config);
+    `config_argument` names a positional argument that is the config file (`metaconf run STUDY.yaml`); `upgrade`
+    turns a config file of an older layout into the current one; `check` validates what the model alone cannot;
+    `deprecated` maps an old flag to the field path it now sets (`--rank` -> `lora.rank`), or to (path, value) for
+    an old switch."""
 
     name: str
     help: str
@@ -185,20 +189,40 @@ class Command:
         words = [f"[{self.config_argument}]"] if self.config_argument else []
         words += [f"[{name.upper()}]" for name in self.positional]
         parser = subparsers.add_parser(
-            self.name, help=self.help, description=self.description, epilog=self.epilog,
+            self.name,
+            help=self.help,
+            description=self.description,
+            epilog=self.epilog,
             usage=f"metaconf {self.name} {' '.join(words + ['[--config FILE]', '[--FIELD VALUE ...]'])}",
         )
         if self.config_argument:
-            parser.add_argument("_config_argument", nargs="?", type=Path, metavar=self.config_argument,
-                                default=None, help=f"the config file (same as {CONFIG_FLAG})")
+            parser.add_argument(
+                "_config_argument",
+                nargs="?",
+                type=Path,
+                metavar=self.config_argument,
+                default=None,
+                help=f"the config file (same as {CONFIG_FLAG})",
+            )
         for name in self.positional:
             info = self.options.model_fields[name]
-            parser.add_argument(f"_positional_{name}", nargs="?", metavar=name.upper(), default=None,
-                                help=f"{info.description} (or --{name})")
+            parser.add_argument(
+                f"_positional_{name}",
+                nargs="?",
+                metavar=name.upper(),
+                default=None,
+                help=f"{info.description} (or --{name})",
+            )
         what = "the " + self.config.__name__ if self.config else "these options"
-        parser.add_argument(CONFIG_FLAG, dest="_config_file", type=Path, metavar="FILE", default=None,
-                            help=f"a YAML file of {what}{'; ' + self.config_help if self.config_help else ''}; "
-                            "flags override its values")
+        parser.add_argument(
+            CONFIG_FLAG,
+            dest="_config_file",
+            type=Path,
+            metavar="FILE",
+            default=None,
+            help=f"a YAML file of {what}{'; ' + self.config_help if self.config_help else ''}; "
+            "flags override its values",
+        )
         groups: dict[str, Any] = {}
         for flag in model_flags(self.options):
             if "" not in groups:
@@ -208,21 +232,29 @@ class Command:
             section = flag.path.rpartition(".")[0]
             if f"config:{section}" not in groups:
                 groups[f"config:{section}"] = parser.add_argument_group(
-                    f"{self.config.__name__}{' ' + section if section else ''}")
+                    f"{self.config.__name__}{' ' + section if section else ''}"
+                )
             _add_flag(groups[f"config:{section}"], flag)
         kinds = {f.path: _kind(f.annotation) for f in self.flags()}
         for old, target in self.deprecated.items():
             path, const = (target, None) if isinstance(target, str) else target
             nargs = 0 if const is not None else "+" if kinds[path] == "list" else None
-            parser.add_argument(old, dest=f"{_DEST}{path}", action=_Deprecated, path=path, const=const,
-                                nargs=nargs, help=argparse.SUPPRESS)
+            parser.add_argument(
+                old,
+                dest=f"{_DEST}{path}",
+                action=_Deprecated,
+                path=path,
+                const=const,
+                nargs=nargs,
+                help=argparse.SUPPRESS,
+            )
         parser.set_defaults(_command=self)
         return parser
 
     # -- reading what the user gave ------------------------------------------------------------------------------
     def parse(self, args: argparse.Namespace) -> tuple[BaseModel, BaseModel | None, str]:
         """The validated (options, config, where the config came from) of one invocation."""
-        given = {k[len(_DEST):]: v for k, v in vars(args).items() if k.startswith(_DEST) and v is not None}
+        given = {k[len(_DEST) :]: v for k, v in vars(args).items() if k.startswith(_DEST) and v is not None}
         for name in self.positional:
             value = getattr(args, f"_positional_{name}")
             if value is not None:
@@ -261,8 +293,12 @@ def _add_flag(group: Any, flag: Flag) -> None:
         names.append(f"--{flag.path.rpartition('.')[0] + '.' if '.' in flag.path else ''}{last.replace('_', '-')}")
     help_text = (flag.info.description or "").replace("%", "%%")
     help_text += f" [{type_name(flag.annotation)}; default: {default_text(flag.info)}]".replace("%", "%%")
-    kwargs: dict[str, Any] = {"dest": f"{_DEST}{flag.path}", "default": None, "metavar": _metavar(flag),
-                              "help": help_text}
+    kwargs: dict[str, Any] = {
+        "dest": f"{_DEST}{flag.path}",
+        "default": None,
+        "metavar": _metavar(flag),
+        "help": help_text,
+    }
     if kind == "bool" and _strip_optional(flag.annotation)[0] is bool:  # --quiet / --no-quiet
         kwargs.update(action=argparse.BooleanOptionalAction)
         del kwargs["metavar"]
@@ -280,11 +316,14 @@ class _Deprecated(argparse.Action):
         self.path = path
         super().__init__(option_strings, dest, const=const, **kwargs)
 
-    def __call__(self, parser: Any, namespace: argparse.Namespace, values: Any, option_string: str | None = None
-                 ) -> None:
+    def __call__(
+        self, parser: Any, namespace: argparse.Namespace, values: Any, option_string: str | None = None
+    ) -> None:
         value = self.const if self.nargs == 0 else values
         new = f"--{'no-' if value is False else ''}{self.path}"
-        print(f"metaconf: {option_string} is deprecated and will be removed in metaconf 0.3; use {new}", file=sys.stderr)
+        print(
+            f"metaconf: {option_string} is deprecated and will be removed in metaconf 0.3; use {new}", file=sys.stderr
+        )
         setattr(namespace, self.dest, value)
 
 
@@ -317,8 +356,12 @@ def _flag_value(flag: Flag, value: Any) -> Any:
     if kind == "yaml":
         return read_config_text(value, flag.option)
     if kind == "list":
-        literals = [a for p in _union_parts(_strip_optional(flag.annotation)[0]) if get_origin(p) is Literal
-                    for a in get_args(p)]
+        literals = [
+            a
+            for p in _union_parts(_strip_optional(flag.annotation)[0])
+            if get_origin(p) is Literal
+            for a in get_args(p)
+        ]
         if len(value) == 1 and value[0] in literals:  # e.g. --lora.target_modules all-linear
             return value[0]
         if optional and value == ["null"]:
@@ -366,8 +409,11 @@ def moved_under(section: str, config: type[BaseModel]) -> Callable[[dict[str, An
 
     def upgrade(raw: dict[str, Any], source: str) -> dict[str, Any]:
         if raw and set(raw) <= set(model.model_fields) and not set(raw) & set(config.model_fields):
-            print(f"metaconf: {source}: {model.__name__} fields at the top level are deprecated; put them under "
-                  f"'{section}:'", file=sys.stderr)
+            print(
+                f"metaconf: {source}: {model.__name__} fields at the top level are deprecated; put them under "
+                f"'{section}:'",
+                file=sys.stderr,
+            )
             return {section: raw}
         return raw
 

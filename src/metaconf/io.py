@@ -11,11 +11,11 @@ import json
 import os
 import secrets
 import shutil
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from metaconf.errors import DataError
-
 
 # ------------------------------------------------------------------------------------------------------- writing
 
@@ -146,8 +146,10 @@ def read_text_checked(path: str | Path) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        raise DataError(f"{path}:{line}: invalid UTF-8 (byte 0x{data[exc.start]:02x} at byte offset {exc.start}); "
-                        f"save the file as UTF-8") from None
+        raise DataError(
+            f"{path}:{line}: invalid UTF-8 (byte 0x{data[exc.start]:02x} at byte offset {exc.start}); "
+            f"save the file as UTF-8"
+        ) from None
 
 
 def loads_checked(text: str, where: str, *, name_line: bool = False) -> Any:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Literal
 
 DtypeName = Literal["auto", "float32", "bfloat16", "float16"]
 DTYPES = ("float32", "bfloat16", "float16")

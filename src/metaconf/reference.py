@@ -60,8 +60,9 @@ STUDY_HEADER = """# The study config
 `metaconf run STUDY.yaml` reads one YAML file; `metaconf demo --show-config` prints the demo's, and
 `examples/paper.yaml` is the paper's design for a large model. Unknown fields are errors, and every error names
 the file and the field (e.g. `study.yaml: field 'data.train.0.train': Input should be greater than or equal to 1`).
-Every field is also a flag of `metaconf run`, `demo` and `evaluate`: `--training.lora.rank 8`
-(see [cli.md](cli.md)). This page is generated from the config's own field descriptions (`python -m metaconf.reference study > docs/study.md`).
+Every field is also a flag of `metaconf run`, `demo` and `evaluate`: `--training.lora.rank 8` (see
+[cli.md](cli.md)). This page is generated from the config's own field descriptions
+(`python -m metaconf.reference study > docs/study.md`).
 A key given twice is an error (plain YAML keeps the last one silently), and so are binary files, nesting deeper
 than 32 levels and YAML alias bombs. Before any work the run also checks that every trained condition has its
 training set in `targets.sets`, that `model.options` are options of the chosen engine, and that dataset names are
@@ -83,9 +84,9 @@ path, and the same names work everywhere:
   the training or data-building settings for `train` and `build-data`; the command's options otherwise);
 - flags given on the command line override the file (and the preset: the demo's config, a run's config.yaml) field
   by field: `metaconf run study.yaml --training.lora.rank 8 --evaluation.n_boot 2000`;
-- `--per-dataset` is accepted for `--per_dataset`; a switch is `--quiet` or `--no-quiet` (`--lora.fast_loss`, `--no-lora.fast_loss`);
-  a list takes several words (`--conditions single pairwise`); mappings and lists of mappings take YAML
-  (`--model.options '{tensor_parallel_size: 2}'`); `null` clears an optional field;
+- `--per-dataset` is accepted for `--per_dataset`; a switch is `--quiet` or `--no-quiet` (`--lora.fast_loss`,
+  `--no-lora.fast_loss`); a list takes several words (`--conditions single pairwise`); mappings and lists of
+  mappings take YAML (`--model.options '{tensor_parallel_size: 2}'`); `null` clears an optional field;
 - a bad value is one line naming the flag (`--lora.learning_rate: Input should be greater than 0`) or the file's
   field, and exits with status 2.
 
@@ -95,8 +96,11 @@ This page is generated (`python -m metaconf.reference cli > docs/cli.md`).
 
 
 def _flag_rows(flags: list[Flag]) -> list[str]:
-    return [f"| `{f.option}` | {_cell(type_name(f.annotation))} | {_cell(default_text(f.info))} | "
-            f"{_cell(f.info.description or '')} |" for f in flags]
+    return [
+        f"| `{f.option}` | {_cell(type_name(f.annotation))} | {_cell(default_text(f.info))} | "
+        f"{_cell(f.info.description or '')} |"
+        for f in flags
+    ]
 
 
 def cli_reference(commands: list[Command] | None = None) -> str:
@@ -108,15 +112,22 @@ def cli_reference(commands: list[Command] | None = None) -> str:
     for command in commands or all_commands():
         words = [f"[{command.config_argument}]"] if command.config_argument else []
         words += [f"[{name.upper()}]" for name in command.positional]
-        out += [f"## `metaconf {command.name}`", "", f"`metaconf {command.name} {' '.join(words)} [--config FILE] "
-                f"[--FIELD VALUE ...]`".replace("  ", " "), "", command.description, ""]
+        out += [
+            f"## `metaconf {command.name}`",
+            "",
+            f"`metaconf {command.name} {' '.join(words)} [--config FILE] [--FIELD VALUE ...]`".replace("  ", " "),
+            "",
+            command.description,
+            "",
+        ]
         out += ["| flag | type | default | meaning |", "|---|---|---|---|", *_flag_rows(model_flags(command.options))]
         if command.config is StudyConfig:
-            out += ["", "Every study config field, as `--<field>` (e.g. `--training.lora.rank`): "
-                    "[study.md](study.md)."]
+            out += ["", "Every study config field, as `--<field>` (e.g. `--training.lora.rank`): [study.md](study.md)."]
         elif command.config is not None:
-            out += [f"| `--config` | path | null | A YAML file of {command.config.__name__}. |",
-                    *_flag_rows(model_flags(command.config))]
+            out += [
+                f"| `--config` | path | null | A YAML file of {command.config.__name__}. |",
+                *_flag_rows(model_flags(command.config)),
+            ]
         out.append("")
     return "\n".join(out)
 

@@ -12,8 +12,9 @@ import asyncio
 import email.utils
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -107,8 +108,9 @@ class RetryPolicy:
             sleep(wait)
             n += 1
 
-    async def acall(self, attempt: Callable[[], Awaitable[T]],
-                    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> T:
+    async def acall(
+        self, attempt: Callable[[], Awaitable[T]], sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep
+    ) -> T:
         """`call` for a coroutine: awaits `attempt()` and `sleep`."""
         started, n = time.monotonic(), 0
         while True:

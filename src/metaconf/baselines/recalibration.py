@@ -9,7 +9,8 @@ clipped at the ends: exactly `IsotonicRegression(out_of_bounds="clip").predict`)
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

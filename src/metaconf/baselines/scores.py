@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 from metaconf.data import Question
 from metaconf.engines.types import TokenLogprob
@@ -42,7 +42,7 @@ def answer_token_probability(logprobs: Sequence[TokenLogprob] | None, text: str)
     total, position, used = 0.0, 0, 0
     for token in logprobs:
         piece = token.token if isinstance(token.token, str) else ""
-        overlap = piece[max(start - position, 0): max(min(end - position, len(piece)), 0)]
+        overlap = piece[max(start - position, 0) : max(min(end - position, len(piece)), 0)]
         if overlap.strip():  # the token writes part of the answer
             if not isinstance(token.logprob, (int, float)) or math.isnan(token.logprob):
                 return None
@@ -73,7 +73,10 @@ def p_true_messages(q: Question, proposed: str, template: Template) -> list[dict
     """The P(True) prompt for one question and its proposed answer."""
     if not isinstance(template.user, dict):
         raise ValueError(f"template {template.name!r}: 'user' must map answer types to text")
-    text = template.user[q.answer_type].format(question=q.question, choices=format_choices(q),
-                                               proposed=" ".join(proposed.split())).strip()
+    text = (
+        template.user[q.answer_type]
+        .format(question=q.question, choices=format_choices(q), proposed=" ".join(proposed.split()))
+        .strip()
+    )
     system = [{"role": "system", "content": template.system}] if template.system else []
     return system + [{"role": "user", "content": text}]

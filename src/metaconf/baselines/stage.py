@@ -9,14 +9,18 @@ on the training questions). Everything generated goes through the engine's store
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from metaconf import grading
 from metaconf.baselines.recalibration import METHODS as RECALIBRATIONS
 from metaconf.baselines.recalibration import apply_map, fit_map
 from metaconf.baselines.scores import (
-    agreement, answer_token_probability, p_true_messages, yes_probability,
+    agreement,
+    answer_token_probability,
+    p_true_messages,
+    yes_probability,
 )
 from metaconf.data import Question
 from metaconf.engines import Engine
@@ -52,13 +56,22 @@ def load_baselines(run_dir: Path) -> dict[tuple[str, str], list[dict[str, Any]]]
     for path in sorted((Path(run_dir) / "baselines").glob("*__*.jsonl")):
         method, dataset = path.stem.split("__")
         found[(method, dataset)] = read_jsonl(path)
-    return dict(sorted(found.items(), key=lambda kv: (order.index(kv[0][0]) if kv[0][0] in order else len(order),
-                                                      kv[0][1])))
+    return dict(
+        sorted(found.items(), key=lambda kv: (order.index(kv[0][0]) if kv[0][0] in order else len(order), kv[0][1]))
+    )
 
 
 def _row(q: Question, method: str, answer: str | None, confidence: float | None, correct: bool) -> dict[str, Any]:
-    return {"id": q.id, "dataset": q.dataset, "domain": q.domain, "method": method, "answer": answer,
-            "confidence": confidence, "correct": bool(correct), "parsed": confidence is not None}
+    return {
+        "id": q.id,
+        "dataset": q.dataset,
+        "domain": q.domain,
+        "method": method,
+        "answer": answer,
+        "confidence": confidence,
+        "correct": bool(correct),
+        "parsed": confidence is not None,
+    }
 
 
 def _correct(answer: str | None, q: Question) -> bool:
@@ -77,30 +90,52 @@ def greedy_answers(engine: Engine, questions: list[Question], seed: int = 0, gui
     from metaconf.tasks import answer_messages
     from metaconf.tasks.guides import answer_guide
 
-    outputs = engine.generate([answer_messages(q, t) for q in questions], n=1, temperature=0.0, seed=seed,
-                              logprobs=0, desc="baselines: greedy answers",
-                              guide=[answer_guide(q, t) for q in questions] if guided else None,
-                              **t.generation(guided))
+    outputs = engine.generate(
+        [answer_messages(q, t) for q in questions],
+        n=1,
+        temperature=0.0,
+        seed=seed,
+        logprobs=0,
+        desc="baselines: greedy answers",
+        guide=[answer_guide(q, t) for q in questions] if guided else None,
+        **t.generation(guided),
+    )
     return [comps[0] for comps in outputs]
 
 
-def p_true_scores(engine: Engine, questions: list[Question], proposals: list[str], seed: int = 0
-                  ) -> list[float | None]:
+def p_true_scores(engine: Engine, questions: list[Question], proposals: list[str], seed: int = 0) -> list[float | None]:
     """P(True) per question for its proposed answer: one greedy token, its top log-probabilities."""
     t = load_template("p_true")
     keep = [i for i, p in enumerate(proposals) if p.strip()]
-    outputs = engine.generate([p_true_messages(questions[i], proposals[i], t) for i in keep], n=1,
-                              temperature=0.0, seed=seed, logprobs=P_TRUE_TOP, desc="baselines: P(True)",
-                              **t.generation()) if keep else []
+    outputs = (
+        engine.generate(
+            [p_true_messages(questions[i], proposals[i], t) for i in keep],
+            n=1,
+            temperature=0.0,
+            seed=seed,
+            logprobs=P_TRUE_TOP,
+            desc="baselines: P(True)",
+            **t.generation(),
+        )
+        if keep
+        else []
+    )
     scores: list[float | None] = [None] * len(questions)
     for i, comps in zip(keep, outputs):
         scores[i] = yes_probability(comps[0].logprobs)
     return scores
 
 
-def fit_recalibration(run_dir: Path, engine: Engine, train_questions: list[Question], temperature: float = 0.0,
-                      seed: int = 0, guided: bool = False, logprobs: int = 0,
-                      grader: grading.Grader | None = None) -> dict[str, Any]:
+def fit_recalibration(
+    run_dir: Path,
+    engine: Engine,
+    train_questions: list[Question],
+    temperature: float = 0.0,
+    seed: int = 0,
+    guided: bool = False,
+    logprobs: int = 0,
+    grader: grading.Grader | None = None,
+) -> dict[str, Any]:
     """The base model's stated confidence on the training questions (single task, the evaluation's settings, so
     stored answers are reused) -> isotonic and Platt maps, stored in RUN/baselines/recalibration.json."""
     rows = evaluate_single(engine, "base", train_questions, temperature, seed, guided, logprobs, grader)
@@ -108,16 +143,30 @@ def fit_recalibration(run_dir: Path, engine: Engine, train_questions: list[Quest
     scored = [r for r in rows if r["confidence"] is not None]
     x, y = [r["confidence"] for r in scored], [float(r["correct"]) for r in scored]
     maps = {"base": {m: fit_map(m, x, y) for m in RECALIBRATIONS}}
-    write_json(Path(run_dir) / "baselines" / "recalibration.json", {
-        "fitted_on": "the base model's stated confidence on the training questions (single task)",
-        "n_train": len(rows), "n_with_confidence": len(scored), "maps": maps,
-    })
+    write_json(
+        Path(run_dir) / "baselines" / "recalibration.json",
+        {
+            "fitted_on": "the base model's stated confidence on the training questions (single task)",
+            "n_train": len(rows),
+            "n_with_confidence": len(scored),
+            "maps": maps,
+        },
+    )
     return maps
 
 
-def run_baselines(run_dir: Path, engine: Engine, train_questions: list[Question],
-                  eval_sets: dict[str, list[Question]], baselines: Sequence[str], temperature: float = 0.0,
-                  seed: int = 0, guided: bool = False, logprobs: int = 0, grader: grading.Grader | None = None) -> str:
+def run_baselines(
+    run_dir: Path,
+    engine: Engine,
+    train_questions: list[Question],
+    eval_sets: dict[str, list[Question]],
+    baselines: Sequence[str],
+    temperature: float = 0.0,
+    seed: int = 0,
+    guided: bool = False,
+    logprobs: int = 0,
+    grader: grading.Grader | None = None,
+) -> str:
     """Score every wanted method on every evaluation dataset; returns a one-line summary. `guided`, `logprobs`,
     `grader`: the evaluation's settings, so the base model states its confidence the same way on training
     questions and answers are graded as the conditions' are (None: by the rules)."""
@@ -133,15 +182,20 @@ def run_baselines(run_dir: Path, engine: Engine, train_questions: list[Question]
     if "consistency" in todo or "consistency_greedy" in todo:
         missing = [q.id for q in questions if q.id not in consistency]
         if missing:
-            raise DataError(f"{run_dir / 'consistency' / 'eval.jsonl'}: no consistency record for {missing[0]} "
-                            "(run the consistency stage first)")
+            raise DataError(
+                f"{run_dir / 'consistency' / 'eval.jsonl'}: no consistency record for {missing[0]} "
+                "(run the consistency stage first)"
+            )
     if {"consistency_greedy", "token_probability", "p_true"} & set(todo):
         greedy = greedy_answers(engine, questions, seed, guided)
         answers = [parse_answer(c.text, q) for c, q in zip(greedy, questions)]
         proposals = [answer_part(c.text) for c in greedy]
         p_true = p_true_scores(engine, questions, proposals, seed) if "p_true" in todo else [None] * len(questions)
-        grades = grader.grade(proposals, questions) if grader is not None else \
-            [_correct(answer, q) for answer, q in zip(answers, questions)]
+        grades = (
+            grader.grade(proposals, questions)
+            if grader is not None
+            else [_correct(answer, q) for answer, q in zip(answers, questions)]
+        )
         for q, comp, answer, pt, correct in zip(questions, greedy, answers, p_true, grades):
             if "consistency_greedy" in todo:
                 conf = agreement(answer, consistency[q.id]["answers"])
@@ -154,13 +208,23 @@ def run_baselines(run_dir: Path, engine: Engine, train_questions: list[Question]
     if "consistency" in todo:
         for q in questions:
             record = consistency[q.id]
-            rows["consistency"].append(_row(q, "consistency", record["modal_answer"], float(record["consistency"]),
-                                            bool(record["modal_correct"])))
+            rows["consistency"].append(
+                _row(
+                    q,
+                    "consistency",
+                    record["modal_answer"],
+                    float(record["consistency"]),
+                    bool(record["modal_correct"]),
+                )
+            )
     recal = [m for m in todo if m in RECALIBRATIONS]
     if recal:
         path = run_dir / "baselines" / "recalibration.json"
-        maps = read_json(path)["maps"] if path.is_file() else fit_recalibration(
-            run_dir, engine, train_questions, temperature, seed, guided, logprobs, grader)
+        maps = (
+            read_json(path)["maps"]
+            if path.is_file()
+            else fit_recalibration(run_dir, engine, train_questions, temperature, seed, guided, logprobs, grader)
+        )
         for dataset, qs in eval_sets.items():
             stored = prediction_path(run_dir, "base", "single", dataset)
             if not stored.is_file():
@@ -169,8 +233,15 @@ def run_baselines(run_dir: Path, engine: Engine, train_questions: list[Question]
             for q in qs:
                 stated = base[q.id]
                 for m in recal:
-                    rows[m].append(_row(q, m, stated["answer"], apply_map(maps["base"][m], stated["confidence"]),
-                                        bool(stated["correct"])))
+                    rows[m].append(
+                        _row(
+                            q,
+                            m,
+                            stated["answer"],
+                            apply_map(maps["base"][m], stated["confidence"]),
+                            bool(stated["correct"]),
+                        )
+                    )
     for method, method_rows in rows.items():
         for dataset in eval_sets:
             write_jsonl(baseline_path(run_dir, method, dataset), [r for r in method_rows if r["dataset"] == dataset])

@@ -12,7 +12,8 @@ metacognitive efficiency (meta-d′, M-ratio, type-2 AUROC) per condition and da
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -28,11 +29,18 @@ SINGLE_FNS = task_functions("single")
 METAD_BOOT = 200  # meta-d′ refits the MLE per resample: fewer resamples than the vectorised metrics
 
 
-def _teacher_gap(teacher: dict[Any, tuple], cond: dict[Any, tuple], n_boot: int, seed: int, alpha: float
-                 ) -> dict[str, Any]:
+def _teacher_gap(
+    teacher: dict[Any, tuple], cond: dict[Any, tuple], n_boot: int, seed: int, alpha: float
+) -> dict[str, Any]:
     common = sorted(set(teacher) & set(cond), key=str)
-    out: dict[str, Any] = {"n": len(common), "teacher_auroc": None, "condition_auroc": None, "recovered": None,
-                           "recovered_ci": None, "undefined": None}
+    out: dict[str, Any] = {
+        "n": len(common),
+        "teacher_auroc": None,
+        "condition_auroc": None,
+        "recovered": None,
+        "recovered_ci": None,
+        "undefined": None,
+    }
     if not common:
         out["undefined"] = "no questions in common"
         return out
@@ -59,52 +67,94 @@ def _teacher_gap(teacher: dict[Any, tuple], cond: dict[Any, tuple], n_boot: int,
     return out
 
 
-def baseline_metrics(predictions: Mapping[tuple[str, str, str], list[Mapping[str, Any]]],
-                     baselines: Mapping[tuple[str, str], list[Mapping[str, Any]]],
-                     datasets_info: Mapping[str, Mapping[str, Any]], trained: Sequence[str], n_boot: int = 1000,
-                     seed: int = 0, alpha: float = 0.05) -> dict[str, Any]:
+def baseline_metrics(
+    predictions: Mapping[tuple[str, str, str], list[Mapping[str, Any]]],
+    baselines: Mapping[tuple[str, str], list[Mapping[str, Any]]],
+    datasets_info: Mapping[str, Mapping[str, Any]],
+    trained: Sequence[str],
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> dict[str, Any]:
     """{"baselines": {...}, "metacognition": {...}} for metrics.json (see the module docstring)."""
     fns = {name: SINGLE_FNS[name] for name in METHOD_METRICS}
     method_items = {key: single_items(list(rows), ("baseline", *key)) for key, rows in baselines.items()}
-    cond_items = {(c, d): single_items(list(rows), (c, t, d)) for (c, t, d), rows in predictions.items()
-                  if t == "single"}
+    cond_items = {
+        (c, d): single_items(list(rows), (c, t, d)) for (c, t, d), rows in predictions.items() if t == "single"
+    }
     rows, comparisons, gaps = [], [], []
     for (method, dataset), items in method_items.items():
         info = datasets_info.get(dataset, {})
-        rows.append({"method": method, "dataset": dataset, "domain": info.get("domain"),
-                     "in_domain": bool(info.get("in_domain")), "n": len(items),
-                     "n_scored": int(sum(item[3] for item in items.values())),
-                     **_row_metrics(items, fns, n_boot, seed, alpha)})
+        rows.append(
+            {
+                "method": method,
+                "dataset": dataset,
+                "domain": info.get("domain"),
+                "in_domain": bool(info.get("in_domain")),
+                "n": len(items),
+                "n_scored": int(sum(item[3] for item in items.values())),
+                **_row_metrics(items, fns, n_boot, seed, alpha),
+            }
+        )
         for condition in trained:
             if (condition, dataset) not in cond_items:
                 continue
             for metric in COMPARED:
-                result = paired_bootstrap(items, cond_items[(condition, dataset)], SINGLE_FNS[metric],
-                                          n_boot=n_boot, seed=seed, alpha=alpha)
-                comparisons.append({
-                    "method": method, "condition": condition, "dataset": dataset, "metric": metric,
-                    "n": result["n"], "method_value": _clean(result["base"]), "value": _clean(result["value"]),
-                    "diff": _clean(result["diff"]), "diff_ci": result["ci"], "p_value": result["p_value"]})
+                result = paired_bootstrap(
+                    items, cond_items[(condition, dataset)], SINGLE_FNS[metric], n_boot=n_boot, seed=seed, alpha=alpha
+                )
+                comparisons.append(
+                    {
+                        "method": method,
+                        "condition": condition,
+                        "dataset": dataset,
+                        "metric": metric,
+                        "n": result["n"],
+                        "method_value": _clean(result["base"]),
+                        "value": _clean(result["value"]),
+                        "diff": _clean(result["diff"]),
+                        "diff_ci": result["ci"],
+                        "p_value": result["p_value"],
+                    }
+                )
     for condition in trained:
         for dataset in datasets_info:
             teacher = method_items.get((TEACHER, dataset))
             if teacher is None or (condition, dataset) not in cond_items:
                 continue
-            gaps.append({"condition": condition, "dataset": dataset, "teacher": TEACHER,
-                         **_teacher_gap(teacher, cond_items[(condition, dataset)], n_boot, seed, alpha)})
+            gaps.append(
+                {
+                    "condition": condition,
+                    "dataset": dataset,
+                    "teacher": TEACHER,
+                    **_teacher_gap(teacher, cond_items[(condition, dataset)], n_boot, seed, alpha),
+                }
+            )
     meta_rows = []
     for (condition, dataset), items in cond_items.items():
         scored = [item for item in items.values() if item[3]]
         conf = [item[0] for item in scored]
         correct = [item[1] for item in scored]
-        meta_rows.append({"condition": condition, "dataset": dataset,
-                          **metacognition(conf, correct, n_boot=min(n_boot, METAD_BOOT), seed=seed, alpha=alpha)})
+        meta_rows.append(
+            {
+                "condition": condition,
+                "dataset": dataset,
+                **metacognition(conf, correct, n_boot=min(n_boot, METAD_BOOT), seed=seed, alpha=alpha),
+            }
+        )
     return {
-        "baselines": {"methods": list(dict.fromkeys(m for m, _ in baselines)), "teacher": TEACHER, "rows": rows,
-                      "comparisons": comparisons, "teacher_gap": gaps},
+        "baselines": {
+            "methods": list(dict.fromkeys(m for m, _ in baselines)),
+            "teacher": TEACHER,
+            "rows": rows,
+            "comparisons": comparisons,
+            "teacher_gap": gaps,
+        },
         "metacognition": {
             "rating_edges": list(RATING_EDGES),
             "model": "symmetric type-1 SDT (c = 0, d′ = 2·Φ⁻¹(accuracy)); meta-d′ by maximum likelihood "
-                     "(Maniscalco & Lau 2012), cells padded by 1/(2K)",
-            "n_boot": min(n_boot, METAD_BOOT), "rows": meta_rows},
+            "(Maniscalco & Lau 2012), cells padded by 1/(2K)",
+            "n_boot": min(n_boot, METAD_BOOT),
+            "rows": meta_rows,
+        },
     }

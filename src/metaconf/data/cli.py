@@ -60,8 +60,14 @@ def _datasets(args: DatasetsOptions) -> int:
         header.append(f"found in {args.data_dir}")
     table = [header]
     for info in infos:
-        row = [info.name, info.domain, info.answer_type, str(info.bundled), _fmt_splits(dict(info.splits)),
-               info.licence.split(";")[0].split(" (")[0]]
+        row = [
+            info.name,
+            info.domain,
+            info.answer_type,
+            str(info.bundled),
+            _fmt_splits(dict(info.splits)),
+            info.licence.split(";")[0].split(" (")[0],
+        ]
         if counted is not None:
             row.append(_fmt_splits(counted[info.name]))
         table.append(row)
@@ -74,10 +80,12 @@ def _datasets(args: DatasetsOptions) -> int:
 
 COMMANDS = [
     Command(
-        "datasets", help="list the registered datasets (domain, answer type, sizes, source, licence)",
+        "datasets",
+        help="list the registered datasets (domain, answer type, sizes, source, licence)",
         description="List the registered benchmark datasets. Sizes are the question counts of the full files; "
         "'bundled' is the sample shipped with metaconf (used when no data folder is given). With --data_dir, "
         "also count the questions actually found in that folder (laid out like <dir>/<dataset folder>/...).",
-        options=DatasetsOptions, run=_datasets,
+        options=DatasetsOptions,
+        run=_datasets,
     ),
 ]

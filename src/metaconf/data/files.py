@@ -59,12 +59,12 @@ def _rows_csv(path: Path, delimiter: str) -> Iterator[Row]:
             for row in reader:
                 where = f"{path}:{reader.line_num}"
                 if None in row or any(v is None for v in row.values()):
-                    raise DataError(f"{where}: expected {len(reader.fieldnames or [])} columns, got a different "
-                                    f"number")
+                    raise DataError(f"{where}: expected {len(reader.fieldnames or [])} columns, got a different number")
                 yield where, row
         except csv.Error as exc:  # e.g. a field over csv's size limit, an unclosed quote at the end
-            raise DataError(f"{path}:{reader.line_num + 1}: not readable as {'TSV' if delimiter == chr(9) else 'CSV'}"
-                            f" ({exc})") from None
+            raise DataError(
+                f"{path}:{reader.line_num + 1}: not readable as {'TSV' if delimiter == chr(9) else 'CSV'} ({exc})"
+            ) from None
 
 
 def _rows_parquet(path: Path) -> Iterator[Row]:
@@ -127,8 +127,10 @@ def read_rows(name: str, split: str | None = None) -> tuple[str, list[Row]]:
 
         if path.suffix.lower() in FILE_SUFFIXES or path.parent != Path("."):
             raise DataError(f"{path}: file not found")
-        raise DataError(f"unknown dataset '{name}' (registered: {', '.join(DATASETS)}; or give a file path, "
-                        f"a saved Hugging Face dataset folder or hf:owner/name)")
+        raise DataError(
+            f"unknown dataset '{name}' (registered: {', '.join(DATASETS)}; or give a file path, "
+            f"a saved Hugging Face dataset folder or hf:owner/name)"
+        )
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         rows = _rows_jsonl(path)
@@ -139,8 +141,10 @@ def read_rows(name: str, split: str | None = None) -> tuple[str, list[Row]]:
     elif suffix == ".parquet":
         rows = _rows_parquet(path)
     else:
-        raise DataError(f"{path}: unsupported file type '{suffix}' (use {', '.join(FILE_SUFFIXES)} or a saved "
-                        f"Hugging Face dataset folder)")
+        raise DataError(
+            f"{path}: unsupported file type '{suffix}' (use {', '.join(FILE_SUFFIXES)} or a saved "
+            f"Hugging Face dataset folder)"
+        )
     return path.stem, list(rows)
 
 
@@ -154,8 +158,13 @@ def _scalar(value: Any, where: str, field: str) -> Any:
     """`value` when it is text or a number; a nested object or list is refused (never turned into its repr)."""
     if isinstance(value, _SCALARS) or value is None:
         return value
-    kind = "an object" if isinstance(value, dict) else "a list" if isinstance(value, (list, tuple)) else (
-        f"a {type(value).__name__}")
+    kind = (
+        "an object"
+        if isinstance(value, dict)
+        else "a list"
+        if isinstance(value, (list, tuple))
+        else (f"a {type(value).__name__}")
+    )
     raise DataError(f"{where}: field '{field}': expected text or a number, got {kind}")
 
 
@@ -182,8 +191,11 @@ def _as_list(value: Any, where: str, what: str, strict: bool = True) -> list[Any
 
 
 def _empty(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value)) or (
-        isinstance(value, str) and not value.strip())
+    return (
+        value is None
+        or (isinstance(value, float) and math.isnan(value))
+        or (isinstance(value, str) and not value.strip())
+    )
 
 
 def _number(value: Any, where: str) -> str:
@@ -222,16 +234,20 @@ def mc_letter(gold: Any, choices: list[str], where: str) -> str:
     by_text = [i for i, c in enumerate(choices) if c.strip().casefold() == text.casefold()]
     by_index = int(text) if text.isdigit() and int(text) < len(choices) else None
     if by_text and by_index is not None and by_text[0] != by_index:
-        raise DataError(f"{where}: answer {text!r} is both option {letters[by_text[0]]}'s text and index "
-                        f"{by_index}; give the letter instead")
+        raise DataError(
+            f"{where}: answer {text!r} is both option {letters[by_text[0]]}'s text and index "
+            f"{by_index}; give the letter instead"
+        )
     if by_text:
         return letters[by_text[0]]
     if by_index is not None:
         return letters[by_index]
     if len(text) == 1 and text.upper() in letters:  # a lower-case letter that is no option's text
         return text.upper()
-    raise DataError(f"{where}: answer {text[:60]!r} is not a letter {letters[0]}-{letters[-1]}, a 0-based index or "
-                    f"one of the options")
+    raise DataError(
+        f"{where}: answer {text[:60]!r} is not a letter {letters[0]}-{letters[-1]}, a 0-based index or "
+        f"one of the options"
+    )
 
 
 # ---------------------------------------------------------------------------------------------------- mapping
@@ -248,16 +264,19 @@ def _resolve(field: str, mapped: Any, columns: list[str], source: str, required:
         if col in columns:
             return [col]
     if required:
-        raise DataError(f"{source}: no {field} column (tried {', '.join(DEFAULT_COLUMNS[field])}; columns: "
-                        f"{', '.join(columns)}); pass {field}='COLUMN'")
+        raise DataError(
+            f"{source}: no {field} column (tried {', '.join(DEFAULT_COLUMNS[field])}; columns: "
+            f"{', '.join(columns)}); pass {field}='COLUMN'"
+        )
     return None
 
 
 def _get(row: dict[str, Any], cols: list[str], field: str, where: str) -> list[Any]:
     missing = [c for c in cols if c not in row]
     if missing:
-        raise DataError(f"{where}: column '{missing[0]}' (mapped to {field}) not found; columns: "
-                        f"{', '.join(map(str, row))}")
+        raise DataError(
+            f"{where}: column '{missing[0]}' (mapped to {field}) not found; columns: {', '.join(map(str, row))}"
+        )
     return [row[c] for c in cols]
 
 
@@ -293,16 +312,21 @@ def load_file(name: str, *, split: str | None = None, answers_required: bool = T
         choices = None
         if c_cols:
             raw = _get(row, c_cols, "choices", where)
-            items = _as_list(raw[0], where, "choices") if len(c_cols) == 1 else [
-                _scalar(v, where, "choices") for v in raw]
+            items = (
+                _as_list(raw[0], where, "choices") if len(c_cols) == 1 else [_scalar(v, where, "choices") for v in raw]
+            )
             choices = [str(c).strip() for c in items if not _empty(c)]
             if answer_type == "mc" and not 2 <= len(choices) <= len(LETTERS):
                 raise DataError(f"{where}: need 2-{len(LETTERS)} non-empty choices, got {len(choices)}")
         optional = not answers_required and not any(c in row for c in a_cols or [])  # an unlabelled row to ask
         raw_answers = [] if not a_cols or optional else _get(row, a_cols, "answers", where)
-        golds = [g for v in raw_answers
-                 for g in (_as_list(v, where, "answers", strict=False) if len(a_cols) == 1
-                           else [_scalar(v, where, "answers")])]
+        golds = [
+            g
+            for v in raw_answers
+            for g in (
+                _as_list(v, where, "answers", strict=False) if len(a_cols) == 1 else [_scalar(v, where, "answers")]
+            )
+        ]
         golds = [g for g in golds if not _empty(g)]
         if not golds and answers_required:
             raise DataError(f"{where}: no gold answer in column '{a_cols[0]}'")
@@ -323,6 +347,15 @@ def load_file(name: str, *, split: str | None = None, answers_required: bool = T
             qid = f"{dataset}/{short_hash(question, *(choices or []))}"
             seen[qid] = seen.get(qid, 0) + 1
             qid = qid if seen[qid] == 1 else f"{qid}-{seen[qid]}"  # repeated identical questions
-        out.append(Question(id=qid, dataset=dataset, domain=domain, question=question, choices=choices,
-                            answers=list(dict.fromkeys(answers)), answer_type=answer_type))
+        out.append(
+            Question(
+                id=qid,
+                dataset=dataset,
+                domain=domain,
+                question=question,
+                choices=choices,
+                answers=list(dict.fromkeys(answers)),
+                answer_type=answer_type,
+            )
+        )
     return out

@@ -13,4 +13,4 @@ def short_hash(*parts: object, n: int = 12) -> str:
 
 def rank_key(seed: int, salt: str, qid: str) -> str:
     """Sort key that orders question ids pseudo-randomly but reproducibly for a given seed and purpose."""
-    return hashlib.sha256(f"{salt}\x1f{seed}\x1f{qid}".encode("utf-8")).hexdigest()
+    return hashlib.sha256(f"{salt}\x1f{seed}\x1f{qid}".encode()).hexdigest()

@@ -24,16 +24,19 @@ BOOLEAN_QUESTIONS = {
     "overruling": "Does the following sentence from a judicial opinion overrule a previous case?",
     "personal_jurisdiction": "Does the court have personal jurisdiction over the defendant in the following case?",
     "corporate_lobbying": "Is the following bill relevant to the company described below, so that the company"
-                          " would plausibly lobby on it?",
-    **{f"diversity_{k}": "Is there diversity jurisdiction (complete diversity and an amount in controversy over"
-                         " $75,000) in the following case?" for k in range(1, 7)},
+    " would plausibly lobby on it?",
+    **{
+        f"diversity_{k}": "Is there diversity jurisdiction (complete diversity and an amount in controversy over"
+        " $75,000) in the following case?"
+        for k in range(1, 7)
+    },
 }
 MC_QUESTIONS = {
     "abercrombie": "Under the Abercrombie spectrum of trademark distinctiveness, which category does the"
-                   " following mark belong to?",
+    " following mark belong to?",
     "intra_rule_distinguishing": "Which area of law does the following fact pattern concern?",
     "statutory_reasoning_assessment": "Given the statute and facts below, is the final statement entailed or"
-                                      " contradicted?",
+    " contradicted?",
 }
 TAX_QUESTION = "Given the statutes and facts below, answer the final question with a dollar amount."
 _DOLLARS = re.compile(r"\$?-?[\d,]+(\.\d+)?")
@@ -41,18 +44,24 @@ _DOLLARS = re.compile(r"\$?-?[\d,]+(\.\d+)?")
 
 def _fix_mojibake(text: str) -> str:
     """Some cells carry Windows-1252 punctuation stored as C1 control characters; map them back."""
+
     def fix(m: re.Match[str]) -> str:
         try:
             return bytes([ord(m.group())]).decode("cp1252")
         except UnicodeDecodeError:
             return m.group()
+
     return re.sub("[\x80-\x9f]", fix, text)
 
 
 def _case_text(task: str, row: dict[str, str], where: str) -> str:
     if task == "corporate_lobbying":
-        parts = [("Bill title", "bill_title"), ("Bill summary", "bill_summary"), ("Company", "company_name"),
-                 ("Company description", "company_description")]
+        parts = [
+            ("Bill title", "bill_title"),
+            ("Bill summary", "bill_summary"),
+            ("Company", "company_name"),
+            ("Company description", "company_description"),
+        ]
         text = "\n".join(f"{label}: {(row.get(col) or '').strip()}" for label, col in parts)
     else:
         text = row.get("text") or ""
@@ -104,18 +113,40 @@ def load_legalbench(folder: Path, split: str) -> list[Question]:
                 if label.lower() not in ("yes", "no"):
                     raise DataError(f"{where}: label {label!r} is not Yes/No")
                 prompt = BOOLEAN_QUESTIONS.get(task) or (
-                    f"Does the following contract clause contain a provision of the type '{task[5:]}'?")
-                q = Question(id=f"legalbench/{slug}/{i}", dataset="legalbench", domain="legal",
-                             question=f"{prompt}\n\n{text}", choices=None, answers=[label.lower()],
-                             answer_type="boolean", meta=meta)
+                    f"Does the following contract clause contain a provision of the type '{task[5:]}'?"
+                )
+                q = Question(
+                    id=f"legalbench/{slug}/{i}",
+                    dataset="legalbench",
+                    domain="legal",
+                    question=f"{prompt}\n\n{text}",
+                    choices=None,
+                    answers=[label.lower()],
+                    answer_type="boolean",
+                    meta=meta,
+                )
             elif label in mc_labels:
-                q = Question(id=f"legalbench/{slug}/{i}", dataset="legalbench", domain="legal",
-                             question=f"{MC_QUESTIONS[task]}\n\n{text}", choices=list(mc_labels),
-                             answers=[LETTERS[mc_labels.index(label)]], answer_type="mc", meta=meta)
+                q = Question(
+                    id=f"legalbench/{slug}/{i}",
+                    dataset="legalbench",
+                    domain="legal",
+                    question=f"{MC_QUESTIONS[task]}\n\n{text}",
+                    choices=list(mc_labels),
+                    answers=[LETTERS[mc_labels.index(label)]],
+                    answer_type="mc",
+                    meta=meta,
+                )
             elif task == "statutory_reasoning_assessment" and _DOLLARS.fullmatch(label):
-                q = Question(id=f"legalbench/{slug}/{i}", dataset="legalbench", domain="legal",
-                             question=f"{TAX_QUESTION}\n\n{text}", choices=None,
-                             answers=[label.lstrip("$").replace(",", "")], answer_type="numeric", meta=meta)
+                q = Question(
+                    id=f"legalbench/{slug}/{i}",
+                    dataset="legalbench",
+                    domain="legal",
+                    question=f"{TAX_QUESTION}\n\n{text}",
+                    choices=None,
+                    answers=[label.lstrip("$").replace(",", "")],
+                    answer_type="numeric",
+                    meta=meta,
+                )
             else:
                 raise DataError(f"{where}: unexpected label {label!r} for task {task}")
             out.append(q)

@@ -53,14 +53,18 @@ def load_registered(info: DatasetInfo, split: str | None, folder: Path | None) -
     split = split or info.default_split
     if folder is None:
         if split != info.default_split:
-            raise DataError(f"{info.name}: the bundled sample has only split '{info.default_split}'; for split "
-                            f"'{split}' pass path=FOLDER or set {DATA_DIR_ENV}")
+            raise DataError(
+                f"{info.name}: the bundled sample has only split '{info.default_split}'; for split "
+                f"'{split}' pass path=FOLDER or set {DATA_DIR_ENV}"
+            )
         return read_questions_jsonl(bundled_path(info.name))
     if split not in info.splits:
         raise DataError(f"{info.name}: unknown split '{split}' (choose from {', '.join(info.splits)})")
     if not folder.is_dir():
-        raise DataError(f"{folder}: data folder for {info.name} not found (expected a folder laid out like "
-                        f"shared/data/{info.folder}/)")
+        raise DataError(
+            f"{folder}: data folder for {info.name} not found (expected a folder laid out like "
+            f"shared/data/{info.folder}/)"
+        )
     assert info.loader is not None
     return info.loader(folder, split)
 
@@ -73,8 +77,15 @@ def subset(questions: list[Question], limit: int, seed: int = 0) -> list[Questio
     return sorted(chosen, key=lambda q: q.id)
 
 
-def load_dataset(name_or_path: str | os.PathLike[str], *, split: str | None = None, limit: int | None = None,
-                 path: str | os.PathLike[str] | None = None, seed: int = 0, **field_mapping: Any) -> list[Question]:
+def load_dataset(
+    name_or_path: str | os.PathLike[str],
+    *,
+    split: str | None = None,
+    limit: int | None = None,
+    path: str | os.PathLike[str] | None = None,
+    seed: int = 0,
+    **field_mapping: Any,
+) -> list[Question]:
     """Load questions from a registered name (bundled sample, or full files via `path` / $METACONF_DATA_DIR),
     a .jsonl/.json/.csv/.parquet file, a saved Hugging Face dataset folder, or `hf:owner/name` (needs network).
     An unregistered name with `path=` reads that file or folder and uses the name as the dataset name.
@@ -109,8 +120,11 @@ def load_dataset(name_or_path: str | os.PathLike[str], *, split: str | None = No
     return questions
 
 
-def split_questions(questions: list[Question], held_out: int, seed: int = 0,
-                    ) -> tuple[list[Question], list[Question]]:
+def split_questions(
+    questions: list[Question],
+    held_out: int,
+    seed: int = 0,
+) -> tuple[list[Question], list[Question]]:
     """Split into (train, held_out) by a seeded hash of each id: deterministic, disjoint, independent of input
     order. `held_out` is the number of questions held out. Both parts come back sorted by id."""
     ids = [q.id for q in questions]

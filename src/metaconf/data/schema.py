@@ -32,7 +32,7 @@ class Question:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, row: dict[str, Any]) -> "Question":
+    def from_dict(cls, row: dict[str, Any]) -> Question:
         return cls(
             id=row["id"],
             dataset=row["dataset"],

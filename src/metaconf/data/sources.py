@@ -72,13 +72,19 @@ def load_mmlu_pro(folder: Path, split: str) -> list[Question]:
         answer = _field(row, "answer", where)
         if answer not in LETTERS[: len(options)] or row.get("answer_index") not in (None, LETTERS.index(answer)):
             raise DataError(f"{where}: answer {answer!r} does not match answer_index {row.get('answer_index')!r}")
-        out.append(Question(
-            id=f"mmlu_pro/{_field(row, 'question_id', where)}", dataset="mmlu_pro", domain="general",
-            question=_text(_field(row, "question", where), "question", where).strip(),
-            # the 2026 upstream revision strips leading spaces from options; do the same
-            choices=[str(o).strip() for o in options], answers=[answer], answer_type="mc",
-            meta={"category": row.get("category"), "src": row.get("src")},
-        ))
+        out.append(
+            Question(
+                id=f"mmlu_pro/{_field(row, 'question_id', where)}",
+                dataset="mmlu_pro",
+                domain="general",
+                question=_text(_field(row, "question", where), "question", where).strip(),
+                # the 2026 upstream revision strips leading spaces from options; do the same
+                choices=[str(o).strip() for o in options],
+                answers=[answer],
+                answer_type="mc",
+                meta={"category": row.get("category"), "src": row.get("src")},
+            )
+        )
     return out
 
 
@@ -100,11 +106,18 @@ def load_mmlu(folder: Path, split: str) -> list[Question]:
                 where = f"{path}:{reader.line_num}"
                 if len(row) != 6 or row[5].strip() not in ("A", "B", "C", "D"):
                     raise DataError(f"{where}: expected 6 columns ending in an answer letter A-D")
-                out.append(Question(
-                    id=f"mmlu/{sub}/{subject}/{i}", dataset="mmlu", domain="general",
-                    question=_text(row[0], "question", where).strip(), choices=[c.strip() for c in row[1:5]],
-                    answers=[row[5].strip()], answer_type="mc", meta={"subject": subject},
-                ))
+                out.append(
+                    Question(
+                        id=f"mmlu/{sub}/{subject}/{i}",
+                        dataset="mmlu",
+                        domain="general",
+                        question=_text(row[0], "question", where).strip(),
+                        choices=[c.strip() for c in row[1:5]],
+                        answers=[row[5].strip()],
+                        answer_type="mc",
+                        meta={"subject": subject},
+                    )
+                )
     return out
 
 
@@ -125,11 +138,17 @@ def load_gsm8k(folder: Path, split: str) -> list[Question]:
         gold = solution.rsplit("####", 1)[1].strip().replace(",", "")
         if not _NUMBER.fullmatch(gold):
             raise DataError(f"{where}: final answer {gold!r} is not a number")
-        out.append(Question(
-            id=f"gsm8k/{split}/{lineno - 1}", dataset="gsm8k", domain="math",
-            question=_text(_field(row, "question", where), "question", where).strip(),
-            choices=None, answers=[gold], answer_type="numeric",
-        ))
+        out.append(
+            Question(
+                id=f"gsm8k/{split}/{lineno - 1}",
+                dataset="gsm8k",
+                domain="math",
+                question=_text(_field(row, "question", where), "question", where).strip(),
+                choices=None,
+                answers=[gold],
+                answer_type="numeric",
+            )
+        )
     return out
 
 
@@ -153,11 +172,17 @@ def load_triviaqa(folder: Path, split: str) -> list[Question]:
                 raise DataError(f"{where}: answers column is not a Python list literal") from None
             if not isinstance(aliases, list) or not aliases or not all(isinstance(a, str) for a in aliases):
                 raise DataError(f"{where}: answers must be a non-empty list of strings")
-            out.append(Question(
-                id=f"triviaqa/{split}/{i}", dataset="triviaqa", domain="trivia",
-                question=_text(row[0], "question", where).strip(), choices=None,
-                answers=list(dict.fromkeys(a.strip() for a in aliases if a.strip())), answer_type="open",
-            ))
+            out.append(
+                Question(
+                    id=f"triviaqa/{split}/{i}",
+                    dataset="triviaqa",
+                    domain="trivia",
+                    question=_text(row[0], "question", where).strip(),
+                    choices=None,
+                    answers=list(dict.fromkeys(a.strip() for a in aliases if a.strip())),
+                    answer_type="open",
+                )
+            )
     return out
 
 
@@ -190,11 +215,17 @@ def load_truthfulqa(folder: Path, split: str) -> list[Question]:
             raise DataError(f"{where}: 'mc1_targets' must map options to 0/1 with exactly one 1")
         correct = next(k for k, v in targets.items() if v == 1)
         choices = shuffle_choices(question, [str(k).strip() for k in targets])
-        out.append(Question(
-            id=_tqa_id(split, question, "truthfulqa"), dataset="truthfulqa", domain="truthfulness",
-            question=question, choices=choices, answers=[LETTERS[choices.index(correct.strip())]],
-            answer_type="mc",
-        ))
+        out.append(
+            Question(
+                id=_tqa_id(split, question, "truthfulqa"),
+                dataset="truthfulqa",
+                domain="truthfulness",
+                question=question,
+                choices=choices,
+                answers=[LETTERS[choices.index(correct.strip())]],
+                answer_type="mc",
+            )
+        )
     return out
 
 
@@ -210,11 +241,18 @@ def load_truthfulqa_gen(folder: Path, split: str) -> list[Question]:
             best = _text(row.get("Best Answer"), "Best Answer", where).strip()
             correct = [s.strip() for s in (row.get("Correct Answers") or "").split(";") if s.strip()]
             incorrect = [s.strip() for s in (row.get("Incorrect Answers") or "").split(";") if s.strip()]
-            out.append(Question(
-                id=_tqa_id(split, question, "truthfulqa_gen"), dataset="truthfulqa_gen", domain="truthfulness",
-                question=question, choices=None, answers=list(dict.fromkeys([best, *correct])), answer_type="open",
-                meta={"category": row.get("Category"), "type": row.get("Type"), "incorrect_answers": incorrect},
-            ))
+            out.append(
+                Question(
+                    id=_tqa_id(split, question, "truthfulqa_gen"),
+                    dataset="truthfulqa_gen",
+                    domain="truthfulness",
+                    question=question,
+                    choices=None,
+                    answers=list(dict.fromkeys([best, *correct])),
+                    answer_type="open",
+                    meta={"category": row.get("Category"), "type": row.get("Type"), "incorrect_answers": incorrect},
+                )
+            )
     return out
 
 
@@ -234,12 +272,18 @@ def load_metamedqa(folder: Path, split: str) -> list[Question]:
             raise DataError(f"{where}: 'options' must be a list of 6 strings")
         if not isinstance(target, int) or not 0 <= target < 6:
             raise DataError(f"{where}: 'target' must be an option index 0-5, got {target!r}")
-        out.append(Question(
-            id=f"metamedqa/{_field(row, 'id', where)}", dataset="metamedqa", domain="medical",
-            question=_text(_field(row, "question", where), "question", where).strip(),
-            choices=[str(o).strip() for o in options], answers=[LETTERS[target]], answer_type="mc",
-            meta={"kind": row.get("kind")},
-        ))
+        out.append(
+            Question(
+                id=f"metamedqa/{_field(row, 'id', where)}",
+                dataset="metamedqa",
+                domain="medical",
+                question=_text(_field(row, "question", where), "question", where).strip(),
+                choices=[str(o).strip() for o in options],
+                answers=[LETTERS[target]],
+                answer_type="mc",
+                meta={"kind": row.get("kind")},
+            )
+        )
     return out
 
 
@@ -259,10 +303,16 @@ def load_medqa(folder: Path, split: str) -> list[Question]:
         if gold not in options:
             raise DataError(f"{where}: answer_idx {gold!r} is not one of the options")
         source_id = row.get("realidx", lineno - 1)
-        out.append(Question(
-            id=f"medqa/{source_id}", dataset="medqa", domain="medical",
-            question=_text(_field(row, "question", where), "question", where).strip(),
-            choices=[str(options[k]).strip() for k in sorted(options)], answers=[gold], answer_type="mc",
-            meta={"exam": row.get("meta_info")},
-        ))
+        out.append(
+            Question(
+                id=f"medqa/{source_id}",
+                dataset="medqa",
+                domain="medical",
+                question=_text(_field(row, "question", where), "question", where).strip(),
+                choices=[str(options[k]).strip() for k in sorted(options)],
+                answers=[gold],
+                answer_type="mc",
+                meta={"exam": row.get("meta_info")},
+            )
+        )
     return out

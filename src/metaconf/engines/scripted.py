@@ -8,21 +8,16 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Mapping, Sequence, Union
 
 from metaconf.engines.base import Engine, apply_stop
-
-from metaconf.engines.types import Completion, Messages, PromptRequest, SamplingParams
 from metaconf.engines.store import CompletionStore
+from metaconf.engines.types import Completion, Messages, PromptRequest, SamplingParams
 from metaconf.errors import EngineError
 
-Output = Union[str, Completion]
-Outputs = Union[
-    Callable[[Messages, int], Output],
-    Mapping[str, Union[Output, Sequence[Output]]],
-    Sequence[Output],
-]
+Output = str | Completion
+Outputs = Callable[[Messages, int], Output] | Mapping[str, Output | Sequence[Output]] | Sequence[Output]
 
 
 def last_user_content(messages: Messages) -> str:

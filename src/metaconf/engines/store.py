@@ -10,8 +10,8 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from metaconf.engines.types import Completion
 from metaconf.errors import EngineError
@@ -80,8 +80,16 @@ class CompletionStore:
         """Store a batch in one transaction; a (key, sample) already stored is kept as it was (idempotent)."""
         now = time.time()
         rows = [
-            (key, sample, json.dumps(c.to_dict(), ensure_ascii=False), model, adapter, params,
-             json.dumps(prompts.get(key, []), ensure_ascii=False), now)
+            (
+                key,
+                sample,
+                json.dumps(c.to_dict(), ensure_ascii=False),
+                model,
+                adapter,
+                params,
+                json.dumps(prompts.get(key, []), ensure_ascii=False),
+                now,
+            )
             for key, sample, c in produced
         ]
         with self._lock, self.db:  # one transaction: all of the batch or none of it
@@ -97,7 +105,7 @@ class CompletionStore:
         with self._lock:
             self.db.close()
 
-    def __enter__(self) -> "CompletionStore":
+    def __enter__(self) -> CompletionStore:
         return self
 
     def __exit__(self, *exc: object) -> None:

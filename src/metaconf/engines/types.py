@@ -54,7 +54,7 @@ class Completion:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], cached: bool = False) -> "Completion":
+    def from_dict(cls, d: dict[str, Any], cached: bool = False) -> Completion:
         lps = d.get("logprobs")
         return cls(
             text=d["text"],

@@ -20,11 +20,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from metaconf.engines.embedded import resolve_model
 from metaconf.engines.base import Engine, apply_stop, sample_seed
-
-from metaconf.engines.types import Completion, PromptRequest, SamplingParams, TokenLogprob
+from metaconf.engines.embedded import resolve_model
 from metaconf.engines.store import CompletionStore
+from metaconf.engines.types import Completion, PromptRequest, SamplingParams, TokenLogprob
 from metaconf.errors import EngineError
 
 SEED_MASK = 0x7FFFFFFF
@@ -80,8 +79,11 @@ def cpu_settings(kwargs: dict[str, Any], bf16: bool) -> dict[str, Any]:
 
 # Environment defaults of vLLM's CPU backend that fit a shared machine: a small KV cache instead of most of the RAM,
 # no core held back from the model, and the engine core in this process (no spawn, so no `__main__` guard needed).
-CPU_ENV = {"VLLM_CPU_KVCACHE_SPACE": str(CPU_KV_CACHE_GB), "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
-           "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+CPU_ENV = {
+    "VLLM_CPU_KVCACHE_SPACE": str(CPU_KV_CACHE_GB),
+    "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
+    "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+}
 
 
 def adapter_rank(adapter: str | Path) -> int:
@@ -126,16 +128,18 @@ def llm_kwargs(
     if ranks:
         fitting = [r for r in LORA_RANKS if r >= max(ranks)]
         if not fitting:
-            raise EngineError(f"{adapter or 'max_lora_rank'}: LoRA rank {max(ranks)} is above vLLM's largest "
-                              f"({LORA_RANKS[-1]})")
+            raise EngineError(
+                f"{adapter or 'max_lora_rank'}: LoRA rank {max(ranks)} is above vLLM's largest ({LORA_RANKS[-1]})"
+            )
         kwargs["enable_lora"] = True
         kwargs["max_lora_rank"] = fitting[0]
     kwargs.update(extra or {})
     return kwargs
 
 
-def sampling_kwargs(params: SamplingParams, seed: int | None, n: int = 1, guide: str | None = None,
-                    structured: Any = None) -> dict[str, Any]:
+def sampling_kwargs(
+    params: SamplingParams, seed: int | None, n: int = 1, guide: str | None = None, structured: Any = None
+) -> dict[str, Any]:
     """Keyword arguments for `vllm.SamplingParams(...)` for `n` samples drawn with `seed` (None: the engine's
     own random state); `guide` is a regex the completion must match, passed as `structured(regex=guide)`."""
     kwargs: dict[str, Any] = {
@@ -230,8 +234,17 @@ class VLLMEngine(Engine):
         self.adapter_path = str(adapter) if adapter is not None else None
         self.batch_size = batch_size
         self.seed = seed
-        kwargs = llm_kwargs(self.model_name, adapter, tensor_parallel_size, gpu_memory_utilization, max_model_len,
-                            dtype, seed=seed, extra=llm_options, max_lora_rank=max_lora_rank)
+        kwargs = llm_kwargs(
+            self.model_name,
+            adapter,
+            tensor_parallel_size,
+            gpu_memory_utilization,
+            max_model_len,
+            dtype,
+            seed=seed,
+            extra=llm_options,
+            max_lora_rank=max_lora_rank,
+        )
         self._fingerprint = model_fingerprint(self.model_name)
         self._adapter_fingerprint = adapter_fingerprint(adapter) if adapter is not None else ""
         self.vllm = import_vllm()
@@ -246,8 +259,11 @@ class VLLMEngine(Engine):
         if adapter is not None:
             from vllm.lora.request import LoRARequest
 
-            self.lora_request = LoRARequest(lora_name=Path(adapter).parent.name or "adapter",
-                                            lora_int_id=lora_id(str(adapter)), lora_path=str(adapter))
+            self.lora_request = LoRARequest(
+                lora_name=Path(adapter).parent.name or "adapter",
+                lora_int_id=lora_id(str(adapter)),
+                lora_path=str(adapter),
+            )
         self._structured = None
 
     @property
@@ -261,12 +277,20 @@ class VLLMEngine(Engine):
     @property
     def determinism(self) -> dict[str, Any]:
         if self.per_sample_seeds:
-            return {"engine": "vllm", "per_sample_seeds": True, "engine_seed": self.seed,
-                    "repeatable": "each sample has its own seed: the same text on a rerun, a resume or another n"}
-        return {"engine": "vllm", "per_sample_seeds": False, "engine_seed": self.seed,
-                "repeatable": "one engine-wide seed (this vLLM backend cannot seed single requests, e.g. the CPU "
-                              "build): a fresh process asking for the same prompts in the same order repeats; a "
-                              "resumed run or another n draws different samples"}
+            return {
+                "engine": "vllm",
+                "per_sample_seeds": True,
+                "engine_seed": self.seed,
+                "repeatable": "each sample has its own seed: the same text on a rerun, a resume or another n",
+            }
+        return {
+            "engine": "vllm",
+            "per_sample_seeds": False,
+            "engine_seed": self.seed,
+            "repeatable": "one engine-wide seed (this vLLM backend cannot seed single requests, e.g. the CPU "
+            "build): a fresh process asking for the same prompts in the same order repeats; a "
+            "resumed run or another n draws different samples",
+        }
 
     def plan_batches(self, requests: list[PromptRequest], params: SamplingParams) -> list[list[int]]:
         size = self.batch_size
@@ -286,13 +310,23 @@ class VLLMEngine(Engine):
             if self.per_sample_seeds:  # one request per sample, each with its own seed
                 for sample in request.sample_indices:
                     conversations.append(request.messages)
-                    sampling.append(self.vllm.SamplingParams(**sampling_kwargs(
-                        params, sample_seed(request.seed, sample), guide=request.guide, structured=structured)))
+                    sampling.append(
+                        self.vllm.SamplingParams(
+                            **sampling_kwargs(
+                                params, sample_seed(request.seed, sample), guide=request.guide, structured=structured
+                            )
+                        )
+                    )
                 counts.append([1] * len(request.sample_indices))
             else:  # one request with n samples, drawn from the engine-wide random state
                 conversations.append(request.messages)
-                sampling.append(self.vllm.SamplingParams(**sampling_kwargs(
-                    params, None, n=len(request.sample_indices), guide=request.guide, structured=structured)))
+                sampling.append(
+                    self.vllm.SamplingParams(
+                        **sampling_kwargs(
+                            params, None, n=len(request.sample_indices), guide=request.guide, structured=structured
+                        )
+                    )
+                )
                 counts.append([len(request.sample_indices)])
         try:
             outputs = self.llm.chat(conversations, sampling, use_tqdm=False, lora_request=self.lora_request)

@@ -33,11 +33,17 @@ def _evaluate(options: EvaluateOptions, config: StudyConfig, source: str) -> int
 
 COMMANDS = [
     Command(
-        "evaluate", help="evaluate every condition of a run folder (consistency, evaluate, baselines, metrics, report)",
+        "evaluate",
+        help="evaluate every condition of a run folder (consistency, evaluate, baselines, metrics, report)",
         description="Evaluate base and trained conditions on the run's held-out and new-domain questions, then "
         "write metrics.json and the report. Starts from RUN/config.yaml; --config FILE and flags (e.g. "
         "--evaluation.n_boot 2000) change it; completions already stored are reused.",
-        options=EvaluateOptions, positional=("run",), config=StudyConfig, preset=_run_config, check=check_config,
-        run=_evaluate, config_help="its values replace RUN/config.yaml's",
+        options=EvaluateOptions,
+        positional=("run",),
+        config=StudyConfig,
+        preset=_run_config,
+        check=check_config,
+        run=_evaluate,
+        config_help="its values replace RUN/config.yaml's",
     ),
 ]

@@ -64,8 +64,14 @@ def prediction_path(run_dir: Path, condition: str, task: str, dataset: str) -> P
 
 
 def evaluate_single(
-    engine: Engine, condition: str, questions: list[Question], temperature: float = 0.0, seed: int = 0,
-    guided: bool = False, logprobs: int = 0, grader: Grader | None = None,
+    engine: Engine,
+    condition: str,
+    questions: list[Question],
+    temperature: float = 0.0,
+    seed: int = 0,
+    guided: bool = False,
+    logprobs: int = 0,
+    grader: Grader | None = None,
 ) -> list[dict[str, Any]]:
     """Answer + confidence for each question; one prediction row each.
 
@@ -76,17 +82,29 @@ def evaluate_single(
     settings = generation_settings("single", guided=guided)
     want_logprobs = max(logprobs, CONFIDENCE_LOGPROBS) if guided and logprobs else None
     outputs = engine.generate(
-        [single_messages(q) for q in questions], n=1, temperature=temperature, seed=seed,
-        desc=f"{condition}: single", guide=[single_guide(q) for q in questions] if guided else None,
-        logprobs=want_logprobs, **settings,
+        [single_messages(q) for q in questions],
+        n=1,
+        temperature=temperature,
+        seed=seed,
+        desc=f"{condition}: single",
+        guide=[single_guide(q) for q in questions] if guided else None,
+        logprobs=want_logprobs,
+        **settings,
     )
     rows = []
     for q, (completion,) in zip(questions, outputs, strict=True):
         parsed = parse_single(completion.text, q)
         row = {
-            "id": q.id, "dataset": q.dataset, "domain": q.domain, "condition": condition, "task": "single",
-            "raw": completion.text, "answer": parsed.answer, "confidence": parsed.confidence,
-            "correct": bool(parsed.correct), "parsed": bool(parsed.parsed),
+            "id": q.id,
+            "dataset": q.dataset,
+            "domain": q.domain,
+            "condition": condition,
+            "task": "single",
+            "raw": completion.text,
+            "answer": parsed.answer,
+            "confidence": parsed.confidence,
+            "correct": bool(parsed.correct),
+            "parsed": bool(parsed.parsed),
         }
         if want_logprobs:
             row["confidence_expected"] = expected_confidence(completion.logprobs)
@@ -116,21 +134,38 @@ def evaluate_pairwise(
     grades both answers instead of the rules (a missing answer line stays wrong)."""
     settings = generation_settings("pairwise", guided=guided)
     outputs = engine.generate(
-        [pairwise_messages(q1, q2) for q1, q2 in pairs], n=1, temperature=temperature, seed=seed,
-        logprobs=logprobs or None, desc=f"{condition}: pairwise", **settings,
+        [pairwise_messages(q1, q2) for q1, q2 in pairs],
+        n=1,
+        temperature=temperature,
+        seed=seed,
+        logprobs=logprobs or None,
+        desc=f"{condition}: pairwise",
+        **settings,
         guide=[pairwise_guide(q1, q2) for q1, q2 in pairs] if guided else None,
     )
     rows = []
     for (q1, q2), (completion,) in zip(pairs, outputs, strict=True):
         parsed = parse_pairwise(completion.text, q1, q2, logprobs=completion.logprobs)
-        rows.append({
-            "id1": q1.id, "id2": q2.id, "dataset": q1.dataset, "domain": q1.domain, "condition": condition,
-            "task": "pairwise", "raw": completion.text, "choice": parsed.choice,
-            "answer1": parsed.answer1, "answer2": parsed.answer2,
-            "correct1": bool(parsed.correct1), "correct2": bool(parsed.correct2),
-            "consistency1": consistency.get(q1.id), "consistency2": consistency.get(q2.id),
-            "p_first": parsed.p_first, "parsed": bool(parsed.parsed),
-        })
+        rows.append(
+            {
+                "id1": q1.id,
+                "id2": q2.id,
+                "dataset": q1.dataset,
+                "domain": q1.domain,
+                "condition": condition,
+                "task": "pairwise",
+                "raw": completion.text,
+                "choice": parsed.choice,
+                "answer1": parsed.answer1,
+                "answer2": parsed.answer2,
+                "correct1": bool(parsed.correct1),
+                "correct2": bool(parsed.correct2),
+                "consistency1": consistency.get(q1.id),
+                "consistency2": consistency.get(q2.id),
+                "p_first": parsed.p_first,
+                "parsed": bool(parsed.parsed),
+            }
+        )
     if grader is not None:
         texts = [pair_answer_texts(completion.text) for (completion,) in outputs]
         grades = grader.grade([t or "" for pair in texts for t in pair], [q for pair in pairs for q in pair])
@@ -162,8 +197,9 @@ def evaluate_condition(
     for dataset, qs in questions.items():
         rows = {
             "single": evaluate_single(engine, condition, qs, temperature, seed, guided, logprobs, grader),
-            "pairwise": evaluate_pairwise(engine, condition, pairs.get(dataset, []), consistency, temperature,
-                                          logprobs, seed, guided, grader),
+            "pairwise": evaluate_pairwise(
+                engine, condition, pairs.get(dataset, []), consistency, temperature, logprobs, seed, guided, grader
+            ),
         }
         for task, task_rows in rows.items():
             written[(task, dataset)] = write_jsonl(prediction_path(run_dir, condition, task, dataset), task_rows)

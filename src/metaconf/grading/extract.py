@@ -81,7 +81,7 @@ def _letter_at(text: str, pos: int, q: Question, letters: list[str]) -> str | No
     letter = m.group("letter")
     if letter.upper() not in letters:
         return None
-    after = text[m.end(): m.end() + _LOOKAHEAD]  # bounded: this runs once per answer cue
+    after = text[m.end() : m.end() + _LOOKAHEAD]  # bounded: this runs once per answer cue
     delimited = bool(m.group("close") or m.group("punct") or (m.group("open") and m.group("close")))
     if m.group("punct") and m.group("punct") in ".:" and re.match(r"[A-Za-z]\.", after):
         return None  # "e.g.", "i.e."
@@ -166,7 +166,8 @@ def extract_mc(text: str, q: Question) -> str | None:
 
 # -------------------------------------------------------------------------------------------------- numeric
 _NUM_ANSWER_CUE = re.compile(
-    r"(?i)\banswer\b" + _ANSWER_INDEX
+    r"(?i)\banswer\b"
+    + _ANSWER_INDEX
     + r"\s*(?:is|would\s+be|will\s+be|should\s+be|equals)?\s*(?:[:=]|is)?\s*(?:approximately\s+|about\s+)?"
 )
 _BOXED = re.compile(r"\\boxed\s*\{([^{}]*(?:\{[^{}]*\}[^{}]*)*)\}")
@@ -175,7 +176,7 @@ _CONFIDENT_PCT = re.compile(r"(?i)\s*(?:%|percent)?\s*(?:confident|sure|certain|
 
 def _first_number(segment: str) -> str | None:
     if "=" in segment:
-        segment = segment[segment.rindex("=") + 1:]
+        segment = segment[segment.rindex("=") + 1 :]
     numbers = find_numbers(segment)
     if numbers:
         return canonical_number(numbers[0][2])
@@ -194,7 +195,7 @@ def extract_numeric(text: str, q: Question | None = None) -> str | None:
     if not region:
         return None
     if "####" in region:
-        found = _first_number(region[region.rindex("####") + 4:].split("\n", 1)[0])
+        found = _first_number(region[region.rindex("####") + 4 :].split("\n", 1)[0])
         if found:
             return found
     boxed = _BOXED.findall(region)
@@ -205,7 +206,7 @@ def extract_numeric(text: str, q: Question | None = None) -> str | None:
     for m in reversed(list(_NUM_ANSWER_CUE.finditer(region))[-MAX_CUES:]):
         # the cue's sentence, read within a bounded window: rescanning the rest of the text after every cue
         # would make a text full of cues quadratic
-        window = region[m.end(): m.end() + CUE_WINDOW]
+        window = region[m.end() : m.end() + CUE_WINDOW]
         found = _first_number(re.split(r"\n|[.;!?](?:\s|$)", window, maxsplit=1)[0])
         if found:
             return found
@@ -234,10 +235,14 @@ _BOOL_CUE = re.compile(r"(?i)\banswer\b" + _ANSWER_INDEX + r"\s*(?:is|would\s+be
 
 
 def boolean_word(text: str, words: dict[str, str] | None = None) -> str | None:
-    """"yes"/"no" for the first yes/no/true/false word of `text` ("not true" is "no", "not false" "yes")."""
+    """ "yes"/"no" for the first yes/no/true/false word of `text` ("not true" is "no", "not false" "yes")."""
     table = words or _BOOL_WORDS
-    pattern = _BOOL_TOKEN if words is None else re.compile(
-        r"(?i)\b(?P<neg>(?:not|isn't|is\s+not)\s+)?(?P<word>" + "|".join(map(re.escape, table)) + r")\b(?!-)"
+    pattern = (
+        _BOOL_TOKEN
+        if words is None
+        else re.compile(
+            r"(?i)\b(?P<neg>(?:not|isn't|is\s+not)\s+)?(?P<word>" + "|".join(map(re.escape, table)) + r")\b(?!-)"
+        )
     )
     m = pattern.search(text)
     if not m:
@@ -249,7 +254,7 @@ def boolean_word(text: str, words: dict[str, str] | None = None) -> str | None:
 
 
 def extract_boolean(text: str, q: Question | None = None) -> str | None:
-    """"yes" or "no": the word right after the last "answer" cue, else the first yes/no/true/false word."""
+    """ "yes" or "no": the word right after the last "answer" cue, else the first yes/no/true/false word."""
     region = answer_region(text)
     for m in reversed(list(_BOOL_CUE.finditer(region))):
         found = _BOOL_TOKEN.match(region, m.end())

@@ -67,7 +67,7 @@ class JudgeGrader:
     rule grade. `template` is a str.format template with {question}, {gold} and {answer}.
     """
 
-    def __init__(self, engine: "Engine", template: str = DEFAULT_JUDGE_TEMPLATE, max_new_tokens: int = 8):
+    def __init__(self, engine: Engine, template: str = DEFAULT_JUDGE_TEMPLATE, max_new_tokens: int = 8):
         missing = missing_placeholders(template)
         if missing:
             raise ConfigError(f"judge template: missing the {missing[0]} placeholder")
@@ -79,9 +79,7 @@ class JudgeGrader:
     def prompt(self, text: str, question: Question) -> list[dict[str, str]]:
         """The chat messages that ask the judge about one answer."""
         answer = answer_region(text)[:_MAX_ANSWER_CHARS]
-        content = self.template.format(
-            question=question.question, gold="; ".join(question.answers), answer=answer
-        )
+        content = self.template.format(question=question.question, gold="; ".join(question.answers), answer=answer)
         return [{"role": "user", "content": content}]
 
     def grade(self, texts: list[str], questions: list[Question]) -> list[bool]:
@@ -99,7 +97,11 @@ class JudgeGrader:
         if ask:
             replies = self.engine.generate(
                 [self.prompt(texts[i], questions[i]) for i in ask],
-                n=1, temperature=0.0, max_new_tokens=self.max_new_tokens, seed=0, desc="judge",
+                n=1,
+                temperature=0.0,
+                max_new_tokens=self.max_new_tokens,
+                seed=0,
+                desc="judge",
             )
             for i, completions in zip(ask, replies):
                 verdict = parse_judge_reply(completions[0].text)

@@ -9,7 +9,20 @@ from metaconf.metrics.discrimination import accuracy, auc_a, auc_c, auroc, pairw
 from metaconf.metrics.summary import summarize, write_metrics
 
 __all__ = [
-    "accuracy", "adaptive_ece", "auc_a", "auc_c", "auroc", "bootstrap_ci", "brier", "ece", "overconfidence",
-    "paired_bootstrap", "pairwise_auc", "parse_rate", "smooth_bandwidth", "smooth_ece", "summarize",
+    "accuracy",
+    "adaptive_ece",
+    "auc_a",
+    "auc_c",
+    "auroc",
+    "bootstrap_ci",
+    "brier",
+    "ece",
+    "overconfidence",
+    "paired_bootstrap",
+    "pairwise_auc",
+    "parse_rate",
+    "smooth_bandwidth",
+    "smooth_ece",
+    "summarize",
     "write_metrics",
 ]

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -52,8 +53,9 @@ def resample_indices(n: int, n_boot: int, seed: int) -> tuple[np.ndarray, np.nda
     return idx, counts
 
 
-def _replicates(fn: Callable[..., Any], cols: list[np.ndarray], names: list[str] | None,
-                draws: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+def _replicates(
+    fn: Callable[..., Any], cols: list[np.ndarray], names: list[str] | None, draws: tuple[np.ndarray, np.ndarray]
+) -> np.ndarray:
     """The metric on every resample -> (n_boot,) floats, NaN where undefined."""
     idx, counts = draws
     n_boot = idx.shape[0]
@@ -76,8 +78,9 @@ def _interval(values: np.ndarray, alpha: float) -> list[float] | None:
     return [float(low), float(high)]
 
 
-def bootstrap_ci(metric_fn: Callable[..., Any], data: Data, n_boot: int = 1000, seed: int = 0,
-                 alpha: float = 0.05) -> list[float] | None:
+def bootstrap_ci(
+    metric_fn: Callable[..., Any], data: Data, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
+) -> list[float] | None:
     """[low, high] percentile interval of metric_fn(*data) over `n_boot` resamples of the items.
 
     `data`: equal-length columns (a sequence, passed positionally, or a mapping, passed by name); one entry per
@@ -90,9 +93,14 @@ def bootstrap_ci(metric_fn: Callable[..., Any], data: Data, n_boot: int = 1000, 
     return _interval(_replicates(metric_fn, cols, names, draws), alpha)
 
 
-def paired_bootstrap(base_items: Mapping[Hashable, Sequence[Any]], cond_items: Mapping[Hashable, Sequence[Any]],
-                     metric_fn: Callable[..., Any], n_boot: int = 1000, seed: int = 0,
-                     alpha: float = 0.05) -> dict[str, Any]:
+def paired_bootstrap(
+    base_items: Mapping[Hashable, Sequence[Any]],
+    cond_items: Mapping[Hashable, Sequence[Any]],
+    metric_fn: Callable[..., Any],
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> dict[str, Any]:
     """The change metric(cond) - metric(base) on the same items, with a percentile interval and p-value.
 
     `base_items` / `cond_items` map an item id to the tuple of metric_fn's positional arguments for that item;
@@ -101,8 +109,7 @@ def paired_bootstrap(base_items: Mapping[Hashable, Sequence[Any]], cond_items: M
     excludes zero, i.e. evidence of a change. Returns {"n", "base", "value", "diff", "ci", "p_value"}.
     """
     common = sorted(set(base_items) & set(cond_items), key=lambda k: (str(type(k)), str(k)))
-    result: dict[str, Any] = {"n": len(common), "base": None, "value": None, "diff": None, "ci": None,
-                              "p_value": None}
+    result: dict[str, Any] = {"n": len(common), "base": None, "value": None, "diff": None, "ci": None, "p_value": None}
     if not common:
         return result
     base_cols = [np.asarray(col) for col in zip(*(base_items[k] for k in common))]

@@ -13,7 +13,13 @@ from typing import Any
 import numpy as np
 
 from metaconf.metrics._weights import (
-    as_binary, as_values, as_weights, finish, group_sums, ratio, same_length,
+    as_binary,
+    as_values,
+    as_weights,
+    finish,
+    group_sums,
+    ratio,
+    same_length,
 )
 
 

@@ -12,7 +12,13 @@ import numpy as np
 
 from metaconf.errors import DataError
 from metaconf.metrics._weights import (
-    as_binary, as_values, as_weights, finish, group_sums, ratio, same_length,
+    as_binary,
+    as_values,
+    as_weights,
+    finish,
+    group_sums,
+    ratio,
+    same_length,
 )
 
 

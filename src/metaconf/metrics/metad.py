@@ -53,15 +53,23 @@ def _neg_log_likelihood(params: np.ndarray, right: np.ndarray, wrong: np.ndarray
     p_wrong = np.maximum(np.diff(ndtr(b)), 1e-300)
     norm_right, norm_wrong = ndtr(m / 2), ndtr(-m / 2)
     n_right, n_wrong = right.sum(), wrong.sum()
-    value = -(right @ np.log(p_right) + wrong @ np.log(p_wrong)) + n_right * np.log(norm_right) \
+    value = (
+        -(right @ np.log(p_right) + wrong @ np.log(p_wrong))
+        + n_right * np.log(norm_right)
         + n_wrong * np.log(norm_wrong)
+    )
     pdf_a, pdf_b = _pdf(a), _pdf(b)
     pdf_half = _pdf(np.array([m / 2]))[0]
-    d_m = (0.5 * right @ (np.diff(pdf_a) / p_right) - 0.5 * wrong @ (np.diff(pdf_b) / p_wrong)
-           + 0.5 * n_right * pdf_half / norm_right - 0.5 * n_wrong * pdf_half / norm_wrong)
+    d_m = (
+        0.5 * right @ (np.diff(pdf_a) / p_right)
+        - 0.5 * wrong @ (np.diff(pdf_b) / p_wrong)
+        + 0.5 * n_right * pdf_half / norm_right
+        - 0.5 * n_wrong * pdf_half / norm_wrong
+    )
     inner = slice(1, -1)  # the free criteria t_1 .. t_{K-1}
-    d_t = (-right[:-1] / p_right[:-1] + right[1:] / p_right[1:]) * pdf_a[inner] \
-        + (-wrong[:-1] / p_wrong[:-1] + wrong[1:] / p_wrong[1:]) * pdf_b[inner]
+    d_t = (-right[:-1] / p_right[:-1] + right[1:] / p_right[1:]) * pdf_a[inner] + (
+        -wrong[:-1] / p_wrong[:-1] + wrong[1:] / p_wrong[1:]
+    ) * pdf_b[inner]
     d_steps = steps * np.cumsum(d_t[::-1])[::-1]  # t_j depends on every step i <= j
     return float(value), np.concatenate([[d_m], d_steps])
 
@@ -82,8 +90,7 @@ def _fit_counts(right: tuple[float, ...], wrong: tuple[float, ...]) -> float:
     t0 = np.maximum(np.diff(np.concatenate([[0.0], ndtri(0.5 + share / 2)])), 1e-3)
     best = None
     for m0 in (1.0, 3.0):
-        result = minimize(_neg_log_likelihood, np.concatenate([[m0], np.log(t0)]), args=(r, w), jac=True,
-                          method="BFGS")
+        result = minimize(_neg_log_likelihood, np.concatenate([[m0], np.log(t0)]), args=(r, w), jac=True, method="BFGS")
         if best is None or result.fun < best.fun:
             best = result
         if result.success:
@@ -91,8 +98,9 @@ def _fit_counts(right: tuple[float, ...], wrong: tuple[float, ...]) -> float:
     return float(best.x[0])
 
 
-def _table(ratings: np.ndarray, correct: np.ndarray, weights: np.ndarray | None = None
-           ) -> tuple[np.ndarray, np.ndarray]:
+def _table(
+    ratings: np.ndarray, correct: np.ndarray, weights: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     levels = int(ratings.max()) if ratings.size else 0
     w = np.ones(len(ratings)) if weights is None else weights
     right = np.bincount(ratings - 1, weights=w * correct, minlength=levels)
@@ -111,8 +119,9 @@ def meta_d_from_counts(right: Any, wrong: Any) -> MetaD | None:
     pad = 1.0 / (2 * len(right))
     d_prime = 2.0 * float(ndtri(n_right / (n_right + n_wrong)))
     meta = _fit_counts(tuple(right + pad), tuple(wrong + pad))
-    return MetaD(d_prime=d_prime, meta_d=meta, m_ratio=meta / d_prime if d_prime > 0 else None,
-                 ratings_used=int(used.sum()))
+    return MetaD(
+        d_prime=d_prime, meta_d=meta, m_ratio=meta / d_prime if d_prime > 0 else None, ratings_used=int(used.sum())
+    )
 
 
 def meta_d(confidence: Any, correct: Any, edges: tuple[float, ...] = RATING_EDGES) -> MetaD | None:
@@ -130,8 +139,14 @@ def _interval(values: list[float], alpha: float) -> list[float] | None:
     return [float(low), float(high)]
 
 
-def metacognition(confidence: Any, correct: Any, n_boot: int = 200, seed: int = 0, alpha: float = 0.05,
-                  edges: tuple[float, ...] = RATING_EDGES) -> dict[str, Any]:
+def metacognition(
+    confidence: Any,
+    correct: Any,
+    n_boot: int = 200,
+    seed: int = 0,
+    alpha: float = 0.05,
+    edges: tuple[float, ...] = RATING_EDGES,
+) -> dict[str, Any]:
     """meta-d′, d′, M-ratio and the type-2 AUROC (AUROC of the ratings against correctness) with percentile
     bootstrap intervals over items; every undefined value is None (resamples where it is undefined are dropped)."""
     conf = np.asarray(confidence, dtype=float)
@@ -140,10 +155,15 @@ def metacognition(confidence: Any, correct: Any, n_boot: int = 200, seed: int = 
     fit = meta_d(conf, y, edges) if conf.size else None
     type2 = auroc(ratings.astype(float), y) if conf.size else None
     out: dict[str, Any] = {
-        "n": int(conf.size), "ratings_used": int(len(np.unique(ratings))) if conf.size else 0,
-        "d_prime": fit.d_prime if fit else None, "meta_d": fit.meta_d if fit else None,
-        "m_ratio": fit.m_ratio if fit else None, "type2_auroc": type2,
-        "meta_d_ci": None, "m_ratio_ci": None, "type2_auroc_ci": None,
+        "n": int(conf.size),
+        "ratings_used": int(len(np.unique(ratings))) if conf.size else 0,
+        "d_prime": fit.d_prime if fit else None,
+        "meta_d": fit.meta_d if fit else None,
+        "m_ratio": fit.m_ratio if fit else None,
+        "type2_auroc": type2,
+        "meta_d_ci": None,
+        "m_ratio_ci": None,
+        "type2_auroc_ci": None,
     }
     if not conf.size or n_boot < 1:
         return out

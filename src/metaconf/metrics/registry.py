@@ -8,8 +8,9 @@ parsed, has_choice). Each function takes those columns and optional bootstrap `w
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -46,8 +47,10 @@ def _mask(mask: Any, weights: Any) -> np.ndarray:
 # ------------------------------------------------------------------------------------------ single-task columns
 def _single(metric: Callable[..., Any]) -> Callable[..., Any]:
     """A calibration or discrimination metric over the items whose confidence was read."""
+
     def fn(conf: Any, correct: Any, parsed: Any, has_conf: Any, weights: Any = None) -> Any:
         return metric(conf, correct, weights=_mask(has_conf, weights))
+
     return fn
 
 
@@ -63,8 +66,11 @@ def _smooth(conf: Any, correct: Any, parsed: Any, has_conf: Any, weights: Any = 
     """Smooth ECE with the bandwidth chosen once on the full sample, then held fixed across resamples."""
     keep = np.asarray(has_conf, dtype=float) > 0
     if not keep.any():
-        return smooth_ece(np.asarray(conf)[keep], np.asarray(correct)[keep]) if weights is None else \
-            np.full(np.shape(weights)[0], np.nan)
+        return (
+            smooth_ece(np.asarray(conf)[keep], np.asarray(correct)[keep])
+            if weights is None
+            else np.full(np.shape(weights)[0], np.nan)
+        )
     sigma = smooth_bandwidth(np.asarray(conf)[keep], np.asarray(correct)[keep])
     return smooth_ece(conf, correct, sigma, weights=_mask(has_conf, weights))
 
@@ -96,20 +102,63 @@ def _pairwise_auc(choice, y1, y2, c1, c2, has_c, p, has_p, parsed, has_choice, w
 METRICS: tuple[Metric, ...] = (
     Metric("accuracy", "single", _single_accuracy, "accuracy", column=0, headline=True, contrast=True, method=True),
     Metric("parse_rate", "single", _single_parse_rate, "parse rate", method=True),
-    Metric("ece", "single", _single(ece), "ECE", "lower", column=1, headline=True, contrast=True,
-           method=True, method_compared=True, note="lower is better"),
+    Metric(
+        "ece",
+        "single",
+        _single(ece),
+        "ECE",
+        "lower",
+        column=1,
+        headline=True,
+        contrast=True,
+        method=True,
+        method_compared=True,
+        note="lower is better",
+    ),
     Metric("adaptive_ece", "single", _single(adaptive_ece), "adaptive ECE", "lower", column=5),
     Metric("smooth_ece", "single", _smooth, "smooth ECE", "lower", column=4),
     Metric("brier", "single", _single(brier), "Brier score", "lower", column=3, contrast=True, method=True),
     Metric("overconfidence", "single", _single(overconfidence), "overconfidence", column=6),
-    Metric("auroc", "single", _single(auroc), "AUROC", "higher", 0.5, column=2, headline=True, contrast=True,
-           method=True, method_compared=True, note="0.5 = chance"),
+    Metric(
+        "auroc",
+        "single",
+        _single(auroc),
+        "AUROC",
+        "higher",
+        0.5,
+        column=2,
+        headline=True,
+        contrast=True,
+        method=True,
+        method_compared=True,
+        note="0.5 = chance",
+    ),
     Metric("accuracy", "pairwise", _pair_accuracy, "accuracy", column=0, headline=True, contrast=True),
     Metric("parse_rate", "pairwise", _pair_parse_rate, "parse rate"),
-    Metric("auc_c", "pairwise", _auc_c, "AUC_c", "higher", 0.5, column=1, headline=True, contrast=True,
-           note="agreement with consistency"),
-    Metric("auc_a", "pairwise", _auc_a, "AUC_a", "higher", 0.5, column=2, headline=True, contrast=True,
-           note="agreement with correctness"),
+    Metric(
+        "auc_c",
+        "pairwise",
+        _auc_c,
+        "AUC_c",
+        "higher",
+        0.5,
+        column=1,
+        headline=True,
+        contrast=True,
+        note="agreement with consistency",
+    ),
+    Metric(
+        "auc_a",
+        "pairwise",
+        _auc_a,
+        "AUC_a",
+        "higher",
+        0.5,
+        column=2,
+        headline=True,
+        contrast=True,
+        note="agreement with correctness",
+    ),
     Metric("pairwise_auc", "pairwise", _pairwise_auc, "pairwise AUC", "higher", 0.5, column=3),
 )
 _BY_NAME = {m.name: m for m in METRICS}  # label, direction and chance agree across the tasks a name is in
@@ -137,7 +186,7 @@ def label(name: str) -> str:
 
 
 def better(name: str) -> str | None:
-    """"lower", "higher" or None: which way a change of this metric is an improvement."""
+    """ "lower", "higher" or None: which way a change of this metric is an improvement."""
     found = _BY_NAME.get(name)
     return found.better if found else None
 
@@ -150,8 +199,7 @@ def columns(task: str) -> tuple[str, ...]:
 
 def headline_metrics(task: str | None = None) -> tuple[tuple[str, str], ...]:
     """(task, metric) of the headline metrics with a direction (ECE, AUROC, AUC_c, AUC_a), single task first."""
-    return tuple((m.task, m.name) for m in METRICS
-                 if m.headline and m.better is not None and task in (None, m.task))
+    return tuple((m.task, m.name) for m in METRICS if m.headline and m.better is not None and task in (None, m.task))
 
 
 def headline_names() -> tuple[str, ...]:

@@ -4,8 +4,9 @@ comparison of every trained condition with the base model on the same items."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -62,7 +63,11 @@ def single_items(rows: list[Mapping[str, Any]], key: tuple[str, str, str]) -> di
         conf = _unit(row, "confidence", key, i)
         parsed = _flag(row, "parsed", key, i) if conf is not None else 0.0
         items[(row.get("dataset"), row.get("id"))] = (
-            conf or 0.0, _flag(row, "correct", key, i), parsed, float(conf is not None))
+            conf or 0.0,
+            _flag(row, "correct", key, i),
+            parsed,
+            float(conf is not None),
+        )
     return items
 
 
@@ -77,15 +82,24 @@ def pairwise_items(rows: list[Mapping[str, Any]], key: tuple[str, str, str]) -> 
         c1, c2 = _unit(row, "consistency1", key, i), _unit(row, "consistency2", key, i)
         p_first = _unit(row, "p_first", key, i)
         items[(row.get("dataset"), row.get("id1"), row.get("id2"))] = (
-            choice or 1, _flag(row, "correct1", key, i), _flag(row, "correct2", key, i), c1 or 0.0, c2 or 0.0,
-            float(c1 is not None and c2 is not None), p_first or 0.0, float(p_first is not None), parsed,
-            float(choice is not None))
+            choice or 1,
+            _flag(row, "correct1", key, i),
+            _flag(row, "correct2", key, i),
+            c1 or 0.0,
+            c2 or 0.0,
+            float(c1 is not None and c2 is not None),
+            p_first or 0.0,
+            float(p_first is not None),
+            parsed,
+            float(choice is not None),
+        )
     return items
 
 
 # task -> (its item columns from prediction rows, its metric functions from the registry)
-TASKS = {task: (items, task_functions(task))
-         for task, items in (("single", single_items), ("pairwise", pairwise_items))}
+TASKS = {
+    task: (items, task_functions(task)) for task, items in (("single", single_items), ("pairwise", pairwise_items))
+}
 
 
 # --------------------------------------------------------------------------------------------------- summary
@@ -95,21 +109,31 @@ def _clean(value: Any) -> Any:
     return float(value)
 
 
-def _row_metrics(items: dict[Any, tuple], fns: dict[str, Callable[..., Any]], n_boot: int, seed: int,
-                 alpha: float) -> dict[str, Any]:
+def _row_metrics(
+    items: dict[Any, tuple], fns: dict[str, Callable[..., Any]], n_boot: int, seed: int, alpha: float
+) -> dict[str, Any]:
     cols = [np.asarray(col, dtype=float) for col in zip(*items.values())] if items else []
     out: dict[str, Any] = {}
     for name, fn in fns.items():
         out[name] = _clean(fn(*cols)) if items else None
-        out[f"{name}_ci"] = bootstrap_ci(fn, cols, n_boot=n_boot, seed=seed, alpha=alpha) \
-            if items and out[name] is not None else None
+        out[f"{name}_ci"] = (
+            bootstrap_ci(fn, cols, n_boot=n_boot, seed=seed, alpha=alpha) if items and out[name] is not None else None
+        )
     return out
 
 
-def summarize(predictions: Mapping[tuple[str, str, str], list[Mapping[str, Any]]],
-              datasets_info: Mapping[str, Mapping[str, Any]], n_boot: int = 1000, seed: int = 0, *,
-              model: Any = None, config: Mapping[str, Any] | None = None, alpha: float = 0.05,
-              base: str = BASE, contrasts: tuple[tuple[str, str], ...] = CONTRASTS) -> dict[str, Any]:
+def summarize(
+    predictions: Mapping[tuple[str, str, str], list[Mapping[str, Any]]],
+    datasets_info: Mapping[str, Mapping[str, Any]],
+    n_boot: int = 1000,
+    seed: int = 0,
+    *,
+    model: Any = None,
+    config: Mapping[str, Any] | None = None,
+    alpha: float = 0.05,
+    base: str = BASE,
+    contrasts: tuple[tuple[str, str], ...] = CONTRASTS,
+) -> dict[str, Any]:
     """metrics.json as a dict: {"model", "config", "rows", "pooled", "comparisons", "contrasts"}.
 
     `predictions`: (condition, task, dataset) -> prediction rows (docs/architecture.md); `datasets_info`:
@@ -127,17 +151,31 @@ def summarize(predictions: Mapping[tuple[str, str, str], list[Mapping[str, Any]]
             raise DataError(f"predictions {'__'.join(key)}: dataset {dataset!r} missing from the datasets info")
         info = datasets_info[dataset]
         groups[key] = TASKS[task][0](list(rows), key)
-        meta[key] = {"condition": condition, "task": task, "dataset": dataset,
-                     "domain": info.get("domain") or next((r.get("domain") for r in rows), None),
-                     "in_domain": bool(info.get("in_domain"))}
+        meta[key] = {
+            "condition": condition,
+            "task": task,
+            "dataset": dataset,
+            "domain": info.get("domain") or next((r.get("domain") for r in rows), None),
+            "in_domain": bool(info.get("in_domain")),
+        }
 
     pooled_groups: dict[tuple[str, str, str], dict[Any, tuple]] = {}
     for key, items in groups.items():
         m = meta[key]
         pkey = (m["condition"], m["task"], POOLED_NAMES[m["in_domain"]])
         pooled_groups.setdefault(pkey, {}).update(items)
-        pm = meta.setdefault(pkey, {"condition": m["condition"], "task": m["task"], "dataset": pkey[2],
-                                    "domain": [], "in_domain": m["in_domain"], "pooled": True, "datasets": []})
+        pm = meta.setdefault(
+            pkey,
+            {
+                "condition": m["condition"],
+                "task": m["task"],
+                "dataset": pkey[2],
+                "domain": [],
+                "in_domain": m["in_domain"],
+                "pooled": True,
+                "datasets": [],
+            },
+        )
         pm["datasets"].append(m["dataset"])
         if m["domain"] not in pm["domain"]:
             pm["domain"].append(m["domain"])
@@ -148,8 +186,13 @@ def summarize(predictions: Mapping[tuple[str, str, str], list[Mapping[str, Any]]
         fns = TASKS[key[1]][1]
         parsed = sum(item[-2] for item in items.values())
         scored = sum(item[-1] for item in items.values())
-        return {**meta[key], "n": len(items), "n_parsed": int(parsed), "n_scored": int(scored),
-                **_row_metrics(items, fns, n_boot, seed, alpha)}
+        return {
+            **meta[key],
+            "n": len(items),
+            "n_parsed": int(parsed),
+            "n_scored": int(scored),
+            **_row_metrics(items, fns, n_boot, seed, alpha),
+        }
 
     every = {**groups, **pooled_groups}
 
@@ -164,17 +207,32 @@ def summarize(predictions: Mapping[tuple[str, str, str], list[Mapping[str, Any]]
                 if metrics is not None and name not in metrics:
                     continue
                 result = paired_bootstrap(ref_items, items, fn, n_boot=n_boot, seed=seed, alpha=alpha)
-                out.append({
-                    "condition": condition, "reference": reference, "task": task, "dataset": dataset,
-                    "metric": name, "pooled": (cond, task, dataset) in pooled_groups, "n": result["n"],
-                    "base": _clean(result["base"]), "value": _clean(result["value"]), "diff": _clean(result["diff"]),
-                    "diff_ci": result["ci"], "p_value": result["p_value"]})
+                out.append(
+                    {
+                        "condition": condition,
+                        "reference": reference,
+                        "task": task,
+                        "dataset": dataset,
+                        "metric": name,
+                        "pooled": (cond, task, dataset) in pooled_groups,
+                        "n": result["n"],
+                        "base": _clean(result["base"]),
+                        "value": _clean(result["value"]),
+                        "diff": _clean(result["diff"]),
+                        "diff_ci": result["ci"],
+                        "p_value": result["p_value"],
+                    }
+                )
         return out
 
     conditions = list(dict.fromkeys(key[0] for key in groups))
     comparisons = [c for condition in conditions if condition != base for c in compare(base, condition)]
-    contrast_rows = [c for condition, reference in contrasts if {condition, reference} <= set(conditions)
-                     for c in compare(reference, condition, contrast_names())]
+    contrast_rows = [
+        c
+        for condition, reference in contrasts
+        if {condition, reference} <= set(conditions)
+        for c in compare(reference, condition, contrast_names())
+    ]
     return {
         "model": model,
         "config": dict(config or {}),
@@ -182,8 +240,12 @@ def summarize(predictions: Mapping[tuple[str, str, str], list[Mapping[str, Any]]
         "pooled": [make_row(key, items) for key, items in pooled_groups.items()],
         "comparisons": comparisons,
         "contrasts": contrast_rows,
-        "bootstrap": {"n_boot": n_boot, "seed": seed, "alpha": alpha,
-                      "unit": "question (single task), pair (pairwise task)"},
+        "bootstrap": {
+            "n_boot": n_boot,
+            "seed": seed,
+            "alpha": alpha,
+            "unit": "question (single task), pair (pairwise task)",
+        },
     }
 
 

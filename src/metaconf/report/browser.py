@@ -16,13 +16,27 @@ from metaconf.io import atomic_path
 
 # No sandbox (containers), no GPU, and none of the browser's own background traffic, so that every request a
 # page makes is one the page asked for.
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-default-apps", "--disable-extensions", "--hide-scrollbars", "--mute-audio",
-         "--disable-features=NetworkTimeServiceQuerying,OptimizationHints,Translate,MediaRouter,SafeBrowsing,"
-         "PreconnectToSearch,NetworkPrediction,AutofillServerCommunication",
-         "--disable-client-side-phishing-detection", "--disable-domain-reliability", "--no-pings",
-         "--metrics-recording-only", "--dns-prefetch-disable")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--hide-scrollbars",
+    "--mute-audio",
+    "--disable-features=NetworkTimeServiceQuerying,OptimizationHints,Translate,MediaRouter,SafeBrowsing,"
+    "PreconnectToSearch,NetworkPrediction,AutofillServerCommunication",
+    "--disable-client-side-phishing-detection",
+    "--disable-domain-reliability",
+    "--no-pings",
+    "--metrics-recording-only",
+    "--dns-prefetch-disable",
+)
 
 
 def find_chromium() -> str:
@@ -45,9 +59,17 @@ def screenshot(html: str | Path, png: str | Path, width: int = 1400, height: int
         raise MetaconfError(f"{html}: no such file")
     with atomic_path(png) as tmp, tempfile.TemporaryDirectory(prefix="metaconf-chromium-") as profile:
         done = subprocess.run(
-            chromium_command(profile, f"--window-size={width},{height}", f"--screenshot={tmp}",
-                             "--virtual-time-budget=5000", html.as_uri()),
-            capture_output=True, text=True, check=False)
+            chromium_command(
+                profile,
+                f"--window-size={width},{height}",
+                f"--screenshot={tmp}",
+                "--virtual-time-budget=5000",
+                html.as_uri(),
+            ),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if done.returncode != 0 or not tmp.stat().st_size:
             raise MetaconfError(f"chromium could not take the screenshot: {done.stderr.strip().splitlines()[-1:]}")
     return png

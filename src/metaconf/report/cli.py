@@ -26,9 +26,12 @@ def _report(options: ReportOptions) -> int:
 
 COMMANDS = [
     Command(
-        "report", help="regenerate report.md / report.html / plots from a run folder",
+        "report",
+        help="regenerate report.md / report.html / plots from a run folder",
         description="Rebuild RUN/report.md, RUN/report.html and RUN/plots/ from RUN/metrics.json, RUN/predictions/, "
         "RUN/config.yaml, RUN/templates.json and RUN/training/*/log.jsonl.",
-        options=ReportOptions, positional=("run",), run=_report,
+        options=ReportOptions,
+        positional=("run",),
+        run=_report,
     ),
 ]

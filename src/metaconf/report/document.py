@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]|~])")  # special anywhere in a line (links, emphasis, tables, code)
-_MD_LEADING = re.compile(r"^([>=]|[#+\-*](?=\s|$)|\d+(?=[.)](\s|$)))")  # special only at the start (headings, lists, quotes)
+_MD_LEADING = re.compile(
+    r"^([>=]|[#+\-*](?=\s|$)|\d+(?=[.)](\s|$)))"
+)  # special only at the start (headings, lists, quotes)
 
 CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1300px;margin:1.2em auto;padding:0 1em;
@@ -125,17 +127,25 @@ def _html_table(table: Table) -> str:
     for i, row in enumerate(table.rows):
         styles = table.styles[i] if table.styles else [""] * len(row)
         spans = table.rowspans[i] if table.rowspans else [1] * len(row)
-        cells = "".join(f"<td{attr(('num ' if _is_number(c) else '') + style)}"
-                        f"{f' rowspan={span}' if span > 1 else ''}>{_lines(c)}</td>"
-                        for c, style, span in zip(row, styles, spans) if span)
+        cells = "".join(
+            f"<td{attr(('num ' if _is_number(c) else '') + style)}"
+            f"{f' rowspan={span}' if span > 1 else ''}>{_lines(c)}</td>"
+            for c, style, span in zip(row, styles, spans)
+            if span
+        )
         body.append(f"<tr{attr(table.row_styles[i] if table.row_styles else '')}>{cells}</tr>")
     return f"<table{attr(table.css_class)}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
 def to_html(title: str, blocks: list[Block]) -> str:
     esc = html.escape
-    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-           f"<title>{esc(title)}</title>", f"<style>{CSS}</style></head><body>", f"<h1>{esc(title)}</h1>"]
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{esc(title)}</title>",
+        f"<style>{CSS}</style></head><body>",
+        f"<h1>{esc(title)}</h1>",
+    ]
     for block in blocks:
         if isinstance(block, Heading):
             level = min(block.level + 1, 6)
@@ -149,8 +159,10 @@ def to_html(title: str, blocks: list[Block]) -> str:
             out.append(_html_table(block))
         elif isinstance(block, Figure):
             data = base64.b64encode(block.png.read_bytes()).decode("ascii")
-            out.append(f'<figure><img alt="{esc(block.caption)}" src="data:image/png;base64,{data}">'
-                       f"<figcaption>{esc(block.caption)}</figcaption></figure>")
+            out.append(
+                f'<figure><img alt="{esc(block.caption)}" src="data:image/png;base64,{data}">'
+                f"<figcaption>{esc(block.caption)}</figcaption></figure>"
+            )
         elif isinstance(block, Preformatted):
             out.append(f"<pre>{esc(block.text)}</pre>")
     out.append("</body></html>")

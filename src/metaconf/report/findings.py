@@ -7,8 +7,9 @@ with its 95% bootstrap interval from metrics.json, and a verdict computed from t
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from metaconf.conditions import BASE
 from metaconf.metrics.registry import TASK_NAMES, better, headline_metrics, label
@@ -61,18 +62,40 @@ class Claim:
 
 
 CLAIMS = {
-    "calibration_in": Claim("calibration_in", "Calibration improves in the training domains",
-                            "improves", "better", "in"),
-    "calibration_new": Claim("calibration_new", "Calibration improves in new domains",
-                             "improves, less than in the training domains", "better", "new"),
-    "discrimination": Claim("discrimination", "Discrimination improves (AUROC; AUC_c and AUC_a for pairs)",
-                            "improves", "better", "all"),
-    "transfer": Claim("transfer", "Training on one task (single or pairwise) improves the other task",
-                      "does not reliably transfer", "better", "all"),
-    "multitask": Claim("multitask", "Multitask beats training on one task, on that task",
-                       "multitask gives the broadest gains", "better", "all"),
-    "accuracy": Claim("accuracy", "Answer accuracy is unchanged",
-                      f"unchanged (here: interval within ±{EQUIVALENCE:.2f})", "unchanged", "all"),
+    "calibration_in": Claim(
+        "calibration_in", "Calibration improves in the training domains", "improves", "better", "in"
+    ),
+    "calibration_new": Claim(
+        "calibration_new",
+        "Calibration improves in new domains",
+        "improves, less than in the training domains",
+        "better",
+        "new",
+    ),
+    "discrimination": Claim(
+        "discrimination", "Discrimination improves (AUROC; AUC_c and AUC_a for pairs)", "improves", "better", "all"
+    ),
+    "transfer": Claim(
+        "transfer",
+        "Training on one task (single or pairwise) improves the other task",
+        "does not reliably transfer",
+        "better",
+        "all",
+    ),
+    "multitask": Claim(
+        "multitask",
+        "Multitask beats training on one task, on that task",
+        "multitask gives the broadest gains",
+        "better",
+        "all",
+    ),
+    "accuracy": Claim(
+        "accuracy",
+        "Answer accuracy is unchanged",
+        f"unchanged (here: interval within ±{EQUIVALENCE:.2f})",
+        "unchanged",
+        "all",
+    ),
 }
 
 
@@ -101,7 +124,7 @@ def reading(diff: float | None, ci: list[float] | None, metric: str, expect: str
     if diff is None or not ci:
         return "undefined"
     if expect == "unchanged":
-        if -EQUIVALENCE <= ci[0] and ci[1] <= EQUIVALENCE:
+        if ci[0] >= -EQUIVALENCE and ci[1] <= EQUIVALENCE:
             return "for"
         return "unclear" if ci[0] <= 0 <= ci[1] else "against"
     if ci[0] <= 0 <= ci[1]:
@@ -149,14 +172,23 @@ def dataset_columns(metrics: dict[str, Any]) -> list[tuple[str, bool, bool]]:
     """(dataset, in_domain, pooled) in display order: in-domain datasets, new-domain datasets, pooled groups."""
     seen = {r["dataset"]: bool(r.get("in_domain")) for r in metrics.get("rows", [])}
     pooled = {r["dataset"]: bool(r.get("in_domain")) for r in metrics.get("pooled") or []}
-    return ([(d, True, False) for d, i in seen.items() if i] + [(d, False, False) for d, i in seen.items() if not i]
-            + sorted(((d, i, True) for d, i in pooled.items()), key=lambda x: not x[1]))
+    return (
+        [(d, True, False) for d, i in seen.items() if i]
+        + [(d, False, False) for d, i in seen.items() if not i]
+        + sorted(((d, i, True) for d, i in pooled.items()), key=lambda x: not x[1])
+    )
 
 
-def _row(claim: Claim, entries: list[dict[str, Any]], columns: list[tuple[str, bool, bool]], condition: str,
-         label: str, task: str, metric: str) -> FindingRow | None:
-    found = {c["dataset"]: c for c in entries
-             if (c["condition"], c["task"], c["metric"]) == (condition, task, metric)}
+def _row(
+    claim: Claim,
+    entries: list[dict[str, Any]],
+    columns: list[tuple[str, bool, bool]],
+    condition: str,
+    label: str,
+    task: str,
+    metric: str,
+) -> FindingRow | None:
+    found = {c["dataset"]: c for c in entries if (c["condition"], c["task"], c["metric"]) == (condition, task, metric)}
     if not found:
         return None
     row = FindingRow(claim, label, task, metric)
@@ -164,15 +196,16 @@ def _row(claim: Claim, entries: list[dict[str, Any]], columns: list[tuple[str, b
         wanted = claim.domains == "all" or (claim.domains == "in") == in_domain
         if wanted and dataset in found:
             c = found[dataset]
-            row.cells[dataset] = Cell(c.get("diff"), c.get("diff_ci"),
-                                      reading(c.get("diff"), c.get("diff_ci"), metric, claim.expect))
+            row.cells[dataset] = Cell(
+                c.get("diff"), c.get("diff_ci"), reading(c.get("diff"), c.get("diff_ci"), metric, claim.expect)
+            )
     row.verdict, row.reason = row_verdict(
-        cell.reading for name, cell in row.cells.items() if not any(p and name == d for d, _, p in columns))
+        cell.reading for name, cell in row.cells.items() if not any(p and name == d for d, _, p in columns)
+    )
     return row
 
 
-def finding_rows(metrics: dict[str, Any], config: dict[str, Any] | None = None,
-                 base: str = BASE) -> list[FindingRow]:
+def finding_rows(metrics: dict[str, Any], config: dict[str, Any] | None = None, base: str = BASE) -> list[FindingRow]:
     """Every row of the findings table, in the order of the study's questions; claims without data are absent."""
     config = config if config is not None else (metrics.get("config") or {})
     comparisons = metrics.get("comparisons") or []
@@ -188,22 +221,42 @@ def finding_rows(metrics: dict[str, Any], config: dict[str, Any] | None = None,
     for key in ("calibration_in", "calibration_new"):
         plan += [(key, comparisons, c, c, "single", "ece") for c in single_trained]
     plan += [("discrimination", comparisons, c, c, "single", "auroc") for c in single_trained]
-    plan += [("discrimination", comparisons, c, c, task, m)
-             for task, m in headline_metrics("pairwise") for c in pair_trained]
-    plan += [("transfer", comparisons, c, c, task, m)
-             for c in conditions if tasks[c] == {"single"} for task, m in headline_metrics("pairwise")]
-    plan += [("transfer", comparisons, c, c, task, m)
-             for c in conditions if tasks[c] == {"pairwise"} for task, m in headline_metrics("single")]
+    plan += [
+        ("discrimination", comparisons, c, c, task, m) for task, m in headline_metrics("pairwise") for c in pair_trained
+    ]
+    plan += [
+        ("transfer", comparisons, c, c, task, m)
+        for c in conditions
+        if tasks[c] == {"single"}
+        for task, m in headline_metrics("pairwise")
+    ]
+    plan += [
+        ("transfer", comparisons, c, c, task, m)
+        for c in conditions
+        if tasks[c] == {"pairwise"}
+        for task, m in headline_metrics("single")
+    ]
     for entry in dict.fromkeys((c["condition"], c.get("reference")) for c in contrasts):
         condition, reference = entry
         own = tasks.get(reference, set()) if reference else set()
         for task in TASK_NAMES:
             if task in own and own != set(TASK_NAMES):
-                plan += [("multitask", [c for c in contrasts if c.get("reference") == reference], condition,
-                          f"{condition} − {reference}", task, m) for _, m in headline_metrics(task)]
+                plan += [
+                    (
+                        "multitask",
+                        [c for c in contrasts if c.get("reference") == reference],
+                        condition,
+                        f"{condition} − {reference}",
+                        task,
+                        m,
+                    )
+                    for _, m in headline_metrics(task)
+                ]
     plan += [("accuracy", comparisons, c, c, "single", "accuracy") for c in conditions]
-    rows = [_row(CLAIMS[key], entries, columns, cond, label, task, metric)
-            for key, entries, cond, label, task, metric in plan]
+    rows = [
+        _row(CLAIMS[key], entries, columns, cond, label, task, metric)
+        for key, entries, cond, label, task, metric in plan
+    ]
     return [r for r in rows if r is not None]
 
 
@@ -213,9 +266,16 @@ def format_summary(metrics: dict[str, Any]) -> str | None:
     if not isinstance(fmt_, dict) or not fmt_:
         return None
     parts = [f"{v} {k}" for k, v in fmt_.items() if isinstance(v, (str, int, float, bool))]
-    return "Reply format: " + ", ".join(parts) + (" (guided: replies constrained to the template's format, "
-                                                  "the model still chooses every answer, number and choice)"
-                                                  if any(v == "guided" for v in fmt_.values()) else "")
+    return (
+        "Reply format: "
+        + ", ".join(parts)
+        + (
+            " (guided: replies constrained to the template's format, "
+            "the model still chooses every answer, number and choice)"
+            if any(v == "guided" for v in fmt_.values())
+            else ""
+        )
+    )
 
 
 def read_rate_summary(metrics: dict[str, Any], threshold: float = 0.99) -> str | None:
@@ -226,11 +286,15 @@ def read_rate_summary(metrics: dict[str, Any], threshold: float = 0.99) -> str |
     low = [r for r in rows if r["parse_rate"] < threshold]
     lowest = min(rows, key=lambda r: r["parse_rate"])
     if not low:
-        return f"Replies read (answer and confidence or choice) on at least {threshold:.0%} of items in all " \
-               f"{len(rows)} rows."
-    return (f"Replies read on fewer than {threshold:.0%} of items in {len(low)} of {len(rows)} rows (lowest: "
-            f"{lowest['condition']} / {lowest['task']} / {lowest['dataset']}, {lowest['parse_rate']:.0%}); "
-            f"metrics cover the items that were read, so a change in such a row may be undefined (—).")
+        return (
+            f"Replies read (answer and confidence or choice) on at least {threshold:.0%} of items in all "
+            f"{len(rows)} rows."
+        )
+    return (
+        f"Replies read on fewer than {threshold:.0%} of items in {len(low)} of {len(rows)} rows (lowest: "
+        f"{lowest['condition']} / {lowest['task']} / {lowest['dataset']}, {lowest['parse_rate']:.0%}); "
+        f"metrics cover the items that were read, so a change in such a row may be undefined (—)."
+    )
 
 
 # --------------------------------------------------------------------------------------------- as a table
@@ -251,18 +315,29 @@ def findings_table(rows: list[FindingRow], columns: list[tuple[str, bool, bool]]
     task and metric, one cell per dataset, pooled cells last, the row's verdict."""
     from metaconf.report.document import Table
 
-    headers = ["claim", "condition", "metric"] + [
-        f"POOLED {d.removeprefix('pooled ')}" if p else f"{d}\n{'in-domain' if i else 'new domain'}"
-        for d, i, p in columns] + ["verdict"]
+    headers = (
+        ["claim", "condition", "metric"]
+        + [
+            f"POOLED {d.removeprefix('pooled ')}" if p else f"{d}\n{'in-domain' if i else 'new domain'}"
+            for d, i, p in columns
+        ]
+        + ["verdict"]
+    )
     body, styles, row_styles, spans = [], [], [], []
     for i, row in enumerate(rows):
         first = i == 0 or rows[i - 1].claim.key != row.claim.key
         group = [r for r in rows if r.claim.key == row.claim.key]
         claim = f"{row.claim.title}: {claim_verdict(group).upper()}\npaper: {row.claim.paper}" if first else ""
-        body.append([claim, row.condition, f"{label(row.metric)} ({row.task})"]
-                    + [_cell_text(row.cells.get(d)) for d, _, _ in columns] + [f"{row.verdict}\n{row.reason}"])
-        styles.append(["claim", "", "nowrap"] + [f"num {row.cells[d].reading}" if d in row.cells else "blank"
-                                           for d, _, _ in columns] + ["nowrap " + row.verdict.replace(" ", "")])
+        body.append(
+            [claim, row.condition, f"{label(row.metric)} ({row.task})"]
+            + [_cell_text(row.cells.get(d)) for d, _, _ in columns]
+            + [f"{row.verdict}\n{row.reason}"]
+        )
+        styles.append(
+            ["claim", "", "nowrap"]
+            + [f"num {row.cells[d].reading}" if d in row.cells else "blank" for d, _, _ in columns]
+            + ["nowrap " + row.verdict.replace(" ", "")]
+        )
         row_styles.append("first" if first else "")
         spans.append([len(group) if first else 0] + [1] * (len(columns) + 3))
     return Table(headers, body, styles, row_styles, css_class="findings", rowspans=spans)

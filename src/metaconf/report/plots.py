@@ -12,8 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from metaconf.conditions import BASE, TRAINED_CONDITIONS  # noqa: E402
-from metaconf.metrics.registry import better, headline_metrics, label, metric_info  # noqa: E402
 from metaconf.io import atomic_path  # noqa: E402
+from metaconf.metrics.registry import better, headline_metrics, label, metric_info  # noqa: E402
 
 # Okabe-Ito colours (distinguishable with colour-blindness and in greyscale print);
 # one colour per condition in every plot; base is grey (the reference), other names take the unused colours
@@ -25,8 +25,19 @@ def condition_colors(conditions: list[str]) -> dict[str, str]:
     """condition -> colour: the fixed colours for the built-in conditions, then the extra colours in order."""
     extra = iter(EXTRA_COLORS * (1 + len(conditions) // len(EXTRA_COLORS)))
     return {c: CONDITION_COLORS.get(c) or next(extra) for c in conditions}
-STYLE = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8, "axes.spines.top": False,
-         "axes.spines.right": False, "figure.dpi": 100, "savefig.dpi": 160, "pdf.fonttype": 42}
+
+
+STYLE = {
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.labelsize": 9,
+    "legend.fontsize": 8,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "figure.dpi": 100,
+    "savefig.dpi": 160,
+    "pdf.fonttype": 42,
+}
 
 
 def _save(fig: Any, plots_dir: Path, name: str) -> tuple[Path, Path]:
@@ -50,8 +61,12 @@ def _grid(n: int, width: float = 2.6, height: float = 2.6) -> tuple[Any, np.ndar
     return fig, axes
 
 
-def reliability_diagrams(single: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], plots_dir: Path,
-                         n_bins: int = 10, colors: dict[str, str] | None = None) -> tuple[Path, Path] | None:
+def reliability_diagrams(
+    single: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]],
+    plots_dir: Path,
+    n_bins: int = 10,
+    colors: dict[str, str] | None = None,
+) -> tuple[Path, Path] | None:
     """One panel per condition: accuracy vs mean confidence in equal-width bins, per domain group.
 
     `single`: condition -> group label (e.g. "in-domain") -> (confidence, correct) of parsed items.
@@ -73,8 +88,15 @@ def reliability_diagrams(single: dict[str, dict[str, tuple[np.ndarray, np.ndarra
                 mean_conf = np.bincount(bins, conf, n_bins)[used] / counts[used]
                 acc = np.bincount(bins, correct, n_bins)[used] / counts[used]
                 ax.plot(mean_conf, acc, ("-", "--", "-.")[k % 3], color=color, lw=1.2, label=f"{label} (n={len(conf)})")
-                ax.scatter(mean_conf, acc, s=10 + 60 * counts[used] / counts.max(), color=color, zorder=3,
-                           marker=("o", "s", "^")[k % 3], facecolors=color if k == 0 else "white")
+                ax.scatter(
+                    mean_conf,
+                    acc,
+                    s=10 + 60 * counts[used] / counts.max(),
+                    color=color,
+                    zorder=3,
+                    marker=("o", "s", "^")[k % 3],
+                    facecolors=color if k == 0 else "white",
+                )
             ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="stated confidence", ylabel="accuracy", title=condition)
             ax.set_aspect("equal")
             ax.legend(loc="upper left", frameon=False, fontsize=7)
@@ -83,8 +105,9 @@ def reliability_diagrams(single: dict[str, dict[str, tuple[np.ndarray, np.ndarra
         return _save(fig, plots_dir, "reliability")
 
 
-def confidence_histograms(single: dict[str, tuple[np.ndarray, np.ndarray]], plots_dir: Path,
-                          colors: dict[str, str] | None = None) -> tuple[Path, Path] | None:
+def confidence_histograms(
+    single: dict[str, tuple[np.ndarray, np.ndarray]], plots_dir: Path, colors: dict[str, str] | None = None
+) -> tuple[Path, Path] | None:
     """One panel per condition: stated confidence of correct vs incorrect answers (all datasets)."""
     if not single:
         return None
@@ -103,8 +126,9 @@ def confidence_histograms(single: dict[str, tuple[np.ndarray, np.ndarray]], plot
         return _save(fig, plots_dir, "confidence_histograms")
 
 
-def metric_bars(rows: list[dict[str, Any]], metric: str, plots_dir: Path,
-                colors: dict[str, str] | None = None) -> tuple[Path, Path] | None:
+def metric_bars(
+    rows: list[dict[str, Any]], metric: str, plots_dir: Path, colors: dict[str, str] | None = None
+) -> tuple[Path, Path] | None:
     """Grouped bars: one group per dataset (domain), one bar per condition, 95% intervals as error bars."""
     rows = [r for r in rows if metric in r]
     name = label(metric)
@@ -127,8 +151,16 @@ def metric_bars(rows: list[dict[str, Any]], metric: str, plots_dir: Path,
                 ys.append(value)
                 err[0].append(max(value - ci[0], 0))
                 err[1].append(max(ci[1] - value, 0))
-            ax.bar(xs, ys, width * 0.95, yerr=err, capsize=2, color=colors[condition], label=condition,
-                   error_kw={"lw": 0.8})
+            ax.bar(
+                xs,
+                ys,
+                width * 0.95,
+                yerr=err,
+                capsize=2,
+                color=colors[condition],
+                label=condition,
+                error_kw={"lw": 0.8},
+            )
         _chance_line(ax, metric)
         ax.set_xticks(range(len(datasets)))
         ax.set_xticklabels([_dataset_label(rows, d) for d in datasets])
@@ -145,8 +177,9 @@ def _dataset_label(rows: list[dict[str, Any]], dataset: str) -> str:
     return f"{dataset}\n{row.get('domain')}\n{where}"
 
 
-def loss_curves(logs: dict[str, list[tuple[float, float]]], plots_dir: Path,
-                colors: dict[str, str] | None = None) -> tuple[Path, Path] | None:
+def loss_curves(
+    logs: dict[str, list[tuple[float, float]]], plots_dir: Path, colors: dict[str, str] | None = None
+) -> tuple[Path, Path] | None:
     """Training loss per step, one line per trained condition."""
     logs = {k: v for k, v in logs.items() if v}
     if not logs:
@@ -171,12 +204,19 @@ def _chance_line(ax: Any, metric: str) -> None:
 
 
 TASK_TITLES = {"single": "single question", "pairwise": "pairwise"}
-HEADLINE = tuple((task, metric, f"{label(metric)} ({TASK_TITLES[task]})\n{metric_info(metric).note}")
-                 for task, metric in headline_metrics())
+HEADLINE = tuple(
+    (task, metric, f"{label(metric)} ({TASK_TITLES[task]})\n{metric_info(metric).note}")
+    for task, metric in headline_metrics()
+)
 
 
-def headline(pooled: list[dict[str, Any]], rows: list[dict[str, Any]], plots_dir: Path,
-             colors: dict[str, str] | None = None, order: list[str] | None = None) -> tuple[Path, Path] | None:
+def headline(
+    pooled: list[dict[str, Any]],
+    rows: list[dict[str, Any]],
+    plots_dir: Path,
+    colors: dict[str, str] | None = None,
+    order: list[str] | None = None,
+) -> tuple[Path, Path] | None:
     """The paper-style summary: per metric a panel, in-domain vs new-domain groups, one bar per condition (the
     POOLED value with its 95% interval), each dataset's own value as a small dot; undefined values marked n/a."""
     if not pooled:
@@ -192,35 +232,58 @@ def headline(pooled: list[dict[str, Any]], rows: list[dict[str, Any]], plots_dir
             for j, (_, in_domain) in enumerate(groups):
                 for k, condition in enumerate(conditions):
                     x = j + (k - (len(conditions) - 1) / 2) * width
-                    row = next((r for r in pooled if (r["condition"], r["task"], bool(r.get("in_domain")))
-                                == (condition, task, in_domain)), None)
+                    row = next(
+                        (
+                            r
+                            for r in pooled
+                            if (r["condition"], r["task"], bool(r.get("in_domain"))) == (condition, task, in_domain)
+                        ),
+                        None,
+                    )
                     value = None if row is None else row.get(metric)
                     if value is None:
                         ax.text(x, 0.02, "n/a", rotation=90, ha="center", va="bottom", fontsize=6, color="#777777")
                     else:
                         ci = row.get(f"{metric}_ci") or [value, value]
-                        ax.bar(x, value, width * 0.92, color=colors[condition],
-                               yerr=[[max(value - ci[0], 0)], [max(ci[1] - value, 0)]], capsize=2,
-                               error_kw={"lw": 0.8})
-                    dots = [r.get(metric) for r in rows if (r["condition"], r["task"], bool(r.get("in_domain")))
-                            == (condition, task, in_domain) and r.get(metric) is not None]
-                    ax.scatter([x] * len(dots), dots, s=7, facecolors="white", edgecolors="#333333", lw=0.6,
-                               zorder=3)
+                        ax.bar(
+                            x,
+                            value,
+                            width * 0.92,
+                            color=colors[condition],
+                            yerr=[[max(value - ci[0], 0)], [max(ci[1] - value, 0)]],
+                            capsize=2,
+                            error_kw={"lw": 0.8},
+                        )
+                    dots = [
+                        r.get(metric)
+                        for r in rows
+                        if (r["condition"], r["task"], bool(r.get("in_domain"))) == (condition, task, in_domain)
+                        and r.get(metric) is not None
+                    ]
+                    ax.scatter([x] * len(dots), dots, s=7, facecolors="white", edgecolors="#333333", lw=0.6, zorder=3)
             _chance_line(ax, metric)
             ax.set(ylim=(0, 1), xticks=range(len(groups)), title=title)
             ax.set_xticklabels([g for g, _ in groups])
         handles = [plt.Rectangle((0, 0), 1, 1, color=colors[c]) for c in conditions]
-        handles.append(plt.Line2D([], [], marker="o", ls="", markerfacecolor="white", markeredgecolor="#333333",
-                                  markersize=4))
+        handles.append(
+            plt.Line2D([], [], marker="o", ls="", markerfacecolor="white", markeredgecolor="#333333", markersize=4)
+        )
         fig.legend(handles, conditions + ["one dataset"], loc="center right", frameon=False, title="condition")
-        fig.suptitle("Bars: POOLED over the datasets of each group, with 95% bootstrap intervals; "
-                     "dots: each dataset", fontsize=8, y=0.995)
+        fig.suptitle(
+            "Bars: POOLED over the datasets of each group, with 95% bootstrap intervals; dots: each dataset",
+            fontsize=8,
+            y=0.995,
+        )
         fig.tight_layout(rect=(0, 0, 1 - 1.1 / (2.55 * len(HEADLINE) + 1.2), 0.97))
         return _save(fig, plots_dir, "headline")
 
 
-def transfer_heatmap(cells: dict[tuple[str, str, str], dict[str, Any]], conditions: list[str],
-                     columns: list[tuple[str, str]], plots_dir: Path) -> tuple[Path, Path] | None:
+def transfer_heatmap(
+    cells: dict[tuple[str, str, str], dict[str, Any]],
+    conditions: list[str],
+    columns: list[tuple[str, str]],
+    plots_dir: Path,
+) -> tuple[Path, Path] | None:
     """Rows: the condition trained; columns: task / metric evaluated; one panel per pooled group. Colour: the
     change vs base signed so that blue is better (ECE down, AUC up); text: change and 95% interval; a bold value
     means the interval excludes zero. `cells`: (group, condition, metric) -> comparison entry."""
@@ -230,8 +293,13 @@ def transfer_heatmap(cells: dict[tuple[str, str, str], dict[str, Any]], conditio
     limit = 0.5
     cmap = plt.get_cmap("RdBu")
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, len(groups), figsize=(4.9 * len(groups) + 1.0, 0.55 * len(conditions) + 1.4),
-                                 squeeze=False, layout="constrained")
+        fig, axes = plt.subplots(
+            1,
+            len(groups),
+            figsize=(4.9 * len(groups) + 1.0, 0.55 * len(conditions) + 1.4),
+            squeeze=False,
+            layout="constrained",
+        )
         for ax, group in zip(axes.flat, groups):
             grid = np.full((len(conditions), len(columns)), np.nan)
             for i, condition in enumerate(conditions):
@@ -246,9 +314,16 @@ def transfer_heatmap(cells: dict[tuple[str, str, str], dict[str, Any]], conditio
                     ci = c.get("diff_ci")
                     sure = bool(ci) and not ci[0] <= 0 <= ci[1]
                     text = f"{diff:+.2f}" + (f"\n({ci[0]:+.2f}, {ci[1]:+.2f})" if ci else "")
-                    ax.text(j, i, text.replace("-", "\u2212"), ha="center", va="center", fontsize=6,
-                            fontweight="bold" if sure else "normal",
-                            color="white" if abs(gain) > 0.6 * limit else "#222222")
+                    ax.text(
+                        j,
+                        i,
+                        text.replace("-", "\u2212"),
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        fontweight="bold" if sure else "normal",
+                        color="white" if abs(gain) > 0.6 * limit else "#222222",
+                    )
             image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=-limit, vmax=limit, aspect="auto")
             ax.set_facecolor("#EEEEEE")
             ax.set_xticks(range(len(columns)))
@@ -261,6 +336,5 @@ def transfer_heatmap(cells: dict[tuple[str, str, str], dict[str, Any]], conditio
                 spine.set_visible(False)
         bar = fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, pad=0.02)
         bar.set_label("change vs base\n(blue = better)", fontsize=7)
-        fig.suptitle("Transfer: change vs base by training condition (rows) and task evaluated (columns)",
-                     fontsize=9)
+        fig.suptitle("Transfer: change vs base by training condition (rows) and task evaluated (columns)", fontsize=9)
         return _save(fig, plots_dir, "transfer")

@@ -10,8 +10,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from metaconf.flags import Command
 from metaconf.configfile import read_config_text
+from metaconf.flags import Command
 from metaconf.study.config import StudyConfig, check_config
 
 DEMO_CONFIG = "demo.yaml"
@@ -44,8 +44,10 @@ def run_study(options: RunOptions, config: StudyConfig, source: str) -> int:
     from metaconf.study.runner import STAGES, Study
 
     if options.out is None and (Path(config.name).name != config.name or config.name in ("", ".", "..")):
-        raise ConfigError(f"{source}: field 'name': {config.name!r} is not a folder name, so the default run folder "
-                          f"runs/<name> cannot be used; pass --out")
+        raise ConfigError(
+            f"{source}: field 'name': {config.name!r} is not a folder name, so the default run folder "
+            f"runs/<name> cannot be used; pass --out"
+        )
     run_dir = options.out or Path("runs") / config.name
     Study(config, run_dir, quiet=options.quiet, source=source).run(tuple(options.stages or STAGES))
     print(f"report: {run_dir / 'report.html'} (also {run_dir / 'report.md'}, {run_dir / 'metrics.json'})")
@@ -61,19 +63,29 @@ def _demo(options: DemoOptions, config: StudyConfig, source: str) -> int:
 
 COMMANDS = [
     Command(
-        "run", help="run a whole study from a YAML config",
+        "run",
+        help="run a whole study from a YAML config",
         description="Run a study: sample answers, build calibrated targets, fine-tune each condition, evaluate every "
         "condition x task x dataset, write metrics.json, report.md and report.html. Rerunning the same command "
         "resumes: nothing stored is recomputed. Every config field is also a flag (--training.lora.rank 8); "
         "fields are described in docs/study.md.",
-        options=RunOptions, config=StudyConfig, config_argument="STUDY.yaml", check=check_config, run=run_study,
+        options=RunOptions,
+        config=StudyConfig,
+        config_argument="STUDY.yaml",
+        check=check_config,
+        run=run_study,
     ),
     Command(
-        "demo", help="the whole study on the embedded model and bundled data (CPU, offline)",
+        "demo",
+        help="the whole study on the embedded model and bundled data (CPU, offline)",
         description="Run the paper's design on SmolLM2-135M-Instruct (shipped with metaconf) with the bundled "
         "benchmark samples: offline, on a laptop CPU. Same as `metaconf run` with the demo config (print it with "
         "--show-config); --config FILE and flags change it field by field.",
-        options=DemoOptions, config=StudyConfig, preset=_demo_preset, check=check_config, run=_demo,
+        options=DemoOptions,
+        config=StudyConfig,
+        preset=_demo_preset,
+        check=check_config,
+        run=_demo,
         config_help="its values replace the demo config's",
     ),
 ]

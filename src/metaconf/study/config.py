@@ -18,7 +18,6 @@ from metaconf.targets import TargetsConfig
 from metaconf.training.config import LoraTrainConfig
 
 
-
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -27,12 +26,11 @@ class ModelConfig(_Strict):
     """Which model answers, and through which engine."""
 
     engine: Literal["embedded", "hf", "vllm", "openai"] = Field(
-        "embedded", description="embedded (SmolLM2-135M shipped with metaconf), hf (transformers), vllm, or openai "
-        "(any OpenAI-compatible server)."
+        "embedded",
+        description="embedded (SmolLM2-135M shipped with metaconf), hf (transformers), vllm, or openai "
+        "(any OpenAI-compatible server).",
     )
-    name: str | None = Field(
-        None, description="Model path or hub id (hf, vllm), or the served model name (openai)."
-    )
+    name: str | None = Field(None, description="Model path or hub id (hf, vllm), or the served model name (openai).")
     base_url: str | None = Field(None, description="openai engine: the server's base URL, e.g. http://host:8000/v1.")
     api_key_env: str = Field(
         "OPENAI_API_KEY", description="openai engine: the environment variable holding the API key (never the key)."
@@ -41,23 +39,26 @@ class ModelConfig(_Strict):
         default_factory=dict, description="Extra keyword arguments for the engine (e.g. tensor_parallel_size)."
     )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="Number format of a local model (engine, frozen-layer cache and training alike); "
+        "auto",
+        description="Number format of a local model (engine, frozen-layer cache and training alike); "
         "'auto': bfloat16 on CPUs with bf16 matrix units (AMX, AVX512-BF16) and on GPUs that support it, float32 "
         "on other CPUs (bf16 is emulated and slow there), float16 on older GPUs. The choice and why is printed and "
-        "recorded in RUN/run_info.json."
+        "recorded in RUN/run_info.json.",
     )
     served_adapters: dict[str, str] = Field(
-        default_factory=dict, description="openai engine with training.backend lora: the name the server serves "
+        default_factory=dict,
+        description="openai engine with training.backend lora: the name the server serves "
         "each condition's adapter under (vllm serve --lora-modules NAME=RUN/training/CONDITION/adapter); "
-        "default: the condition's name."
+        "default: the condition's name.",
     )
     local_path: str | None = Field(
-        None, description="openai engine with training.backend lora: the served model's local folder (what LoRA "
-        "trains on); default: name."
+        None,
+        description="openai engine with training.backend lora: the served model's local folder (what LoRA "
+        "trains on); default: name.",
     )
 
     @model_validator(mode="after")
-    def _needs(self) -> "ModelConfig":
+    def _needs(self) -> ModelConfig:
         if "dtype" in self.options:
             raise ValueError("set the number format with model.dtype, not model.options.dtype")
         if self.engine in ("hf", "vllm", "openai") and not self.name:
@@ -77,12 +78,15 @@ class _DatasetSource(_Strict):
         default_factory=dict, description="Field mapping for user files (question=, answers=, choices=, ...)."
     )
     label: str | None = Field(
-        None, description="The dataset's name in tables, plots and prediction files (default: the registered name, "
-        "or the file's name without its extension); unique within the study.", pattern=r"^[A-Za-z0-9_.+-]+$",
+        None,
+        description="The dataset's name in tables, plots and prediction files (default: the registered name, "
+        "or the file's name without its extension); unique within the study.",
+        pattern=r"^[A-Za-z0-9_.+-]+$",
     )
     domain: str | None = Field(
-        None, description="The dataset's domain in tables and plots (default: the registered dataset's domain, or "
-        "'general' for a user file)."
+        None,
+        description="The dataset's domain in tables and plots (default: the registered dataset's domain, or "
+        "'general' for a user file).",
     )
 
 
@@ -128,9 +132,8 @@ class TrainingConfig(_Strict):
         None, description="hosted: the provider's fine-tunable model name (default: model.name)."
     )
 
-
     @model_validator(mode="after")
-    def _valid_changes(self) -> "TrainingConfig":
+    def _valid_changes(self) -> TrainingConfig:
         for condition in self.lora_by_condition:
             try:
                 self.lora_for(condition)
@@ -151,19 +154,35 @@ class EvaluationConfig(_Strict):
         10, ge=2, description="Base-model samples per evaluation question, for the consistency ranking (AUC_c)."
     )
     consistency_temperature: float = Field(
-        1.0, ge=0, description="Sampling temperature of those samples (the evaluation's own setting; the training "
-        "targets' samples use targets.temperature). Seeded by evaluation.seed."
+        1.0,
+        ge=0,
+        description="Sampling temperature of those samples (the evaluation's own setting; the training "
+        "targets' samples use targets.temperature). Seeded by evaluation.seed.",
     )
     temperature: float = Field(0.0, ge=0, description="Sampling temperature of evaluation answers (0 = greedy).")
-    logprobs: int = Field(5, ge=0, le=20, description=(
-        "Top log-probabilities requested per token (pairwise P(choice); under guided format also the "
-        "probability-weighted confidence, which asks for at least 11); 0: off."))
-    format: Literal["guided", "free"] = Field("guided", description=(
-        "guided: replies are constrained to the template's format (the model still chooses every answer, "
-        "confidence and choice); free: unconstrained text, parsed afterwards (the paper's setting). guided falls "
-        "back to free, with a warning, on an engine that cannot guide."))
-    consistency_format: Literal["guided", "free"] = Field("guided", description=(
-        "The same choice for the consistency stage (base-model answer samples of the evaluation questions)."))
+    logprobs: int = Field(
+        5,
+        ge=0,
+        le=20,
+        description=(
+            "Top log-probabilities requested per token (pairwise P(choice); under guided format also the "
+            "probability-weighted confidence, which asks for at least 11); 0: off."
+        ),
+    )
+    format: Literal["guided", "free"] = Field(
+        "guided",
+        description=(
+            "guided: replies are constrained to the template's format (the model still chooses every answer, "
+            "confidence and choice); free: unconstrained text, parsed afterwards (the paper's setting). guided falls "
+            "back to free, with a warning, on an engine that cannot guide."
+        ),
+    )
+    consistency_format: Literal["guided", "free"] = Field(
+        "guided",
+        description=(
+            "The same choice for the consistency stage (base-model answer samples of the evaluation questions)."
+        ),
+    )
     n_boot: int = Field(1000, ge=50, description="Bootstrap resamples for confidence intervals.")
     seed: int = Field(0, ge=0, description="Seed of pair draws and bootstrap.")
 
@@ -172,21 +191,24 @@ class GradingConfig(_Strict):
     """How the evaluated answers are graded (docs/grading.md)."""
 
     method: Literal["rule", "judge"] = Field(
-        "rule", description="rule: the offline rules per answer type; judge: an LLM judge decides open-ended "
-        "answers that do not match a gold answer exactly (multiple choice, numeric and yes/no stay with the rules)."
+        "rule",
+        description="rule: the offline rules per answer type; judge: an LLM judge decides open-ended "
+        "answers that do not match a gold answer exactly (multiple choice, numeric and yes/no stay with the rules).",
     )
     judge_model: ModelConfig | None = Field(
-        None, description="judge: the model that judges (same settings as `model`); default: the base model under "
-        "study, without any adapter."
+        None,
+        description="judge: the model that judges (same settings as `model`); default: the base model under "
+        "study, without any adapter.",
     )
     template: str | None = Field(
-        None, description="judge: the prompt, a template with {question}, {gold} and {answer}; default: "
-        "metaconf.grading.DEFAULT_JUDGE_TEMPLATE."
+        None,
+        description="judge: the prompt, a template with {question}, {gold} and {answer}; default: "
+        "metaconf.grading.DEFAULT_JUDGE_TEMPLATE.",
     )
     max_new_tokens: int = Field(8, ge=1, le=64, description="judge: tokens of its (yes / no) reply.")
 
     @model_validator(mode="after")
-    def _judge_settings(self) -> "GradingConfig":
+    def _judge_settings(self) -> GradingConfig:
         if self.method == "rule" and (self.judge_model is not None or self.template is not None):
             raise ValueError("judge_model and template apply to method 'judge' only")
         if self.template is not None:
@@ -211,8 +233,10 @@ class StudyConfig(_Strict):
     )
     training: TrainingConfig = Field(default_factory=TrainingConfig, description="Fine-tuning settings.")
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig, description="Evaluation settings.")
-    grading: GradingConfig = Field(default_factory=GradingConfig, description="How answers are graded: rules "
-                                   "(default) or an LLM judge for open-ended answers.")
+    grading: GradingConfig = Field(
+        default_factory=GradingConfig,
+        description="How answers are graded: rules (default) or an LLM judge for open-ended answers.",
+    )
     baselines: list[Literal["consistency", "token_probability", "p_true", "recalibration"]] = Field(
         default_factory=lambda: ["consistency", "token_probability", "p_true", "recalibration"],
         description="Confidence methods without fine-tuning, scored on the evaluation questions next to the "
@@ -238,7 +262,7 @@ class StudyConfig(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _changes_name_conditions(self) -> "StudyConfig":
+    def _changes_name_conditions(self) -> StudyConfig:
         extra = sorted(set(self.training.lora_by_condition) - set(self.trained_conditions))
         if extra:
             raise ValueError(f"training.lora_by_condition names {extra}, not trained conditions of this study")
@@ -271,8 +295,9 @@ def check_config(config: StudyConfig, source: str) -> None:
 
 def dataset_entries(config: StudyConfig) -> list[tuple[str, TrainDataset | EvalDataset]]:
     """(config field, entry) of every dataset entry: 'data.train.0', ..., 'data.eval.0', ..."""
-    return ([(f"data.train.{i}", d) for i, d in enumerate(config.data.train)]
-            + [(f"data.eval.{i}", d) for i, d in enumerate(config.data.eval)])
+    return [(f"data.train.{i}", d) for i, d in enumerate(config.data.train)] + [
+        (f"data.eval.{i}", d) for i, d in enumerate(config.data.eval)
+    ]
 
 
 def dataset_label(entry: TrainDataset | EvalDataset, registered: bool) -> str:
@@ -301,8 +326,10 @@ def _check_datasets(config: StudyConfig, source: str) -> None:
             )
         label = dataset_label(entry, entry.name in known)
         if label in seen:
-            raise ConfigError(f"{source}: fields '{seen[label]}' and '{where}' are both dataset '{label}'; give one "
-                              f"of them a different label")
+            raise ConfigError(
+                f"{source}: fields '{seen[label]}' and '{where}' are both dataset '{label}'; give one "
+                f"of them a different label"
+            )
         seen[label] = where
 
 
@@ -311,8 +338,10 @@ def _check_conditions(config: StudyConfig, source: str) -> None:
     sets = [s.name for s in config.targets.sets]
     for condition in config.trained_conditions:
         if condition not in sets:
-            raise ConfigError(f"{source}: field 'conditions': '{condition}' is trained on the training set of that "
-                              f"name, but targets.sets has only {', '.join(sets) or 'none'}")
+            raise ConfigError(
+                f"{source}: field 'conditions': '{condition}' is trained on the training set of that "
+                f"name, but targets.sets has only {', '.join(sets) or 'none'}"
+            )
 
 
 def _check_engine_options(config: StudyConfig, source: str) -> None:
@@ -325,8 +354,10 @@ def _check_engine_options(config: StudyConfig, source: str) -> None:
         allowed = engine_option_names(model.engine)
         for key in model.options:
             if key not in allowed:
-                raise ConfigError(f"{source}: field '{field}.options.{key}': not an option of the {model.engine} "
-                                  f"engine (options: {', '.join(allowed)})")
+                raise ConfigError(
+                    f"{source}: field '{field}.options.{key}': not an option of the {model.engine} "
+                    f"engine (options: {', '.join(allowed)})"
+                )
 
 
 def load_config(path: str | Path) -> StudyConfig:

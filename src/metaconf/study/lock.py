@@ -45,8 +45,9 @@ class RunLock:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             except OSError as exc:
-                raise MetaconfError(f"{self.path.parent}: cannot create the run folder's lock file "
-                                    f"({exc.strerror or exc})") from None
+                raise MetaconfError(
+                    f"{self.path.parent}: cannot create the run folder's lock file ({exc.strerror or exc})"
+                ) from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -55,7 +56,8 @@ class RunLock:
                 raise RunFolderBusy(
                     f"{self.path.parent}: in use by another metaconf run (pid {holder.get('pid', '?')} on host "
                     f"{holder.get('host', '?')}, since {holder.get('since', '?')}); wait for it to finish or use "
-                    f"another --out") from None
+                    f"another --out"
+                ) from None
             # the file may have been unlinked by a holder releasing it between our open and our flock
             try:
                 same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
@@ -65,8 +67,12 @@ class RunLock:
                 break
             os.close(fd)
         stale = _read_holder(fd) or None
-        record = {"pid": os.getpid(), "host": socket.gethostname(),
-                  "since": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "argv": sys.argv[:4]}
+        record = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "since": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "argv": sys.argv[:4],
+        }
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
         os.fsync(fd)
@@ -80,7 +86,7 @@ class RunLock:
         os.close(self._fd)  # closing drops the flock
         self._fd = None
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         self.acquire()
         return self
 

@@ -12,22 +12,23 @@ import hashlib
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
+from metaconf.conditions import BASE
 from metaconf.data import Question, load_dataset, split_questions
 from metaconf.engines import CompletionStore, Engine, get_engine
 from metaconf.errors import ConfigError, DataError, MetaconfError
 from metaconf.evaluation import evaluate_condition, load_predictions, make_pairs, prediction_path
 from metaconf.grading import DEFAULT_JUDGE_TEMPLATE, Grader, JudgeGrader
 from metaconf.io import read_json, read_jsonl, write_json, write_jsonl, write_text_atomic
-from metaconf.conditions import BASE
+from metaconf.precision import DtypeChoice, announce, choose_dtype
 from metaconf.study.config import ModelConfig, StudyConfig, dataset_entries, dataset_label
 from metaconf.study.lock import RunLock
 from metaconf.tasks.guides import resolve_format
-from metaconf.precision import DtypeChoice, announce, choose_dtype
 
 STAGES = ("data", "targets", "train", "consistency", "evaluate", "baselines", "metrics", "report")
 
@@ -110,13 +111,17 @@ class Study:
         if g.method == "rule":
             return None
         if self._grader is None:
-            judge = self.engine(BASE) if g.judge_model is None else \
-                self._make_engine(BASE, dict(g.judge_model.options), None, g.judge_model)
+            judge = (
+                self.engine(BASE)
+                if g.judge_model is None
+                else self._make_engine(BASE, dict(g.judge_model.options), None, g.judge_model)
+            )
             self._grader = JudgeGrader(judge, g.template or DEFAULT_JUDGE_TEMPLATE, g.max_new_tokens)
         return self._grader
 
-    def _make_engine(self, condition: str, kwargs: dict[str, Any], adapter: Path | None,
-                     spec: ModelConfig | None = None) -> Engine:
+    def _make_engine(
+        self, condition: str, kwargs: dict[str, Any], adapter: Path | None, spec: ModelConfig | None = None
+    ) -> Engine:
         """The engine of `spec` (default: the model under study) for a condition."""
         m = spec or self.config.model
         dtype = (lambda: self.dtype().dtype) if spec is None else (lambda: choose_dtype(m.dtype).dtype)
@@ -127,19 +132,32 @@ class Study:
             elif condition != BASE:
                 job = read_json(self.run_dir / "training" / condition / "hosted_job.json")
                 model = job["fine_tuned_model"]
-            engine = get_engine("openai", store=self.store, base_url=m.base_url, model=model,
-                                api_key_env=m.api_key_env, quiet=self.quiet, **kwargs)
+            engine = get_engine(
+                "openai",
+                store=self.store,
+                base_url=m.base_url,
+                model=model,
+                api_key_env=m.api_key_env,
+                quiet=self.quiet,
+                **kwargs,
+            )
         elif m.engine == "embedded":
-            engine = get_engine("embedded", store=self.store, adapter=adapter, quiet=self.quiet,
-                                dtype=dtype(), **kwargs)
+            engine = get_engine(
+                "embedded", store=self.store, adapter=adapter, quiet=self.quiet, dtype=dtype(), **kwargs
+            )
         else:
-            if spec is None and m.engine == "vllm" and self.config.trained_conditions and \
-                    self.config.training.backend == "lora":
+            if (
+                spec is None
+                and m.engine == "vllm"
+                and self.config.trained_conditions
+                and self.config.training.backend == "lora"
+            ):
                 # the largest rank up front: the base model and every adapter then share one vllm.LLM
                 ranks = [self.config.training.lora_for(c).rank for c in self.config.trained_conditions]
                 kwargs.setdefault("max_lora_rank", max(ranks))
-            engine = get_engine(m.engine, store=self.store, model=m.name, adapter=adapter, quiet=self.quiet,
-                                dtype=dtype(), **kwargs)
+            engine = get_engine(
+                m.engine, store=self.store, model=m.name, adapter=adapter, quiet=self.quiet, dtype=dtype(), **kwargs
+            )
         return engine
 
     def _record_determinism(self, condition: str, engine: Engine) -> None:
@@ -162,13 +180,16 @@ class Study:
                 if len(questions) < entry.train + entry.held_out:
                     raise ConfigError(
                         f"{self.source}: field '{where}': '{entry.name}' has {len(questions)} questions, fewer "
-                        f"than train + held_out = {entry.train + entry.held_out}")
+                        f"than train + held_out = {entry.train + entry.held_out}"
+                    )
                 pool, held = split_questions(questions, held_out=entry.held_out, seed=cfg.seed)
                 self.train_questions += sorted(pool, key=lambda q: _rank(cfg.seed, q.id))[: entry.train]
             else:
                 if len(questions) < entry.n:
-                    raise ConfigError(f"{self.source}: field '{where}.n': '{entry.name}' has {len(questions)} "
-                                      f"questions, fewer than n = {entry.n}")
+                    raise ConfigError(
+                        f"{self.source}: field '{where}.n': '{entry.name}' has {len(questions)} "
+                        f"questions, fewer than n = {entry.n}"
+                    )
                 held = sorted(questions, key=lambda q: _rank(cfg.seed, q.id))[: entry.n]
             name = questions[0].dataset
             self.eval_sets[name] = held
@@ -196,13 +217,17 @@ class Study:
         """Record the train / held-out / evaluation question ids of the loaded datasets."""
         if not self._loaded:
             self.load_data()
-        write_json(self.run_dir / "data" / "splits.json", {
-            "train": [q.id for q in self.train_questions],
-            "eval": {name: [q.id for q in qs] for name, qs in self.eval_sets.items()},
-            "in_domain": self.in_domain,
-        })
+        write_json(
+            self.run_dir / "data" / "splits.json",
+            {
+                "train": [q.id for q in self.train_questions],
+                "eval": {name: [q.id for q in qs] for name, qs in self.eval_sets.items()},
+                "in_domain": self.in_domain,
+            },
+        )
         n_eval = sum(len(qs) for qs in self.eval_sets.values())
-        return f"{len(self.train_questions)} training questions, {n_eval} evaluation questions in {len(self.eval_sets)} datasets"
+        n_sets = len(self.eval_sets)
+        return f"{len(self.train_questions)} training questions, {n_eval} evaluation questions in {n_sets} datasets"
 
     def record_format(self, stage: str, fmt: str) -> None:
         """RUN/format.json: the reply format (guided or free) each sampling stage actually used."""
@@ -223,9 +248,11 @@ class Study:
         self.record_format("targets", summary["format"])
         overall = summary["consistency"]["all"]
         sets = ", ".join(f"{name} {card.get('n_examples', 0)}" for name, card in summary["sets"].items())
-        return (f"{overall['n']} questions x {self.config.targets.n_samples} samples: answer parse rate "
-                f"{overall['parse_rate']:.2f}, modal accuracy {overall['accuracy']:.2f}, mean consistency "
-                f"{overall['mean_consistency']:.2f}; training examples: {sets}")
+        return (
+            f"{overall['n']} questions x {self.config.targets.n_samples} samples: answer parse rate "
+            f"{overall['parse_rate']:.2f}, modal accuracy {overall['accuracy']:.2f}, mean consistency "
+            f"{overall['mean_consistency']:.2f}; training examples: {sets}"
+        )
 
     def stage_train(self) -> str:
         conditions = self.config.trained_conditions
@@ -247,9 +274,14 @@ class Study:
             from metaconf.training import train_conditions
 
             training = self.config.training
-            train_conditions(self.run_dir, self.model_path(), training.lora, conditions,
-                             configs={c: training.lora_for(c) for c in conditions},
-                             dtype=self.dtype().dtype if self.dtype() else self.config.model.dtype)
+            train_conditions(
+                self.run_dir,
+                self.model_path(),
+                training.lora,
+                conditions,
+                configs={c: training.lora_for(c) for c in conditions},
+                dtype=self.dtype().dtype if self.dtype() else self.config.model.dtype,
+            )
         return f"adapters ready: {', '.join(conditions)}"
 
     def stage_consistency(self) -> str:
@@ -263,7 +295,11 @@ class Study:
         engine = self.engine(BASE)
         fmt = resolve_format(ev.consistency_format, engine, "consistency")
         records = sample_consistency(
-            engine, questions, n=ev.consistency_samples, temperature=ev.consistency_temperature, seed=ev.seed,
+            engine,
+            questions,
+            n=ev.consistency_samples,
+            temperature=ev.consistency_temperature,
+            seed=ev.seed,
             guided=fmt == "guided",
         )
         self.record_format("consistency", fmt)
@@ -283,8 +319,9 @@ class Study:
             return None
         from metaconf.engines.hf import SharedPrefill, lowest_adapter_layer
 
-        lowest = [lowest_adapter_layer(self.run_dir / "training" / c / "adapter")
-                  for c in self.config.trained_conditions]
+        lowest = [
+            lowest_adapter_layer(self.run_dir / "training" / c / "adapter") for c in self.config.trained_conditions
+        ]
         split = min(lowest, default=0)
         return SharedPrefill(split) if split > 0 else None
 
@@ -299,15 +336,26 @@ class Study:
         for condition in self.config.conditions:
             complete = not stale and all(
                 prediction_path(self.run_dir, condition, task, name).is_file()
-                for task in ("single", "pairwise") for name in self.eval_sets
+                for task in ("single", "pairwise")
+                for name in self.eval_sets
             )
             if not complete:
                 engine = self.engine(condition)
                 if shared is not None:
                     engine.shared_prefill = shared
-                evaluate_condition(self.run_dir, engine, condition, self.eval_sets, pairs, consistency,
-                                   temperature=ev.temperature, logprobs=ev.logprobs, seed=ev.seed,
-                                   guided=fmt == "guided", grader=self.grader())
+                evaluate_condition(
+                    self.run_dir,
+                    engine,
+                    condition,
+                    self.eval_sets,
+                    pairs,
+                    consistency,
+                    temperature=ev.temperature,
+                    logprobs=ev.logprobs,
+                    seed=ev.seed,
+                    guided=fmt == "guided",
+                    grader=self.grader(),
+                )
                 done += 1
         if shared is not None:
             shared.clear()
@@ -315,8 +363,10 @@ class Study:
                 self._base_engine.shared_prefill = None
         n_pairs = sum(len(p) for p in pairs.values())
         n_items = sum(len(q) for q in self.eval_sets.values())
-        return (f"{len(self.config.conditions)} conditions x ({n_items} questions + {n_pairs} pairs); "
-                f"{done} evaluated now, {len(self.config.conditions) - done} already stored")
+        return (
+            f"{len(self.config.conditions)} conditions x ({n_items} questions + {n_pairs} pairs); "
+            f"{done} evaluated now, {len(self.config.conditions) - done} already stored"
+        )
 
     def baselines(self) -> list[str]:
         """The configured baselines this study can score (recalibration needs the base condition's answers)."""
@@ -329,21 +379,33 @@ class Study:
             return "none configured"
         ev, engine = self.config.evaluation, self.engine(BASE)
         fmt = self.formats()["evaluation"] or resolve_format(ev.format, engine, "evaluation")
-        return run_baselines(self.run_dir, engine, self.train_questions, self.eval_sets, self.baselines(),
-                             temperature=ev.temperature, seed=ev.seed, guided=fmt == "guided",
-                             logprobs=ev.logprobs, grader=self.grader())
+        return run_baselines(
+            self.run_dir,
+            engine,
+            self.train_questions,
+            self.eval_sets,
+            self.baselines(),
+            temperature=ev.temperature,
+            seed=ev.seed,
+            guided=fmt == "guided",
+            logprobs=ev.logprobs,
+            grader=self.grader(),
+        )
 
     def stage_metrics(self) -> str:
         from metaconf.metrics import summarize, write_metrics
 
         predictions = {
-            key: rows for key, rows in load_predictions(self.run_dir).items()
+            key: rows
+            for key, rows in load_predictions(self.run_dir).items()
             if key[0] in self.config.conditions and key[2] in self.eval_sets
         }
-        datasets_info = {name: {"domain": qs[0].domain, "in_domain": self.in_domain[name]}
-                         for name, qs in self.eval_sets.items()}
-        metrics = summarize(predictions, datasets_info, n_boot=self.config.evaluation.n_boot,
-                            seed=self.config.evaluation.seed)
+        datasets_info = {
+            name: {"domain": qs[0].domain, "in_domain": self.in_domain[name]} for name, qs in self.eval_sets.items()
+        }
+        metrics = summarize(
+            predictions, datasets_info, n_boot=self.config.evaluation.n_boot, seed=self.config.evaluation.seed
+        )
         metrics["model"] = self.model_label()
         metrics["format"] = self.formats()
         metrics["config"] = self.config.model_dump(mode="json")
@@ -353,8 +415,16 @@ class Study:
 
         wanted = set(methods_of(self.baselines()))
         scored = {k: v for k, v in load_baselines(self.run_dir).items() if k[0] in wanted and k[1] in self.eval_sets}
-        metrics.update(baseline_metrics(predictions, scored, datasets_info, self.config.trained_conditions,
-                                        n_boot=self.config.evaluation.n_boot, seed=self.config.evaluation.seed))
+        metrics.update(
+            baseline_metrics(
+                predictions,
+                scored,
+                datasets_info,
+                self.config.trained_conditions,
+                n_boot=self.config.evaluation.n_boot,
+                seed=self.config.evaluation.seed,
+            )
+        )
         write_metrics(self.run_dir / "metrics.json", metrics)
         return f"{len(metrics['rows'])} metric rows -> {self.run_dir / 'metrics.json'}"
 
@@ -389,8 +459,11 @@ class Study:
         lock = RunLock(self.run_dir)
         stale = lock.acquire()
         if stale:  # said even with --quiet: the user should know a run ended without releasing the folder
-            print(f"metaconf: took over the lock of an ended run (pid {stale.get('pid')} on host "
-                  f"{stale.get('host')})", file=sys.stderr, flush=True)
+            print(
+                f"metaconf: took over the lock of an ended run (pid {stale.get('pid')} on host {stale.get('host')})",
+                file=sys.stderr,
+                flush=True,
+            )
         try:
             return self._run_locked(stages)
         except MetaconfError:
@@ -406,15 +479,21 @@ class Study:
     def _run_locked(self, stages: tuple[str, ...]) -> Path:
         from metaconf.tasks import template_record
 
-        write_text_atomic(self.run_dir / "config.yaml",
-                          yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False))
+        write_text_atomic(
+            self.run_dir / "config.yaml", yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False)
+        )
         p_true = ("p_true",) if "p_true" in self.baselines() else ()
         write_json(self.run_dir / "templates.json", template_record(("answer", "single", "pairwise") + p_true))
         write_json(self.run_dir / "run_info.json", self.run_info())
         steps: dict[str, Callable[[], str]] = {
-            "data": self.stage_data, "targets": self.stage_targets, "train": self.stage_train,
-            "consistency": self.stage_consistency, "evaluate": self.stage_evaluate,
-            "baselines": self.stage_baselines, "metrics": self.stage_metrics, "report": self.stage_report,
+            "data": self.stage_data,
+            "targets": self.stage_targets,
+            "train": self.stage_train,
+            "consistency": self.stage_consistency,
+            "evaluate": self.stage_evaluate,
+            "baselines": self.stage_baselines,
+            "metrics": self.stage_metrics,
+            "report": self.stage_report,
         }
         wanted = set(stages) | {"data"}  # every stage needs the questions
         started = time.perf_counter()

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from metaconf.engines.base import stable_hash
 from metaconf.errors import DataError
@@ -61,7 +62,7 @@ class CalibrationMap:
     @classmethod
     def fit(
         cls, records: Sequence[ConsistencyRecord], n_bins: int = 10, by_domain: bool = False, min_bin_count: int = 5
-    ) -> "CalibrationMap":
+    ) -> CalibrationMap:
         """Fit on training records only (never on held-out questions)."""
         if not records:
             raise DataError("calibration map: no consistency records to fit on")
@@ -94,18 +95,26 @@ class CalibrationMap:
 
     # -- persistence and display -----------------------------------------------------------------------
     def to_json(self) -> str:
-        return json.dumps({
-            "n_bins": self.n_bins, "min_bin_count": self.min_bin_count, "pooled_accuracy": self.pooled_accuracy,
-            "pooled": self.pooled.to_dict(), "by_domain": {d: t.to_dict() for d, t in self.by_domain.items()},
-        }, indent=2)
+        return json.dumps(
+            {
+                "n_bins": self.n_bins,
+                "min_bin_count": self.min_bin_count,
+                "pooled_accuracy": self.pooled_accuracy,
+                "pooled": self.pooled.to_dict(),
+                "by_domain": {d: t.to_dict() for d, t in self.by_domain.items()},
+            },
+            indent=2,
+        )
 
     @classmethod
-    def from_json(cls, text: str, where: str = "calibration map") -> "CalibrationMap":
+    def from_json(cls, text: str, where: str = "calibration map") -> CalibrationMap:
         try:
             raw = json.loads(text)
             return cls(
-                n_bins=int(raw["n_bins"]), min_bin_count=int(raw["min_bin_count"]),
-                pooled_accuracy=float(raw["pooled_accuracy"]), pooled=BinTable(**raw["pooled"]),
+                n_bins=int(raw["n_bins"]),
+                min_bin_count=int(raw["min_bin_count"]),
+                pooled_accuracy=float(raw["pooled_accuracy"]),
+                pooled=BinTable(**raw["pooled"]),
                 by_domain={d: BinTable(**t) for d, t in raw.get("by_domain", {}).items()},
             )
         except (ValueError, KeyError, TypeError) as exc:
@@ -117,11 +126,15 @@ class CalibrationMap:
         rows = []
         for k in range(self.n_bins):
             lo, hi = k / self.n_bins, (k + 1) / self.n_bins
-            rows.append({
-                "bin": k, "range": f"[{lo:.2f}, {hi:.2f}{']' if k == self.n_bins - 1 else ')'}",
-                "count": t.count[k], "accuracy": t.correct[k] / t.count[k] if t.count[k] else None,
-                "target": round(t.target[k], 4),
-            })
+            rows.append(
+                {
+                    "bin": k,
+                    "range": f"[{lo:.2f}, {hi:.2f}{']' if k == self.n_bins - 1 else ')'}",
+                    "count": t.count[k],
+                    "accuracy": t.correct[k] / t.count[k] if t.count[k] else None,
+                    "target": round(t.target[k], 4),
+                }
+            )
         return rows
 
     def markdown(self, domain: str | None = None) -> str:

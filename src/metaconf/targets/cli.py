@@ -22,12 +22,18 @@ class BuildDataConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    datasets: list[str] = Field(["mmlu_pro", "gsm8k", "triviaqa"],
-                                description="Registered dataset names (`metaconf datasets`) or data files.")
+    datasets: list[str] = Field(
+        ["mmlu_pro", "gsm8k", "triviaqa"], description="Registered dataset names (`metaconf datasets`) or data files."
+    )
     per_dataset: int = Field(50, ge=1, description="Questions drawn from each dataset.")
-    held_out: int = Field(0, ge=0, description=(
-        "Questions of each dataset kept out of training (a count, as the study config's data.train[].held_out; "
-        "before metaconf 0.2 this flag was a fraction)."))
+    held_out: int = Field(
+        0,
+        ge=0,
+        description=(
+            "Questions of each dataset kept out of training (a count, as the study config's data.train[].held_out; "
+            "before metaconf 0.2 this flag was a fraction)."
+        ),
+    )
     model: str = Field("embedded", description="'embedded' (SmolLM2-135M-Instruct) or a local model folder / hub id.")
     targets: TargetsConfig = Field(default_factory=TargetsConfig, description="Sampling and calibrated targets.")
 
@@ -47,8 +53,10 @@ def _build_data(options: BuildDataOptions, config: BuildDataConfig, source: str)
     engine = get_engine("hf", model=config.model, store=options.out / "completions.sqlite")
     summary = build_data(options.out, engine, questions, config.targets)
     for name, stats in summary["consistency"].items():
-        print(f"{name:>10}: n={stats['n']} parse_rate={stats['parse_rate']:.3f} "
-              f"accuracy={stats['accuracy']:.3f} mean_consistency={stats['mean_consistency']:.3f}")
+        print(
+            f"{name:>10}: n={stats['n']} parse_rate={stats['parse_rate']:.3f} "
+            f"accuracy={stats['accuracy']:.3f} mean_consistency={stats['mean_consistency']:.3f}"
+        )
     for name, card in summary["sets"].items():
         note = f" (EMPTY: {card['empty']})" if card.get("empty") else ""
         print(f"training set {name}: {card['n_examples']} examples -> {options.out / 'training_sets' / name}{note}")
@@ -58,11 +66,15 @@ def _build_data(options: BuildDataOptions, config: BuildDataConfig, source: str)
 
 COMMANDS = [
     Command(
-        "build-data", help="build the SFT training sets (consistency -> calibrated targets -> JSONL)",
+        "build-data",
+        help="build the SFT training sets (consistency -> calibrated targets -> JSONL)",
         description="Sample each training question's answer n times, fit the consistency -> accuracy map and write "
         "RUN/training_sets/<condition>/ (HF chat JSONL, hosted JSONL, data cards). Reruns reuse "
         "RUN/completions.sqlite.",
-        options=BuildDataOptions, config=BuildDataConfig, upgrade=moved_under("targets", BuildDataConfig), run=_build_data,
+        options=BuildDataOptions,
+        config=BuildDataConfig,
+        upgrade=moved_under("targets", BuildDataConfig),
+        run=_build_data,
         deprecated={"--n-samples": "targets.n_samples", "--seed": "targets.seed"},
     ),
 ]

@@ -12,22 +12,37 @@ class TrainingSetSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(description="Condition name: the folder under training_sets/ (e.g. single, pairwise, multitask).",
-                      pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(
+        description="Condition name: the folder under training_sets/ (e.g. single, pairwise, multitask).",
+        pattern=r"^[A-Za-z0-9_.-]+$",
+    )
     task: Literal["single", "pairwise", "multitask"] = Field(description="Which examples the set holds.")
-    size: int | None = Field(default=None, ge=1, description=(
-        "Number of examples; None: every eligible question (single), as many pairs as eligible questions "
-        "(pairwise), or the single set's size (multitask). Fewer are written when fewer exist; the card says so."))
-    single_share: float = Field(default=0.5, ge=0.0, le=1.0,
-                                description="multitask only: share of single-question examples in the mix.")
-    domains: list[str] | None = Field(default=None, description=(
-        "Restrict the set to questions of these training domains (None: all). The calibration map is still "
-        "fitted on all training questions."))
+    size: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Number of examples; None: every eligible question (single), as many pairs as eligible questions "
+            "(pairwise), or the single set's size (multitask). Fewer are written when fewer exist; the card says so."
+        ),
+    )
+    single_share: float = Field(
+        default=0.5, ge=0.0, le=1.0, description="multitask only: share of single-question examples in the mix."
+    )
+    domains: list[str] | None = Field(
+        default=None,
+        description=(
+            "Restrict the set to questions of these training domains (None: all). The calibration map is still "
+            "fitted on all training questions."
+        ),
+    )
 
 
 def default_sets() -> list[TrainingSetSpec]:
-    return [TrainingSetSpec(name="single", task="single"), TrainingSetSpec(name="pairwise", task="pairwise"),
-            TrainingSetSpec(name="multitask", task="multitask")]
+    return [
+        TrainingSetSpec(name="single", task="single"),
+        TrainingSetSpec(name="pairwise", task="pairwise"),
+        TrainingSetSpec(name="multitask", task="multitask"),
+    ]
 
 
 class TargetsConfig(BaseModel):
@@ -36,34 +51,63 @@ class TargetsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     n_samples: int = Field(default=10, ge=1, description="Answer samples per training question (consistency).")
-    format: Literal["guided", "free"] = Field(default="guided", description=(
-        "guided: each answer sample is constrained to the answer template's format (the model still chooses the "
-        "answer); free: unconstrained text, parsed afterwards (the paper's setting). guided falls back to free, "
-        "with a warning, on an engine that cannot guide."))
+    format: Literal["guided", "free"] = Field(
+        default="guided",
+        description=(
+            "guided: each answer sample is constrained to the answer template's format (the model still chooses the "
+            "answer); free: unconstrained text, parsed afterwards (the paper's setting). guided falls back to free, "
+            "with a warning, on an engine that cannot guide."
+        ),
+    )
     temperature: float = Field(default=1.0, ge=0.0, description="Sampling temperature of the answer samples.")
-    max_new_tokens: int | None = Field(default=None, ge=1,
-                                       description="Token limit per answer sample; None: the answer template's.")
+    max_new_tokens: int | None = Field(
+        default=None, ge=1, description="Token limit per answer sample; None: the answer template's."
+    )
     seed: int = Field(default=0, ge=0, description="Seeds sampling, target noise, subsampling, pairing and mixing.")
     n_bins: int = Field(default=10, ge=1, description="Equal-width consistency bins of the calibration map.")
-    by_domain: bool = Field(default=False, description=(
-        "Fit one map per domain (nearly empty bins shrink toward the pooled map) instead of one pooled map."))
-    min_bin_count: int = Field(default=5, ge=0, description=(
-        "Bins with fewer questions are padded to this many pseudo-observations at the pooled accuracy."))
-    noise: float = Field(default=0.05, ge=0.0, le=0.5,
-                         description="Half-width of the uniform noise added to each single-question target.")
-    subsample_max_per_bin: int | None = Field(default=None, ge=1, description=(
-        "Cap on questions per consistency bin in the training sets (seeded subsample); None: no cap."))
-    pair_gap: float = Field(default=0.1, ge=0.0, le=1.0, description=(
-        "A pair needs calibrated (noise-free) targets differing by at least this much."))
-    cross_domain_share: float = Field(default=0.5, ge=0.0, le=1.0, description=(
-        "Share of pairs whose questions come from different domains (topped up from the other kind if short)."))
+    by_domain: bool = Field(
+        default=False,
+        description=(
+            "Fit one map per domain (nearly empty bins shrink toward the pooled map) instead of one pooled map."
+        ),
+    )
+    min_bin_count: int = Field(
+        default=5,
+        ge=0,
+        description=("Bins with fewer questions are padded to this many pseudo-observations at the pooled accuracy."),
+    )
+    noise: float = Field(
+        default=0.05,
+        ge=0.0,
+        le=0.5,
+        description="Half-width of the uniform noise added to each single-question target.",
+    )
+    subsample_max_per_bin: int | None = Field(
+        default=None,
+        ge=1,
+        description=("Cap on questions per consistency bin in the training sets (seeded subsample); None: no cap."),
+    )
+    pair_gap: float = Field(
+        default=0.1,
+        ge=0.0,
+        le=1.0,
+        description=("A pair needs calibrated (noise-free) targets differing by at least this much."),
+    )
+    cross_domain_share: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "Share of pairs whose questions come from different domains (topped up from the other kind if short)."
+        ),
+    )
     answer_template: str = Field(default="answer", description="Template for the answer samples.")
     single_template: str = Field(default="single", description="Template for single-question examples.")
     pairwise_template: str = Field(default="pairwise", description="Template for pairwise examples.")
     sets: list[TrainingSetSpec] = Field(default_factory=default_sets, description="The training sets to build.")
 
     @model_validator(mode="after")
-    def _unique_names(self) -> "TargetsConfig":
+    def _unique_names(self) -> TargetsConfig:
         names = [s.name for s in self.sets]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:

@@ -9,8 +9,9 @@ With no parseable sample the modal answer is None, consistency 0 and modal_corre
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from metaconf import grading
 from metaconf.data.schema import Question
@@ -42,7 +43,7 @@ class ConsistencyRecord:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, row: dict[str, Any]) -> "ConsistencyRecord":
+    def from_dict(cls, row: dict[str, Any]) -> ConsistencyRecord:
         return cls(**row)
 
 
@@ -70,8 +71,16 @@ def consistency_record(q: Question, samples: Sequence[str]) -> ConsistencyRecord
     except Exception:
         correct = False
     return ConsistencyRecord(
-        id=q.id, dataset=q.dataset, domain=q.domain, answer_type=q.answer_type, samples=list(samples),
-        answers=answers, modal_answer=modal, modal_text=modal_text, consistency=consistency, modal_correct=correct,
+        id=q.id,
+        dataset=q.dataset,
+        domain=q.domain,
+        answer_type=q.answer_type,
+        samples=list(samples),
+        answers=answers,
+        modal_answer=modal,
+        modal_text=modal_text,
+        consistency=consistency,
+        modal_correct=correct,
     )
 
 
@@ -94,7 +103,13 @@ def sample_consistency(
     limit = max_new_tokens or t.token_limit(guided)
     guide = [answer_guide(q, t, limit) for q in questions] if guided else None
     outputs = engine.generate(
-        prompts, n=n, temperature=temperature, seed=seed, max_new_tokens=limit,
-        stop=list(t.stop), desc="consistency samples", guide=guide,
+        prompts,
+        n=n,
+        temperature=temperature,
+        seed=seed,
+        max_new_tokens=limit,
+        stop=list(t.stop),
+        desc="consistency samples",
+        guide=guide,
     )
     return [consistency_record(q, [c.text for c in comps]) for q, comps in zip(questions, outputs, strict=True)]

@@ -11,8 +11,9 @@ from __future__ import annotations
 import itertools
 import random
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from metaconf.data.schema import Question
 from metaconf.engines.base import stable_hash
@@ -90,8 +91,12 @@ def _question(questions: dict[str, Question], qid: str) -> Question:
 
 
 def single_examples(
-    records: Sequence[ConsistencyRecord], questions: dict[str, Question], cmap: CalibrationMap,
-    noise: float = 0.05, seed: int = 0, template: str = "single",
+    records: Sequence[ConsistencyRecord],
+    questions: dict[str, Question],
+    cmap: CalibrationMap,
+    noise: float = 0.05,
+    seed: int = 0,
+    template: str = "single",
 ) -> list[Example]:
     """Question prompt -> modal answer + calibrated target confidence, one per record."""
     out = []
@@ -99,16 +104,31 @@ def single_examples(
         q = _question(questions, r.id)
         target = cmap.target(r, noise=noise, seed=seed)
         reply = format_single_target(display_answer(r), target, q, template)
-        out.append(Example("single", single_messages(q, template) + [{"role": "assistant", "content": reply}], {
-            "id": r.id, "dataset": r.dataset, "domain": r.domain, "bin": cmap.bin_of(r),
-            "consistency": r.consistency, "target": round(target, 2), "modal_correct": r.modal_correct,
-        }))
+        out.append(
+            Example(
+                "single",
+                single_messages(q, template) + [{"role": "assistant", "content": reply}],
+                {
+                    "id": r.id,
+                    "dataset": r.dataset,
+                    "domain": r.domain,
+                    "bin": cmap.bin_of(r),
+                    "consistency": r.consistency,
+                    "target": round(target, 2),
+                    "modal_correct": r.modal_correct,
+                },
+            )
+        )
     return out
 
 
 def select_pairs(
-    records: Sequence[ConsistencyRecord], cmap: CalibrationMap, n_pairs: int, gap: float = 0.1,
-    cross_domain_share: float = 0.5, seed: int = 0,
+    records: Sequence[ConsistencyRecord],
+    cmap: CalibrationMap,
+    n_pairs: int,
+    gap: float = 0.1,
+    cross_domain_share: float = 0.5,
+    seed: int = 0,
 ) -> list[tuple[ConsistencyRecord, ConsistencyRecord]]:
     """Up to `n_pairs` distinct unordered pairs (never a question with itself) with targets >= gap apart,
     about `cross_domain_share` of them across domains. Returned as (higher target, lower target)."""
@@ -139,8 +159,10 @@ def select_pairs(
 
 
 def pairwise_examples(
-    pairs: Sequence[tuple[ConsistencyRecord, ConsistencyRecord]], questions: dict[str, Question],
-    cmap: CalibrationMap, template: str = "pairwise",
+    pairs: Sequence[tuple[ConsistencyRecord, ConsistencyRecord]],
+    questions: dict[str, Question],
+    cmap: CalibrationMap,
+    template: str = "pairwise",
 ) -> list[Example]:
     """Pairs (higher, lower) -> prompts with the higher question first in even positions, second in odd ones."""
     out = []
@@ -149,18 +171,34 @@ def pairwise_examples(
         choice = 1 if k % 2 == 0 else 2
         q1, q2 = _question(questions, first.id), _question(questions, second.id)
         reply = format_pairwise_target(choice, display_answer(first), display_answer(second), q1, q2, template)
-        out.append(Example("pairwise", pairwise_messages(q1, q2, template) + [{"role": "assistant", "content": reply}], {
-            "id1": first.id, "id2": second.id, "domain1": first.domain, "domain2": second.domain,
-            "dataset1": first.dataset, "dataset2": second.dataset, "choice": choice,
-            "target1": round(cmap.accuracy(first), 4), "target2": round(cmap.accuracy(second), 4),
-            "bin1": cmap.bin_of(first), "bin2": cmap.bin_of(second),
-        }))
+        out.append(
+            Example(
+                "pairwise",
+                pairwise_messages(q1, q2, template) + [{"role": "assistant", "content": reply}],
+                {
+                    "id1": first.id,
+                    "id2": second.id,
+                    "domain1": first.domain,
+                    "domain2": second.domain,
+                    "dataset1": first.dataset,
+                    "dataset2": second.dataset,
+                    "choice": choice,
+                    "target1": round(cmap.accuracy(first), 4),
+                    "target2": round(cmap.accuracy(second), 4),
+                    "bin1": cmap.bin_of(first),
+                    "bin2": cmap.bin_of(second),
+                },
+            )
+        )
     return out
 
 
 def build_training_set(
-    spec: TrainingSetSpec, records: Sequence[ConsistencyRecord], questions: dict[str, Question],
-    cmap: CalibrationMap, config: TargetsConfig,
+    spec: TrainingSetSpec,
+    records: Sequence[ConsistencyRecord],
+    questions: dict[str, Question],
+    cmap: CalibrationMap,
+    config: TargetsConfig,
 ) -> list[Example]:
     """The examples of one condition: single, pairwise, or a seeded multitask mix of both."""
     pool = subsample_bins(eligible(records, spec.domains), cmap, config.subsample_max_per_bin, config.seed)
@@ -168,8 +206,9 @@ def build_training_set(
 
     def singles(n: int | None) -> list[Example]:
         chosen = pool if n is None or n >= len(pool) else _rng(seed, spec.name, "single").sample(pool, n)
-        return single_examples(sorted(chosen, key=lambda r: r.id), questions, cmap, config.noise, seed,
-                               config.single_template)
+        return single_examples(
+            sorted(chosen, key=lambda r: r.id), questions, cmap, config.noise, seed, config.single_template
+        )
 
     def pairs(n: int) -> list[Example]:
         picked = select_pairs(pool, cmap, n, config.pair_gap, config.cross_domain_share, seed)

@@ -7,8 +7,9 @@ file, the line and the field. Every file is written to a temporary name and rena
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from metaconf.errors import DataError
 from metaconf.io import iter_jsonl_objects, write_json, write_jsonl, write_text_atomic
@@ -102,13 +103,19 @@ def data_card(name: str, examples: Sequence[Example], n_bins: int = 10) -> dict[
         datasets.update([m["dataset1"], m["dataset2"]])
         bins.update([m["bin1"], m["bin2"]])
     return {
-        "name": name, "n_examples": len(examples), "n_single": len(singles), "n_pairwise": len(pairs),
-        "questions_per_domain": dict(sorted(domains.items())), "questions_per_dataset": dict(sorted(datasets.items())),
+        "name": name,
+        "n_examples": len(examples),
+        "n_single": len(singles),
+        "n_pairwise": len(pairs),
+        "questions_per_domain": dict(sorted(domains.items())),
+        "questions_per_dataset": dict(sorted(datasets.items())),
         "questions_per_bin": {str(k): bins.get(k, 0) for k in range(n_bins)},
-        "single_target_histogram": {f"[{k / 10:.1f}, {(k + 1) / 10:.1f}{']' if k == 9 else ')'}": hist[k]
-                                    for k in range(10)},
+        "single_target_histogram": {
+            f"[{k / 10:.1f}, {(k + 1) / 10:.1f}{']' if k == 9 else ')'}": hist[k] for k in range(10)
+        },
         "single_modal_accuracy": (sum(m["modal_correct"] for m in singles) / len(singles)) if singles else None,
-        "pairs_choice_1": sum(m["choice"] == 1 for m in pairs), "pairs_choice_2": sum(m["choice"] == 2 for m in pairs),
+        "pairs_choice_1": sum(m["choice"] == 1 for m in pairs),
+        "pairs_choice_2": sum(m["choice"] == 2 for m in pairs),
         "pairs_within_domain": sum(m["domain1"] == m["domain2"] for m in pairs),
         "pairs_across_domain": sum(m["domain1"] != m["domain2"] for m in pairs),
     }
@@ -116,6 +123,7 @@ def data_card(name: str, examples: Sequence[Example], n_bins: int = 10) -> dict[
 
 def card_markdown(card: dict[str, Any], calibration_table: str | None = None) -> str:
     """The data card as short markdown."""
+
     def table(title: str, counts: dict[str, Any]) -> list[str]:
         return [f"\n### {title}\n", "| | count |", "|---|---|", *[f"| {k} | {v} |" for k, v in counts.items()]]
 
@@ -138,7 +146,11 @@ def card_markdown(card: dict[str, Any], calibration_table: str | None = None) ->
 
 
 def write_training_set(
-    folder: str | Path, name: str, examples: Sequence[Example], n_bins: int = 10, calibration_table: str | None = None,
+    folder: str | Path,
+    name: str,
+    examples: Sequence[Example],
+    n_bins: int = 10,
+    calibration_table: str | None = None,
     empty_reason: str | None = None,
 ) -> dict[str, Any]:
     """Validate, then write train.jsonl, hosted.jsonl, examples.jsonl (meta per line), card.md and card.json.
@@ -148,8 +160,11 @@ def write_training_set(
     if not examples:  # e.g. no pair meets the gap: say so in the card, leave no stale or empty train file
         for stale in ("train.jsonl", "hosted.jsonl", "examples.jsonl"):
             (folder / stale).unlink(missing_ok=True)
-        card = {**data_card(name, [], n_bins), "hosted": "not written: no examples",
-                "empty": empty_reason or "no examples"}
+        card = {
+            **data_card(name, [], n_bins),
+            "hosted": "not written: no examples",
+            "empty": empty_reason or "no examples",
+        }
         write_json(folder / "card.json", card)
         write_text_atomic(folder / "card.md", card_markdown(card, calibration_table))
         return card

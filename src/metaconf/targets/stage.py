@@ -8,17 +8,18 @@ card.json}. Samples come through the engine's store, so a rerun regenerates noth
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from metaconf.data.schema import Question
 from metaconf.engines.base import Engine
 from metaconf.errors import DataError
+from metaconf.io import read_json, write_json, write_jsonl, write_text_atomic
 from metaconf.targets.calibration import CalibrationMap
 from metaconf.targets.config import TargetsConfig
 from metaconf.targets.consistency import ConsistencyRecord, sample_consistency
 from metaconf.targets.examples import build_training_set
-from metaconf.io import read_json, write_json, write_jsonl, write_text_atomic
 from metaconf.targets.export import write_training_set
 from metaconf.tasks.guides import resolve_format
 from metaconf.tasks.templates import template_record
@@ -34,7 +35,8 @@ def consistency_summary(records: Sequence[ConsistencyRecord]) -> dict[str, Any]:
     def stats(rs: list[ConsistencyRecord]) -> dict[str, Any]:
         n = len(rs)
         return {
-            "n": n, "parse_rate": round(sum(r.parse_rate for r in rs) / n, 4),
+            "n": n,
+            "parse_rate": round(sum(r.parse_rate for r in rs) / n, 4),
             "modal_parsed": round(sum(r.modal_answer is not None for r in rs) / n, 4),
             "accuracy": round(sum(r.modal_correct for r in rs) / n, 4),
             "mean_consistency": round(sum(r.consistency for r in rs) / n, 4),
@@ -71,8 +73,14 @@ def build_data(
         raise DataError("training questions: none given")
     fmt = resolve_format(config.format, engine, "targets")
     records = sample_consistency(
-        engine, list(questions.values()), n=config.n_samples, temperature=config.temperature, seed=config.seed,
-        template=config.answer_template, max_new_tokens=config.max_new_tokens, guided=fmt == "guided",
+        engine,
+        list(questions.values()),
+        n=config.n_samples,
+        temperature=config.temperature,
+        seed=config.seed,
+        template=config.answer_template,
+        max_new_tokens=config.max_new_tokens,
+        guided=fmt == "guided",
     )
     write_jsonl(run / "consistency" / "train.jsonl", [r.to_dict() for r in records])
     cmap = CalibrationMap.fit(records, config.n_bins, config.by_domain, config.min_bin_count)
@@ -83,8 +91,11 @@ def build_data(
         examples = build_training_set(spec, records, questions, cmap, config)
         reason = None
         if not examples:
-            reason = (f"no two eligible questions have calibrated targets at least pair_gap={config.pair_gap} apart"
-                      if spec.task != "single" else "no eligible question (none has a modal answer)")
+            reason = (
+                f"no two eligible questions have calibrated targets at least pair_gap={config.pair_gap} apart"
+                if spec.task != "single"
+                else "no eligible question (none has a modal answer)"
+            )
         cards[spec.name] = write_training_set(
             run / "training_sets" / spec.name, spec.name, examples, config.n_bins, cmap.markdown(), reason
         )

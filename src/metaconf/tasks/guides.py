@@ -20,6 +20,7 @@ from __future__ import annotations
 import string
 import warnings
 from typing import Any
+
 from metaconf.data.schema import Question
 from metaconf.errors import ConfigError
 from metaconf.tasks.templates import Template, load_template
@@ -70,8 +71,9 @@ def _pieces(t: Template, task: str) -> list[tuple[str, str | None]]:
     for literal, name, spec, conversion in parsed:
         if name is not None:
             if name not in allowed:
-                raise _refuse(t, f"unknown field {{{name}}} for the {task} task; allowed: "
-                                 + ", ".join(sorted(allowed)))
+                raise _refuse(
+                    t, f"unknown field {{{name}}} for the {task} task; allowed: " + ", ".join(sorted(allowed))
+                )
             if spec or conversion:
                 raise _refuse(t, f"field {{{name}}} has a format spec or conversion")
             if name in seen:
@@ -136,8 +138,11 @@ def _build(t: Template, task: str, answers: dict[str, Question], max_new_tokens:
         room[name] = left // len(opened)
     short = [n for n in flexible if room[n] < (MIN_OPEN_BYTES if n in opened else 2)]
     if budget < 0 or short:
-        raise _refuse(t, f"max_new_tokens {limit} is too small: the fixed text and bounded answers need {used} "
-                         f"tokens, leaving {max(budget, 0)} for the numeric and open answers")
+        raise _refuse(
+            t,
+            f"max_new_tokens {limit} is too small: the fixed text and bounded answers need {used} "
+            f"tokens, leaving {max(budget, 0)} for the numeric and open answers",
+        )
     out = []
     for literal, name in pieces:
         out.append(escape(literal))
@@ -173,11 +178,18 @@ def check_template(template: Template | str, task: str, max_new_tokens: int | No
     """Refuse (one-line ConfigError) a template whose output cannot be guided, before any sampling starts."""
     t = _template(template)
     probe = {
-        kind: Question(id=f"probe-{kind}", dataset="probe", domain="probe", question="?",
-                       choices=["a", "b"] if kind == "mc" else None, answers=["a"], answer_type=kind)
+        kind: Question(
+            id=f"probe-{kind}",
+            dataset="probe",
+            domain="probe",
+            question="?",
+            choices=["a", "b"] if kind == "mc" else None,
+            answers=["a"],
+            answer_type=kind,
+        )
         for kind in ("mc", "numeric", "open", "boolean")
     }
-    for kind, q in probe.items():
+    for q in probe.values():
         if task == "pairwise":
             pairwise_guide(q, probe["open"], t)
         elif task == "single":
@@ -198,7 +210,10 @@ def resolve_format(requested: str, engine: Any, stage: str) -> str:
     if requested not in FORMATS:
         raise ConfigError(f"{stage}: format must be one of {', '.join(FORMATS)}, got {requested!r}")
     if requested == "guided" and not getattr(engine, "supports_guide", False):
-        warnings.warn(f"{stage}: the {getattr(engine, 'name', 'engine')} engine cannot guide its output; "
-                      "sampling free text (format: free)", stacklevel=2)
+        warnings.warn(
+            f"{stage}: the {getattr(engine, 'name', 'engine')} engine cannot guide its output; "
+            "sampling free text (format: free)",
+            stacklevel=2,
+        )
         return "free"
     return requested

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from metaconf import grading
 from metaconf.data.schema import Question
@@ -21,7 +21,12 @@ from metaconf.tasks.templates import Template, load_template
 
 # Words read as a confidence only when the text holds no number at all (documented in docs/tasks.md).
 VERBAL_CONFIDENCE: dict[str, float] = {
-    "very high": 0.9, "high": 0.8, "moderate": 0.5, "medium": 0.5, "low": 0.2, "very low": 0.1,
+    "very high": 0.9,
+    "high": 0.8,
+    "moderate": 0.5,
+    "medium": 0.5,
+    "low": 0.2,
+    "very low": 0.1,
 }
 _WORDS = re.compile(r"\b(" + "|".join(sorted(VERBAL_CONFIDENCE, key=len, reverse=True)) + r")\b", re.I)
 _NUMBER = re.compile(
@@ -70,7 +75,7 @@ def parse_confidence(text: str) -> float | None:
     text = bounded_text(text)
     label = _CONF_LABEL.search(text)
     if label:
-        text = text[label.end():].split("\n", 1)[0] or text[label.end():].lstrip("\n").split("\n", 1)[0]
+        text = text[label.end() :].split("\n", 1)[0] or text[label.end() :].lstrip("\n").split("\n", 1)[0]
     values: set[float | None] = set()
     for m in _NUMBER.finditer(text):
         values.add(_number_value(m, text))
@@ -84,7 +89,7 @@ def parse_confidence(text: str) -> float | None:
 
 def _labelled_line(text: str, label: re.Pattern[str]) -> str | None:
     match = label.search(text)
-    return text[match.end():].split("\n", 1)[0].strip() if match else None
+    return text[match.end() :].split("\n", 1)[0].strip() if match else None
 
 
 def answer_part(text: str) -> str:
@@ -146,7 +151,7 @@ def parse_single(text: str, q: Question) -> SingleParse:
     text = bounded_text(text) if isinstance(text, str) else ""
     answer = parse_answer(text, q)
     conf_match = _CONF_LABEL.search(text)
-    confidence = parse_confidence(text[conf_match.start():]) if conf_match else None
+    confidence = parse_confidence(text[conf_match.start() :]) if conf_match else None
     return SingleParse(answer, confidence, _matches(answer, q), answer is not None and confidence is not None)
 
 
@@ -247,9 +252,7 @@ def pair_answer_texts(text: str) -> tuple[str | None, str | None]:
     return first, second
 
 
-def parse_pairwise(
-    text: str, q1: Question, q2: Question, logprobs: Sequence[TokenLogprob] | None = None
-) -> PairParse:
+def parse_pairwise(text: str, q1: Question, q2: Question, logprobs: Sequence[TokenLogprob] | None = None) -> PairParse:
     """Choice (1, 2 or None) and both answers from a pairwise completion; `p_first` from `logprobs` if given."""
     text = bounded_text(text) if isinstance(text, str) else ""
     choice_match = _CHOICE.search(text)
@@ -266,8 +269,12 @@ def parse_pairwise(
     except Exception:
         p_first = None
     return PairParse(
-        choice=choice, answer1=answers[0], answer2=answers[1],
-        correct1=_matches(answers[0], q1), correct2=_matches(answers[1], q2), p_first=p_first,
+        choice=choice,
+        answer1=answers[0],
+        answer2=answers[1],
+        correct1=_matches(answers[0], q1),
+        correct2=_matches(answers[1], q2),
+        p_first=p_first,
         parsed=choice is not None and lines == 2,
     )
 
@@ -294,6 +301,7 @@ def format_pairwise_target(
         raise DataError(f"pair {q1.id} / {q2.id}: choice must be 1 or 2, got {choice!r}")
     t = template if isinstance(template, Template) else load_template(template)
     return t.output.format(
-        choice=choice, answer1=_check_answer(answer1, f"question {q1.id}"),
+        choice=choice,
+        answer1=_check_answer(answer1, f"question {q1.id}"),
         answer2=_check_answer(answer2, f"question {q2.id}"),
     )

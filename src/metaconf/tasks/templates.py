@@ -12,8 +12,16 @@ from typing import Annotated, Any
 
 import yaml
 from pydantic import (
-    BaseModel, ConfigDict, Field, PrivateAttr, StrictInt, StrictStr, StringConstraints, ValidationError,
-    ValidationInfo, field_validator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StrictInt,
+    StrictStr,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -27,13 +35,17 @@ Messages = list[dict[str, str]]
 def _per_type(value: Any) -> dict[str, str]:
     """One text per answer type, no more and no fewer."""
     if not isinstance(value, dict):
-        raise PydanticCustomError("answer_types", "must map answer types ({types}) to text",
-                                  {"types": ", ".join(ANSWER_TYPES)})
+        raise PydanticCustomError(
+            "answer_types", "must map answer types ({types}) to text", {"types": ", ".join(ANSWER_TYPES)}
+        )
     missing = [t for t in ANSWER_TYPES if not isinstance(value.get(t), str)]
     unknown = [str(t) for t in value if t not in ANSWER_TYPES]
     if missing or unknown:
-        raise PydanticCustomError("answer_types", "needs text for {missing}; unknown {unknown}",
-                                  {"missing": ", ".join(missing) or "-", "unknown": ", ".join(unknown) or "-"})
+        raise PydanticCustomError(
+            "answer_types",
+            "needs text for {missing}; unknown {unknown}",
+            {"missing": ", ".join(missing) or "-", "unknown": ", ".join(unknown) or "-"},
+        )
     return dict(value)
 
 
@@ -46,18 +58,28 @@ class Template(BaseModel):
     version: StrictInt = Field(description="Raised whenever the text changes, so a run says which text it used.")
     description: StrictStr = Field("", description="What the template asks for, in a sentence.")
     system: StrictStr | None = Field(None, description="The system message; none when null.")
-    user: dict[str, StrictStr] | StrictStr = Field(description=(
-        "The user message: one text per answer type (mc, numeric, open, boolean) with {question} and {choices}; "
-        "for the pairwise task one text with {question1} and {question2}."))
-    question: dict[str, StrictStr] = Field(default_factory=dict, validate_default=True, description=(
-        "Pairwise task (`user` is one text): how each question is shown inside it, one text per answer type."))
+    user: dict[str, StrictStr] | StrictStr = Field(
+        description=(
+            "The user message: one text per answer type (mc, numeric, open, boolean) with {question} and {choices}; "
+            "for the pairwise task one text with {question1} and {question2}."
+        )
+    )
+    question: dict[str, StrictStr] = Field(
+        default_factory=dict,
+        validate_default=True,
+        description=(
+            "Pairwise task (`user` is one text): how each question is shown inside it, one text per answer type."
+        ),
+    )
     output: StrictStr = Field(description="The reply the model is trained to give (and the parser reads).")
     max_new_tokens: StrictInt = Field(gt=0, description="Token limit of a reply under free sampling.")
     # the guide bounds every field so the reply always fits (see tasks/guides.py); free runs never use it
     guided_max_new_tokens: StrictInt | None = Field(
-        None, gt=0, description="Token limit under guided decoding; null: max_new_tokens.")
+        None, gt=0, description="Token limit under guided decoding; null: max_new_tokens."
+    )
     stop: tuple[Annotated[StrictStr, StringConstraints(min_length=1)], ...] = Field(
-        (), description="Strings that end a reply (not included in it).")
+        (), description="Strings that end a reply (not included in it)."
+    )
     _path: str = PrivateAttr("")
 
     @field_validator("user", mode="before")
@@ -90,9 +112,15 @@ class Template(BaseModel):
     def record(self) -> dict[str, Any]:
         """Name, version and full text: what `templates.json` stores so a run says exactly what it asked."""
         return {
-            "name": self.name, "version": self.version, "description": self.description, "system": self.system,
-            "user": self.user, "question": self.question or None, "output": self.output,
-            "max_new_tokens": self.max_new_tokens, "guided_max_new_tokens": self.guided_max_new_tokens,
+            "name": self.name,
+            "version": self.version,
+            "description": self.description,
+            "system": self.system,
+            "user": self.user,
+            "question": self.question or None,
+            "output": self.output,
+            "max_new_tokens": self.max_new_tokens,
+            "guided_max_new_tokens": self.guided_max_new_tokens,
             "stop": list(self.stop),
         }
 

@@ -3,8 +3,8 @@
 Importing this package is cheap; torch / transformers / TRL load when training starts.
 """
 
-from metaconf.training.config import LoraTrainConfig
 from metaconf.engines.embedded import resolve_model
+from metaconf.training.config import LoraTrainConfig
 from metaconf.training.lora import merge_adapter, train_conditions, train_lora
 
 __all__ = ["LoraTrainConfig", "merge_adapter", "resolve_model", "train_conditions", "train_lora"]

@@ -17,8 +17,10 @@ class TrainOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     run: Path = Field(description="The run folder (its training_sets/ hold what is trained).")
-    demo_defaults: bool = Field(False, description="Start from the demo's fast CPU settings "
-                                "(LoraTrainConfig.for_cpu_demo()) instead of the defaults.")
+    demo_defaults: bool = Field(
+        False,
+        description="Start from the demo's fast CPU settings (LoraTrainConfig.for_cpu_demo()) instead of the defaults.",
+    )
 
 
 class TrainConfig(BaseModel):
@@ -30,7 +32,8 @@ class TrainConfig(BaseModel):
     model: str = Field("embedded", description="'embedded' (SmolLM2-135M-Instruct) or a model folder / hub id.")
     lora: LoraTrainConfig = Field(default_factory=LoraTrainConfig, description="LoRA settings.")
     hosted: HostedTrainConfig | None = Field(
-        None, description="Fine-tune a provider's model through its API instead (set hosted.base_model).")
+        None, description="Fine-tune a provider's model through its API instead (set hosted.base_model)."
+    )
 
 
 def _preset(options: TrainOptions) -> tuple[dict[str, Any], str]:
@@ -86,20 +89,33 @@ def _old_lora_flags() -> dict[str, str | tuple[str, Any]]:
 
 COMMANDS = [
     Command(
-        "train", help="fine-tune one LoRA adapter (or hosted job) per condition from RUN/training_sets/",
+        "train",
+        help="fine-tune one LoRA adapter (or hosted job) per condition from RUN/training_sets/",
         description="Trains RUN/training_sets/<cond>/train.jsonl into RUN/training/<cond>/ (adapter/, log.jsonl, "
         "loss.png, DONE). Finished conditions are skipped, interrupted ones resume. Runs under `torchrun` / "
         "`accelerate launch` for several processes or GPUs. Setting hosted.base_model fine-tunes that provider "
         "model through its API instead of LoRA.",
-        options=TrainOptions, config=TrainConfig, preset=_preset, upgrade=moved_under("lora", TrainConfig), run=_train,
-        deprecated={**_old_lora_flags(), "--hosted": "hosted.base_model", "--base-url": "hosted.base_url",
-                    "--api-key-env": "hosted.api_key_env", "--suffix": "hosted.suffix",
-                    "--hosted-epochs": "hosted.epochs", "--restart-failed": ("hosted.restart_failed", True)},
+        options=TrainOptions,
+        config=TrainConfig,
+        preset=_preset,
+        upgrade=moved_under("lora", TrainConfig),
+        run=_train,
+        deprecated={
+            **_old_lora_flags(),
+            "--hosted": "hosted.base_model",
+            "--base-url": "hosted.base_url",
+            "--api-key-env": "hosted.api_key_env",
+            "--suffix": "hosted.suffix",
+            "--hosted-epochs": "hosted.epochs",
+            "--restart-failed": ("hosted.restart_failed", True),
+        },
     ),
     Command(
-        "merge", help="fold a LoRA adapter into its base model and save the full model",
+        "merge",
+        help="fold a LoRA adapter into its base model and save the full model",
         description="Merge RUN/training/<condition>/adapter into its base model and save a full model folder "
         "(servable without PEFT).",
-        options=MergeOptions, run=_merge,
+        options=MergeOptions,
+        run=_merge,
     ),
 ]

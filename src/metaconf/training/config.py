@@ -34,9 +34,7 @@ class LoraTrainConfig(BaseModel):
     )
     learning_rate: float = Field(2e-4, gt=0, description="Peak learning rate (AdamW).")
     lr_scheduler: str = Field("linear", description="Learning-rate schedule after warmup (transformers name).")
-    warmup: float = Field(
-        0.03, ge=0, description="Warmup: a fraction of all steps if < 1, else a number of steps."
-    )
+    warmup: float = Field(0.03, ge=0, description="Warmup: a fraction of all steps if < 1, else a number of steps.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     epochs: float = Field(3.0, gt=0, description="Passes over the training file.")
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (overrides epochs).")
@@ -69,20 +67,22 @@ class LoraTrainConfig(BaseModel):
         50, ge=1, description="Save a resumable checkpoint every N optimizer steps (the last two are kept)."
     )
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="Training precision; 'auto': follow model.dtype (itself 'auto': bf16 on CPUs with "
-        "AMX / AVX512-BF16 and on GPUs that support it, fp32 on other CPUs, fp16 on older GPUs)."
+        "auto",
+        description="Training precision; 'auto': follow model.dtype (itself 'auto': bf16 on CPUs with "
+        "AMX / AVX512-BF16 and on GPUs that support it, fp32 on other CPUs, fp16 on older GPUs).",
     )
     bf16_mode: Literal["weights", "autocast"] = Field(
-        "weights", description="How bf16 training runs: 'weights': the frozen base weights are stored in bf16 "
+        "weights",
+        description="How bf16 training runs: 'weights': the frozen base weights are stored in bf16 "
         "(half the memory, no casts per step), LoRA weights, gradients and optimizer state stay fp32; "
-        "'autocast': fp32 base weights, matmuls in bf16 under torch.autocast (TRL's bf16=True)."
+        "'autocast': fp32 base weights, matmuls in bf16 under torch.autocast (TRL's bf16=True).",
     )
     gradient_checkpointing: bool | Literal["auto"] = Field(
         "auto", description="Recompute activations in backward to save memory; 'auto': on for GPUs, off on CPU."
     )
 
     @classmethod
-    def for_cpu_demo(cls) -> "LoraTrainConfig":
+    def for_cpu_demo(cls) -> LoraTrainConfig:
         """The demo's settings: SmolLM2-135M's three adapters in minutes on 2 CPU cores (docs/training.md)."""
         return cls(
             rank=8,

@@ -28,9 +28,7 @@ def load_chat_examples(path: str | Path) -> list[list[dict[str, str]]]:
         clean = []
         for i, m in enumerate(messages):
             if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
-                raise DataError(
-                    f"{where}: messages[{i}] needs 'role' (system/user/assistant) and string 'content'"
-                )
+                raise DataError(f"{where}: messages[{i}] needs 'role' (system/user/assistant) and string 'content'")
             clean.append({"role": m["role"], "content": m["content"]})
         if clean[-1]["role"] != "assistant" or len(clean) < 2:
             raise DataError(f"{where}: 'messages' must end with an assistant reply after a user message")

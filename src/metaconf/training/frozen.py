@@ -16,8 +16,9 @@ import copy
 import inspect
 import re
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from metaconf.errors import MetaconfError
 from metaconf.io import atomic_folder, read_json, write_json
@@ -118,8 +119,11 @@ class FrozenLowerLayers:
                 else:
                     if k < len(held):
                         cache.crop(k - len(held))
-                    out = decoder(input_ids=torch.tensor([seq[k:]], device=device), use_cache=True,
-                                  **{cache_kw: cache}).last_hidden_state[0].cpu()
+                    out = (
+                        decoder(input_ids=torch.tensor([seq[k:]], device=device), use_cache=True, **{cache_kw: cache})
+                        .last_hidden_state[0]
+                        .cpu()
+                    )
                     states = out if k == 0 else torch.cat([held_states[:k], out])
                     self.states[seq], held, held_states = states, seq, states
                     self.computed_tokens += len(seq) - k
@@ -211,7 +215,10 @@ def save_full_adapter(trained_dir: str | Path, out_dir: str | Path, split: int, 
 
     with atomic_folder(out_dir) as tmp:
         shutil.copytree(trained_dir, tmp, dirs_exist_ok=True)
-        save_file({renumber(k): v.contiguous() for k, v in weights.items()}, str(tmp / "adapter_model.safetensors"),
-                  metadata={"format": "pt"})
+        save_file(
+            {renumber(k): v.contiguous() for k, v in weights.items()},
+            str(tmp / "adapter_model.safetensors"),
+            metadata={"format": "pt"},
+        )
         write_json(tmp / "adapter_config.json", config)
     return out_dir

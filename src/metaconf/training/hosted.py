@@ -12,8 +12,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
@@ -68,8 +69,9 @@ class HostedClient:
     """The few OpenAI-compatible endpoints fine-tuning needs, retried (metaconf.retry) on network errors, 429 and
     transient 5xx."""
 
-    def __init__(self, base_url: str, api_key: str, timeout: float = 120.0, max_retries: int = 5,
-                 retry_wait: float = 1.0):
+    def __init__(
+        self, base_url: str, api_key: str, timeout: float = 120.0, max_retries: int = 5, retry_wait: float = 1.0
+    ):
         self.base_url = base_url.rstrip("/")
         self.retry = RetryPolicy(max_retries=max_retries, base=retry_wait, cap=RETRY_CAP_S)
         self._http = httpx.Client(
@@ -100,7 +102,10 @@ class HostedClient:
 
     def upload_file(self, path: Path) -> dict[str, Any]:
         return self._request(  # the bytes, not an open file: a retry sends the whole file again
-            "POST", "/files", f"upload of {path}", data={"purpose": "fine-tune"},
+            "POST",
+            "/files",
+            f"upload of {path}",
+            data={"purpose": "fine-tune"},
             files={"file": (path.name, path.read_bytes(), "application/jsonl")},
         )
 
@@ -233,8 +238,9 @@ def hosted_conditions(
     for cond in conditions:
         folder = run_dir / "training_sets" / cond
         train_file = folder / "hosted.jsonl" if (folder / "hosted.jsonl").is_file() else folder / "train.jsonl"
-        record = run_hosted_job(train_file, run_dir / "training" / cond, config,
-                                progress=lambda line, c=cond: progress(f"{c}: {line}"))
+        record = run_hosted_job(
+            train_file, run_dir / "training" / cond, config, progress=lambda line, c=cond: progress(f"{c}: {line}")
+        )
         models[cond] = record["fine_tuned_model"]
     return models
 

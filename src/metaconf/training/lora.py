@@ -16,20 +16,29 @@ import hashlib
 import json
 import shutil
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
+from metaconf.conditions import TRAINED_CONDITIONS
+from metaconf.engines.embedded import resolve_model
 from metaconf.errors import ConfigError, DataError, MetaconfError
+from metaconf.io import (
+    atomic_folder,
+    atomic_path,
+    file_sha256,
+    read_json,
+    read_jsonl,
+    write_json,
+    write_jsonl,
+    write_text_atomic,
+)
+from metaconf.precision import choose_dtype
 from metaconf.training.config import LoraTrainConfig
 from metaconf.training.data import filter_by_length, load_chat_examples, to_prompt_completion
 from metaconf.training.progress import quiet_libraries, use_own_progress
-from metaconf.io import atomic_folder, atomic_path, file_sha256, read_json, read_jsonl, write_json, write_jsonl, write_text_atomic
-from metaconf.conditions import TRAINED_CONDITIONS
-from metaconf.precision import choose_dtype
-from metaconf.engines.embedded import resolve_model
 
 PRECISION_OF_DTYPE = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
-
 
 
 def _device_settings(config: LoraTrainConfig, dtype: str = "auto") -> dict[str, Any]:
@@ -159,7 +168,12 @@ def _drop_gguf_marker(model: Any) -> None:
 
 
 def _split_for_cache(
-    base: Any, split: int, tokenizer: Any, probe: list[dict[str, str]], model_path: str, frozen_states: dict | None,
+    base: Any,
+    split: int,
+    tokenizer: Any,
+    probe: list[dict[str, str]],
+    model_path: str,
+    frozen_states: dict | None,
     state_dtype: Any = None,
 ) -> tuple[Any, Any]:
     """(upper model, FrozenLowerLayers) for `cache_frozen_layers`, after checking on one training example that the
@@ -168,7 +182,11 @@ def _split_for_cache(
     import torch
 
     from metaconf.training.frozen import (
-        BF16_PROBE_TOLERANCE, PROBE_TOLERANCE, FrozenLowerLayers, split_logits_gap, split_model,
+        BF16_PROBE_TOLERANCE,
+        PROBE_TOLERANCE,
+        FrozenLowerLayers,
+        split_logits_gap,
+        split_model,
     )
 
     state_dtype = state_dtype or base.dtype
@@ -208,11 +226,10 @@ def build_trainer(
     followed where `config.precision` is 'auto'.
     """
     import torch
+    from datasets import Dataset
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
     from trl import SFTConfig, SFTTrainer
-
-    from datasets import Dataset
 
     config = config or LoraTrainConfig()
     output_dir = Path(output_dir)
@@ -226,8 +243,10 @@ def build_trainer(
         raise MetaconfError(f"{model_path}: the tokenizer has no chat template; use an instruction-tuned model")
     examples, dropped = filter_by_length(load_chat_examples(train_file), tokenizer, config.max_length)
     if dropped:
-        print(f"metaconf: {train_file}: left out {dropped} example(s) longer than max_length={config.max_length}",
-              file=sys.stderr)
+        print(
+            f"metaconf: {train_file}: left out {dropped} example(s) longer than max_length={config.max_length}",
+            file=sys.stderr,
+        )
     if not examples:
         raise DataError(f"{train_file}: every example is longer than max_length={config.max_length} tokens")
     dataset = Dataset.from_list([to_prompt_completion(m) for m in examples])
@@ -239,16 +258,20 @@ def build_trainer(
     targets = config.target_modules
     if layers is not None and targets == "all-linear":  # PEFT wants explicit names with layers_to_transform
         head = base.get_output_embeddings()
-        targets = sorted({n.split(".")[-1] for n, m in base.named_modules()
-                          if isinstance(m, torch.nn.Linear) and m is not head})
+        targets = sorted(
+            {n.split(".")[-1] for n, m in base.named_modules() if isinstance(m, torch.nn.Linear) and m is not head}
+        )
     frozen = None
     if config.cache_frozen_layers:
         split = min(layers) if layers else 0
         if split == 0:
-            raise ConfigError("cache_frozen_layers: needs LoRA on upper layers only (set top_layers or "
-                              "layers_to_transform above layer 0)")
-        base, frozen = _split_for_cache(base, split, tokenizer, examples[0], model_path, frozen_states,
-                                        torch.bfloat16 if bf16 else torch.float32)
+            raise ConfigError(
+                "cache_frozen_layers: needs LoRA on upper layers only (set top_layers or "
+                "layers_to_transform above layer 0)"
+            )
+        base, frozen = _split_for_cache(
+            base, split, tokenizer, examples[0], model_path, frozen_states, torch.bfloat16 if bf16 else torch.float32
+        )
         layers = [i - split for i in layers]
     set_seed(config.seed)  # LoRA initialisation is drawn here, before the trainer exists
     lora = LoraConfig(
@@ -379,8 +402,13 @@ def train_lora(
     log_path = output_dir / "log.jsonl"
     with quiet_libraries():
         trainer = build_trainer(
-            train_file, output_dir, model_path, config, [_log_callback(log_path, resumed_step), *callbacks],
-            frozen_states, dtype,
+            train_file,
+            output_dir,
+            model_path,
+            config,
+            [_log_callback(log_path, resumed_step), *callbacks],
+            frozen_states,
+            dtype,
         )
         result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         split = trainer.frozen_split
@@ -429,8 +457,9 @@ def train_conditions(
         if not train_file.is_file():
             raise DataError(f"{train_file}: training set for condition '{cond}' not found (run build-data first)")
         settings = (configs or {}).get(cond, config)
-        adapters[cond] = train_lora(train_file, run_dir / "training" / cond, model, settings,
-                                    frozen_states=frozen_states, dtype=dtype)
+        adapters[cond] = train_lora(
+            train_file, run_dir / "training" / cond, model, settings, frozen_states=frozen_states, dtype=dtype
+        )
     return adapters
 
 

@@ -11,13 +11,21 @@ import contextlib
 import sys
 import time
 import warnings
-from typing import Any, Iterator, TextIO
+from collections.abc import Iterator
+from typing import Any, TextIO
 
 LIBRARIES = r"(transformers|trl|peft|accelerate|datasets|torch)(\.|$)"
 
 
-def progress_line(name: str, step: int, max_steps: int, epoch: float | None, loss: float | None,
-                  learning_rate: float | None, rate: float | None) -> str:
+def progress_line(
+    name: str,
+    step: int,
+    max_steps: int,
+    epoch: float | None,
+    loss: float | None,
+    learning_rate: float | None,
+    rate: float | None,
+) -> str:
     """'metaconf train single: step 10/60  epoch 0.50  loss 1.2345  lr 1.0e-04  3.21 it/s'."""
     parts = [f"metaconf train {name}: step {step}/{max_steps}"]
     if epoch is not None:
@@ -50,8 +58,14 @@ def progress_callback(name: str, stream: TextIO | None = None) -> Any:
             if self.stream.isatty():
                 from tqdm.auto import tqdm
 
-                self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc=f"train {name}",
-                                unit="step", file=self.stream, dynamic_ncols=True)
+                self.bar = tqdm(
+                    total=state.max_steps,
+                    initial=state.global_step,
+                    desc=f"train {name}",
+                    unit="step",
+                    file=self.stream,
+                    dynamic_ncols=True,
+                )
 
         def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
             if self.bar is not None:
@@ -67,9 +81,19 @@ def progress_callback(name: str, stream: TextIO | None = None) -> Any:
             if self.bar is not None:
                 self.bar.set_postfix(epoch=f"{state.epoch or 0:.2f}", loss=f"{loss:.4f}", refresh=False)
                 return
-            print(progress_line(name, state.global_step, state.max_steps, state.epoch, loss,
-                                None if lr is None else float(lr), steps / since if since > 0 else None),
-                  file=self.stream, flush=True)
+            print(
+                progress_line(
+                    name,
+                    state.global_step,
+                    state.max_steps,
+                    state.epoch,
+                    loss,
+                    None if lr is None else float(lr),
+                    steps / since if since > 0 else None,
+                ),
+                file=self.stream,
+                flush=True,
+            )
 
         def on_train_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
             if not state.is_world_process_zero:
@@ -77,8 +101,11 @@ def progress_callback(name: str, stream: TextIO | None = None) -> Any:
             if self.bar is not None:
                 self.bar.close()
                 self.bar = None
-            print(f"metaconf train {name}: done, {state.global_step} steps in {time.monotonic() - self.start:.1f} s",
-                  file=self.stream, flush=True)
+            print(
+                f"metaconf train {name}: done, {state.global_step} steps in {time.monotonic() - self.start:.1f} s",
+                file=self.stream,
+                flush=True,
+            )
 
     return TrainingProgress()
 
