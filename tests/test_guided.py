@@ -262,11 +262,11 @@ def test_guided_single_rows_get_a_probability_weighted_confidence(engine):
     from metaconf.evaluation import evaluate_single
 
     rows = evaluate_single(engine, "base", QUESTIONS, guided=True, logprobs=5)
-    assert all(r["parsed"] for r in rows)
+    assert len(rows) == len(QUESTIONS) and all(r["parsed"] for r in rows)
     for r in rows:
         assert 0.0 <= r["confidence_expected"] <= 1.0
     free = evaluate_single(engine, "base", QUESTIONS[:2], guided=False, logprobs=5)
-    assert all("confidence_expected" not in r for r in free)
+    assert len(free) == 2 and all("confidence_expected" not in r for r in free)
 
 
 # -- the real embedded model -----------------------------------------------------------------------------------

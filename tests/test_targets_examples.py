@@ -71,7 +71,7 @@ def test_pairs_mix_within_and_across_domains():
     across = sum(a.domain != b.domain for a, b in pairs)
     assert across == 30
     only_within = select_pairs(records[:-1], cmap, n_pairs=40, gap=0.1, cross_domain_share=0.0, seed=0)
-    assert all(a.domain == b.domain for a, b in only_within)
+    assert len(only_within) == 40 and all(a.domain == b.domain for a, b in only_within)
 
 
 def test_pairs_top_up_when_one_kind_runs_short():
