@@ -336,6 +336,7 @@ def test_a_lone_surrogate_from_a_server_is_stored_and_written_not_a_crash(tmp_pa
     assert read_jsonl(tmp_path / "p.jsonl") == [{"raw": "Answer: ? 12"}]
 
 
+@pytest.mark.slow  # two LoRA trainings, each in a fresh interpreter importing torch + transformers + TRL
 def test_two_trainings_in_processes_with_different_hash_seeds_give_the_same_adapter_identity(tmp_path, tiny_model):
     """PEFT writes target_modules from a set (its order follows PYTHONHASHSEED); metaconf writes them sorted, so
     two identical trainings give byte-identical adapter_config.json files and one adapter identity."""
