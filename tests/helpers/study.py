@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from metaconf.engines.scripted import ScriptedEngine
 from metaconf.study.runner import Study
 
@@ -42,7 +44,7 @@ class ScriptedStudy(Study):
 class CountingStudy(ScriptedStudy):
     """A ScriptedStudy that keeps every engine it hands out, so a test can tell what a (re)run generated."""
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.engines: list[ScriptedEngine] = []
 
