@@ -4,18 +4,15 @@ test session, for every test that needs a real transformers model but not a real
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
+from helpers.training_data import make_tiny_model
+
 # `model.dtype: auto` runs bf16 on CPUs with AMX / AVX512-BF16; the suite's exact-equality tests assume fp32, so
 # pin an AVX2-only CPU here (subprocesses inherit it). tests/test_precision.py tests bf16 explicitly.
 os.environ["METACONF_CPU_FLAGS"] = "avx2"
-
-sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "training"))
-
-from make_data import make_tiny_model  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize
 
+from helpers.questions import mc
+from helpers.study import SMALL, CountingStudy, ScriptedStudy
 from metaconf.baselines import BASELINES, apply_map, fit_map, load_baselines, run_baselines
 from metaconf.baselines.scores import agreement, answer_token_probability, yes_probability
 from metaconf.baselines.summary import baseline_metrics
@@ -22,8 +24,8 @@ from metaconf.study.config import parse_config
 
 
 def question(i: int, gold: str = "A", dataset: str = "toy") -> Question:
-    return Question(id=f"{dataset}/{i}", dataset=dataset, domain="general", question=f"Question number {i}?",
-                    choices=["one", "two", "three", "four"], answers=[gold], answer_type="mc")
+    return mc(gold, ["one", "two", "three", "four"], id=f"{dataset}/{i}", dataset=dataset,
+              question=f"Question number {i}?")
 
 
 def test_answer_token_probability_reads_only_the_answer_span():
@@ -148,12 +150,11 @@ def test_teacher_gap_and_paired_differences_by_hand():
     rows = {(r["method"], r["dataset"]): r for r in out["baselines"]["rows"]}
     assert rows[("consistency", "toy")]["auroc"] == 1.0 and rows[("consistency", "toy")]["n_scored"] == 4
     meta = {r["dataset"]: r for r in out["metacognition"]["rows"]}
-    assert set(meta) == {"toy", "flat"} and meta["toy"]["type2_auroc"] is not None
+    # type-2 AUROC on the condition's confidence ratings (bins at 0.25 / 0.5 / 0.75): 3, 2 right; 3, 2 wrong
+    assert set(meta) == {"toy", "flat"} and meta["toy"]["type2_auroc"] == pytest.approx(0.5)
 
 
 def test_config_lists_baselines_all_on_by_default():
-    from test_study import SMALL
-
     assert parse_config(SMALL).baselines == list(BASELINES)
     assert parse_config({**SMALL, "baselines": []}).baselines == []
     from metaconf.errors import ConfigError
@@ -163,8 +164,6 @@ def test_config_lists_baselines_all_on_by_default():
 
 
 def test_study_scores_baselines_reports_them_and_resumes(tmp_path):
-    from test_study import SMALL, ScriptedStudy
-
     config = parse_config({**SMALL, "conditions": ["base"]})
     run_dir = tmp_path / "run"
     study = ScriptedStudy(config, run_dir, quiet=True)
@@ -180,13 +179,6 @@ def test_study_scores_baselines_reports_them_and_resumes(tmp_path):
     assert (run_dir / "plots" / "baselines_auroc.png").is_file()
     assert "p_true" in json.loads((run_dir / "templates.json").read_text())
     stored = study.store.count()
-    calls = []
-
-    class CountingStudy(ScriptedStudy):
-        def engine(self, condition="base"):
-            engine = super().engine(condition)
-            calls.append(engine)
-            return engine
-
-    CountingStudy(config, run_dir, quiet=True).run(("baselines", "metrics"))
-    assert study.store.count() == stored and all(not e.calls for e in calls)
+    rerun = CountingStudy(config, run_dir, quiet=True)
+    rerun.run(("baselines", "metrics"))
+    assert study.store.count() == stored and rerun.engines and rerun.generated() == 0

@@ -8,13 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers.questions import open_q
 from metaconf.data import Question, split_questions
 from metaconf.errors import DataError
 
 
 def make(n: int) -> list[Question]:
-    return [Question(id=f"d/{i}", dataset="d", domain="x", question=f"q{i}", choices=None, answers=["a"],
-                     answer_type="open") for i in range(n)]
+    return [open_q("a", id=f"d/{i}", dataset="d", domain="x", question=f"q{i}") for i in range(n)]
 
 
 @settings(max_examples=40, deadline=None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from helpers.questions import mc, open_q
 from metaconf.data.schema import Question
 from metaconf.engines.scripted import ScriptedEngine, last_user_content
 from metaconf.errors import ConfigError, DataError
@@ -11,10 +12,10 @@ from metaconf.grading import Grader, JudgeGrader, RuleGrader, parse_judge_reply
 
 
 def trivia(*aliases: str, qid: str = "t/1") -> Question:
-    return Question(qid, "triviaqa", "trivia", "Who wrote Hamlet?", None, list(aliases), "open")
+    return open_q(*aliases, id=qid, dataset="triviaqa", question="Who wrote Hamlet?")
 
 
-MC = Question("t/mc", "mmlu", "general", "2+2?", ["3", "4", "5"], ["B"], "mc")
+MC = mc("B", ["3", "4", "5"], dataset="mmlu", question="2+2?")
 
 
 def test_rule_grader_is_a_grader() -> None:

@@ -9,6 +9,7 @@ import warnings
 import pytest
 import yaml
 
+from helpers import questions
 from metaconf.data.schema import Question
 from metaconf.engines.types import TokenLogprob
 from metaconf.errors import ConfigError
@@ -21,10 +22,11 @@ from metaconf.tasks.templates import parse_template
 
 
 def question(kind: str, i: int = 0, n_choices: int = 3) -> Question:
-    choices = [f"option {c}" for c in range(n_choices)] if kind == "mc" else None
-    answers = {"mc": ["B"], "numeric": ["12"], "open": ["Paris"], "boolean": ["yes"]}[kind]
-    return Question(id=f"{kind}-{i}", dataset="toy", domain="toy", question=f"Question {i} about {kind}?",
-                    choices=choices, answers=answers, answer_type=kind)
+    fields = {"id": f"{kind}-{i}", "dataset": "toy", "domain": "toy", "question": f"Question {i} about {kind}?"}
+    if kind == "mc":
+        return questions.mc("B", [f"option {c}" for c in range(n_choices)], **fields)
+    return {"numeric": questions.num, "open": questions.open_q, "boolean": questions.boolean}[kind](
+        {"numeric": "12", "open": "Paris", "boolean": "yes"}[kind], **fields)
 
 
 KINDS = ("mc", "numeric", "open", "boolean")
@@ -260,11 +262,11 @@ def test_guided_single_rows_get_a_probability_weighted_confidence(engine):
     from metaconf.evaluation import evaluate_single
 
     rows = evaluate_single(engine, "base", QUESTIONS, guided=True, logprobs=5)
-    assert all(r["parsed"] for r in rows)
+    assert len(rows) == len(QUESTIONS) and all(r["parsed"] for r in rows)
     for r in rows:
         assert 0.0 <= r["confidence_expected"] <= 1.0
     free = evaluate_single(engine, "base", QUESTIONS[:2], guided=False, logprobs=5)
-    assert all("confidence_expected" not in r for r in free)
+    assert len(free) == 2 and all("confidence_expected" not in r for r in free)
 
 
 # -- the real embedded model -----------------------------------------------------------------------------------

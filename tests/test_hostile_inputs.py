@@ -191,8 +191,7 @@ def test_hostile_data_file(tmp_path, name, data, expected):
 
 # ------------------------------------------------------------------------------------- user datasets
 def test_dataset_labels_and_domains_name_the_results(tmp_path):
-    from test_study import ScriptedStudy
-
+    from helpers.study import ScriptedStudy
     from metaconf.study.config import parse_config
 
     a, b = _two_validation_files(tmp_path)
@@ -337,27 +336,26 @@ def test_a_lone_surrogate_from_a_server_is_stored_and_written_not_a_crash(tmp_pa
     assert read_jsonl(tmp_path / "p.jsonl") == [{"raw": "Answer: ? 12"}]
 
 
+@pytest.mark.slow  # two LoRA trainings, each in a fresh interpreter importing torch + transformers + TRL
 def test_two_trainings_in_processes_with_different_hash_seeds_give_the_same_adapter_identity(tmp_path, tiny_model):
     """PEFT writes target_modules from a set (its order follows PYTHONHASHSEED); metaconf writes them sorted, so
     two identical trainings give byte-identical adapter_config.json files and one adapter identity."""
     pytest.importorskip("trl")
+    from helpers.training_data import write_train_file
     from metaconf.engines.hf import adapter_fingerprint
 
     script = (
-        "import sys; sys.path.insert(0, sys.argv[3]); from make_data import write_train_file;"
-        "from metaconf.training import LoraTrainConfig, train_lora;"
-        "from pathlib import Path; out = Path(sys.argv[2]);"
-        "train = write_train_file(out.parent / (out.name + '.jsonl'), n=4);"
-        "train_lora(train, out, sys.argv[1], LoraTrainConfig(rank=2, alpha=4.0, batch_size=4, max_steps=1,"
-        " max_length=256, top_layers=1, seed=0))"
+        "import sys; from metaconf.training import LoraTrainConfig, train_lora;"
+        "train_lora(sys.argv[3], sys.argv[2], sys.argv[1], LoraTrainConfig(rank=2, alpha=4.0, batch_size=4,"
+        " max_steps=1, max_length=256, top_layers=1, seed=0))"
     )
-    fixtures = str(Path(__file__).parent / "fixtures" / "training")
+    train = str(write_train_file(tmp_path / "train.jsonl", n=4))
     configs = []
     for hash_seed in ("1", "2"):
         out = tmp_path / f"run{hash_seed}"
         env = {**os.environ, "PYTHONHASHSEED": hash_seed,
                "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
-        done = subprocess.run([sys.executable, "-c", script, str(tiny_model), str(out), fixtures], env=env,
+        done = subprocess.run([sys.executable, "-c", script, str(tiny_model), str(out), train], env=env,
                               capture_output=True, text=True)
         assert done.returncode == 0, done.stderr[-2000:]
         configs.append((out / "adapter" / "adapter_config.json").read_bytes())

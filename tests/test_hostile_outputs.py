@@ -11,14 +11,11 @@ import time
 import pytest
 
 import metaconf.grading.normalize as normalize
+from helpers.questions import boolean, mc, num, open_q
 from metaconf import grading
-from metaconf.data.schema import Question
 from metaconf.tasks import parsing
 
-MC = Question("t/mc", "t", "x", "q?", ["Proton", "Neutron", "Electron", "Photon"], ["B"], "mc")
-NUM = Question("t/num", "t", "x", "q?", None, ["1234"], "numeric")
-OPEN = Question("t/open", "t", "x", "q?", None, ["Paris"], "open")
-BOOL = Question("t/bool", "t", "x", "q?", None, ["yes"], "boolean")
+MC, NUM, OPEN, BOOL = mc("B"), num("1234"), open_q("Paris"), boolean("yes")
 
 # (model text, question, extracted answer expected, correct expected)
 CASES = [

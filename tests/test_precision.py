@@ -5,16 +5,12 @@ from __future__ import annotations
 
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
 
 import metaconf.precision as precision
 from metaconf.errors import ConfigError
 from metaconf.precision import choose_dtype, cpu_bf16_unit, parse_cpu_flags
-
-sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "training"))
 
 AMX = {"fpu", "avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8"}
 AVX512_BF16 = {"fpu", "avx2", "avx512f", "avx512_bf16"}  # e.g. AMD Zen 4, Intel Cooper Lake
@@ -77,7 +73,7 @@ def test_announced_once(capsys):
 
 
 def test_study_records_the_choice_in_the_run_folder(tmp_path, monkeypatch):
-    from test_study import SMALL, ScriptedStudy
+    from helpers.study import SMALL, ScriptedStudy
 
     from metaconf.study.config import parse_config
 
@@ -156,8 +152,7 @@ def test_engine_runs_in_bf16_and_keeps_its_samples_apart_from_fp32(tiny_model, t
 @pytest.mark.parametrize("cached", [False, True])
 def test_lora_trains_in_both_bf16_modes(tiny_model, tmp_path, mode, cached):
     pytest.importorskip("trl")
-    from make_data import write_train_file
-
+    from helpers.training_data import write_train_file
     from metaconf.training import LoraTrainConfig, train_lora
     from metaconf.training.lora import build_trainer
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from metaconf.data.schema import Question
+from helpers.questions import num
 from metaconf.errors import DataError
 from metaconf.targets import CalibrationMap, ConsistencyRecord, bin_index, consistency_record, modal_answer
 
@@ -25,7 +25,7 @@ def test_modal_answer_tie_goes_to_the_earliest():
 
 
 def test_consistency_record_from_known_samples():
-    q = Question("m/1", "m", "math", "6*7?", None, ["42"], "numeric")
+    q = num("42", question="6*7?")
     r = consistency_record(q, ["Answer: 42", "Answer: 42", "Answer: 41", "no idea at all", "Answer: 42"])
     assert (r.modal_answer, r.consistency, r.modal_correct) == ("42", 0.6, True)
     assert r.answers[2] == "41" and r.parse_rate == pytest.approx(0.8)

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from metaconf.data.schema import Question
+from helpers.questions import mc, num, open_q
 from metaconf.targets import (
     CalibrationMap, ConsistencyRecord, TargetsConfig, TrainingSetSpec, build_training_set, select_pairs,
     single_examples, subsample_bins,
@@ -26,19 +26,19 @@ def make_data(n_per_domain: int = 12):
             consistency = (i % 10 + 1) / 10
             correct = consistency >= 0.6
             if domain == "math":
-                q = Question(qid, "gsm8k", domain, f"What is {i} + {d_i}?", None, [str(i + d_i)], "numeric")
+                q = num(str(i + d_i), id=qid, dataset="gsm8k", domain=domain, question=f"What is {i} + {d_i}?")
                 modal = str(i + d_i) if correct else str(i + d_i + 1)
             elif domain == "trivia":
-                q = Question(qid, "triviaqa", domain, f"Name thing {i}?", None, [f"thing {i}"], "open")
+                q = open_q(f"thing {i}", id=qid, dataset="triviaqa", domain=domain, question=f"Name thing {i}?")
                 modal = f"thing {i}" if correct else "nothing"
             else:
-                q = Question(qid, "mmlu_pro", domain, f"Pick {i}?", ["x", "y", "z", "w"], ["B"], "mc")
+                q = mc("B", ["x", "y", "z", "w"], id=qid, dataset="mmlu_pro", domain=domain, question=f"Pick {i}?")
                 modal = "B" if correct else "C"
             questions[qid] = q
             records.append(ConsistencyRecord(qid, q.dataset, domain, q.answer_type, [], [], modal, modal,
                                              consistency, correct))
     records.append(ConsistencyRecord("none/0", "mmlu_pro", "general", "mc", [], [None], None, None, 0.0, False))
-    questions["none/0"] = Question("none/0", "mmlu_pro", "general", "?", ["a", "b"], ["A"], "mc")
+    questions["none/0"] = mc("A", ["a", "b"], id="none/0", dataset="mmlu_pro", question="?")
     return records, questions
 
 
@@ -71,7 +71,7 @@ def test_pairs_mix_within_and_across_domains():
     across = sum(a.domain != b.domain for a, b in pairs)
     assert across == 30
     only_within = select_pairs(records[:-1], cmap, n_pairs=40, gap=0.1, cross_domain_share=0.0, seed=0)
-    assert all(a.domain == b.domain for a, b in only_within)
+    assert len(only_within) == 40 and all(a.domain == b.domain for a, b in only_within)
 
 
 def test_pairs_top_up_when_one_kind_runs_short():

@@ -16,10 +16,20 @@ def good(i: int = 0) -> dict:
                          {"role": "assistant", "content": "Answer: B\nConfidence: 40"}]}
 
 
-def test_valid_rows_pass():
-    rows = [good(i) for i in range(10)]
-    validate_hosted(rows)
+@pytest.mark.parametrize("edit", [
+    lambda r: None,  # system, user, assistant
+    lambda r: r["messages"].pop(0),  # no system message
+    lambda r: r["messages"].extend([{"role": "user", "content": "Sure?"}, {"role": "assistant", "content": "Yes"}]),
+    lambda r: r["messages"][2].update(weight=0, name="bot"),  # the hosted format's optional assistant fields
+], ids=["plain", "no-system", "multi-turn", "weight-and-name"])
+def test_valid_rows_pass_unchanged(edit):
+    rows = [good(i) for i in range(10)]  # exactly the hosted minimum
+    for row in rows:
+        edit(row)
+    before = json.dumps(rows)
+    validate_hosted(rows)  # raises DataError on a row it rejects
     validate_hf_chat(rows)
+    assert json.dumps(rows) == before  # validation only reads
 
 
 @pytest.mark.parametrize("mutate, message", [

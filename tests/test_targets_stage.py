@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from helpers.questions import mc, num
 from metaconf.cli import main
 from metaconf.data.schema import Question
 from metaconf.engines.scripted import ScriptedEngine
@@ -18,8 +19,8 @@ from metaconf.tasks import parse_pairwise, parse_single
 def questions() -> list[Question]:
     qs = []
     for i in range(8):
-        qs.append(Question(f"mc/{i}", "mmlu_pro", "general", f"Pick option {i}?", ["p", "q", "r", "s"], ["B"], "mc"))
-        qs.append(Question(f"num/{i}", "gsm8k", "math", f"What is {i} + 1?", None, [str(i + 1)], "numeric"))
+        qs.append(mc("B", ["p", "q", "r", "s"], id=f"mc/{i}", dataset="mmlu_pro", question=f"Pick option {i}?"))
+        qs.append(num(str(i + 1), id=f"num/{i}", dataset="gsm8k", question=f"What is {i} + 1?"))
     return qs
 
 

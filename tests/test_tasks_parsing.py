@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers.questions import boolean, mc, num, open_q
 from metaconf.data.schema import Question
 from metaconf.engines.types import TokenLogprob
 from metaconf.errors import DataError
@@ -17,10 +18,7 @@ from metaconf.tasks import (
     choice_probability, format_pairwise_target, format_single_target, parse_confidence, parse_pairwise, parse_single,
 )
 
-MC = Question("t/1", "t", "general", "Which is a fruit?", ["Stone", "Apple", "Car", "Sky"], ["B"], "mc")
-NUM = Question("t/2", "t", "math", "What is 6 * 7?", None, ["42"], "numeric")
-OPEN = Question("t/3", "t", "trivia", "Capital of France?", None, ["Paris"], "open")
-BOOL = Question("t/4", "t", "legal", "Is water wet?", None, ["yes"], "boolean")
+MC, NUM, OPEN, BOOL = mc("B"), num("42"), open_q("Paris"), boolean("yes")
 FIXTURE = Path(__file__).parent / "fixtures" / "tasks" / "model_outputs.json"
 
 
@@ -148,7 +146,7 @@ def test_pairwise_target_round_trips_through_the_parser(choice):
 def test_formatters_reject_bad_targets():
     with pytest.raises(DataError, match="confidence"):
         format_single_target("B", 1.2, MC)
-    with pytest.raises(DataError, match="t/1"):
+    with pytest.raises(DataError, match="t/mc"):
         format_single_target("B\nConfidence: 5", 0.5, MC)
     with pytest.raises(DataError, match="choice"):
         format_pairwise_target(3, "B", "42", MC, NUM)

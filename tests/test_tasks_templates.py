@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from metaconf.data.schema import Question
+from helpers.questions import boolean, mc, num, open_q
 from metaconf.errors import ConfigError
 from metaconf.tasks import (
     answer_messages, generation_settings, load_template, pairwise_messages, single_messages, template_record,
 )
 from metaconf.tasks.templates import parse_template
 
-MC = Question("t/1", "t", "general", "Which is a fruit?", ["Stone", "Apple", "Car"], ["B"], "mc")
-NUM = Question("t/2", "t", "math", "What is 6 * 7?", None, ["42"], "numeric")
-OPEN = Question("t/3", "t", "trivia", "Capital of France?", None, ["Paris"], "open")
-BOOL = Question("t/4", "t", "legal", "Is water wet?", None, ["yes"], "boolean")
+MC = mc("B", ["Stone", "Apple", "Car"], question="Which is a fruit?")
+NUM, OPEN, BOOL = num("42", question="What is 6 * 7?"), open_q("Paris"), boolean("yes")
 
 
 @pytest.mark.parametrize("name", ["answer", "single", "pairwise"])
@@ -39,8 +37,8 @@ def test_single_question_prompts_put_instructions_first_and_question_last(build,
 
 
 def test_prompts_of_one_task_share_a_prefix():
-    a, b = single_messages(MC)[0]["content"], single_messages(Question(
-        "t/9", "t", "general", "Name a colour.", ["Red", "Dog"], ["A"], "mc"))[0]["content"]
+    a, b = single_messages(MC)[0]["content"], single_messages(
+        mc("A", ["Red", "Dog"], question="Name a colour."))[0]["content"]
     shared = next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)
     assert a[:shared].endswith("Question: ")
 

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("trl")
-sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "training"))
 
-from make_data import make_tiny_model, write_train_file  # noqa: E402
-
+from helpers.training_data import write_train_file  # noqa: E402
 from metaconf.errors import DataError  # noqa: E402
 from metaconf.training import LoraTrainConfig, train_conditions, train_lora  # noqa: E402
 from metaconf.training.lora import build_trainer  # noqa: E402
@@ -203,7 +200,8 @@ def test_config_rejects_unknown_fields_and_picks_top_layers():
     assert LoraTrainConfig().lora_layers(30) is None
     assert LoraTrainConfig().fingerprint() != LoraTrainConfig(rank=4).fingerprint()
     demo = LoraTrainConfig.for_cpu_demo()
-    assert demo.precision == "auto" and demo.top_layers is not None
+    # the documented demo settings (docs/training.md): LoRA on the top 8 of SmolLM2-135M's 30 layers, lower ones cached
+    assert demo.precision == "auto" and demo.lora_layers(30) == list(range(22, 30)) and demo.cache_frozen_layers
 
 
 def _adapter_weights(adapter: Path) -> dict:

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
 from metaconf.cli import build_parser, main
 from metaconf.training import LoraTrainConfig
-
-sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "training"))
 
 
 def parse(*argv: str):
@@ -68,19 +64,18 @@ def test_config_file_and_bad_values_are_one_line(tmp_path, capsys):
     assert "training set for condition 'single' not found" in capsys.readouterr().err
 
 
-def test_train_then_merge_from_the_command_line(tmp_path, capsys):
+def test_train_then_merge_from_the_command_line(tmp_path, capsys, tiny_model):
     pytest.importorskip("trl")
-    from make_data import make_tiny_model, write_train_file
+    from helpers.training_data import write_train_file
 
-    model = make_tiny_model(tmp_path / "model")
     run = tmp_path / "run"
     write_train_file(run / "training_sets" / "single" / "train.jsonl", n=4)
-    code = main(["train", "--run", str(run), "--conditions", "single", "--model", str(model),
+    code = main(["train", "--run", str(run), "--conditions", "single", "--model", str(tiny_model),
                  "--lora.max_steps", "1", "--lora.rank", "2", "--lora.batch_size", "4"])
     assert code == 0
     assert f"single: {run / 'training' / 'single' / 'adapter'}" in capsys.readouterr().out
     assert json.loads((run / "training" / "single" / "train_config.json").read_text())["config"]["rank"] == 2
-    assert main(["merge", "--model", str(model), "--adapter", str(run / "training" / "single" / "adapter"),
+    assert main(["merge", "--model", str(tiny_model), "--adapter", str(run / "training" / "single" / "adapter"),
                  "--out", str(tmp_path / "merged")]) == 0
     assert (tmp_path / "merged" / "config.json").is_file()
-    assert main(["merge", "--model", str(model), "--adapter", str(tmp_path), "--out", str(tmp_path / "m2")]) == 2
+    assert main(["merge", "--model", str(tiny_model), "--adapter", str(tmp_path), "--out", str(tmp_path / "m2")]) == 2

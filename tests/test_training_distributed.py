@@ -10,24 +10,23 @@ from pathlib import Path
 
 import pytest
 
+from helpers.training_data import write_train_file
+
 pytest.importorskip("trl")
-FIXTURES = Path(__file__).parent / "fixtures" / "training"
-sys.path.insert(0, str(FIXTURES))
-
-from make_data import make_tiny_model, write_train_file  # noqa: E402
+WORKER = Path(__file__).parent / "fixtures" / "training" / "ddp_worker.py"
 
 
+@pytest.mark.slow  # two fresh interpreters importing torch + transformers + TRL, then training: minutes on 2 cores
 @pytest.mark.parametrize("cached", [False, True], ids=["full-model", "cached-lower-layers"])
-def test_two_process_ddp_on_cpu(tmp_path, cached):
+def test_two_process_ddp_on_cpu(tmp_path, cached, tiny_model):
     import torch
 
-    model = make_tiny_model(tmp_path / "model")
     train = write_train_file(tmp_path / "train.jsonl", n=16)
     out, dump = tmp_path / "out", tmp_path / "dump"
     dump.mkdir()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(FIXTURES / "ddp_worker.py"), str(model), str(train), str(out), str(dump)]
+           str(WORKER), str(tiny_model), str(train), str(out), str(dump)]
     if cached:
         cmd.append("cached")
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
