@@ -36,13 +36,13 @@ import argparse
 import json
 import os
 import platform
-import statistics
-import sys
-import time
 import signal
 import socket
+import statistics
 import subprocess
-from datetime import datetime, timezone
+import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from machine import machine_info, matmul_gflops, summary_line
@@ -100,10 +100,16 @@ def run_naive(model, tokenizer, prompts, n: int, max_new: int, seed: int) -> tup
             text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
             ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)
             out = model.generate(
-                **ids, do_sample=True, num_return_sequences=n, max_new_tokens=max_new, temperature=1.0,
-                top_p=1.0, top_k=0, pad_token_id=tokenizer.pad_token_id or eos,
+                **ids,
+                do_sample=True,
+                num_return_sequences=n,
+                max_new_tokens=max_new,
+                temperature=1.0,
+                top_p=1.0,
+                top_k=0,
+                pad_token_id=tokenizer.pad_token_id or eos,
             )
-            new = out[:, ids["input_ids"].shape[1]:]
+            new = out[:, ids["input_ids"].shape[1] :]
             for row in new.tolist():  # tokens up to and including the first EOS
                 generated += next((i + 1 for i, tok in enumerate(row) if tok == eos), len(row))
     return time.perf_counter() - t, generated
@@ -112,8 +118,15 @@ def run_naive(model, tokenizer, prompts, n: int, max_new: int, seed: int) -> tup
 def vllm_env() -> dict[str, str]:
     """The vLLM environment's settings: metaconf from this checkout, a 1 GiB CPU KV cache, every core used."""
     env = dict(os.environ)
-    env.update({"PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"), "VLLM_CPU_KVCACHE_SPACE": "1",
-                "VLLM_CPU_NUM_OF_RESERVED_CPU": "0", "VLLM_NO_USAGE_STATS": "1", "HF_HUB_OFFLINE": "1"})
+    env.update(
+        {
+            "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"),
+            "VLLM_CPU_KVCACHE_SPACE": "1",
+            "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
+            "VLLM_NO_USAGE_STATS": "1",
+            "HF_HUB_OFFLINE": "1",
+        }
+    )
     return env
 
 
@@ -133,8 +146,22 @@ def vllm_offline_part(model: str, prompts, n: int, max_new: int, repeats: int) -
 
 
 def run_vllm_offline(python: str, model: str, args) -> dict:
-    cmd = [python, __file__, "--part", "vllm-offline", "--model", model, "--questions", str(args.questions),
-           "--n", str(args.n), "--max-new-tokens", str(args.max_new_tokens), "--repeats", str(args.repeats)]
+    cmd = [
+        python,
+        __file__,
+        "--part",
+        "vllm-offline",
+        "--model",
+        model,
+        "--questions",
+        str(args.questions),
+        "--n",
+        str(args.n),
+        "--max-new-tokens",
+        str(args.max_new_tokens),
+        "--repeats",
+        str(args.repeats),
+    ]
     done = subprocess.run(cmd, env=vllm_env(), stdout=subprocess.PIPE, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -149,11 +176,28 @@ def run_vllm_serve(python: str, model: str, prompts, args) -> dict:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     # the API server module: vllm-cpu's `vllm serve` script looks up a package named "vllm" and exits
-    cmd = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--host", "127.0.0.1", "--port", str(port),
-           "--dtype", "float32", "--enforce-eager", "--max-model-len", "2048", "--distributed-executor-backend", "uni"]
+    cmd = [
+        python,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        model,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dtype",
+        "float32",
+        "--enforce-eager",
+        "--max-model-len",
+        "2048",
+        "--distributed-executor-backend",
+        "uni",
+    ]
     t = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=vllm_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, env=vllm_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     try:
         while True:
             if proc.poll() is not None:
@@ -165,8 +209,16 @@ def run_vllm_serve(python: str, model: str, prompts, args) -> dict:
                 time.sleep(1)
         start = time.perf_counter() - t
         # all prompts in flight at once, as a server wants; no per-request seed (vLLM's CPU backend dies on one)
-        engine = OpenAIEngine(f"http://127.0.0.1:{port}/v1", model, api_key_env="", concurrency=len(prompts),
-                              batch_size=len(prompts), send_seed=False, timeout=600, quiet=True)
+        engine = OpenAIEngine(
+            f"http://127.0.0.1:{port}/v1",
+            model,
+            api_key_env="",
+            concurrency=len(prompts),
+            batch_size=len(prompts),
+            send_seed=False,
+            timeout=600,
+            quiet=True,
+        )
         runs = []
         for r in range(args.repeats):
             t = time.perf_counter()
@@ -192,9 +244,15 @@ def emit(result: dict, path: Path | None) -> dict:
 def add_vllm(result: dict, name: str, measured: dict) -> None:
     t = statistics.median(x for x, _ in measured["runs"])
     tokens = statistics.median(k for _, k in measured["runs"])
-    result.update({f"{name}_load_s": round(measured["load_s"], 1), f"{name}_s": round(t, 2),
-                   f"{name}_generated_tokens": tokens, f"{name}_tokens_per_s": round(tokens / t, 1),
-                   f"{name}_vs_engine": round(t / result["engine_s"], 2)})
+    result.update(
+        {
+            f"{name}_load_s": round(measured["load_s"], 1),
+            f"{name}_s": round(t, 2),
+            f"{name}_generated_tokens": tokens,
+            f"{name}_tokens_per_s": round(tokens / t, 1),
+            f"{name}_vs_engine": round(t / result["engine_s"], 2),
+        }
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -205,17 +263,24 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--n", type=int, default=10)
     parser.add_argument("--max-new-tokens", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--naive-limit", type=int, default=None,
-                        help="time the naive loop on only the first N questions and scale its time to all "
-                             "(it is slow); default: all questions")
+    parser.add_argument(
+        "--naive-limit",
+        type=int,
+        default=None,
+        help="time the naive loop on only the first N questions and scale its time to all "
+        "(it is slow); default: all questions",
+    )
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--max-batch-tokens", type=int, default=None)
     parser.add_argument("--no-share-prefix", action="store_true")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--guided", action="store_true", help="time guided vs free sampling (see above)")
-    parser.add_argument("--vllm-python", default=None,
-                        help="the vLLM environment's python: also time vLLM offline and vllm serve + OpenAI engine")
+    parser.add_argument(
+        "--vllm-python",
+        default=None,
+        help="the vLLM environment's python: also time vLLM offline and vllm serve + OpenAI engine",
+    )
     parser.add_argument("--part", choices=["vllm-offline"], default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.guided:
@@ -238,13 +303,18 @@ def main(argv: list[str] | None = None) -> dict:
     print(summary_line(info), file=sys.stderr, flush=True)
     prompts = [answer_messages(q, o) for q, o in load_questions(args.questions)]
     result: dict = {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": info,
-        "questions": len(prompts), "n": args.n, "max_new_tokens": args.max_new_tokens, "repeats": args.repeats,
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": info,
+        "questions": len(prompts),
+        "n": args.n,
+        "max_new_tokens": args.max_new_tokens,
+        "repeats": args.repeats,
         "dtypes": {},
     }
     for k, dtype in enumerate(args.dtypes.split(",")):
-        engine_kw = dict(quiet=True, max_batch_tokens=args.max_batch_tokens, share_prefix=not args.no_share_prefix,
-                         dtype=dtype)
+        engine_kw = dict(
+            quiet=True, max_batch_tokens=args.max_batch_tokens, share_prefix=not args.no_share_prefix, dtype=dtype
+        )
         engine = HFEngine(args.model, **engine_kw) if args.model else HFEngine.embedded(**engine_kw)
         naive = not args.skip_naive and k == 0
         key = dtype if dtype != "auto" else f"auto={engine.dtype_choice.dtype}"
@@ -255,11 +325,15 @@ def main(argv: list[str] | None = None) -> dict:
         model = args.model or str(embedded_model_dir())
         result["vllm"] = {"engine_s": first["engine_s"]}
         add_vllm(result["vllm"], "vllm_offline", run_vllm_offline(args.vllm_python, model, args))
-        print(f"vllm offline: {result['vllm']['vllm_offline_s']} s (+{result['vllm']['vllm_offline_load_s']} s load)",
-              file=sys.stderr)
+        print(
+            f"vllm offline: {result['vllm']['vllm_offline_s']} s (+{result['vllm']['vllm_offline_load_s']} s load)",
+            file=sys.stderr,
+        )
         add_vllm(result["vllm"], "vllm_serve", run_vllm_serve(args.vllm_python, model, prompts, args))
-        print(f"vllm serve: {result['vllm']['vllm_serve_s']} s (+{result['vllm']['vllm_serve_load_s']} s start)",
-              file=sys.stderr)
+        print(
+            f"vllm serve: {result['vllm']['vllm_serve_s']} s (+{result['vllm']['vllm_serve_load_s']} s start)",
+            file=sys.stderr,
+        )
     return emit(result, args.json)
 
 
@@ -284,9 +358,11 @@ def bench_dtype(engine, prompts, args: argparse.Namespace, threads: int, naive: 
     e_tokens = statistics.median(k for _, k in engine_runs)
     flops = 2 * n_params * (prompt_tokens + e_tokens)
     result = {
-        "distinct_prompt_tokens": prompt_tokens, "non_embedding_params": n_params,
+        "distinct_prompt_tokens": prompt_tokens,
+        "non_embedding_params": n_params,
         "matmul_gflops": round(rate, 1),
-        "engine_s": round(e_time, 2), "engine_generated_tokens": e_tokens,
+        "engine_s": round(e_time, 2),
+        "engine_generated_tokens": e_tokens,
         "engine_tokens_per_s": round(e_tokens / e_time, 1),
         "minimal_gflop": round(flops / 1e9, 1),
         "engine_gflops": round(flops / e_time / 1e9, 1),
@@ -295,11 +371,15 @@ def bench_dtype(engine, prompts, args: argparse.Namespace, threads: int, naive: 
     if naive_runs:
         n_time = statistics.median(t for t, _ in naive_runs)
         n_tokens = statistics.median(k for _, k in naive_runs)
-        result.update({
-            "naive_s": round(n_time, 2), "naive_generated_tokens": round(n_tokens),
-            "naive_tokens_per_s": round(n_tokens / n_time, 1), "speedup": round(n_time / e_time, 2),
-            "naive_questions_timed": args.naive_limit or len(prompts),
-        })
+        result.update(
+            {
+                "naive_s": round(n_time, 2),
+                "naive_generated_tokens": round(n_tokens),
+                "naive_tokens_per_s": round(n_tokens / n_time, 1),
+                "speedup": round(n_time / e_time, 2),
+                "naive_questions_timed": args.naive_limit or len(prompts),
+            }
+        )
     return result
 
 
@@ -326,23 +406,30 @@ def guided_vs_free(args: argparse.Namespace) -> dict:
         for mode in ("free", "guided"):
             engine._ids.clear()
             t = time.perf_counter()
-            out = engine.generate(prompts, n=args.n, temperature=1.0, seed=r,
-                                  guide=guides if mode == "guided" else None, **settings)
+            out = engine.generate(
+                prompts, n=args.n, temperature=1.0, seed=r, guide=guides if mode == "guided" else None, **settings
+            )
             runs[mode].append((time.perf_counter() - t, sum(c.completion_tokens for cs in out for c in cs)))
             print(f"repeat {r}: {mode} {runs[mode][-1][0]:.1f} s, {runs[mode][-1][1]} tokens", file=sys.stderr)
     med = {m: (statistics.median(t for t, _ in v), statistics.median(k for _, k in v)) for m, v in runs.items()}
     result = {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-                   f"{torch.get_num_threads()} threads",
+        f"{torch.get_num_threads()} threads",
         "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-        "model": engine.model_identity, "questions": len(prompts), "n": args.n, "repeats": args.repeats,
+        "model": engine.model_identity,
+        "questions": len(prompts),
+        "n": args.n,
+        "repeats": args.repeats,
         "max_new_tokens": settings["max_new_tokens"],
-        "free_s": round(med["free"][0], 2), "free_tokens": med["free"][1],
-        "guided_s": round(med["guided"][0], 2), "guided_tokens": med["guided"][1],
+        "free_s": round(med["free"][0], 2),
+        "free_tokens": med["free"][1],
+        "guided_s": round(med["guided"][0], 2),
+        "guided_tokens": med["guided"][1],
         "guided_over_free_time": round(med["guided"][0] / med["free"][0], 3),
         "guided_over_free_time_per_token": round(
-            (med["guided"][0] / med["guided"][1]) / (med["free"][0] / med["free"][1]), 3),
+            (med["guided"][0] / med["guided"][1]) / (med["free"][0] / med["free"][1]), 3
+        ),
         "runs": {m: [[round(t, 2), k] for t, k in v] for m, v in runs.items()},
     }
     return emit(result, args.json)

@@ -67,16 +67,31 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 def trl_defaults(steps: int) -> LoraTrainConfig:
     """TRL/transformers-style defaults: bf16, gradient checkpointing, LoRA everywhere, TRL's loss."""
-    return LoraTrainConfig(precision="bf16", gradient_checkpointing=True, fast_loss=False, group_by_length=False,
-                           max_steps=steps, batch_size=8, save_steps=10_000, logging_steps=1)
+    return LoraTrainConfig(
+        precision="bf16",
+        gradient_checkpointing=True,
+        fast_loss=False,
+        group_by_length=False,
+        max_steps=steps,
+        batch_size=8,
+        save_steps=10_000,
+        logging_steps=1,
+    )
 
 
 def ours(steps: int, precision: str = "fp32", bf16_mode: str = "weights") -> LoraTrainConfig:
     """The demo's settings at TRL's batch size, without the frozen-layer cache (its precompute happens before the
     timed steps; the `stage` mode measures it)."""
-    return LoraTrainConfig.for_cpu_demo().model_copy(update={
-        "max_steps": steps, "save_steps": 10_000, "batch_size": 8, "cache_frozen_layers": False,
-        "precision": precision, "bf16_mode": bf16_mode})
+    return LoraTrainConfig.for_cpu_demo().model_copy(
+        update={
+            "max_steps": steps,
+            "save_steps": 10_000,
+            "batch_size": 8,
+            "cache_frozen_layers": False,
+            "precision": precision,
+            "bf16_mode": bf16_mode,
+        }
+    )
 
 
 VARIANTS = {
@@ -136,15 +151,28 @@ def throughput(args: argparse.Namespace) -> None:
                 tokens = trainer.state.num_input_tokens_seen
                 rates.append(tokens / seconds)
                 fractions.append(per_token * tokens / seconds / 1e9 / rates_by_dtype[dtype])
-                print(f"{name} repeat {r}: {tokens} tokens in {seconds:.1f}s = {rates[-1]:.0f} tokens/s, "
-                      f"{fractions[-1]:.1%} of the {dtype} matmul rate", flush=True)
-            results[key] = {"name": name, "tokens_per_s": round(statistics.median(rates), 1),
-                            "fraction_of_matmul_rate": round(statistics.median(fractions), 3)}
-    summary = {"machine": info, "steps": args.steps, "repeats": args.repeats,
-               "matmul_gflops": {d: round(r, 1) for d, r in rates_by_dtype.items()}, "variants": results}
-    for key, r in results.items():
-        print(f"{r['name']}: median {r['tokens_per_s']:.0f} training tokens/s, {r['fraction_of_matmul_rate']:.1%} "
-              f"of the matmul rate, over {args.repeats} repeats of {args.steps} steps")
+                print(
+                    f"{name} repeat {r}: {tokens} tokens in {seconds:.1f}s = {rates[-1]:.0f} tokens/s, "
+                    f"{fractions[-1]:.1%} of the {dtype} matmul rate",
+                    flush=True,
+                )
+            results[key] = {
+                "name": name,
+                "tokens_per_s": round(statistics.median(rates), 1),
+                "fraction_of_matmul_rate": round(statistics.median(fractions), 3),
+            }
+    summary = {
+        "machine": info,
+        "steps": args.steps,
+        "repeats": args.repeats,
+        "matmul_gflops": {d: round(r, 1) for d, r in rates_by_dtype.items()},
+        "variants": results,
+    }
+    for r in results.values():
+        print(
+            f"{r['name']}: median {r['tokens_per_s']:.0f} training tokens/s, {r['fraction_of_matmul_rate']:.1%} "
+            f"of the matmul rate, over {args.repeats} repeats of {args.steps} steps"
+        )
     print(json.dumps(summary, indent=2))
 
 
@@ -164,12 +192,14 @@ def stage(args: argparse.Namespace) -> None:
             for cond in conditions:
                 (copy / "training_sets" / cond).mkdir(parents=True)
                 (copy / "training_sets" / cond / "train.jsonl").write_bytes(
-                    (run / "training_sets" / cond / "train.jsonl").read_bytes())
+                    (run / "training_sets" / cond / "train.jsonl").read_bytes()
+                )
             start = time.perf_counter()
             train_conditions(copy, "embedded", training.lora, conditions, configs=configs, dtype=args.dtype)
             seconds = time.perf_counter() - start
-            parts = {c: json.loads((copy / "training" / c / "train_config.json").read_text())["result"]
-                     for c in conditions}
+            parts = {
+                c: json.loads((copy / "training" / c / "train_config.json").read_text())["result"] for c in conditions
+            }
         detail = ", ".join(f"{c} {r['train_runtime']:.0f}s/{r['global_step']} steps" for c, r in parts.items())
         print(f"cache_frozen_layers={cached}: {seconds:.0f}s for {len(conditions)} adapters ({detail})", flush=True)
 
@@ -183,7 +213,6 @@ def parse(args: argparse.Namespace) -> None:
     from metaconf.evaluation import evaluate_pairwise, evaluate_single, make_pairs
     from metaconf.study.config import load_config
     from metaconf.study.runner import Study
-    from metaconf.training import train_lora
 
     run, out = Path(args.run), Path(args.out)
     config = load_config(run / "config.yaml")
@@ -205,8 +234,12 @@ def parse(args: argparse.Namespace) -> None:
                 rows = evaluate_single(engine, args.condition, qs)
                 read[name] = sum(r["confidence"] is not None for r in rows) / len(rows)
             else:
-                rows = evaluate_pairwise(engine, args.condition, make_pairs(qs, config.evaluation.pairs_per_dataset,
-                                                                            config.evaluation.seed), {})
+                rows = evaluate_pairwise(
+                    engine,
+                    args.condition,
+                    make_pairs(qs, config.evaluation.pairs_per_dataset, config.evaluation.seed),
+                    {},
+                )
                 read[name] = sum(r["choice"] is not None for r in rows) / len(rows)
         report[f"{task}_read"] = {k: round(v, 3) for k, v in read.items()}
         report[f"{task}_read_all"] = round(sum(read.values()) / len(read), 3)
@@ -219,8 +252,11 @@ def main() -> None:
     t = sub.add_parser("throughput")
     t.add_argument("--steps", type=int, default=4)
     t.add_argument("--repeats", type=int, default=3)
-    t.add_argument("--variants", default="fp32,bf16-weights,bf16-autocast",
-                   help=f"comma-separated, from {', '.join(VARIANTS)} (trl: ~14 min a repeat on 2 AVX2 cores)")
+    t.add_argument(
+        "--variants",
+        default="fp32,bf16-weights,bf16-autocast",
+        help=f"comma-separated, from {', '.join(VARIANTS)} (trl: ~14 min a repeat on 2 AVX2 cores)",
+    )
     d = sub.add_parser("stage")
     d.add_argument("--run", required=True, help="a run folder with training_sets/ (e.g. from `metaconf demo`)")
     d.add_argument("--cache", choices=("both", "on", "off"), default="both", help="which settings to time")
@@ -228,8 +264,13 @@ def main() -> None:
     p = sub.add_parser("parse")
     p.add_argument("--run", required=True, help="a run folder with training_sets/ and config.yaml")
     p.add_argument("--condition", default="single")
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                   help="change a LoRA setting of the run's config (YAML value), e.g. --set batch_size=2")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="change a LoRA setting of the run's config (YAML value), e.g. --set batch_size=2",
+    )
     p.add_argument("--out", required=True, help="a new folder for the adapter and its replies")
     args = parser.parse_args()
     {"throughput": throughput, "stage": stage, "parse": parse}[args.what](args)

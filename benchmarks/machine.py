@@ -9,8 +9,20 @@ import time
 from typing import Any
 
 # The flags that decide how fast fp32 / bf16 matmuls can run
-MATMUL_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16",
-                "amx_int8", "amx_fp16", "sve", "bf16")
+MATMUL_FLAGS = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+    "amx_fp16",
+    "sve",
+    "bf16",
+)
 
 
 def lscpu() -> dict[str, str]:
@@ -34,7 +46,9 @@ def machine_info(threads: int) -> dict[str, Any]:
     auto = choose_dtype("auto")
     return {
         "cpu": info.get("Model name", platform.processor() or platform.machine()),
-        "cores": os.cpu_count(), "threads": threads, "torch": torch.__version__,
+        "cores": os.cpu_count(),
+        "threads": threads,
+        "torch": torch.__version__,
         "matmul_flags": [f for f in MATMUL_FLAGS if f in have],
         "auto_dtype": f"{auto.dtype} ({auto.reason})",
         "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
@@ -64,5 +78,7 @@ def matmul_gflops(threads: int, dtype: str = "float32", size: int = 1024, budget
 
 
 def summary_line(info: dict[str, Any]) -> str:
-    return (f"{info['cpu']}, {info['cores']} cores ({info['threads']} threads), flags: "
-            f"{' '.join(info['matmul_flags']) or '-'}; auto -> {info['auto_dtype']}")
+    return (
+        f"{info['cpu']}, {info['cores']} cores ({info['threads']} threads), flags: "
+        f"{' '.join(info['matmul_flags']) or '-'}; auto -> {info['auto_dtype']}"
+    )

@@ -30,10 +30,13 @@ def main() -> None:
             single = evaluate_single(engine, "base", qs, guided=guided, logprobs=5)
             pair = evaluate_pairwise(engine, "base", pairs, {}, guided=guided, logprobs=5)
             row = {
-                "dataset": name, "format": fmt, "questions": len(single),
+                "dataset": name,
+                "format": fmt,
+                "questions": len(single),
                 "confidence_read": sum(r["confidence"] is not None for r in single),
                 "single_parsed": sum(r["parsed"] for r in single),
-                "pairs": len(pair), "choice_read": sum(r["choice"] is not None for r in pair),
+                "pairs": len(pair),
+                "choice_read": sum(r["choice"] is not None for r in pair),
                 "pair_parsed": sum(r["parsed"] for r in pair),
                 "accuracy": round(sum(r["correct"] for r in single) / len(single), 3),
                 "example": single[0]["raw"],

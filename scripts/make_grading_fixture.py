@@ -77,11 +77,16 @@ def generate(prompts: list[str], seed: int, batch_size: int, max_new_tokens: int
         enc = tokenizer([chats[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
         with torch.no_grad():
             out = model.generate(
-                **enc, do_sample=True, temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=max_new_tokens,
+                **enc,
+                do_sample=True,
+                temperature=1.0,
+                top_p=1.0,
+                top_k=0,
+                max_new_tokens=max_new_tokens,
                 pad_token_id=tokenizer.pad_token_id,
             )
         for row, i in enumerate(idx):
-            texts[i] = tokenizer.decode(out[row, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            texts[i] = tokenizer.decode(out[row, enc["input_ids"].shape[1] :], skip_special_tokens=True)
             print("ROW", json.dumps({"i": i, "raw": texts[i]}, ensure_ascii=False), flush=True)
         print(f"  {min(start + batch_size, len(order))}/{len(order)} ({time.perf_counter() - began:.0f} s)", flush=True)
     return texts

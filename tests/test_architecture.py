@@ -33,8 +33,8 @@ ALLOWED: dict[str, set[str]] = {
     "evaluation": SHARED | {"data", "engines", "grading", "tasks"},
     "baselines": SHARED | {"data", "engines", "grading", "tasks", "evaluation", "metrics"},
     "report": SHARED | {"metrics", "evaluation", "tasks"},
-    "study": SHARED | {"data", "engines", "grading", "tasks", "targets", "training", "evaluation", "baselines",
-                       "metrics", "report"},
+    "study": SHARED
+    | {"data", "engines", "grading", "tasks", "targets", "training", "evaluation", "baselines", "metrics", "report"},
     "asking": SHARED | {"data", "engines", "grading", "tasks", "evaluation", "baselines", "study"},
 }
 
@@ -53,8 +53,11 @@ def imports() -> dict[str, set[str]]:
         unit = unit_of(path)
         found.setdefault(unit, set())
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            names = [node.module] if isinstance(node, ast.ImportFrom) and node.module else (
-                [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            names = (
+                [node.module]
+                if isinstance(node, ast.ImportFrom) and node.module
+                else ([a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            )
             for name in names:
                 parts = name.split(".")
                 if parts[0] == "metaconf" and len(parts) > 1 and parts[1] != unit:

@@ -7,20 +7,21 @@ import json
 import pytest
 
 import metaconf
+from helpers.study import SMALL, ScriptedStudy, scripted_answer
 from metaconf.baselines import apply_map
 from metaconf.cli import main
 from metaconf.engines.scripted import ScriptedEngine
 from metaconf.io import read_json, read_jsonl
 from metaconf.study.config import parse_config
 from metaconf.study.runner import Study
-from test_study import SMALL, ScriptedStudy, scripted_answer
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     run = tmp_path_factory.mktemp("ask") / "run"
     ScriptedStudy(parse_config({**SMALL, "conditions": ["base"]}), run, quiet=True).run(
-        ("data", "targets", "consistency", "evaluate", "baselines", "metrics"))
+        ("data", "targets", "consistency", "evaluate", "baselines", "metrics")
+    )
     return run
 
 
@@ -60,12 +61,35 @@ def test_cli_json_file_and_errors(run_dir, tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().out == "Answer: 12\nConfidence: 70%\n"
 
     questions = tmp_path / "questions.jsonl"
-    questions.write_text(json.dumps({"prompt": "Pick one", "options": ["x", "y"], "gold": "x"}) + "\n"
-                         + json.dumps({"prompt": "Pick again", "options": ["x", "y"]}) + "\n")
+    questions.write_text(
+        json.dumps({"prompt": "Pick one", "options": ["x", "y"], "gold": "x"})
+        + "\n"
+        + json.dumps({"prompt": "Pick again", "options": ["x", "y"]})
+        + "\n"
+    )
     answers = tmp_path / "answers.jsonl"
-    assert main(["ask", "--run", str(run_dir), "--condition", "base", "--file", str(questions), "--field",
-                 "question=prompt", "--field", "choices=options", "--field", "answers=gold", "--out",
-                 str(answers)]) == 0
+    assert (
+        main(
+            [
+                "ask",
+                "--run",
+                str(run_dir),
+                "--condition",
+                "base",
+                "--file",
+                str(questions),
+                "--field",
+                "question=prompt",
+                "--field",
+                "choices=options",
+                "--field",
+                "answers=gold",
+                "--out",
+                str(answers),
+            ]
+        )
+        == 0
+    )
     rows = read_jsonl(answers)
     assert [(r["answer"], r["confidence"], r["correct"]) for r in rows] == [("A", 0.7, True), ("A", 0.7, None)]
 
@@ -86,10 +110,12 @@ def test_calibrated_needs_a_fitted_map_for_that_condition(run_dir, tmp_path):
     config = parse_config({**SMALL, "conditions": ["base", "single"]})
     other = tmp_path / "other"
     other.mkdir()
-    (other / "config.yaml").write_text((run_dir / "config.yaml").read_text().replace(
-        "conditions:\n- base\n", "conditions:\n- base\n- single\n"))
-    assert parse_config(__import__("yaml").safe_load((other / "config.yaml").read_text())).conditions == \
-        config.conditions
+    (other / "config.yaml").write_text(
+        (run_dir / "config.yaml").read_text().replace("conditions:\n- base\n", "conditions:\n- base\n- single\n")
+    )
+    assert (
+        parse_config(__import__("yaml").safe_load((other / "config.yaml").read_text())).conditions == config.conditions
+    )
     with pytest.raises(ConfigError, match="has not been trained"):
         metaconf.ask(other, "single", "Q?")
     (other / "training" / "single").mkdir(parents=True)

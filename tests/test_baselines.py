@@ -17,20 +17,27 @@ from metaconf.baselines.scores import agreement, answer_token_probability, yes_p
 from metaconf.baselines.summary import baseline_metrics
 from metaconf.data import Question
 from metaconf.engines import Completion
-from metaconf.engines.types import TokenLogprob
 from metaconf.engines.scripted import ScriptedEngine
+from metaconf.engines.types import TokenLogprob
 from metaconf.io import write_jsonl
 from metaconf.study.config import parse_config
 
 
 def question(i: int, gold: str = "A", dataset: str = "toy") -> Question:
-    return mc(gold, ["one", "two", "three", "four"], id=f"{dataset}/{i}", dataset=dataset,
-              question=f"Question number {i}?")
+    return mc(
+        gold, ["one", "two", "three", "four"], id=f"{dataset}/{i}", dataset=dataset, question=f"Question number {i}?"
+    )
 
 
 def test_answer_token_probability_reads_only_the_answer_span():
-    lps = [TokenLogprob("Answer", -0.1), TokenLogprob(":", -0.2), TokenLogprob(" Par", -0.3), TokenLogprob("is", -0.4),
-           TokenLogprob("\n", -2.0), TokenLogprob("x", -5.0)]
+    lps = [
+        TokenLogprob("Answer", -0.1),
+        TokenLogprob(":", -0.2),
+        TokenLogprob(" Par", -0.3),
+        TokenLogprob("is", -0.4),
+        TokenLogprob("\n", -2.0),
+        TokenLogprob("x", -5.0),
+    ]
     assert answer_token_probability(lps, "Answer: Paris\nx") == pytest.approx(math.exp(-0.7))
     assert answer_token_probability([TokenLogprob("B", -0.5)], "B") == pytest.approx(math.exp(-0.5))
     assert answer_token_probability(None, "Answer: B") is None
@@ -89,8 +96,14 @@ def toy_model(messages, sample):
     if "onfidence" in text:  # single task on training questions: always "A", with a stated confidence
         return f"Answer: A\nConfidence: {TRAIN[number - 100][0]}%"
     letter = GREEDY[number]
-    return Completion(f"Answer: {letter}", logprobs=[
-        TokenLogprob("Answer", -0.05), TokenLogprob(":", -0.01), TokenLogprob(f" {letter}", -0.1 * (number + 1))])
+    return Completion(
+        f"Answer: {letter}",
+        logprobs=[
+            TokenLogprob("Answer", -0.05),
+            TokenLogprob(":", -0.01),
+            TokenLogprob(f" {letter}", -0.1 * (number + 1)),
+        ],
+    )
 
 
 def test_every_baseline_on_constructed_data_matches_a_hand_computation(tmp_path):
@@ -98,13 +111,27 @@ def test_every_baseline_on_constructed_data_matches_a_hand_computation(tmp_path)
     train = [question(100 + j, gold) for j, (_, gold) in enumerate(TRAIN)]
     samples = {0: ["A", "A", "A", "B"], 1: ["B", "B", "A", None], 2: ["B", "C", "C", "C"], 3: ["D", "B", None, None]}
     modal = {0: ("A", 0.75, True), 1: ("B", 0.5, False), 2: ("C", 0.75, False), 3: ("D", 0.25, False)}
-    write_jsonl(tmp_path / "consistency" / "eval.jsonl", [
-        {"id": q.id, "answers": samples[i], "modal_answer": modal[i][0], "consistency": modal[i][1],
-         "modal_correct": modal[i][2]} for i, q in enumerate(evals)])
+    write_jsonl(
+        tmp_path / "consistency" / "eval.jsonl",
+        [
+            {
+                "id": q.id,
+                "answers": samples[i],
+                "modal_answer": modal[i][0],
+                "consistency": modal[i][1],
+                "modal_correct": modal[i][2],
+            }
+            for i, q in enumerate(evals)
+        ],
+    )
     stated = {0: 0.1, 1: 0.45, 2: 0.65, 3: None}
-    write_jsonl(tmp_path / "predictions" / "base__single__toy.jsonl", [
-        {"id": q.id, "answer": "A", "confidence": stated[i], "correct": i != 2, "parsed": stated[i] is not None}
-        for i, q in enumerate(evals)])
+    write_jsonl(
+        tmp_path / "predictions" / "base__single__toy.jsonl",
+        [
+            {"id": q.id, "answer": "A", "confidence": stated[i], "correct": i != 2, "parsed": stated[i] is not None}
+            for i, q in enumerate(evals)
+        ],
+    )
     engine = ScriptedEngine(toy_model, store=tmp_path / "completions.sqlite", quiet=True)
     run_baselines(tmp_path, engine, train, {"toy": evals}, BASELINES)
     got = {m: [(r["confidence"], r["correct"]) for r in rows] for (m, _), rows in load_baselines(tmp_path).items()}
@@ -128,16 +155,22 @@ def test_every_baseline_on_constructed_data_matches_a_hand_computation(tmp_path)
 
 
 def _items(conf, correct, dataset="toy"):
-    return [{"id": f"{dataset}/{i}", "dataset": dataset, "confidence": c, "correct": bool(y), "parsed": c is not None}
-            for i, (c, y) in enumerate(zip(conf, correct))]
+    return [
+        {"id": f"{dataset}/{i}", "dataset": dataset, "confidence": c, "correct": bool(y), "parsed": c is not None}
+        for i, (c, y) in enumerate(zip(conf, correct))
+    ]
 
 
 def test_teacher_gap_and_paired_differences_by_hand():
     correct = [1, 1, 0, 0]
-    baselines = {("consistency", "toy"): _items([0.9, 0.8, 0.3, 0.2], correct),  # AUROC 1, ECE 0.2
-                 ("consistency", "flat"): _items([0.5, 0.5, 0.5, 0.5], correct, "flat")}  # AUROC 0.5
-    predictions = {("single", "single", "toy"): _items([0.7, 0.4, 0.5, 0.3], correct),  # AUROC 0.75, ECE 0.425
-                   ("single", "single", "flat"): _items([0.7, 0.4, 0.5, 0.3], correct, "flat")}
+    baselines = {
+        ("consistency", "toy"): _items([0.9, 0.8, 0.3, 0.2], correct),  # AUROC 1, ECE 0.2
+        ("consistency", "flat"): _items([0.5, 0.5, 0.5, 0.5], correct, "flat"),
+    }  # AUROC 0.5
+    predictions = {
+        ("single", "single", "toy"): _items([0.7, 0.4, 0.5, 0.3], correct),  # AUROC 0.75, ECE 0.425
+        ("single", "single", "flat"): _items([0.7, 0.4, 0.5, 0.3], correct, "flat"),
+    }
     info = {"toy": {"domain": "general", "in_domain": True}, "flat": {"domain": "general", "in_domain": False}}
     out = baseline_metrics(predictions, baselines, info, ["single"], n_boot=200, seed=0)
     gaps = {g["dataset"]: g for g in out["baselines"]["teacher_gap"]}
@@ -170,10 +203,14 @@ def test_study_scores_baselines_reports_them_and_resumes(tmp_path):
     study.run(("data", "targets", "consistency", "evaluate", "baselines", "metrics", "report"))
     metrics = json.loads((run_dir / "metrics.json").read_text())
     methods = {(r["method"], r["dataset"]) for r in metrics["baselines"]["rows"]}
-    assert methods == {(m, d) for m in ("consistency", "consistency_greedy", "token_probability", "p_true",
-                                        "isotonic", "platt") for d in ("mmlu_pro", "gsm8k", "truthfulqa")}
+    assert methods == {
+        (m, d)
+        for m in ("consistency", "consistency_greedy", "token_probability", "p_true", "isotonic", "platt")
+        for d in ("mmlu_pro", "gsm8k", "truthfulqa")
+    }
     assert {(r["condition"], r["dataset"]) for r in metrics["metacognition"]["rows"]} == {
-        ("base", d) for d in ("mmlu_pro", "gsm8k", "truthfulqa")}
+        ("base", d) for d in ("mmlu_pro", "gsm8k", "truthfulqa")
+    }
     report = (run_dir / "report.md").read_text()
     assert "Methods on gsm8k" in report and "meta-d′" in report
     assert (run_dir / "plots" / "baselines_auroc.png").is_file()

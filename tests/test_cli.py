@@ -32,8 +32,9 @@ def option_strings(name: str) -> set[str]:
 def test_every_command_takes_config_and_every_field_has_a_flag_and_a_line_in_the_docs():
     cli_md, study_md = (DOCS / "cli.md").read_text(), (DOCS / "study.md").read_text()
     assert cli_md.strip() == cli_reference().strip(), "regenerate: python -m metaconf.reference cli > docs/cli.md"
-    assert study_md.strip() == (STUDY_HEADER + config_reference()).strip(), \
+    assert study_md.strip() == (STUDY_HEADER + config_reference()).strip(), (
         "regenerate: python -m metaconf.reference study > docs/study.md"
+    )
     names = {c.name for c in commands()}
     assert names >= {"run", "demo", "evaluate", "train", "build-data", "datasets", "report", "ask", "merge"}
     for command in commands():
@@ -48,8 +49,24 @@ def test_every_command_takes_config_and_every_field_has_a_flag_and_a_line_in_the
 
 
 def test_study_flags_override_the_demo_config_field_by_field(capsys):
-    assert main(["demo", "--show-config", "--training.lora.rank", "4", "--evaluation.n_boot", "200",
-                 "--conditions", "base", "multitask", "--model.options", "{max_batch_tokens: 4096}"]) == 0
+    assert (
+        main(
+            [
+                "demo",
+                "--show-config",
+                "--training.lora.rank",
+                "4",
+                "--evaluation.n_boot",
+                "200",
+                "--conditions",
+                "base",
+                "multitask",
+                "--model.options",
+                "{max_batch_tokens: 4096}",
+            ]
+        )
+        == 0
+    )
     shown = yaml.safe_load(capsys.readouterr().out)
     assert shown["training"]["lora"]["rank"] == 4 and shown["evaluation"]["n_boot"] == 200
     assert shown["conditions"] == ["base", "multitask"] and shown["model"]["options"] == {"max_batch_tokens": 4096}
@@ -61,14 +78,23 @@ def test_study_flags_override_the_demo_config_field_by_field(capsys):
 
 def test_run_reads_the_file_then_the_flags(tmp_path, capsys):
     study = tmp_path / "study.yaml"
-    study.write_text(yaml.safe_dump({"name": "s", "data": {"train": [{"name": "gsm8k", "train": 4, "held_out": 2}]},
-                                     "training": {"lora": {"rank": 2}}}))
+    study.write_text(
+        yaml.safe_dump(
+            {
+                "name": "s",
+                "data": {"train": [{"name": "gsm8k", "train": 4, "held_out": 2}]},
+                "training": {"lora": {"rank": 2}},
+            }
+        )
+    )
     for argv in (["run", str(study)], ["run", "--config", str(study)]):
         _, config, source = parsed(*argv, "--training.lora.epochs", "2")
         assert (config.training.lora.rank, config.training.lora.epochs, source) == (2, 2.0, str(study))
     assert main(["run", str(study), "--training.lora.rank", "0"]) == 2
-    assert capsys.readouterr().err.strip() == \
-        "metaconf: error: --training.lora.rank: Input should be greater than or equal to 1"
+    assert (
+        capsys.readouterr().err.strip()
+        == "metaconf: error: --training.lora.rank: Input should be greater than or equal to 1"
+    )
     assert main(["run", str(study), "--data.train", "[{name: nope}]"]) == 2
     assert "field 'data.train.0.name': unknown dataset 'nope'" in capsys.readouterr().err
     assert main(["run", str(study), "--config", str(study)]) == 2
@@ -84,8 +110,15 @@ def test_run_reads_the_file_then_the_flags(tmp_path, capsys):
 def test_evaluate_starts_from_the_runs_config(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
-    (run / "config.yaml").write_text(yaml.safe_dump(
-        {"name": "r", "data": {"train": [{"name": "gsm8k", "train": 4, "held_out": 2}]}, "evaluation": {"n_boot": 60}}))
+    (run / "config.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "r",
+                "data": {"train": [{"name": "gsm8k", "train": 4, "held_out": 2}]},
+                "evaluation": {"n_boot": 60},
+            }
+        )
+    )
     options, config, source = parsed("evaluate", str(run), "--evaluation.seed", "3")
     assert options.run == run and (config.evaluation.n_boot, config.evaluation.seed) == (60, 3)
     assert source == str(run / "config.yaml")
@@ -103,10 +136,13 @@ def test_a_command_without_a_config_model_reads_its_options_from_the_file(tmp_pa
     assert "o.yaml: field 'jsn': Extra inputs are not permitted" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["build-data", "--out", "R", "--n-samples", "3"], "--n-samples is deprecated"),
-    (["train", "--run", "R", "--hosted-epochs", "2", "--hosted", "m"], "--hosted-epochs is deprecated"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["build-data", "--out", "R", "--n-samples", "3"], "--n-samples is deprecated"),
+        (["train", "--run", "R", "--hosted-epochs", "2", "--hosted", "m"], "--hosted-epochs is deprecated"),
+    ],
+)
 def test_old_flags_say_what_replaces_them(argv, message, capsys):
     parsed(*argv)
     assert message in capsys.readouterr().err
@@ -114,5 +150,6 @@ def test_old_flags_say_what_replaces_them(argv, message, capsys):
 
 def test_a_missing_field_of_a_section_set_by_flags_names_the_flag(capsys):
     assert main(["train", "--run", ".", "--hosted.epochs", "2"]) == 2
-    assert capsys.readouterr().err.strip() == \
-        "metaconf: error: --hosted.base_model: Field required (with --hosted.epochs)"
+    assert (
+        capsys.readouterr().err.strip() == "metaconf: error: --hosted.base_model: Field required (with --hosted.epochs)"
+    )

@@ -37,7 +37,7 @@ def test_jsonl_letter_index_and_text_gold_all_load_as_letters(tmp_path):
 
 def test_unregistered_name_with_path_reads_the_path(tmp_path):
     write_jsonl(tmp_path / "rows.jsonl", ROWS)
-    check_mc(load_dataset("quiz", path=tmp_path / "rows.jsonl", **{k: v for k, v in MAPPING.items()}))
+    check_mc(load_dataset("quiz", path=tmp_path / "rows.jsonl", **dict(MAPPING.items())))
 
 
 def test_json_list(tmp_path):
@@ -118,9 +118,17 @@ def test_defaults_numeric_boolean_open_and_content_hash_ids(tmp_path):
     assert qs[0].id == load_dataset(write_jsonl(tmp_path / "n.jsonl", rows[::-1]), answer_type="numeric")[1].id
     rows = [{"question": "Is it?", "label": v} for v in ("Yes", "false", 1, 0.0, True)]
     assert [q.answers for q in load_dataset(write_jsonl(tmp_path / "b.jsonl", rows), answer_type="boolean")] == [
-        ["yes"], ["no"], ["yes"], ["no"], ["yes"]]
-    rows = [{"question": "Who?", "answers": ["Ann", "Anne"]}, {"question": "Who?", "answers": ["Bob"]},
-            {"question": "Quote?", "answers": "[sic] it was"}]
+        ["yes"],
+        ["no"],
+        ["yes"],
+        ["no"],
+        ["yes"],
+    ]
+    rows = [
+        {"question": "Who?", "answers": ["Ann", "Anne"]},
+        {"question": "Who?", "answers": ["Bob"]},
+        {"question": "Quote?", "answers": "[sic] it was"},
+    ]
     qs = load_dataset(write_jsonl(tmp_path / "o.jsonl", rows))
     assert qs[0].answer_type == "open" and qs[0].answers == ["Ann", "Anne"]
     assert qs[1].id == qs[0].id + "-2"  # identical question text stays distinct
@@ -135,7 +143,9 @@ def test_limit_is_a_seeded_subset_not_the_first_rows(tmp_path):
     assert [q.id for q in a] != [f"many/{i:03d}" for i in range(20)]
     assert [q.id for q in load_dataset(p, limit=20, seed=1)] == [q.id for q in a]
     shuffled = write_jsonl(tmp_path / "many2.jsonl", rows[::-1])
-    assert [q.id.split("/")[1] for q in load_dataset(shuffled, limit=20, seed=1, dataset="many")] == [q.id.split("/")[1] for q in a]
+    assert [q.id.split("/")[1] for q in load_dataset(shuffled, limit=20, seed=1, dataset="many")] == [
+        q.id.split("/")[1] for q in a
+    ]
 
 
 # ------------------------------------------------------------------------------------------------ bad input
@@ -169,8 +179,9 @@ def test_malformed_rows_name_file_and_line(tmp_path):
 
 
 def test_missing_mapped_column_names_field_and_column(tmp_path):
-    p = write_jsonl(tmp_path / "quiz.jsonl", [{"q": "x", "gold": "A", "opts": ["a", "b"]},
-                                              {"q": "y", "opts": ["a", "b"]}])
+    p = write_jsonl(
+        tmp_path / "quiz.jsonl", [{"q": "x", "gold": "A", "opts": ["a", "b"]}, {"q": "y", "opts": ["a", "b"]}]
+    )
     with pytest.raises(DataError, match=r"quiz\.jsonl:2: column 'gold' \(mapped to answers\) not found"):
         load_dataset(p, question="q", answers="gold", choices="opts")
     with pytest.raises(DataError, match=r"quiz\.jsonl:1: column 'prompt' \(mapped to question\) not found"):
@@ -212,7 +223,8 @@ def test_empty_results_are_errors(tmp_path):
     p = write_jsonl(tmp_path / "blank.jsonl", [{"question": "  ", "answer": "y"}])
     with pytest.raises(DataError, match=r"blank\.jsonl:1: empty question"):
         load_dataset(p)
-    p = write_jsonl(tmp_path / "dup.jsonl", [{"id": 1, "question": "x", "answer": "y"},
-                                             {"id": 1, "question": "z", "answer": "y"}])
+    p = write_jsonl(
+        tmp_path / "dup.jsonl", [{"id": 1, "question": "x", "answer": "y"}, {"id": 1, "question": "z", "answer": "y"}]
+    )
     with pytest.raises(DataError, match="duplicate question id 'dup/1'"):
         load_dataset(p)

@@ -18,8 +18,17 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"{DATA} not present")
 NAMES = ["mmlu_pro", "mmlu", "gsm8k", "triviaqa", "truthfulqa", "truthfulqa_gen", "metamedqa", "medqa", "legalbench"]
-DOMAINS = {"mmlu_pro": "general", "mmlu": "general", "gsm8k": "math", "triviaqa": "trivia", "metamedqa": "medical",
-           "medqa": "medical", "legalbench": "legal", "truthfulqa": "truthfulness", "truthfulqa_gen": "truthfulness"}
+DOMAINS = {
+    "mmlu_pro": "general",
+    "mmlu": "general",
+    "gsm8k": "math",
+    "triviaqa": "trivia",
+    "metamedqa": "medical",
+    "medqa": "medical",
+    "legalbench": "legal",
+    "truthfulqa": "truthfulness",
+    "truthfulqa_gen": "truthfulness",
+}
 
 
 def bundle_script():

@@ -138,8 +138,9 @@ def copy_dataset(tmp_path: Path, folder: str) -> Path:
 def test_malformed_gsm8k_line_names_file_and_line(tmp_path):
     d = tmp_path / "gsm8k"
     d.mkdir()
-    (d / "test.jsonl").write_text('{"question": "1+1?", "answer": "2\\n#### 2"}\n{"question": "x", "answer": "no'
-                                  ' final"}\n')
+    (d / "test.jsonl").write_text(
+        '{"question": "1+1?", "answer": "2\\n#### 2"}\n{"question": "x", "answer": "no final"}\n'
+    )
     with pytest.raises(DataError, match=r"test\.jsonl:2: 'answer' has no '#### <number>'"):
         load_dataset("gsm8k", path=d)
 

@@ -20,10 +20,15 @@ def test_converted_folder_is_a_plain_model_without_the_gguf_marker():
 
 
 def test_drop_gguf_marker_keeps_other_settings(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({
-        "model_type": "llama", "hidden_size": 8,
-        "quantization_config": {"quant_method": "gguf", "gguf_file": "x.gguf", "dequantize": False},
-    }))
+    (tmp_path / "config.json").write_text(
+        json.dumps(
+            {
+                "model_type": "llama",
+                "hidden_size": 8,
+                "quantization_config": {"quant_method": "gguf", "gguf_file": "x.gguf", "dequantize": False},
+            }
+        )
+    )
     _drop_gguf_marker(tmp_path)
     assert json.loads((tmp_path / "config.json").read_text()) == {"model_type": "llama", "hidden_size": 8}
     other = {"model_type": "llama", "quantization_config": {"quant_method": "bitsandbytes"}}

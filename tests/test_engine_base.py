@@ -20,15 +20,18 @@ class TTY(io.StringIO):
         return True
 
 
-@pytest.mark.parametrize("kwargs, field", [
-    ({"n": 0}, "n must be an integer >= 1"),
-    ({"max_new_tokens": 0}, "max_new_tokens"),
-    ({"temperature": -1.0}, "temperature must be >= 0"),
-    ({"temperature": float("nan")}, "temperature"),
-    ({"top_p": 0.0}, "top_p must be in"),
-    ({"logprobs": -1}, "logprobs must be None"),
-    ({"stop": [3]}, "stop must be a list of strings"),
-])
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"n": 0}, "n must be an integer >= 1"),
+        ({"max_new_tokens": 0}, "max_new_tokens"),
+        ({"temperature": -1.0}, "temperature must be >= 0"),
+        ({"temperature": float("nan")}, "temperature"),
+        ({"top_p": 0.0}, "top_p must be in"),
+        ({"logprobs": -1}, "logprobs must be None"),
+        ({"stop": [3]}, "stop must be a list of strings"),
+    ],
+)
 def test_bad_sampling_settings_are_one_line(kwargs, field):
     engine = ScriptedEngine(lambda m, i: "x", quiet=True)
     with pytest.raises(ConfigError, match=field):
@@ -70,10 +73,13 @@ class Broken(Engine):
         return out
 
 
-@pytest.mark.parametrize("drop_prompt, message", [
-    (True, "broken: engine returned 1 results for a batch of 2 prompts"),
-    (False, "broken: engine returned 1 completions for a prompt that needed 2"),
-])
+@pytest.mark.parametrize(
+    "drop_prompt, message",
+    [
+        (True, "broken: engine returned 1 results for a batch of 2 prompts"),
+        (False, "broken: engine returned 1 completions for a prompt that needed 2"),
+    ],
+)
 def test_an_engine_returning_the_wrong_shape_fails_loudly(drop_prompt, message):
     with pytest.raises(EngineError, match=message):
         Broken(drop_prompt).generate([msgs("a"), msgs("b")], n=2)
@@ -102,7 +108,8 @@ def test_progress_bar_on_a_terminal_shows_done_total_rate_and_cache_hits(tmp_pat
     err = TTY()
     monkeypatch.setattr(sys, "stderr", err)
     ScriptedEngine(lambda m, i: "one two", store=store, batch_size=1).generate(
-        [msgs("a"), msgs("b"), msgs("c")], n=2, desc="sampling")
+        [msgs("a"), msgs("b"), msgs("c")], n=2, desc="sampling"
+    )
     text = err.getvalue()
     assert "sampling" in text and "6/6" in text and "cache_hits=2" in text and "tok_s=" in text
 

@@ -10,10 +10,9 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from metaconf.engines import get_engine  # noqa: E402
-from metaconf.engines.types import SamplingParams  # noqa: E402
-from metaconf.engines.embedded import embedded_model_dir  # noqa: E402
 from metaconf.engines.hf import HFEngine, _common_prefix  # noqa: E402
 from metaconf.engines.store import CompletionStore  # noqa: E402
+from metaconf.engines.types import SamplingParams  # noqa: E402
 from metaconf.errors import EngineError  # noqa: E402
 
 PROMPTS = [
@@ -69,16 +68,18 @@ def test_shared_prefix_changes_nothing(tiny_model, engine):
     plain = HFEngine(tiny_model, quiet=True, share_prefix=False)
     assert _common_prefix([engine.prompt_ids(p) for p in PROMPTS[:2]]) >= 8
     for temp in (0.0, 1.0):
-        assert [texts(c) for c in engine.generate(PROMPTS, n=2, temperature=temp, max_new_tokens=6, seed=5)] == \
-            [texts(c) for c in plain.generate(PROMPTS, n=2, temperature=temp, max_new_tokens=6, seed=5)]
+        assert [texts(c) for c in engine.generate(PROMPTS, n=2, temperature=temp, max_new_tokens=6, seed=5)] == [
+            texts(c) for c in plain.generate(PROMPTS, n=2, temperature=temp, max_new_tokens=6, seed=5)
+        ]
 
 
 def test_small_batch_budget_gives_same_results(tiny_model, engine):
     small = HFEngine(tiny_model, quiet=True, max_batch_tokens=64)
     params = SamplingParams(n=3, temperature=1.0, max_new_tokens=4, seed=2)
     assert len(small.plan_batches(_requests(small, PROMPTS, params), params)) == len(PROMPTS)
-    assert [texts(c) for c in small.generate_with(PROMPTS, params)] == \
-        [texts(c) for c in engine.generate_with(PROMPTS, params)]
+    assert [texts(c) for c in small.generate_with(PROMPTS, params)] == [
+        texts(c) for c in engine.generate_with(PROMPTS, params)
+    ]
 
 
 def _requests(engine, prompts, params):
@@ -206,11 +207,13 @@ def test_adapter_changes_outputs_and_identity(tiny_model, engine, tmp_path):
     assert e1.adapter_identity and e1.adapter_identity != e2.adapter_identity
     assert e1.model_identity == engine.model_identity
     base_out = engine.generate(PROMPTS, n=1, temperature=0, max_new_tokens=6)
-    assert [texts(c) for c in e1.generate(PROMPTS, n=1, temperature=0, max_new_tokens=6)] != \
-        [texts(c) for c in base_out]
+    assert [texts(c) for c in e1.generate(PROMPTS, n=1, temperature=0, max_new_tokens=6)] != [
+        texts(c) for c in base_out
+    ]
     unmerged = HFEngine(tiny_model, adapter=tmp_path / "a1", quiet=True, merge_adapter=False)
-    assert [texts(c) for c in unmerged.generate(PROMPTS, n=1, temperature=0, max_new_tokens=6)] == \
-        [texts(c) for c in e1.generate(PROMPTS, n=1, temperature=0, max_new_tokens=6)]
+    assert [texts(c) for c in unmerged.generate(PROMPTS, n=1, temperature=0, max_new_tokens=6)] == [
+        texts(c) for c in e1.generate(PROMPTS, n=1, temperature=0, max_new_tokens=6)
+    ]
 
 
 def test_store_serves_second_call_without_forward(tiny_model, tmp_path):
@@ -311,8 +314,10 @@ def test_shared_prefill_reuses_lower_layers_for_upper_layer_adapters(tiny_model,
 
     from metaconf.engines.hf import SharedPrefill
 
-    peft_model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model), LoraConfig(
-        r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"], layers_to_transform=[1]))
+    peft_model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_model),
+        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"], layers_to_transform=[1]),
+    )
     torch.manual_seed(2)
     with torch.no_grad():
         for name, p in peft_model.named_parameters():
@@ -337,8 +342,9 @@ def test_shared_prefill_reuses_lower_layers_for_upper_layer_adapters(tiny_model,
             assert [t.logprob for t in a.logprobs] == pytest.approx([t.logprob for t in b.logprobs], abs=1e-4)
 
     # an adapter that also changes the lower layers never reuses them
-    everywhere = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model),
-                                LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj"]))
+    everywhere = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_model), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj"])
+    )
     everywhere.save_pretrained(tmp_path / "all")
     hits = shared.hits
     HFEngine(tiny_model, adapter=tmp_path / "all", quiet=True, shared_prefill=shared).generate(prompts, **settings)

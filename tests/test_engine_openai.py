@@ -49,8 +49,9 @@ def engine_for(server, **kw):
 def test_generates_n_completions_with_all_sampling_fields(server, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     engine = engine_for(server, extra_body={"top_k": 5})
-    out = engine.generate([msgs("a"), msgs("b")], n=3, temperature=0.7, top_p=0.9, max_new_tokens=12,
-                          stop=["\n"], seed=4)
+    out = engine.generate(
+        [msgs("a"), msgs("b")], n=3, temperature=0.7, top_p=0.9, max_new_tokens=12, stop=["\n"], seed=4
+    )
     assert [len(row) for row in out] == [3, 3]
     assert all(c.text.startswith("echo a") for c in out[0]) and len({c.text for c in out[0]}) == 3
     body = server.chat_requests[0].body
@@ -87,9 +88,10 @@ def test_max_tokens_gives_finish_reason_length(server):
 def test_transient_faults_are_retried(server, delays, fault):
     server.fail_next(fault, times=2)
     out = engine_for(server).generate([msgs("a")], n=2, seed=0)
-    assert [c.text for c in out[0]] == [default_respond("m", msgs("a"), r, i) for r, i in
-                                        [(server.chat_requests[-1].body["seed"], 0),
-                                         (server.chat_requests[-1].body["seed"], 1)]]
+    assert [c.text for c in out[0]] == [
+        default_respond("m", msgs("a"), r, i)
+        for r, i in [(server.chat_requests[-1].body["seed"], 0), (server.chat_requests[-1].body["seed"], 1)]
+    ]
     assert [r.fault for r in server.chat_requests] == [fault, fault, None]
     assert len(delays) == 2
 
@@ -252,7 +254,9 @@ def test_guide_goes_where_the_server_takes_it_and_seed_can_be_left_out(server):
     params = SamplingParams(max_new_tokens=5)
     body = build_payload("m", msgs("a"), params, n=1, seed=None, guide=r"[AB]\.", extra_body={"structured_outputs": {}})
     assert body["structured_outputs"] == {"regex": r"[AB]\."} and "seed" not in body
-    assert build_payload("m", msgs("a"), params, n=1, seed=3, guide="x", guide_field="guided_regex")["guided_regex"] == "x"
+    assert (
+        build_payload("m", msgs("a"), params, n=1, seed=3, guide="x", guide_field="guided_regex")["guided_regex"] == "x"
+    )
     engine = engine_for(server, send_seed=False)
     assert engine.supports_guide and engine.determinism["per_sample_seeds"] is False
     engine.generate([msgs("a"), msgs("b")], max_new_tokens=4, guide=[r"A|B", None])

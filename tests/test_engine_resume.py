@@ -67,8 +67,20 @@ def check_kill_and_resume(tmp_path: Path, common: list[str], prompts: int, n: in
     total = prompts * n
 
     def args(store_path, name, extra=()):
-        return [*common, "--prompts", str(prompts), "--n", str(n), "--store", str(store_path),
-                "--out", str(tmp_path / f"{name}.json"), "--calls", str(tmp_path / f"{name}.calls"), *extra]
+        return [
+            *common,
+            "--prompts",
+            str(prompts),
+            "--n",
+            str(n),
+            "--store",
+            str(store_path),
+            "--out",
+            str(tmp_path / f"{name}.json"),
+            "--calls",
+            str(tmp_path / f"{name}.calls"),
+            *extra,
+        ]
 
     at_kill = kill_mid_run(args(store, "killed", ["--stall-after-batches", str(stall)]), store)
     assert 0 < at_kill < total
@@ -93,12 +105,18 @@ def check_kill_and_resume(tmp_path: Path, common: list[str], prompts: int, n: in
 
 
 def test_kill_and_resume_scripted_engine(tmp_path):
-    check_kill_and_resume(tmp_path, ["--kind", "scripted", "--delay", "0.005", "--batch-size", "4"],
-                          prompts=30, n=3, stall=5)
+    check_kill_and_resume(
+        tmp_path, ["--kind", "scripted", "--delay", "0.005", "--batch-size", "4"], prompts=30, n=3, stall=5
+    )
 
 
 @pytest.mark.slow  # a tiny model, but two fresh interpreters importing torch + transformers (tens of seconds)
 def test_kill_and_resume_hf_engine(tmp_path, tiny_model):
     # a small token budget makes HFEngine plan several batches (about two prompts each)
-    check_kill_and_resume(tmp_path, ["--kind", "hf", "--model", str(tiny_model), "--max-new-tokens", "5",
-                                     "--max-batch-tokens", "300"], prompts=8, n=3, stall=1)
+    check_kill_and_resume(
+        tmp_path,
+        ["--kind", "hf", "--model", str(tiny_model), "--max-new-tokens", "5", "--max-batch-tokens", "300"],
+        prompts=8,
+        n=3,
+        stall=1,
+    )

@@ -11,7 +11,14 @@ import pytest
 from metaconf.engines import get_engine
 from metaconf.engines.types import SamplingParams
 from metaconf.engines.vllm import (
-    VLLMEngine, adapter_rank, cpu_has_bf16, cpu_settings, import_vllm, llm_kwargs, sampling_kwargs, to_completion,
+    VLLMEngine,
+    adapter_rank,
+    cpu_has_bf16,
+    cpu_settings,
+    import_vllm,
+    llm_kwargs,
+    sampling_kwargs,
+    to_completion,
 )
 from metaconf.errors import EngineError
 
@@ -71,13 +78,16 @@ class FakeLLM:
         for conv, sp in zip(messages, sampling_params):
             samples = []
             for k in range(sp.n):  # without a seed (CPU backend), the k-th of n samples
-                words = [conv[-1]["content"], str(sp.seed % 1000) if sp.seed is not None else f"r{k}",
-                         "end"][: sp.max_tokens]
+                words = [conv[-1]["content"], str(sp.seed % 1000) if sp.seed is not None else f"r{k}", "end"][
+                    : sp.max_tokens
+                ]
                 ids = list(range(len(words)))
                 lps = None
                 if sp.logprobs is not None:
-                    lps = [{i: Logprob(-0.1, 1, w), 100 + i: Logprob(-2.5, 2, w + "?"),
-                            200 + i: Logprob(-3.0, 3, "z")} for i, w in enumerate(words)]
+                    lps = [
+                        {i: Logprob(-0.1, 1, w), 100 + i: Logprob(-2.5, 2, w + "?"), 200 + i: Logprob(-3.0, 3, "z")}
+                        for i, w in enumerate(words)
+                    ]
                 finish = "length" if sp.max_tokens < 3 else "stop"
                 samples.append(CompletionOutput(k, " ".join(words), ids, None, lps, finish))
             outs.append(RequestOutput("r", "", [1, 2, 3, 4], None, samples))
@@ -120,8 +130,13 @@ def msgs(text):
 
 # -- pure functions ------------------------------------------------------------------------------------------
 def test_llm_kwargs_plain_and_with_adapter(adapter):
-    assert llm_kwargs("m") == {"model": "m", "tensor_parallel_size": 1, "gpu_memory_utilization": 0.9,
-                               "dtype": "auto", "seed": 0}
+    assert llm_kwargs("m") == {
+        "model": "m",
+        "tensor_parallel_size": 1,
+        "gpu_memory_utilization": 0.9,
+        "dtype": "auto",
+        "seed": 0,
+    }
     kw = llm_kwargs("m", adapter, tensor_parallel_size=2, max_model_len=4096, extra={"enforce_eager": True})
     assert kw["enable_lora"] is True and kw["max_lora_rank"] == 16  # rank 12 rounded up to a size vLLM allows
     assert kw["max_model_len"] == 4096 and kw["tensor_parallel_size"] == 2 and kw["enforce_eager"] is True
@@ -141,17 +156,38 @@ def test_adapter_rank_errors(tmp_path):
 def test_sampling_kwargs():
     params = SamplingParams(n=4, temperature=0.7, top_p=0.95, max_new_tokens=32, stop=("\n",), seed=1, logprobs=5)
     assert sampling_kwargs(params, seed=2**40 + 3) == {
-        "n": 1, "temperature": 0.7, "top_p": 0.95, "max_tokens": 32, "seed": 3, "stop": ["\n"], "logprobs": 5}
+        "n": 1,
+        "temperature": 0.7,
+        "top_p": 0.95,
+        "max_tokens": 32,
+        "seed": 3,
+        "stop": ["\n"],
+        "logprobs": 5,
+    }
     plain = sampling_kwargs(SamplingParams(), seed=9, n=3)
     assert plain["n"] == 3 and "stop" not in plain and "logprobs" not in plain
 
 
 def test_to_completion_with_logprobs_and_stop():
-    out = RequestOutput("r", "", [5, 6, 7], None, [CompletionOutput(
-        0, "A. then more", [11, 12], None,
-        [{11: Logprob(-0.2, 1, "A"), 40: Logprob(-1.9, 2, "B"), 41: Logprob(-2.2, 3, "C")},
-         {12: Logprob(-4.0, 7, "."), 13: Logprob(-0.1, 1, ",")}],
-        "length")])
+    out = RequestOutput(
+        "r",
+        "",
+        [5, 6, 7],
+        None,
+        [
+            CompletionOutput(
+                0,
+                "A. then more",
+                [11, 12],
+                None,
+                [
+                    {11: Logprob(-0.2, 1, "A"), 40: Logprob(-1.9, 2, "B"), 41: Logprob(-2.2, 3, "C")},
+                    {12: Logprob(-4.0, 7, "."), 13: Logprob(-0.1, 1, ",")},
+                ],
+                "length",
+            )
+        ],
+    )
     c = to_completion(out, SamplingParams(stop=(".",), logprobs=2))
     assert c.text == "A" and c.finish_reason == "stop"  # cut at a stop string: not a length stop
     assert c.prompt_tokens == 3 and c.completion_tokens == 2
@@ -237,10 +273,15 @@ def cpu_vllm(fake_vllm, monkeypatch):
 
 def test_cpu_settings():
     assert cpu_settings({"dtype": "auto", "tensor_parallel_size": 1}, bf16=False) == {
-        "dtype": "float32", "tensor_parallel_size": 1, "distributed_executor_backend": "uni"}
+        "dtype": "float32",
+        "tensor_parallel_size": 1,
+        "distributed_executor_backend": "uni",
+    }
     assert cpu_settings({"dtype": "auto", "tensor_parallel_size": 1}, bf16=True)["dtype"] == "auto"
     assert cpu_settings({"dtype": "bfloat16", "tensor_parallel_size": 2}, bf16=False) == {
-        "dtype": "bfloat16", "tensor_parallel_size": 2}
+        "dtype": "bfloat16",
+        "tensor_parallel_size": 2,
+    }
     assert cpu_has_bf16("flags: fpu avx2 amx_bf16") and not cpu_has_bf16("flags: fpu avx2 fma")
 
 

@@ -211,8 +211,16 @@ def test_numeric_is_correct(gold: str, text: str, correct: bool) -> None:
 
 @pytest.mark.parametrize(
     "value, text",
-    [(Fraction(1234), "1234"), (Fraction(3, 4), "0.75"), (Fraction(-1, 2), "-0.5"), (Fraction(1, 3), "1/3"),
-     (Fraction(1, 8), "0.125"), (Fraction(0), "0"), (Fraction(-7, 3), "-7/3"), (Fraction(5, 100), "0.05")],
+    [
+        (Fraction(1234), "1234"),
+        (Fraction(3, 4), "0.75"),
+        (Fraction(-1, 2), "-0.5"),
+        (Fraction(1, 3), "1/3"),
+        (Fraction(1, 8), "0.125"),
+        (Fraction(0), "0"),
+        (Fraction(-7, 3), "-7/3"),
+        (Fraction(5, 100), "0.05"),
+    ],
 )
 def test_canonical_number(value: Fraction, text: str) -> None:
     assert canonical_number(value) == text
@@ -264,8 +272,14 @@ def test_open_is_correct(aliases: list[str], text: str, correct: bool) -> None:
 
 @pytest.mark.parametrize(
     "text, expected",
-    [("The Cat!", "cat"), ("an  apple", "apple"), ("Théâtre_du Soleil", "theatre du soleil"),
-     ("A.B.C.", "b c"), ("  many   spaces ", "many spaces"), ("the", "")],
+    [
+        ("The Cat!", "cat"),
+        ("an  apple", "apple"),
+        ("Théâtre_du Soleil", "theatre du soleil"),
+        ("A.B.C.", "b c"),
+        ("  many   spaces ", "many spaces"),
+        ("the", ""),
+    ],
 )
 def test_normalize_open(text: str, expected: str) -> None:
     assert normalize_open(text) == expected
@@ -299,8 +313,10 @@ def test_boolean_extraction(text: str, expected: str | None) -> None:
     assert extract_answer(text, boolean()) == expected
 
 
-@pytest.mark.parametrize("gold, text, correct", [("yes", "Yes", True), ("Yes", "true", True), ("no", "yes", False),
-                                                 ("False", "No.", True), ("no", "", False)])
+@pytest.mark.parametrize(
+    "gold, text, correct",
+    [("yes", "Yes", True), ("Yes", "true", True), ("no", "yes", False), ("False", "No.", True), ("no", "", False)],
+)
 def test_boolean_is_correct(gold: str, text: str, correct: bool) -> None:
     assert is_correct(text, boolean(gold)) is correct
 
@@ -350,8 +366,34 @@ QUESTIONS = [mc("B"), mc("I", [f"o{k}" for k in range(10)]), num("12"), open_q("
 fuzz_text = st.one_of(
     st.text(max_size=300),
     st.lists(
-        st.sampled_from(["Answer:", "A", "a", "(b)", "####", "1,234", "-", "/", "0", "3/0", "\\frac{1}{0}", "%",
-                         "\\boxed{", "}", "\n", "Confidence:", "yes", "not", "e", "1e99999", ".", "$", " ", "**"]),
+        st.sampled_from(
+            [
+                "Answer:",
+                "A",
+                "a",
+                "(b)",
+                "####",
+                "1,234",
+                "-",
+                "/",
+                "0",
+                "3/0",
+                "\\frac{1}{0}",
+                "%",
+                "\\boxed{",
+                "}",
+                "\n",
+                "Confidence:",
+                "yes",
+                "not",
+                "e",
+                "1e99999",
+                ".",
+                "$",
+                " ",
+                "**",
+            ]
+        ),
         max_size=40,
     ).map("".join),
 )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from metaconf.data.schema import Question
+from helpers.questions import open_q
+from helpers.study import SMALL
 from metaconf.engines.scripted import ScriptedEngine, last_user_content
 from metaconf.errors import ConfigError
 from metaconf.evaluation import evaluate_pairwise, evaluate_single
@@ -12,10 +13,8 @@ from metaconf.grading import DEFAULT_JUDGE_TEMPLATE, JudgeGrader
 from metaconf.study.config import parse_config
 from metaconf.study.runner import Study
 
-from test_study import SMALL
-
-HAMLET = Question("t/1", "triviaqa", "trivia", "Who wrote Hamlet?", None, ["William Shakespeare"], "open")
-ODYSSEY = Question("t/2", "triviaqa", "trivia", "Who wrote the Odyssey?", None, ["Homer"], "open")
+HAMLET = open_q("William Shakespeare", id="t/1", dataset="triviaqa", question="Who wrote Hamlet?")
+ODYSSEY = open_q("Homer", id="t/2", dataset="triviaqa", question="Who wrote the Odyssey?")
 
 
 def model(messages, sample):
@@ -46,8 +45,12 @@ def test_grading_config_errors_name_the_field():
     with pytest.raises(ConfigError, match=r"field 'grading'.*missing the \{gold\}, \{answer\} placeholder"):
         parse_config({**SMALL, "grading": {"method": "judge", "template": "Q: {question}"}})
     with pytest.raises(ConfigError, match=r"field 'grading\.judge_model\.options\.bogus'"):
-        parse_config({**SMALL, "grading": {"method": "judge", "judge_model": {"engine": "hf", "name": "m",
-                                                                               "options": {"bogus": 1}}}})
+        parse_config(
+            {
+                **SMALL,
+                "grading": {"method": "judge", "judge_model": {"engine": "hf", "name": "m", "options": {"bogus": 1}}},
+            }
+        )
 
 
 def test_study_builds_a_judge_on_the_base_model_only_when_asked(tmp_path):

@@ -22,7 +22,9 @@ def test_rule_grader_is_a_grader() -> None:
     grader = RuleGrader()
     assert isinstance(grader, Grader)
     assert grader.grade(["Shakespeare", "Marlowe", "Answer: B"], [trivia("Shakespeare")] * 2 + [MC]) == [
-        True, False, True,
+        True,
+        False,
+        True,
     ]
 
 
@@ -94,8 +96,17 @@ def test_custom_template_and_missing_placeholder() -> None:
 
 @pytest.mark.parametrize(
     "reply, verdict",
-    [("yes", True), ("Yes.", True), ("No", False), ("no, it does not", False), ("Correct", True),
-     ("Incorrect.", False), ("The answer is correct.", True), ("", None), ("I cannot tell", None)],
+    [
+        ("yes", True),
+        ("Yes.", True),
+        ("No", False),
+        ("no, it does not", False),
+        ("Correct", True),
+        ("Incorrect.", False),
+        ("The answer is correct.", True),
+        ("", None),
+        ("I cannot tell", None),
+    ],
 )
 def test_parse_judge_reply(reply: str, verdict: bool | None) -> None:
     assert parse_judge_reply(reply) is verdict

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 import warnings
+from pathlib import Path
 
 import pytest
 import yaml
@@ -14,7 +15,13 @@ from metaconf.data.schema import Question
 from metaconf.engines.types import TokenLogprob
 from metaconf.errors import ConfigError
 from metaconf.tasks import (
-    answer_messages, load_template, pairwise_messages, parse_answer, parse_pairwise, parse_single, single_messages,
+    answer_messages,
+    load_template,
+    pairwise_messages,
+    parse_answer,
+    parse_pairwise,
+    parse_single,
+    single_messages,
 )
 from metaconf.tasks.guides import answer_guide, check_template, pairwise_guide, resolve_format, single_guide
 from metaconf.tasks.parsing import expected_confidence
@@ -26,7 +33,8 @@ def question(kind: str, i: int = 0, n_choices: int = 3) -> Question:
     if kind == "mc":
         return questions.mc("B", [f"option {c}" for c in range(n_choices)], **fields)
     return {"numeric": questions.num, "open": questions.open_q, "boolean": questions.boolean}[kind](
-        {"numeric": "12", "open": "Paris", "boolean": "yes"}[kind], **fields)
+        {"numeric": "12", "open": "Paris", "boolean": "yes"}[kind], **fields
+    )
 
 
 KINDS = ("mc", "numeric", "open", "boolean")
@@ -35,7 +43,7 @@ PAIRS = [(question(a, 0), question(b, 1)) for a in KINDS for b in KINDS]
 
 
 def template_file(tmp_path, **changes):
-    raw = {**yaml.safe_load(load_template("single").path and open(load_template("single").path).read()), **changes}
+    raw = {**yaml.safe_load(Path(load_template("single").path).read_text()), **changes}
     path = tmp_path / "mine.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
@@ -50,16 +58,24 @@ def test_guides_follow_the_answer_type_and_the_question_options():
     assert g.startswith("Choice: Question [12]\\nAnswer 1: -?[0-9]") and g.endswith("\\nAnswer 2: [ABCD]")
     # python's re reads the dialect too: the target format round-trips through the guide
     for q in QUESTIONS:
-        assert re.fullmatch(single_guide(q), {"mc": "Answer: B", "numeric": "Answer: -12.5", "open": "Answer: Paris",
-                                              "boolean": "Answer: no"}[q.answer_type] + "\nConfidence: 100%")
+        assert re.fullmatch(
+            single_guide(q),
+            {"mc": "Answer: B", "numeric": "Answer: -12.5", "open": "Answer: Paris", "boolean": "Answer: no"}[
+                q.answer_type
+            ]
+            + "\nConfidence: 100%",
+        )
         assert not re.fullmatch(single_guide(q), "Answer: B\nConfidence: 101%")
 
 
 def longest_match(guide: str) -> str:
     """The longest reply a guide of this module's dialect allows, built construct by construct."""
     out = re.sub(r"\[A-Za-z0-9\]\[ -~\]\{0,(\d+)\}", lambda m: "x" * (int(m.group(1)) + 1), guide)
-    out = re.sub(r"-\?\[0-9\]\{1,(\d+)\}(\(\\\.\[0-9\]\{1,3\}\)\?)?",
-                 lambda m: "-" + "9" * int(m.group(1)) + (".999" if m.group(2) else ""), out)
+    out = re.sub(
+        r"-\?\[0-9\]\{1,(\d+)\}(\(\\\.\[0-9\]\{1,3\}\)\?)?",
+        lambda m: "-" + "9" * int(m.group(1)) + (".999" if m.group(2) else ""),
+        out,
+    )
     out = out.replace("([Yy]es|[Nn]o)", "yes").replace("(100|[1-9]?[0-9])", "100")
     out = re.sub(r"\[([A-Z0-9]+)\]", lambda m: m.group(1)[0], out)
     return re.sub(r"\\(.)", lambda m: "\n" if m.group(1) == "n" else m.group(1), out)
@@ -69,8 +85,9 @@ def test_every_guide_fits_the_token_limit_even_at_one_byte_per_token():
     for t in ("answer", "single", "pairwise"):
         limit = load_template(t).token_limit(guided=True)
         for q1, q2 in PAIRS:
-            guide = {"answer": answer_guide, "single": single_guide}[t](q1) if t != "pairwise" \
-                else pairwise_guide(q1, q2)
+            guide = (
+                {"answer": answer_guide, "single": single_guide}[t](q1) if t != "pairwise" else pairwise_guide(q1, q2)
+            )
             longest = longest_match(guide)
             assert re.fullmatch(guide, longest), (guide, longest)
             eos = 0 if guide.endswith("%") else 1  # a reply that could go on needs an end-of-sequence token
@@ -85,13 +102,16 @@ def test_a_users_template_gets_its_own_guide(tmp_path):
     assert single_guide(question("mc", n_choices=2), t) == "Reply: [AB] \\| sure: (100|[1-9]?[0-9])/100"
 
 
-@pytest.mark.parametrize("output, why", [
-    ("Answer: {answer}\nConfidence: {confidence}% ({reason})", "unknown field {reason}"),
-    ("Answer: {answer}", "missing {confidence}"),
-    ("Answer: {answer:>5}\nConfidence: {confidence}%", "format spec"),
-    ("Answer: {answer}\nConfidence: {confidence}% {answer}", "appears twice"),
-    ("Answer: {answer\nConfidence", "expected '}'"),
-])
+@pytest.mark.parametrize(
+    "output, why",
+    [
+        ("Answer: {answer}\nConfidence: {confidence}% ({reason})", "unknown field {reason}"),
+        ("Answer: {answer}", "missing {confidence}"),
+        ("Answer: {answer:>5}\nConfidence: {confidence}%", "format spec"),
+        ("Answer: {answer}\nConfidence: {confidence}% {answer}", "appears twice"),
+        ("Answer: {answer\nConfidence", "expected '}'"),
+    ],
+)
 def test_templates_that_cannot_be_guided_are_refused_in_one_line(tmp_path, output, why):
     path = template_file(tmp_path, output=output)
     t = parse_template(yaml.safe_load(path.read_text()), str(path))
@@ -138,12 +158,19 @@ def lp(p: float) -> float:
 
 
 def test_expected_confidence_by_hand():
-    tokens = [TokenLogprob("Answer", 0.0), TokenLogprob(": B", 0.0), TokenLogprob("\n", 0.0),
-              TokenLogprob("Confidence", 0.0), TokenLogprob(":", 0.0), TokenLogprob(" ", 0.0),
-              TokenLogprob("8", lp(0.6), {"8": lp(0.6), "3": lp(0.3), "1": lp(0.1)}),
-              TokenLogprob("5", lp(0.5), {"5": lp(0.5), "0": lp(0.3), "%": lp(0.2)}),
-              TokenLogprob("%", 0.0, {"%": 0.0})]
-    # sampled 8 then 5 then '%': 8 -> 0.5*85 + 0.3*80 + 0.2*8 ; unsampled 3 -> mean(3, 30..39); 1 -> mean(1, 10..19, 100)
+    tokens = [
+        TokenLogprob("Answer", 0.0),
+        TokenLogprob(": B", 0.0),
+        TokenLogprob("\n", 0.0),
+        TokenLogprob("Confidence", 0.0),
+        TokenLogprob(":", 0.0),
+        TokenLogprob(" ", 0.0),
+        TokenLogprob("8", lp(0.6), {"8": lp(0.6), "3": lp(0.3), "1": lp(0.1)}),
+        TokenLogprob("5", lp(0.5), {"5": lp(0.5), "0": lp(0.3), "%": lp(0.2)}),
+        TokenLogprob("%", 0.0, {"%": 0.0}),
+    ]
+    # sampled 8 then 5 then '%': 8 -> 0.5*85 + 0.3*80 + 0.2*8
+    # unsampled 3 -> mean(3, 30..39); 1 -> mean(1, 10..19, 100)
     after_8 = 0.5 * 85 + 0.3 * 80 + 0.2 * 8
     mean_3 = (3 + sum(range(30, 40))) / 11
     mean_1 = (1 + sum(range(10, 20)) + 100) / 12
@@ -174,8 +201,14 @@ def test_guided_replies_always_match_and_parse(engine):
     answer = load_template("answer").generation(guided=True)
     pair = load_template("pairwise").generation(guided=True)
     for seed in range(2):
-        outs = engine.generate([single_messages(q) for q in QUESTIONS], n=3, temperature=1.0, seed=seed,
-                               guide=[single_guide(q) for q in QUESTIONS], **single)
+        outs = engine.generate(
+            [single_messages(q) for q in QUESTIONS],
+            n=3,
+            temperature=1.0,
+            seed=seed,
+            guide=[single_guide(q) for q in QUESTIONS],
+            **single,
+        )
         for q, comps in zip(QUESTIONS, outs):
             for c in comps:
                 assert re.fullmatch(single_guide(q), c.text), c.text
@@ -184,13 +217,25 @@ def test_guided_replies_always_match_and_parse(engine):
                 assert parsed.parsed, c.text
                 if q.answer_type == "mc":
                     assert parsed.answer in ("A", "B", "C")  # three options: never D or later
-        outs = engine.generate([answer_messages(q) for q in QUESTIONS], n=2, temperature=1.0, seed=seed,
-                               guide=[answer_guide(q) for q in QUESTIONS], **answer)
+        outs = engine.generate(
+            [answer_messages(q) for q in QUESTIONS],
+            n=2,
+            temperature=1.0,
+            seed=seed,
+            guide=[answer_guide(q) for q in QUESTIONS],
+            **answer,
+        )
         for q, comps in zip(QUESTIONS, outs):
             for c in comps:
                 assert re.fullmatch(answer_guide(q), c.text) and parse_answer(c.text, q) is not None, c.text
-        outs = engine.generate([pairwise_messages(a, b) for a, b in PAIRS], n=1, temperature=1.0, seed=seed,
-                               guide=[pairwise_guide(a, b) for a, b in PAIRS], **pair)
+        outs = engine.generate(
+            [pairwise_messages(a, b) for a, b in PAIRS],
+            n=1,
+            temperature=1.0,
+            seed=seed,
+            guide=[pairwise_guide(a, b) for a, b in PAIRS],
+            **pair,
+        )
         for (a, b), comps in zip(PAIRS, outs):
             for c in comps:
                 assert re.fullmatch(pairwise_guide(a, b), c.text), c.text
@@ -221,18 +266,19 @@ def test_guided_and_free_are_cached_apart(tiny_model, tmp_path):
 def test_guided_sampling_is_batch_invariant(engine):
     qs = QUESTIONS[::3]
     settings = load_template("single").generation(guided=True)
-    together = engine.generate([single_messages(q) for q in qs], n=2, seed=3,
-                               guide=[single_guide(q) for q in qs], **settings)
-    alone = [engine.generate([single_messages(q)], n=2, seed=3, guide=[single_guide(q)], **settings)[0]
-             for q in qs]
+    together = engine.generate(
+        [single_messages(q) for q in qs], n=2, seed=3, guide=[single_guide(q) for q in qs], **settings
+    )
+    alone = [engine.generate([single_messages(q)], n=2, seed=3, guide=[single_guide(q)], **settings)[0] for q in qs]
     assert [[c.text for c in cs] for cs in together] == [[c.text for c in cs] for cs in alone]
 
 
 def test_guided_logprobs_are_the_masked_renormalised_distribution(engine):
     a, b = question("open", 0), question("mc", 1)
     settings = load_template("pairwise").generation(guided=True)
-    (comp,), = engine.generate([pairwise_messages(a, b)], n=1, temperature=0.0, logprobs=20,
-                               guide=[pairwise_guide(a, b)], **settings)
+    ((comp,),) = engine.generate(
+        [pairwise_messages(a, b)], n=1, temperature=0.0, logprobs=20, guide=[pairwise_guide(a, b)], **settings
+    )
     for tok in comp.logprobs:
         total = sum(math.exp(v) for v in tok.top.values())
         assert total <= 1.0 + 1e-4 and tok.logprob <= 1e-6
@@ -248,7 +294,7 @@ def test_guided_logprobs_are_the_masked_renormalised_distribution(engine):
     assert sum(math.exp(v) for v in choice.top.values()) == pytest.approx(1.0, abs=1e-5)
     # by hand: the model's next-token distribution after the prompt and the forced prefix, restricted to 1 / 2
     ids = engine.prompt_ids(pairwise_messages(a, b)) + engine.tokenizer(text, add_special_tokens=False)["input_ids"]
-    assert engine.tokenizer.decode(ids[-len(engine.tokenizer(text, add_special_tokens=False)["input_ids"]):]) == text
+    assert engine.tokenizer.decode(ids[-len(engine.tokenizer(text, add_special_tokens=False)["input_ids"]) :]) == text
     with torch.inference_mode():
         logits = engine.model(torch.tensor([ids])).logits[0, -1].float()
     one, two = (engine.tokenizer.convert_tokens_to_ids(t) for t in ("1", "2"))
@@ -270,8 +316,7 @@ def test_guided_single_rows_get_a_probability_weighted_confidence(engine):
 
 
 # -- the real embedded model -----------------------------------------------------------------------------------
-BUNDLED = ("mmlu_pro", "mmlu", "gsm8k", "triviaqa", "metamedqa", "medqa", "legalbench", "truthfulqa",
-           "truthfulqa_gen")
+BUNDLED = ("mmlu_pro", "mmlu", "gsm8k", "triviaqa", "metamedqa", "medqa", "legalbench", "truthfulqa", "truthfulqa_gen")
 
 
 @pytest.mark.slow

@@ -26,8 +26,11 @@ from metaconf.errors import ConfigError, DataError, EngineError
 from metaconf.study.config import load_config
 from metaconf.study.lock import RunFolderBusy, RunLock
 
-MINIMAL = {"model": {"engine": "embedded"}, "data": {"train": [{"name": "gsm8k", "train": 4, "held_out": 2}]},
-           "conditions": ["base"]}
+MINIMAL = {
+    "model": {"engine": "embedded"},
+    "data": {"train": [{"name": "gsm8k", "train": 4, "held_out": 2}]},
+    "conditions": ["base"],
+}
 SRC = str(Path(__file__).parents[1] / "src")
 
 
@@ -42,32 +45,63 @@ CONFIGS = [
     ("nul bytes", b"name: a\x00b\n", r"X\.yaml: a binary file"),
     ("nested 5,000 deep", "a: " + "[" * 5000 + "]" * 5000, r"X\.yaml: nested too deeply"),
     ("nested 40 deep", "a: " + "[" * 40 + "]" * 40, r"X\.yaml: nested more than 32 levels"),
-    ("duplicate key", "conditions: [base]\nconditions: [base, single]\n" + yaml.safe_dump({"data": MINIMAL["data"]}),
-     r"X\.yaml:2: .*key 'conditions' given twice \(lines 1 and 2\)"),
+    (
+        "duplicate key",
+        "conditions: [base]\nconditions: [base, single]\n" + yaml.safe_dump({"data": MINIMAL["data"]}),
+        r"X\.yaml:2: .*key 'conditions' given twice \(lines 1 and 2\)",
+    ),
     ("duplicate nested key", "data:\n  train: []\n  train: []\n", r"X\.yaml:3: .*key 'train' given twice"),
-    ("condition without a training set", _with(conditions=["base", "multitask"],
-                                               targets={"sets": [{"name": "single", "task": "single"}]}),
-     r"X\.yaml: field 'conditions': 'multitask' is trained on the training set of that name, but targets\.sets "
-     r"has only single"),
-    ("unknown engine option", _with(model={"engine": "embedded", "options": {"bogus_kw": 1}}),
-     r"X\.yaml: field 'model\.options\.bogus_kw': not an option of the embedded engine \(options: device, "),
-    ("missing eval path", _with(data={**MINIMAL["data"], "eval": [{"name": "medqa", "path": "/nonexistent/x"}]}),
-     r"X\.yaml: field 'data\.eval\.0\.path': /nonexistent/x not found"),
-    ("two files, one name", None, r"X\.yaml: fields 'data\.eval\.0' and 'data\.eval\.1' are both dataset "
-                                  r"'validation'; give one of them a different label"),
-    ("label clashing with a registered name", _with(data={**MINIMAL["data"], "eval": [{"name": "medqa", "label": "gsm8k"}]}),
-     r"fields 'data\.train\.0' and 'data\.eval\.0' are both dataset 'gsm8k'"),
-    ("label with a path in it", _with(data={**MINIMAL["data"], "eval": [{"name": "medqa", "label": "../x"}]}),
-     r"field 'data\.eval\.0\.label': String should match pattern"),
+    (
+        "condition without a training set",
+        _with(conditions=["base", "multitask"], targets={"sets": [{"name": "single", "task": "single"}]}),
+        r"X\.yaml: field 'conditions': 'multitask' is trained on the training set of that name, but targets\.sets "
+        r"has only single",
+    ),
+    (
+        "unknown engine option",
+        _with(model={"engine": "embedded", "options": {"bogus_kw": 1}}),
+        r"X\.yaml: field 'model\.options\.bogus_kw': not an option of the embedded engine \(options: device, ",
+    ),
+    (
+        "missing eval path",
+        _with(data={**MINIMAL["data"], "eval": [{"name": "medqa", "path": "/nonexistent/x"}]}),
+        r"X\.yaml: field 'data\.eval\.0\.path': /nonexistent/x not found",
+    ),
+    (
+        "two files, one name",
+        None,
+        r"X\.yaml: fields 'data\.eval\.0' and 'data\.eval\.1' are both dataset "
+        r"'validation'; give one of them a different label",
+    ),
+    (
+        "label clashing with a registered name",
+        _with(data={**MINIMAL["data"], "eval": [{"name": "medqa", "label": "gsm8k"}]}),
+        r"fields 'data\.train\.0' and 'data\.eval\.0' are both dataset 'gsm8k'",
+    ),
+    (
+        "label with a path in it",
+        _with(data={**MINIMAL["data"], "eval": [{"name": "medqa", "label": "../x"}]}),
+        r"field 'data\.eval\.0\.label': String should match pattern",
+    ),
     ("top level is a list", "- a\n- b\n", r"X\.yaml: expected a mapping of settings at the top level"),
     # found beyond the issue's list
-    ("YAML alias bomb", "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
-        f"{k}: &{k} [{', '.join(['*' + p] * 10)}]\n" for p, k in zip("abcdefgh", "bcdefghi")),
-     r"X\.yaml: nested more than 32 levels deep or more than 100,000 values"),
-    ("infinite temperature", _with(evaluation={"temperature": float("inf")}),
-     r"field 'evaluation\.temperature': Input should be a finite number"),
+    (
+        "YAML alias bomb",
+        "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+        + "".join(f"{k}: &{k} [{', '.join(['*' + p] * 10)}]\n" for p, k in zip("abcdefgh", "bcdefghi")),
+        r"X\.yaml: nested more than 32 levels deep or more than 100,000 values",
+    ),
+    (
+        "infinite temperature",
+        _with(evaluation={"temperature": float("inf")}),
+        r"field 'evaluation\.temperature': Input should be a finite number",
+    ),
     ("negative seed", _with(evaluation={"seed": -1}), r"field 'evaluation\.seed': Input should be greater than"),
-    ("a billion logprobs", _with(evaluation={"logprobs": 10**9}), r"field 'evaluation\.logprobs': Input should be less"),
+    (
+        "a billion logprobs",
+        _with(evaluation={"logprobs": 10**9}),
+        r"field 'evaluation\.logprobs': Input should be less",
+    ),
 ]
 
 
@@ -76,8 +110,9 @@ def _two_validation_files(tmp_path: Path) -> tuple[Path, Path]:
     for folder in ("a", "b"):
         path = tmp_path / folder / "validation.jsonl"
         path.parent.mkdir()
-        path.write_text("".join(json.dumps({"question": f"{folder} q{i}?", "answer": f"{folder}{i}"}) + "\n"
-                                for i in range(3)))
+        path.write_text(
+            "".join(json.dumps({"question": f"{folder} q{i}?", "answer": f"{folder}{i}"}) + "\n" for i in range(3))
+        )
         paths.append(path)
     return paths[0], paths[1]
 
@@ -101,16 +136,36 @@ def test_hostile_config_gives_one_line_naming_file_and_field(tmp_path, name, con
 def test_errors_after_reading_the_config_leave_no_run_folder_and_name_the_file(tmp_path, capsys):
     """Found while loading data (n too large) or when the engine fails: one line naming the config, no out/."""
     cases = [
-        (_with(data={**MINIMAL["data"], "eval": [{"name": "medqa", "n": 100000000}]}),
-         r"X\.yaml: field 'data\.eval\.0\.n': 'medqa' has \d+ questions, fewer than n = 100000000"),
-        (_with(data={"train": [{"name": "gsm8k", "train": 100000000}]}),
-         r"X\.yaml: field 'data\.train\.0': 'gsm8k' has \d+ questions, fewer than train \+ held_out"),
-        (_with(model={"engine": "openai", "name": "m", "base_url": "http://127.0.0.1:9/v1",
-                      "options": {"max_retries": 0}}),
-         r"server at http://127\.0\.0\.1:9/v1 failed for model 'm' after 1 attempts"),
-        (_with(model={"engine": "openai", "name": "m", "base_url": "http://127.0.0.1:9/v1",
-                      "options": {"concurrency": "many"}}),
-         r"X\.yaml: field 'model\.options': "),
+        (
+            _with(data={**MINIMAL["data"], "eval": [{"name": "medqa", "n": 100000000}]}),
+            r"X\.yaml: field 'data\.eval\.0\.n': 'medqa' has \d+ questions, fewer than n = 100000000",
+        ),
+        (
+            _with(data={"train": [{"name": "gsm8k", "train": 100000000}]}),
+            r"X\.yaml: field 'data\.train\.0': 'gsm8k' has \d+ questions, fewer than train \+ held_out",
+        ),
+        (
+            _with(
+                model={
+                    "engine": "openai",
+                    "name": "m",
+                    "base_url": "http://127.0.0.1:9/v1",
+                    "options": {"max_retries": 0},
+                }
+            ),
+            r"server at http://127\.0\.0\.1:9/v1 failed for model 'm' after 1 attempts",
+        ),
+        (
+            _with(
+                model={
+                    "engine": "openai",
+                    "name": "m",
+                    "base_url": "http://127.0.0.1:9/v1",
+                    "options": {"concurrency": "many"},
+                }
+            ),
+            r"X\.yaml: field 'model\.options': ",
+        ),
     ]
     for raw, error in cases:
         config, out = tmp_path / "X.yaml", tmp_path / "out"
@@ -139,8 +194,18 @@ def test_an_existing_run_folder_is_kept_on_a_later_error(tmp_path, capsys):
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     config = tmp_path / "X.yaml"
-    config.write_text(yaml.safe_dump(_with(model={"engine": "openai", "name": "m", "base_url": "http://127.0.0.1:9/v1",
-                                                  "options": {"max_retries": 0}})))
+    config.write_text(
+        yaml.safe_dump(
+            _with(
+                model={
+                    "engine": "openai",
+                    "name": "m",
+                    "base_url": "http://127.0.0.1:9/v1",
+                    "options": {"max_retries": 0},
+                }
+            )
+        )
+    )
     assert main(["run", str(config), "--out", str(out), "--quiet"]) == 2
     assert (out / "keep.txt").read_text() == "mine" and not (out / ".lock").exists()
 
@@ -148,25 +213,49 @@ def test_an_existing_run_folder_is_kept_on_a_later_error(tmp_path, capsys):
 # --------------------------------------------------------------------------------------------- data files
 # (file name, bytes, regex of the one-line error or ("loads", the first question's text))
 DATA = [
-    ("bad.jsonl", b'{"question": "q1", "answer": "a"}\n{"question": "q\xff2", "answer": "b"}\n',
-     r"bad\.jsonl:2: invalid UTF-8 \(byte 0xff at byte offset 49\)"),
+    (
+        "bad.jsonl",
+        b'{"question": "q1", "answer": "a"}\n{"question": "q\xff2", "answer": "b"}\n',
+        r"bad\.jsonl:2: invalid UTF-8 \(byte 0xff at byte offset 49\)",
+    ),
     ("bad.csv", b"question,answer\nq1,a\nq2,b\xc3\n", r"bad\.csv:3: invalid UTF-8 \(byte 0xc3 at byte offset 25\)"),
     ("bad.json", b'[{"question": "\xfe", "answer": "a"}]', r"bad\.json:1: invalid UTF-8 \(byte 0xfe"),
-    ("deep.jsonl", ('{"question": ' + "[" * 100_000 + "]" * 100_000 + ', "answer": "a"}\n').encode(),
-     r"deep\.jsonl:1: JSON nested too deeply"),
+    (
+        "deep.jsonl",
+        ('{"question": ' + "[" * 100_000 + "]" * 100_000 + ', "answer": "a"}\n').encode(),
+        r"deep\.jsonl:1: JSON nested too deeply",
+    ),
     ("deep.json", ("[" * 100_000 + "]" * 100_000).encode(), r"deep\.json: JSON nested too deeply"),
-    ("deepcell.csv", ('question,choices,answer\nq,"' + "[" * 100_000 + '",A\n').encode(),
-     r"deepcell\.csv:2: choices '\[+' is not a list"),
-    ("obj.jsonl", b'{"question": "ok", "answer": "a"}\n{"question": {"nested": [1, 2]}, "answer": "a"}\n',
-     r"obj\.jsonl:2: field 'question': expected text or a number, got an object"),
-    ("ansobj.jsonl", b'{"question": "ok", "answer": {"a": 1}}\n',
-     r"ansobj\.jsonl:1: field 'answers': expected text or a number, got an object"),
-    ("anslist.jsonl", b'{"question": "ok", "answers": [["x"]]}\n',
-     r"anslist\.jsonl:1: field 'answers': expected text or a number, got a list"),
-    ("choiceobj.jsonl", b'{"question": "ok", "choices": [{"t": 1}, "b"], "answer": "A"}\n',
-     r"choiceobj\.jsonl:1: field 'choices': expected text or a number, got an object"),
-    ("idlist.jsonl", b'{"id": [1], "question": "ok", "answer": "a"}\n',
-     r"idlist\.jsonl:1: field 'id': expected text or a number, got a list"),
+    (
+        "deepcell.csv",
+        ('question,choices,answer\nq,"' + "[" * 100_000 + '",A\n').encode(),
+        r"deepcell\.csv:2: choices '\[+' is not a list",
+    ),
+    (
+        "obj.jsonl",
+        b'{"question": "ok", "answer": "a"}\n{"question": {"nested": [1, 2]}, "answer": "a"}\n',
+        r"obj\.jsonl:2: field 'question': expected text or a number, got an object",
+    ),
+    (
+        "ansobj.jsonl",
+        b'{"question": "ok", "answer": {"a": 1}}\n',
+        r"ansobj\.jsonl:1: field 'answers': expected text or a number, got an object",
+    ),
+    (
+        "anslist.jsonl",
+        b'{"question": "ok", "answers": [["x"]]}\n',
+        r"anslist\.jsonl:1: field 'answers': expected text or a number, got a list",
+    ),
+    (
+        "choiceobj.jsonl",
+        b'{"question": "ok", "choices": [{"t": 1}, "b"], "answer": "A"}\n',
+        r"choiceobj\.jsonl:1: field 'choices': expected text or a number, got an object",
+    ),
+    (
+        "idlist.jsonl",
+        b'{"id": [1], "question": "ok", "answer": "a"}\n',
+        r"idlist\.jsonl:1: field 'id': expected text or a number, got a list",
+    ),
     ("unclosed.csv", b'question,answer\n"unclosed,a\n', r"unclosed\.csv:\d+: expected 2 columns"),
     ("bom.jsonl", b'\xef\xbb\xbf{"question": "q1", "answer": "a"}\n', ("loads", "q1")),
     ("bom.csv", b"\xef\xbb\xbfquestion,answer\nq1,a\n", ("loads", "q1")),
@@ -197,10 +286,14 @@ def test_dataset_labels_and_domains_name_the_results(tmp_path):
     a, b = _two_validation_files(tmp_path)
     raw = {
         "name": "labels",
-        "data": {"train": [{"name": "gsm8k", "train": 6, "held_out": 3}],
-                 "eval": [{"name": str(a), "n": 3, "label": "medmcqa-val", "domain": "medical"},
-                          {"name": str(b), "n": 3, "label": "law-val", "domain": "legal"},
-                          {"name": "truthfulqa", "n": 3, "label": "tqa", "domain": "myths"}]},
+        "data": {
+            "train": [{"name": "gsm8k", "train": 6, "held_out": 3}],
+            "eval": [
+                {"name": str(a), "n": 3, "label": "medmcqa-val", "domain": "medical"},
+                {"name": str(b), "n": 3, "label": "law-val", "domain": "legal"},
+                {"name": "truthfulqa", "n": 3, "label": "tqa", "domain": "myths"},
+            ],
+        },
         "conditions": ["base"],
         "targets": {"n_samples": 2},
         "evaluation": {"pairs_per_dataset": 2, "consistency_samples": 2, "n_boot": 50},
@@ -209,25 +302,36 @@ def test_dataset_labels_and_domains_name_the_results(tmp_path):
     study = ScriptedStudy(parse_config(raw), run_dir, quiet=True)
     study.run(("data", "consistency", "evaluate", "metrics", "report"))
     assert {name: len(qs) for name, qs in study.eval_sets.items()} == {
-        "gsm8k": 3, "medmcqa-val": 3, "law-val": 3, "tqa": 3}
+        "gsm8k": 3,
+        "medmcqa-val": 3,
+        "law-val": 3,
+        "tqa": 3,
+    }
     metrics = json.loads((run_dir / "metrics.json").read_text())
     shown = {(r["dataset"], r.get("domain")) for r in metrics["rows"] if r["dataset"] != "gsm8k"}
     assert {("medmcqa-val", "medical"), ("law-val", "legal"), ("tqa", "myths")} <= shown, shown
     markdown, html = (run_dir / "report.md").read_text(), (run_dir / "report.html").read_text()
-    for row in ("| medmcqa-val | medical | new domain | 0 | 3 |", "| law-val | legal | new domain | 0 | 3 |",
-                "| tqa | myths | new domain | 0 | 3 |"):
+    for row in (
+        "| medmcqa-val | medical | new domain | 0 | 3 |",
+        "| law-val | legal | new domain | 0 | 3 |",
+        "| tqa | myths | new domain | 0 | 3 |",
+    ):
         assert row in markdown
     assert all(label in html for label in ("medmcqa-val", "law-val", "tqa", "myths"))
-    assert all(q.id.startswith(("medmcqa-val/", "law-val/", "tqa/", "gsm8k/"))
-               for qs in study.eval_sets.values() for q in qs)
+    assert all(
+        q.id.startswith(("medmcqa-val/", "law-val/", "tqa/", "gsm8k/")) for qs in study.eval_sets.values() for q in qs
+    )
 
 
 # ------------------------------------------------------------------------------------------- run lock
 def test_a_second_lock_on_one_folder_refuses_naming_the_holder(tmp_path):
     first = RunLock(tmp_path)
     assert first.acquire() is None
-    with pytest.raises(RunFolderBusy, match=rf"in use by another metaconf run \(pid {os.getpid()} on host "
-                                            rf"{socket.gethostname()}, since"):
+    with pytest.raises(
+        RunFolderBusy,
+        match=rf"in use by another metaconf run \(pid {os.getpid()} on host "
+        rf"{socket.gethostname()}, since",
+    ):
         RunLock(tmp_path).acquire()
     first.release()
     with RunLock(tmp_path):  # free again
@@ -238,8 +342,11 @@ def test_two_real_runs_on_one_folder_and_a_killed_holder(tmp_path, tiny_model):
     """P1 takes the lock and is frozen (SIGSTOP) mid-run; P2 on the same --out refuses, naming P1's pid and host,
     and computes nothing; P1 is SIGKILLed; P3 detects the stale lock, takes it over and finishes."""
     config = tmp_path / "X.yaml"
-    config.write_text(yaml.safe_dump(_with(model={"engine": "hf", "name": str(tiny_model)},
-                                           targets={"n_samples": 2, "max_new_tokens": 4})))
+    config.write_text(
+        yaml.safe_dump(
+            _with(model={"engine": "hf", "name": str(tiny_model)}, targets={"n_samples": 2, "max_new_tokens": 4})
+        )
+    )
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
     cmd = [sys.executable, "-m", "metaconf", "run", str(config), "--out", str(out), "--quiet"]
@@ -273,8 +380,9 @@ def test_two_real_runs_on_one_folder_and_a_killed_holder(tmp_path, tiny_model):
 def _fake_adapter(folder: Path, modules: list[str], base: str) -> Path:
     folder.mkdir(parents=True)
     (folder / "adapter_model.safetensors").write_bytes(b"weights" * 100)
-    (folder / "adapter_config.json").write_text(json.dumps(
-        {"r": 4, "target_modules": modules, "base_model_name_or_path": base}))
+    (folder / "adapter_config.json").write_text(
+        json.dumps({"r": 4, "target_modules": modules, "base_model_name_or_path": base})
+    )
     return folder
 
 
@@ -353,10 +461,14 @@ def test_two_trainings_in_processes_with_different_hash_seeds_give_the_same_adap
     configs = []
     for hash_seed in ("1", "2"):
         out = tmp_path / f"run{hash_seed}"
-        env = {**os.environ, "PYTHONHASHSEED": hash_seed,
-               "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
-        done = subprocess.run([sys.executable, "-c", script, str(tiny_model), str(out), train], env=env,
-                              capture_output=True, text=True)
+        env = {
+            **os.environ,
+            "PYTHONHASHSEED": hash_seed,
+            "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        }
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(tiny_model), str(out), train], env=env, capture_output=True, text=True
+        )
         assert done.returncode == 0, done.stderr[-2000:]
         configs.append((out / "adapter" / "adapter_config.json").read_bytes())
         modules = json.loads(configs[-1])["target_modules"]

@@ -10,8 +10,16 @@ import pytest
 
 from metaconf.errors import DataError
 from metaconf.io import (
-    atomic_folder, atomic_path, file_sha256, iter_jsonl_objects, read_json, read_jsonl, write_bytes_atomic,
-    write_json, write_jsonl, write_text_atomic,
+    atomic_folder,
+    atomic_path,
+    file_sha256,
+    iter_jsonl_objects,
+    read_json,
+    read_jsonl,
+    write_bytes_atomic,
+    write_json,
+    write_jsonl,
+    write_text_atomic,
 )
 from metaconf.retry import RetriesExhausted, Retryable, RetryPolicy
 
@@ -45,11 +53,10 @@ def test_a_value_json_cannot_write_leaves_the_old_file_and_no_temp(tmp_path):
 
 def test_an_error_inside_atomic_path_keeps_the_old_content(tmp_path):
     target = write_text_atomic(tmp_path / "fig.png", "old")
-    with pytest.raises(RuntimeError):
-        with atomic_path(target) as tmp:
-            assert tmp.parent == tmp_path and tmp.suffix == ".png"  # savefig picks the format from the name
-            tmp.write_text("half a figure")
-            raise RuntimeError("the writer failed midway")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        assert tmp.parent == tmp_path and tmp.suffix == ".png"  # savefig picks the format from the name
+        tmp.write_text("half a figure")
+        raise RuntimeError("the writer failed midway")
     assert target.read_text() == "old" and names(tmp_path) == ["fig.png"]
     with atomic_path(target) as tmp:
         tmp.write_text("new")
@@ -58,10 +65,9 @@ def test_an_error_inside_atomic_path_keeps_the_old_content(tmp_path):
 
 def test_atomic_folder_lands_whole_replaces_or_keeps(tmp_path):
     target = tmp_path / "model"
-    with pytest.raises(OSError):
-        with atomic_folder(target) as tmp:
-            (tmp / "config.json").write_text("{}")
-            raise OSError("disk full while saving the weights")
+    with pytest.raises(OSError), atomic_folder(target) as tmp:
+        (tmp / "config.json").write_text("{}")
+        raise OSError("disk full while saving the weights")
     assert names(tmp_path) == []  # neither a half-written model nor its temp folder
     with atomic_folder(target) as tmp:
         (tmp / "weights.bin").write_bytes(b"v1")
@@ -90,11 +96,14 @@ def test_file_digest_is_sha256_of_the_bytes(tmp_path):
 # ------------------------------------------------------------------------------------------------ reading
 
 
-@pytest.mark.parametrize("text, message", [
-    ('{"a": 1}\n\n{oops\n', r"bad\.jsonl:3: invalid JSON \(Expecting property name"),
-    ('{"a": 1}\n[1, 2]\n', r"bad\.jsonl:2: expected a JSON object, got list"),
-    ('{"a": 1}\n' + "[" * 100_000 + "\n", r"bad\.jsonl:2: JSON nested too deeply"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('{"a": 1}\n\n{oops\n', r"bad\.jsonl:3: invalid JSON \(Expecting property name"),
+        ('{"a": 1}\n[1, 2]\n', r"bad\.jsonl:2: expected a JSON object, got list"),
+        ('{"a": 1}\n' + "[" * 100_000 + "\n", r"bad\.jsonl:2: JSON nested too deeply"),
+    ],
+)
 def test_reader_errors_are_one_line_naming_file_and_line(tmp_path, text, message):
     path = tmp_path / "bad.jsonl"
     path.write_text(text)

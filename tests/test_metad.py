@@ -29,18 +29,25 @@ def independent_meta_d(n_r_s1: np.ndarray, n_r_s2: np.ndarray, k: int) -> float:
 
     best = None
     for start in (0.5, 1.5, 3.0):
-        res = minimize(nll, np.concatenate([[start], np.full(2 * (k - 1), -0.5)]), method="Nelder-Mead",
-                       options={"maxiter": 20000, "maxfev": 20000, "xatol": 1e-8, "fatol": 1e-10})
+        res = minimize(
+            nll,
+            np.concatenate([[start], np.full(2 * (k - 1), -0.5)]),
+            method="Nelder-Mead",
+            options={"maxiter": 20000, "maxfev": 20000, "xatol": 1e-8, "fatol": 1e-10},
+        )
         if best is None or res.fun < best.fun:
             best = res
     return float(best.x[0])
 
 
-@pytest.mark.parametrize("right,wrong", [
-    ([3, 5, 9, 14], [8, 6, 3, 1]),
-    ([10, 2, 0, 7], [4, 4, 1, 2]),
-    ([1, 1, 1, 30], [5, 5, 5, 5]),
-])
+@pytest.mark.parametrize(
+    "right,wrong",
+    [
+        ([3, 5, 9, 14], [8, 6, 3, 1]),
+        ([10, 2, 0, 7], [4, 4, 1, 2]),
+        ([1, 1, 1, 30], [5, 5, 5, 5]),
+    ],
+)
 def test_meta_d_matches_an_independent_two_sided_fit(right, wrong):
     right, wrong = np.asarray(right, float), np.asarray(wrong, float)
     fit = meta_d_from_counts(right, wrong)

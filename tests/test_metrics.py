@@ -10,8 +10,18 @@ from sklearn.metrics import roc_auc_score
 
 from metaconf.errors import DataError
 from metaconf.metrics import (
-    accuracy, adaptive_ece, auc_a, auc_c, auroc, brier, ece, overconfidence, pairwise_auc, parse_rate,
-    smooth_bandwidth, smooth_ece,
+    accuracy,
+    adaptive_ece,
+    auc_a,
+    auc_c,
+    auroc,
+    brier,
+    ece,
+    overconfidence,
+    pairwise_auc,
+    parse_rate,
+    smooth_bandwidth,
+    smooth_ece,
 )
 
 
@@ -122,7 +132,7 @@ def test_smooth_ece_matches_brute_force(sigma):
 def test_smooth_ece_default_bandwidth_is_the_fixed_point():
     rng = np.random.default_rng(4)
     conf = rng.uniform(size=50)
-    correct = (rng.uniform(size=50) < conf ** 2).astype(float)
+    correct = (rng.uniform(size=50) < conf**2).astype(float)
     sigma = smooth_bandwidth(conf, correct)
     value = smooth_ece(conf, correct)
     assert value == pytest.approx(sigma, abs=1e-5)
@@ -141,8 +151,9 @@ def test_reflected_kernel_integrates_to_one():
     t = np.linspace(0, 1, 4001)
     for f in (0.0, 0.02, 0.5, 1.0):
         for sigma in (0.05, 0.5, 1.0):
-            assert np.trapezoid(reflected_gaussian_kernel(t, np.array([f]), sigma)[:, 0], t) == \
-                pytest.approx(1.0, abs=1e-4)
+            assert np.trapezoid(reflected_gaussian_kernel(t, np.array([f]), sigma)[:, 0], t) == pytest.approx(
+                1.0, abs=1e-4
+            )
 
 
 # --------------------------------------------------------------------------------------------------- pairwise
@@ -181,8 +192,11 @@ def test_accuracy_and_parse_rate():
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-items = st.lists(st.tuples(st.sampled_from([0.0, 0.1, 0.35, 0.5, 0.9, 1.0]), st.booleans(),
-                           st.integers(0, 3)), min_size=1, max_size=25)
+items = st.lists(
+    st.tuples(st.sampled_from([0.0, 0.1, 0.35, 0.5, 0.9, 1.0]), st.booleans(), st.integers(0, 3)),
+    min_size=1,
+    max_size=25,
+)
 
 
 @settings(max_examples=60, deadline=None)
@@ -209,7 +223,7 @@ def test_smooth_ece_agrees_with_relplot_and_is_closer_to_the_exact_integral():
     rng = np.random.default_rng(7)
     for n in (40, 120):
         conf = rng.beta(4, 2, size=n)
-        correct = (rng.uniform(size=n) < conf ** 1.5).astype(float)
+        correct = (rng.uniform(size=n) < conf**1.5).astype(float)
         assert smooth_ece(conf, correct) == pytest.approx(relplot.smECE(conf, correct), abs=0.01)
         exact = brute_smooth_ece(conf, correct, 0.05)
         ours, theirs = smooth_ece(conf, correct, 0.05), relplot.smECE_sigma(conf, correct, 0.05)

@@ -34,10 +34,15 @@ def test_weighted_path_equals_per_resample_loop():
     def looped(c, y):  # no `weights` argument: called once per resample
         return auroc(c, y)
 
-    assert bootstrap_ci(auroc, [conf, correct], n_boot=200, seed=3) == \
-        pytest.approx(bootstrap_ci(looped, [conf, correct], n_boot=200, seed=3))
-    named = bootstrap_ci(lambda confidence, correct, weights=None: ece(confidence, correct, weights=weights),
-                         {"confidence": conf, "correct": correct}, n_boot=200, seed=3)
+    assert bootstrap_ci(auroc, [conf, correct], n_boot=200, seed=3) == pytest.approx(
+        bootstrap_ci(looped, [conf, correct], n_boot=200, seed=3)
+    )
+    named = bootstrap_ci(
+        lambda confidence, correct, weights=None: ece(confidence, correct, weights=weights),
+        {"confidence": conf, "correct": correct},
+        n_boot=200,
+        seed=3,
+    )
     assert named == pytest.approx(bootstrap_ci(ece, [conf, correct], n_boot=200, seed=3))
 
 

@@ -15,11 +15,25 @@ from metaconf.report.render import _results
 
 def _predictions():
     rng = np.random.default_rng(0)
-    single = [{"id": f"d/{i}", "dataset": "d", "confidence": float(c), "correct": bool(y), "parsed": True}
-              for i, (c, y) in enumerate(zip(rng.uniform(size=20), rng.uniform(size=20) < 0.5))]
-    pairs = [{"id1": f"d/{i}", "id2": f"d/{i + 10}", "dataset": "d", "choice": 1 + i % 2, "correct1": i % 3 == 0,
-              "correct2": i % 2 == 0, "consistency1": 0.1 * i, "consistency2": 0.5, "p_first": 0.6,
-              "parsed": True} for i in range(10)]
+    single = [
+        {"id": f"d/{i}", "dataset": "d", "confidence": float(c), "correct": bool(y), "parsed": True}
+        for i, (c, y) in enumerate(zip(rng.uniform(size=20), rng.uniform(size=20) < 0.5))
+    ]
+    pairs = [
+        {
+            "id1": f"d/{i}",
+            "id2": f"d/{i + 10}",
+            "dataset": "d",
+            "choice": 1 + i % 2,
+            "correct1": i % 3 == 0,
+            "correct2": i % 2 == 0,
+            "consistency1": 0.1 * i,
+            "consistency2": 0.5,
+            "p_first": 0.6,
+            "parsed": True,
+        }
+        for i in range(10)
+    ]
     return {("base", "single", "d"): single, ("base", "pairwise", "d"): pairs}
 
 
@@ -37,8 +51,7 @@ def test_every_metric_is_described_once_per_task():
     assert all(m.better in (None, "lower", "higher") and m.label for m in METRICS)
     for name in {m.name for m in METRICS}:  # a name in both tasks reads the same in both
         assert len({(m.label, m.better, m.chance) for m in METRICS if m.name == name}) == 1
-    assert columns("single") == ("accuracy", "ece", "auroc", "brier", "smooth_ece", "adaptive_ece",
-                                 "overconfidence")
+    assert columns("single") == ("accuracy", "ece", "auroc", "brier", "smooth_ece", "adaptive_ece", "overconfidence")
     assert columns("pairwise") == ("accuracy", "auc_c", "auc_a", "pairwise_auc")
     assert headline_metrics() == (("single", "ece"), ("single", "auroc"), ("pairwise", "auc_c"), ("pairwise", "auc_a"))
     assert label("no_such_metric") == "no_such_metric" and better("no_such_metric") is None

@@ -13,18 +13,46 @@ INFO = {"mmlu": {"domain": "general", "in_domain": True}, "medqa": {"domain": "m
 
 def single_rows(condition, dataset, confs, corrects, parsed=None):
     parsed = parsed or [True] * len(confs)
-    return [{"id": f"{dataset}/{i}", "dataset": dataset, "domain": INFO[dataset]["domain"], "condition": condition,
-             "task": "single", "raw": "x", "answer": "A", "confidence": c if p else None, "correct": y, "parsed": p}
-            for i, (c, y, p) in enumerate(zip(confs, corrects, parsed))]
+    return [
+        {
+            "id": f"{dataset}/{i}",
+            "dataset": dataset,
+            "domain": INFO[dataset]["domain"],
+            "condition": condition,
+            "task": "single",
+            "raw": "x",
+            "answer": "A",
+            "confidence": c if p else None,
+            "correct": y,
+            "parsed": p,
+        }
+        for i, (c, y, p) in enumerate(zip(confs, corrects, parsed))
+    ]
 
 
 def pair_rows(condition, dataset, choices, y1, y2, c1, c2, p_first=None):
     p_first = p_first or [None] * len(choices)
-    return [{"id1": f"{dataset}/{i}", "id2": f"{dataset}/{i + 50}", "dataset": dataset, "domain": "x",
-             "condition": condition, "task": "pairwise", "raw": "1", "choice": ch, "answer1": "a", "answer2": "b",
-             "correct1": a, "correct2": b, "consistency1": u, "consistency2": v, "p_first": p,
-             "parsed": ch is not None}
-            for i, (ch, a, b, u, v, p) in enumerate(zip(choices, y1, y2, c1, c2, p_first))]
+    return [
+        {
+            "id1": f"{dataset}/{i}",
+            "id2": f"{dataset}/{i + 50}",
+            "dataset": dataset,
+            "domain": "x",
+            "condition": condition,
+            "task": "pairwise",
+            "raw": "1",
+            "choice": ch,
+            "answer1": "a",
+            "answer2": "b",
+            "correct1": a,
+            "correct2": b,
+            "consistency1": u,
+            "consistency2": v,
+            "p_first": p,
+            "parsed": ch is not None,
+        }
+        for i, (ch, a, b, u, v, p) in enumerate(zip(choices, y1, y2, c1, c2, p_first))
+    ]
 
 
 @pytest.fixture
@@ -36,11 +64,18 @@ def predictions():
         preds[("base", "single", ds)] = single_rows("base", ds, [0.95] * 30, y, [True] * 28 + [False] * 2)
         preds[("single", "single", ds)] = single_rows("single", ds, [0.8 if v else 0.2 for v in y], y)
         n = 12
-        preds[("base", "pairwise", ds)] = pair_rows("base", ds, [1] * n, [True, False] * 6, [False, True] * 6,
-                                                    [0.9, 0.1] * 6, [0.2, 0.8] * 6, [0.6, 0.7] * 6)
-        preds[("single", "pairwise", ds)] = pair_rows("single", ds, [1, 2] * 5 + [None, None],
-                                                      [True, False] * 6, [False, True] * 6,
-                                                      [0.9, 0.1] * 6, [0.2, 0.8] * 6)
+        preds[("base", "pairwise", ds)] = pair_rows(
+            "base", ds, [1] * n, [True, False] * 6, [False, True] * 6, [0.9, 0.1] * 6, [0.2, 0.8] * 6, [0.6, 0.7] * 6
+        )
+        preds[("single", "pairwise", ds)] = pair_rows(
+            "single",
+            ds,
+            [1, 2] * 5 + [None, None],
+            [True, False] * 6,
+            [False, True] * 6,
+            [0.9, 0.1] * 6,
+            [0.2, 0.8] * 6,
+        )
     return preds, y
 
 
@@ -52,8 +87,11 @@ def test_rows_follow_the_metrics_json_schema(predictions):
     for row in out["rows"]:
         for key in ("condition", "task", "dataset", "domain", "in_domain", "n", "accuracy", "parse_rate"):
             assert key in row
-        names = ("ece", "brier", "auroc", "adaptive_ece", "smooth_ece", "overconfidence") \
-            if row["task"] == "single" else ("auc_c", "auc_a", "pairwise_auc")
+        names = (
+            ("ece", "brier", "auroc", "adaptive_ece", "smooth_ece", "overconfidence")
+            if row["task"] == "single"
+            else ("auc_c", "auc_a", "pairwise_auc")
+        )
         for name in names:
             assert name in row and f"{name}_ci" in row
     json.dumps(out, allow_nan=False)  # never NaN
@@ -155,9 +193,20 @@ def test_write_metrics_is_atomic_json(tmp_path, predictions):
 
 def test_write_metrics_writes_strict_json_with_null_for_undefined(tmp_path):
     """NaN and infinities (Python's or numpy's) become null: metrics.json parses under strict JSON parsers."""
-    path = write_metrics(tmp_path / "metrics.json", {"rows": [
-        {"ece": float("nan"), "auroc": np.float64("inf"), "n": np.int64(3), "ok": np.bool_(True),
-         "ece_ci": (np.float32(0.25), -float("inf"))}]})
+    path = write_metrics(
+        tmp_path / "metrics.json",
+        {
+            "rows": [
+                {
+                    "ece": float("nan"),
+                    "auroc": np.float64("inf"),
+                    "n": np.int64(3),
+                    "ok": np.bool_(True),
+                    "ece_ci": (np.float32(0.25), -float("inf")),
+                }
+            ]
+        },
+    )
     text = path.read_text()
     assert "NaN" not in text and "Infinity" not in text
     row = json.loads(text, parse_constant=lambda name: pytest.fail(f"non-strict JSON constant {name}"))["rows"][0]

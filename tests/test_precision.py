@@ -19,13 +19,16 @@ AVX2 = {"fpu", "sse4_2", "avx", "avx2", "fma"}
 PROMPT = [{"role": "user", "content": "Name a colour of the sky on a clear day, and say why it has that colour."}]
 
 
-@pytest.mark.parametrize("flags, dtype, unit", [
-    (AMX, "bfloat16", "amx_bf16"),
-    (AVX512_BF16, "bfloat16", "avx512_bf16"),
-    (AVX512, "float32", None),
-    (AVX2, "float32", None),
-    (set(), "float32", None),
-])
+@pytest.mark.parametrize(
+    "flags, dtype, unit",
+    [
+        (AMX, "bfloat16", "amx_bf16"),
+        (AVX512_BF16, "bfloat16", "avx512_bf16"),
+        (AVX512, "float32", None),
+        (AVX2, "float32", None),
+        (set(), "float32", None),
+    ],
+)
 def test_auto_picks_bf16_only_on_cpus_with_bf16_units(flags, dtype, unit):
     choice = choose_dtype("auto", device="cpu", flags=flags)
     assert (choice.dtype, choice.requested, choice.device) == (dtype, "auto", "cpu")
@@ -74,15 +77,19 @@ def test_announced_once(capsys):
 
 def test_study_records_the_choice_in_the_run_folder(tmp_path, monkeypatch):
     from helpers.study import SMALL, ScriptedStudy
-
     from metaconf.study.config import parse_config
 
     monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset(AMX))
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     ScriptedStudy(parse_config({**SMALL, "conditions": ["base"]}), tmp_path / "run", quiet=True).run(("data",))
     info = json.loads((tmp_path / "run" / "run_info.json").read_text())
-    assert info["dtype"] == {"dtype": "bfloat16", "requested": "auto", "device": "cpu",
-                             "reason": "auto: the CPU has amx_bf16", "cpu_bf16_flags": ["amx_bf16", "avx512_bf16"]}
+    assert info["dtype"] == {
+        "dtype": "bfloat16",
+        "requested": "auto",
+        "device": "cpu",
+        "reason": "auto: the CPU has amx_bf16",
+        "cpu_bf16_flags": ["amx_bf16", "avx512_bf16"],
+    }
     config = parse_config({**SMALL, "model": {"engine": "embedded", "dtype": "float32"}})
     assert ScriptedStudy(config, tmp_path / "run2", quiet=True).dtype().dtype == "float32"
     with pytest.raises(ConfigError, match="model.dtype"):
@@ -157,8 +164,19 @@ def test_lora_trains_in_both_bf16_modes(tiny_model, tmp_path, mode, cached):
     from metaconf.training.lora import build_trainer
 
     train = write_train_file(tmp_path / "train.jsonl", n=8)
-    config = LoraTrainConfig(rank=4, alpha=8.0, dropout=0.0, batch_size=4, logging_steps=1, learning_rate=5e-3,
-                             max_length=256, max_steps=2, bf16_mode=mode, top_layers=1, cache_frozen_layers=cached)
+    config = LoraTrainConfig(
+        rank=4,
+        alpha=8.0,
+        dropout=0.0,
+        batch_size=4,
+        logging_steps=1,
+        learning_rate=5e-3,
+        max_length=256,
+        max_steps=2,
+        bf16_mode=mode,
+        top_layers=1,
+        cache_frozen_layers=cached,
+    )
     trainer = build_trainer(train, tmp_path / "t", tiny_model, config, dtype="bfloat16")
     lora = {n: p for n, p in trainer.model.named_parameters() if p.requires_grad}
     frozen = [p for n, p in trainer.model.named_parameters() if not p.requires_grad and p.dim() == 2]
@@ -189,8 +207,11 @@ def test_training_precision_follows_model_dtype_and_counts_in_the_fingerprint():
     assert _device_settings(auto.model_copy(update={"precision": "fp32"}), "bfloat16")["precision"] == "fp32"
     fps = {
         _fingerprint(c, "m", "sha", _device_settings(c, d))
-        for c, d in [(auto, "float32"), (auto, "bfloat16"), (auto.model_copy(update={"bf16_mode": "autocast"}),
-                                                             "bfloat16")]
+        for c, d in [
+            (auto, "float32"),
+            (auto, "bfloat16"),
+            (auto.model_copy(update={"bf16_mode": "autocast"}), "bfloat16"),
+        ]
     }
     assert len(fps) == 3
     # fp32 runs keep the fingerprints they had before bf16 existed (finished adapters stay reused)

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from helpers.browser import PageCheck
-
 from metaconf.cli import main
 from metaconf.errors import DataError
 from metaconf.metrics import summarize, write_metrics
@@ -20,15 +19,28 @@ from metaconf.report.document import md_escape
 from metaconf.report.findings import CLAIMS, finding_rows, format_summary, reading, row_verdict, verdict
 from metaconf.report.plots import condition_colors
 
-PLOTS = ("headline", "transfer", "reliability", "confidence_histograms", "bars_ece", "bars_auroc", "bars_auc_a",
-         "training_loss")
+PLOTS = (
+    "headline",
+    "transfer",
+    "reliability",
+    "confidence_histograms",
+    "bars_ece",
+    "bars_auroc",
+    "bars_auc_a",
+    "training_loss",
+)
 # model text that would run, or fetch from outside, if it reached the page unescaped (top.PWNED: see the
 # browser harness in tests/helpers/browser.py)
-HOSTILE = ["<script>top.PWNED.push(1)</script>", '"><img src=x onerror="top.PWNED.push(2)">', "a | b | c",
-           "[click](http://evil.example/x)", "# heading\n- list\n```", "</script><svg onload=top.PWNED.push(3)>",
-           '<img src="http://evil.example/i.png">']
-INFO = {"mmlu": {"domain": "general", "in_domain": True},
-        "medqa<script>": {"domain": "medical", "in_domain": False}}
+HOSTILE = [
+    "<script>top.PWNED.push(1)</script>",
+    '"><img src=x onerror="top.PWNED.push(2)">',
+    "a | b | c",
+    "[click](http://evil.example/x)",
+    "# heading\n- list\n```",
+    "</script><svg onload=top.PWNED.push(3)>",
+    '<img src="http://evil.example/i.png">',
+]
+INFO = {"mmlu": {"domain": "general", "in_domain": True}, "medqa<script>": {"domain": "medical", "in_domain": False}}
 
 
 # which task each condition is good at: base neither, each single-task condition its own task, multitask both
@@ -43,16 +55,42 @@ def _rows(condition, dataset, grades):
     single, pairs = [], []
     for i, y in enumerate(grades):
         conf = (0.85 if y else 0.15) if good_single else 0.9
-        single.append({"id": f"{dataset}/{i}", "dataset": dataset, "domain": INFO[dataset]["domain"],
-                       "condition": condition, "task": "single", "raw": "\n".join(HOSTILE[i:] + HOSTILE[:i]),
-                       "answer": "<b>A</b>", "confidence": conf, "correct": bool(y), "parsed": True})
+        single.append(
+            {
+                "id": f"{dataset}/{i}",
+                "dataset": dataset,
+                "domain": INFO[dataset]["domain"],
+                "condition": condition,
+                "task": "single",
+                "raw": "\n".join(HOSTILE[i:] + HOSTILE[:i]),
+                "answer": "<b>A</b>",
+                "confidence": conf,
+                "correct": bool(y),
+                "parsed": True,
+            }
+        )
     for i in range(8):
         y1, y2 = bool(i % 2), not bool(i % 2)
-        pairs.append({"id1": f"{dataset}/{i}", "id2": f"{dataset}/{i + 8}", "dataset": dataset, "domain": "x",
-                      "condition": condition, "task": "pairwise", "raw": "\n".join(HOSTILE[i:] + HOSTILE[:i]),
-                      "choice": (1 if y1 else 2) if good_pairs else 1, "answer1": "a", "answer2": "b",
-                      "correct1": y1, "correct2": y2, "consistency1": 0.9 if y1 else 0.2,
-                      "consistency2": 0.9 if y2 else 0.2, "p_first": None, "parsed": True})
+        pairs.append(
+            {
+                "id1": f"{dataset}/{i}",
+                "id2": f"{dataset}/{i + 8}",
+                "dataset": dataset,
+                "domain": "x",
+                "condition": condition,
+                "task": "pairwise",
+                "raw": "\n".join(HOSTILE[i:] + HOSTILE[:i]),
+                "choice": (1 if y1 else 2) if good_pairs else 1,
+                "answer1": "a",
+                "answer2": "b",
+                "correct1": y1,
+                "correct2": y2,
+                "consistency1": 0.9 if y1 else 0.2,
+                "consistency2": 0.9 if y2 else 0.2,
+                "p_first": None,
+                "parsed": True,
+            }
+        )
     return single, pairs
 
 
@@ -78,16 +116,29 @@ def run_dir(tmp_path_factory) -> Path:
     (run / "config.yaml").write_text(
         "name: 'study <script>alert(3)</script>'\nmodel: {engine: embedded}\n"
         "conditions: [base, single, pairwise, multitask]\n"
-        "data:\n  train: [{name: mmlu, train: 40, held_out: 16}]\n  eval: [{name: 'medqa<script>', n: 16}]\n")
-    (run / "templates.json").write_text(json.dumps({
-        "single": {"name": "single", "version": 2, "description": "confidence <b>task</b>",
-                   "user": {"mc": "Question: {question}\n</pre><script>alert(4)</script>", "numeric": "N: {question}"},
-                   "output": "Answer: {answer}\nConfidence: {confidence}%", "max_new_tokens": 40,
-                   "stop": ["\n\n"], "system": None}}))
+        "data:\n  train: [{name: mmlu, train: 40, held_out: 16}]\n  eval: [{name: 'medqa<script>', n: 16}]\n"
+    )
+    (run / "templates.json").write_text(
+        json.dumps(
+            {
+                "single": {
+                    "name": "single",
+                    "version": 2,
+                    "description": "confidence <b>task</b>",
+                    "user": {"mc": "Question: {question}\n</pre><script>alert(4)</script>", "numeric": "N: {question}"},
+                    "output": "Answer: {answer}\nConfidence: {confidence}%",
+                    "max_new_tokens": 40,
+                    "stop": ["\n\n"],
+                    "system": None,
+                }
+            }
+        )
+    )
     for condition in ("single", "pairwise", "multitask"):
         (run / "training" / condition).mkdir(parents=True)
         (run / "training" / condition / "log.jsonl").write_text(
-            "\n".join(json.dumps({"step": s, "loss": 2.0 / (s + 1), "lr": 1e-4}) for s in range(10)) + "\n")
+            "\n".join(json.dumps({"step": s, "loss": 2.0 / (s + 1), "lr": 1e-4}) for s in range(10)) + "\n"
+        )
     assert write_report(run) == (run / "report.md", run / "report.html")
     return run
 
@@ -98,10 +149,21 @@ def test_writes_report_files_and_plots(run_dir):
     for stem in PLOTS:
         assert f"{stem}.png" in names and f"{stem}.pdf" in names
         assert (run_dir / "plots" / f"{stem}.pdf").read_bytes().startswith(b"%PDF")
-    assert not [p for p in run_dir.rglob("*.tmp")]
+    assert not list(run_dir.rglob("*.tmp"))
     md = md_path.read_text()
-    order = ["Findings", "Figures", "Appendix", "Setup", "Single-question confidence", "Pairwise comparison",
-             "POOLED over datasets", "Transfer matrix", "Per-dataset bars", "Prompt templates", "Example outputs"]
+    order = [
+        "Findings",
+        "Figures",
+        "Appendix",
+        "Setup",
+        "Single-question confidence",
+        "Pairwise comparison",
+        "POOLED over datasets",
+        "Transfer matrix",
+        "Per-dataset bars",
+        "Prompt templates",
+        "Example outputs",
+    ]
     headings = [line for line in md.splitlines() if line.startswith("#")]
     positions = [next(i for i, h in enumerate(headings) if section in h) for section in order]
     assert positions == sorted(positions)  # findings first, templates and examples in the appendix
@@ -148,13 +210,29 @@ def test_screenshot_script_saves_the_first_screen(run_dir, tmp_path):
 
     script = Path(__file__).parents[1] / "scripts" / "screenshot_report.py"
     run = shutil.copytree(run_dir, tmp_path / "run")
-    done = subprocess.run([sys.executable, str(script), str(run), "--no-rebuild", "--out", str(tmp_path / "shot.png"),
-                           "--width", "900", "--height", "600"], capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            str(run),
+            "--no-rebuild",
+            "--out",
+            str(tmp_path / "shot.png"),
+            "--width",
+            "900",
+            "--height",
+            "600",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     png = (tmp_path / "shot.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", png[16:24]) == (900, 600)
-    assert subprocess.run([sys.executable, str(script), str(tmp_path / "nope")], capture_output=True,
-                          text=True).returncode == 2
+    assert (
+        subprocess.run([sys.executable, str(script), str(tmp_path / "nope")], capture_output=True, text=True).returncode
+        == 2
+    )
 
 
 def test_markdown_escapes_tables_links_and_html(run_dir):
@@ -192,7 +270,7 @@ def test_findings_table_leads_with_a_verdict_per_claim(run_dir):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     rows = finding_rows(metrics, {"conditions": list(GOOD)})
     by = {(r.claim.key, r.condition, r.metric): r for r in rows}
-    assert [k for k in dict.fromkeys(r.claim.key for r in rows)] == list(CLAIMS)  # every question, in order
+    assert list(dict.fromkeys(r.claim.key for r in rows)) == list(CLAIMS)  # every question, in order
     # calibration and discrimination: trained conditions improve on every dataset, per domain group
     ece_in = by[("calibration_in", "single", "ece")]
     assert set(ece_in.cells) == {"mmlu", "pooled in-domain"} and ece_in.verdict == "supported"
@@ -220,7 +298,7 @@ def test_first_screen_shows_format_findings_then_figures(run_dir):
     assert "Calibration improves in the training domains: SUPPORTED" in top
     html = (run_dir / "report.html").read_text()
     assert html.index('<table class="findings">') < html.index("<h2>Figures</h2>") < html.index("Appendix")
-    assert 'rowspan=' in html and 'class="num for"' in html
+    assert "rowspan=" in html and 'class="num for"' in html
 
 
 def test_format_line_names_each_stage():
@@ -230,11 +308,18 @@ def test_format_line_names_each_stage():
     assert format_summary({}) is None and format_summary({"format": "guided"}) is None
 
 
-@pytest.mark.parametrize("readings, expected", [
-    (["for", "for", "unclear"], "supported"), (["for", "unclear", "undefined", "undefined"], "supported"),
-    (["for", "unclear", "unclear"], "no evidence"), (["for", "against", "for"], "no evidence"),
-    (["against", "against", "unclear"], "contradicted"), (["undefined"], "no evidence"), ([], "no evidence"),
-])
+@pytest.mark.parametrize(
+    "readings, expected",
+    [
+        (["for", "for", "unclear"], "supported"),
+        (["for", "unclear", "undefined", "undefined"], "supported"),
+        (["for", "unclear", "unclear"], "no evidence"),
+        (["for", "against", "for"], "no evidence"),
+        (["against", "against", "unclear"], "contradicted"),
+        (["undefined"], "no evidence"),
+        ([], "no evidence"),
+    ],
+)
 def test_row_verdict_rule(readings, expected):
     assert row_verdict(readings)[0] == expected
 
@@ -265,11 +350,24 @@ def test_verdict_follows_the_interval_and_direction():
 
 def _bare_run(run: Path) -> Path:
     """metrics.json only: no predictions, config, templates or training logs."""
-    preds = {("base", "single", "mmlu"): [
-        {"id": f"m/{i}", "dataset": "mmlu", "domain": "general", "condition": "base", "task": "single",
-         "raw": "x", "answer": "A", "confidence": 0.5, "correct": bool(i % 2), "parsed": True} for i in range(6)]}
-    write_metrics(run / "metrics.json", summarize(preds, {"mmlu": {"domain": "general", "in_domain": True}},
-                                                  n_boot=50))
+    preds = {
+        ("base", "single", "mmlu"): [
+            {
+                "id": f"m/{i}",
+                "dataset": "mmlu",
+                "domain": "general",
+                "condition": "base",
+                "task": "single",
+                "raw": "x",
+                "answer": "A",
+                "confidence": 0.5,
+                "correct": bool(i % 2),
+                "parsed": True,
+            }
+            for i in range(6)
+        ]
+    }
+    write_metrics(run / "metrics.json", summarize(preds, {"mmlu": {"domain": "general", "in_domain": True}}, n_boot=50))
     return run
 
 

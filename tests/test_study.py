@@ -87,12 +87,17 @@ def test_scripted_study_runs_every_stage_and_resumes(tmp_path):
     assert {k[2] for k in rows} >= {"mmlu_pro", "gsm8k", "truthfulqa"}
     single = rows[("base", "single", "gsm8k")]
     assert single["n"] == 6 and single["parse_rate"] == 1.0
-    assert single["accuracy"] == pytest.approx(
-        sum(q.answers == ["12"] for q in study.eval_sets["gsm8k"]) / 6
-    )
+    assert single["accuracy"] == pytest.approx(sum(q.answers == ["12"] for q in study.eval_sets["gsm8k"]) / 6)
     assert rows[("base", "pairwise", "mmlu_pro")]["n"] == 6
-    for name in ("report.md", "report.html", "templates.json", "config.yaml", "data/splits.json",
-                 "consistency/train.jsonl", "consistency/eval.jsonl"):
+    for name in (
+        "report.md",
+        "report.html",
+        "templates.json",
+        "config.yaml",
+        "data/splits.json",
+        "consistency/train.jsonl",
+        "consistency/eval.jsonl",
+    ):
         assert (run_dir / name).is_file(), name
     # held-out questions are never trained on
     splits = json.loads((run_dir / "data" / "splits.json").read_text())
@@ -125,8 +130,7 @@ def test_interrupted_evaluation_resumes_without_redoing(tmp_path):
                 produced.append(1)
                 return scripted_answer(messages, i)
 
-            return ScriptedEngine(answer, store=self.store, name=f"scripted-{condition}", quiet=True,
-                                  batch_size=3)
+            return ScriptedEngine(answer, store=self.store, name=f"scripted-{condition}", quiet=True, batch_size=3)
 
     with pytest.raises(Crash):
         CrashingStudy(config, run_dir, quiet=True).run(("evaluate",))
@@ -189,8 +193,17 @@ def test_whole_study_on_a_tiny_model_trains_every_condition(tmp_path, tiny_model
         **SMALL,
         "model": {"engine": "hf", "name": str(tiny_model)},
         "targets": {"n_samples": 3, "max_new_tokens": 24},  # guided (the default): room for the answer format
-        "training": {"lora": {"rank": 2, "alpha": 4, "max_steps": 2, "batch_size": 4, "max_length": 1024, "top_layers": 1,
-                              "logging_steps": 1}},
+        "training": {
+            "lora": {
+                "rank": 2,
+                "alpha": 4,
+                "max_steps": 2,
+                "batch_size": 4,
+                "max_length": 1024,
+                "top_layers": 1,
+                "logging_steps": 1,
+            }
+        },
         "evaluation": {"pairs_per_dataset": 4, "consistency_samples": 2, "n_boot": 50},
     }
     run_dir = tmp_path / "run"
@@ -212,8 +225,10 @@ def test_whole_study_on_a_tiny_model_trains_every_condition(tmp_path, tiny_model
     # the adapters change what the model says: trained conditions have their own completions in the store
     import sqlite3
 
-    adapters = {a for (a,) in sqlite3.connect(run_dir / "completions.sqlite").execute(
-        "SELECT DISTINCT adapter FROM completions")}
+    adapters = {
+        a
+        for (a,) in sqlite3.connect(run_dir / "completions.sqlite").execute("SELECT DISTINCT adapter FROM completions")
+    }
     assert len(adapters) == 4  # "" for the base model + one identity per adapter
     # baselines next to the conditions, the teacher gap of each trained condition, meta-d′ of every condition
     methods = {(r["method"], r["dataset"]) for r in metrics["baselines"]["rows"]}

@@ -57,9 +57,11 @@ def test_sparse_bin_shrinks_toward_pooled_accuracy():
 
 
 def test_by_domain_maps_shrink_toward_the_pooled_bin():
-    records = ([record(f"m{i}", 0.95, True, "math") for i in range(6)]
-               + [record(f"t{i}", 0.95, False, "trivia") for i in range(2)]
-               + [record(f"x{i}", 0.15, False, "trivia") for i in range(6)])
+    records = (
+        [record(f"m{i}", 0.95, True, "math") for i in range(6)]
+        + [record(f"t{i}", 0.95, False, "trivia") for i in range(2)]
+        + [record(f"x{i}", 0.15, False, "trivia") for i in range(6)]
+    )
     cmap = CalibrationMap.fit(records, by_domain=True, min_bin_count=4)
     assert cmap.by_domain["math"].target[9] == pytest.approx(1.0)
     pooled_bin = cmap.pooled.target[9]

@@ -8,11 +8,17 @@ import pytest
 
 from helpers.questions import mc, num, open_q
 from metaconf.targets import (
-    CalibrationMap, ConsistencyRecord, TargetsConfig, TrainingSetSpec, build_training_set, select_pairs,
-    single_examples, subsample_bins,
+    CalibrationMap,
+    ConsistencyRecord,
+    TargetsConfig,
+    TrainingSetSpec,
+    build_training_set,
+    select_pairs,
+    single_examples,
+    subsample_bins,
 )
-from metaconf.tasks import parse_pairwise, parse_single
 from metaconf.targets.examples import short_answer
+from metaconf.tasks import parse_pairwise, parse_single
 
 DOMAINS = ["general", "math", "trivia"]
 
@@ -35,8 +41,9 @@ def make_data(n_per_domain: int = 12):
                 q = mc("B", ["x", "y", "z", "w"], id=qid, dataset="mmlu_pro", domain=domain, question=f"Pick {i}?")
                 modal = "B" if correct else "C"
             questions[qid] = q
-            records.append(ConsistencyRecord(qid, q.dataset, domain, q.answer_type, [], [], modal, modal,
-                                             consistency, correct))
+            records.append(
+                ConsistencyRecord(qid, q.dataset, domain, q.answer_type, [], [], modal, modal, consistency, correct)
+            )
     records.append(ConsistencyRecord("none/0", "mmlu_pro", "general", "mc", [], [None], None, None, 0.0, False))
     questions["none/0"] = mc("A", ["a", "b"], id="none/0", dataset="mmlu_pro", question="?")
     return records, questions
@@ -117,11 +124,17 @@ def test_default_sizes_and_domain_restriction():
     cmap = CalibrationMap.fit(records)
     single = build_training_set(TrainingSetSpec(name="s", task="single"), records, questions, cmap, TargetsConfig())
     assert len(single) == len(records) - 1  # the question without a modal answer is skipped
-    math = build_training_set(TrainingSetSpec(name="m", task="single", domains=["math"]), records, questions, cmap,
-                              TargetsConfig())
+    math = build_training_set(
+        TrainingSetSpec(name="m", task="single", domains=["math"]), records, questions, cmap, TargetsConfig()
+    )
     assert {ex.meta["domain"] for ex in math} == {"math"} and len(math) == 12
-    pairs = build_training_set(TrainingSetSpec(name="pm", task="pairwise", domains=["math", "trivia"]), records,
-                               questions, cmap, TargetsConfig())
+    pairs = build_training_set(
+        TrainingSetSpec(name="pm", task="pairwise", domains=["math", "trivia"]),
+        records,
+        questions,
+        cmap,
+        TargetsConfig(),
+    )
     assert {ex.meta["domain1"] for ex in pairs} | {ex.meta["domain2"] for ex in pairs} <= {"math", "trivia"}
 
 
@@ -144,13 +157,19 @@ def test_config_rejects_unknown_fields_and_duplicate_sets():
     assert all(f.description for f in TrainingSetSpec.model_fields.values())
 
 
-@pytest.mark.parametrize("text, short", [
-    ("The capital of Nevada is Carson City. It lies near Lake Tahoe.", "The capital of Nevada is Carson City"),
-    ("Kim Campbell (born August 14, 1975) is a Canadian politician who", "Kim Campbell (born August 14, 1975) is a"),
-    ("Dr. Who is the answer.", "Dr. Who is the answer"),
-    ("J. R. R. Tolkien", "J. R. R. Tolkien"),
-    ("Tasmania", "Tasmania"),
-    ("...", "..."),
-])
+@pytest.mark.parametrize(
+    "text, short",
+    [
+        ("The capital of Nevada is Carson City. It lies near Lake Tahoe.", "The capital of Nevada is Carson City"),
+        (
+            "Kim Campbell (born August 14, 1975) is a Canadian politician who",
+            "Kim Campbell (born August 14, 1975) is a",
+        ),
+        ("Dr. Who is the answer.", "Dr. Who is the answer"),
+        ("J. R. R. Tolkien", "J. R. R. Tolkien"),
+        ("Tasmania", "Tasmania"),
+        ("...", "..."),
+    ],
+)
 def test_open_answers_in_targets_are_short(text, short):
     assert short_answer(text) == short

@@ -12,16 +12,25 @@ from metaconf.targets.examples import Example
 
 
 def good(i: int = 0) -> dict:
-    return {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": f"Q{i}?"},
-                         {"role": "assistant", "content": "Answer: B\nConfidence: 40"}]}
+    return {
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": f"Q{i}?"},
+            {"role": "assistant", "content": "Answer: B\nConfidence: 40"},
+        ]
+    }
 
 
-@pytest.mark.parametrize("edit", [
-    lambda r: None,  # system, user, assistant
-    lambda r: r["messages"].pop(0),  # no system message
-    lambda r: r["messages"].extend([{"role": "user", "content": "Sure?"}, {"role": "assistant", "content": "Yes"}]),
-    lambda r: r["messages"][2].update(weight=0, name="bot"),  # the hosted format's optional assistant fields
-], ids=["plain", "no-system", "multi-turn", "weight-and-name"])
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda r: None,  # system, user, assistant
+        lambda r: r["messages"].pop(0),  # no system message
+        lambda r: r["messages"].extend([{"role": "user", "content": "Sure?"}, {"role": "assistant", "content": "Yes"}]),
+        lambda r: r["messages"][2].update(weight=0, name="bot"),  # the hosted format's optional assistant fields
+    ],
+    ids=["plain", "no-system", "multi-turn", "weight-and-name"],
+)
 def test_valid_rows_pass_unchanged(edit):
     rows = [good(i) for i in range(10)]  # exactly the hosted minimum
     for row in rows:
@@ -32,18 +41,21 @@ def test_valid_rows_pass_unchanged(edit):
     assert json.dumps(rows) == before  # validation only reads
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda r: r.update(extra=1), "hosted.jsonl:4: field 'extra' is not allowed"),
-    (lambda r: r.update(messages=[]), "hosted.jsonl:4: field 'messages'"),
-    (lambda r: r["messages"][1].update(role="bot"), r"hosted.jsonl:4: messages\[1\].role: 'bot'"),
-    (lambda r: r["messages"][2].update(content=5), r"hosted.jsonl:4: messages\[2\].content"),
-    (lambda r: r["messages"][2].update(content="  "), r"messages\[2\].content"),
-    (lambda r: r["messages"].pop(), "the last message must be the assistant's"),
-    (lambda r: r["messages"].append({"role": "system", "content": "x"}), "system message may only come first"),
-    (lambda r: r["messages"][1].update(weight=1), r"messages\[1\].weight"),
-    (lambda r: r["messages"][1].update(tool="x"), "field 'tool' is not allowed"),
-    (lambda r: r["messages"].pop(1), "needs a user message"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda r: r.update(extra=1), "hosted.jsonl:4: field 'extra' is not allowed"),
+        (lambda r: r.update(messages=[]), "hosted.jsonl:4: field 'messages'"),
+        (lambda r: r["messages"][1].update(role="bot"), r"hosted.jsonl:4: messages\[1\].role: 'bot'"),
+        (lambda r: r["messages"][2].update(content=5), r"hosted.jsonl:4: messages\[2\].content"),
+        (lambda r: r["messages"][2].update(content="  "), r"messages\[2\].content"),
+        (lambda r: r["messages"].pop(), "the last message must be the assistant's"),
+        (lambda r: r["messages"].append({"role": "system", "content": "x"}), "system message may only come first"),
+        (lambda r: r["messages"][1].update(weight=1), r"messages\[1\].weight"),
+        (lambda r: r["messages"][1].update(tool="x"), "field 'tool' is not allowed"),
+        (lambda r: r["messages"].pop(1), "needs a user message"),
+    ],
+)
 def test_hosted_rejects_bad_rows_naming_line_and_field(mutate, message):
     rows = [good(i) for i in range(12)]
     mutate(rows[3])
@@ -74,12 +86,40 @@ def test_validate_hosted_file_names_the_file_and_line(tmp_path):
 def _examples(n: int) -> list[Example]:
     out = []
     for i in range(n):
-        out.append(Example("single", good(i)["messages"][1:], {
-            "id": f"q{i}", "dataset": "d", "domain": "math" if i % 2 else "trivia", "bin": i % 10,
-            "consistency": (i % 10) / 10, "target": (i % 10) / 10, "modal_correct": i % 3 == 0}))
-    out.append(Example("pairwise", good(99)["messages"][1:], {
-        "id1": "q1", "id2": "q2", "domain1": "math", "domain2": "trivia", "dataset1": "d", "dataset2": "d",
-        "choice": 2, "target1": 0.1, "target2": 0.9, "bin1": 1, "bin2": 9}))
+        out.append(
+            Example(
+                "single",
+                good(i)["messages"][1:],
+                {
+                    "id": f"q{i}",
+                    "dataset": "d",
+                    "domain": "math" if i % 2 else "trivia",
+                    "bin": i % 10,
+                    "consistency": (i % 10) / 10,
+                    "target": (i % 10) / 10,
+                    "modal_correct": i % 3 == 0,
+                },
+            )
+        )
+    out.append(
+        Example(
+            "pairwise",
+            good(99)["messages"][1:],
+            {
+                "id1": "q1",
+                "id2": "q2",
+                "domain1": "math",
+                "domain2": "trivia",
+                "dataset1": "d",
+                "dataset2": "d",
+                "choice": 2,
+                "target1": 0.1,
+                "target2": 0.9,
+                "bin1": 1,
+                "bin2": 9,
+            },
+        )
+    )
     return out
 
 

@@ -51,11 +51,15 @@ def test_build_data_writes_the_run_folder(tmp_path):
         folder = tmp_path / "training_sets" / cond
         assert {p.name for p in folder.iterdir()} >= {"train.jsonl", "hosted.jsonl", "card.md", "card.json"}
         assert summary["sets"][cond]["n_examples"] == len(read_jsonl(folder / "train.jsonl"))
-    for row, meta in zip(read_jsonl(tmp_path / "training_sets/single/train.jsonl"),
-                         read_jsonl(tmp_path / "training_sets/single/examples.jsonl")):
+    for row, meta in zip(
+        read_jsonl(tmp_path / "training_sets/single/train.jsonl"),
+        read_jsonl(tmp_path / "training_sets/single/examples.jsonl"),
+    ):
         assert parse_single(row["messages"][-1]["content"], qmap[meta["id"]]).parsed
-    for row, meta in zip(read_jsonl(tmp_path / "training_sets/pairwise/train.jsonl"),
-                         read_jsonl(tmp_path / "training_sets/pairwise/examples.jsonl")):
+    for row, meta in zip(
+        read_jsonl(tmp_path / "training_sets/pairwise/train.jsonl"),
+        read_jsonl(tmp_path / "training_sets/pairwise/examples.jsonl"),
+    ):
         assert parse_pairwise(row["messages"][-1]["content"], qmap[meta["id1"]], qmap[meta["id2"]]).parsed
     assert summary["consistency"]["all"]["n"] == 16
     assert summary["consistency"]["gsm8k"]["parse_rate"] == pytest.approx(0.9)
@@ -92,8 +96,10 @@ def test_build_data_refuses_bad_questions(tmp_path):
 def test_consistency_summary_per_dataset():
     from metaconf.targets import ConsistencyRecord
 
-    rs = [ConsistencyRecord("a", "x", "d", "mc", ["", ""], ["A", None], "A", "A", 0.5, True),
-          ConsistencyRecord("b", "y", "d", "mc", ["", ""], [None, None], None, None, 0.0, False)]
+    rs = [
+        ConsistencyRecord("a", "x", "d", "mc", ["", ""], ["A", None], "A", "A", 0.5, True),
+        ConsistencyRecord("b", "y", "d", "mc", ["", ""], [None, None], None, None, 0.0, False),
+    ]
     s = consistency_summary(rs)
     assert s["all"] == {"n": 2, "parse_rate": 0.25, "modal_parsed": 0.5, "accuracy": 0.5, "mean_consistency": 0.25}
     assert s["x"]["parse_rate"] == 0.5

@@ -15,28 +15,68 @@ from metaconf.data.schema import Question
 from metaconf.engines.types import TokenLogprob
 from metaconf.errors import DataError
 from metaconf.tasks import (
-    choice_probability, format_pairwise_target, format_single_target, parse_confidence, parse_pairwise, parse_single,
+    choice_probability,
+    format_pairwise_target,
+    format_single_target,
+    parse_confidence,
+    parse_pairwise,
+    parse_single,
 )
 
 MC, NUM, OPEN, BOOL = mc("B"), num("42"), open_q("Paris"), boolean("yes")
 FIXTURE = Path(__file__).parent / "fixtures" / "tasks" / "model_outputs.json"
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("85", 0.85), ("85%", 0.85), ("0.85", 0.85), ("Confidence: 85/100", 0.85), (".85", 0.85),
-    ("85 percent", 0.85), ("85 per cent", 0.85), ("8 out of 10", 0.8), ("Confidence: 85.5", 0.855),
-    ("1", 0.01), ("1.0", 1.0), ("0", 0.0), ("100", 1.0), ("100%", 1.0), ("I am 90% sure", 0.9),
-    ("Answer: B\nConfidence: 85", 0.85), ("Confidence:\n70", 0.7), ("confidence level: 0.3", 0.3),
-    ("high", 0.8), ("very high", 0.9), ("Confidence: low", 0.2), ("very low", 0.1), ("moderate", 0.5),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("85", 0.85),
+        ("85%", 0.85),
+        ("0.85", 0.85),
+        ("Confidence: 85/100", 0.85),
+        (".85", 0.85),
+        ("85 percent", 0.85),
+        ("85 per cent", 0.85),
+        ("8 out of 10", 0.8),
+        ("Confidence: 85.5", 0.855),
+        ("1", 0.01),
+        ("1.0", 1.0),
+        ("0", 0.0),
+        ("100", 1.0),
+        ("100%", 1.0),
+        ("I am 90% sure", 0.9),
+        ("Answer: B\nConfidence: 85", 0.85),
+        ("Confidence:\n70", 0.7),
+        ("confidence level: 0.3", 0.3),
+        ("high", 0.8),
+        ("very high", 0.9),
+        ("Confidence: low", 0.2),
+        ("very low", 0.1),
+        ("moderate", 0.5),
+    ],
+)
 def test_parse_confidence_reads_documented_forms(text, expected):
     assert parse_confidence(text) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("text", [
-    "", "abc", "150", "101%", "-5", "Confidence: -0.2", "70-80", "between 60 and 90", "5/0", "1.5.2e",
-    "high or low", "Confidence: unsure", "2/1",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "abc",
+        "150",
+        "101%",
+        "-5",
+        "Confidence: -0.2",
+        "70-80",
+        "between 60 and 90",
+        "5/0",
+        "1.5.2e",
+        "high or low",
+        "Confidence: unsure",
+        "2/1",
+    ],
+)
 def test_parse_confidence_refuses_out_of_range_or_ambiguous(text):
     assert parse_confidence(text) is None
 
@@ -106,8 +146,13 @@ def _lp(token: str, top: dict[str, float]) -> TokenLogprob:
 
 
 def test_p_first_renormalises_over_the_choice_tokens():
-    tokens = [_lp("Choice", {"Choice": -0.1}), _lp(":", {":": 0}), _lp(" ", {" ": 0}),
-              _lp("2", {"2": math.log(0.3), "1": math.log(0.1), "3": math.log(0.6)}), _lp("\n", {})]
+    tokens = [
+        _lp("Choice", {"Choice": -0.1}),
+        _lp(":", {":": 0}),
+        _lp(" ", {" ": 0}),
+        _lp("2", {"2": math.log(0.3), "1": math.log(0.1), "3": math.log(0.6)}),
+        _lp("\n", {}),
+    ]
     assert choice_probability(tokens) == pytest.approx(0.25)
     p = parse_pairwise("Choice: 2\nAnswer 1: B\nAnswer 2: 42", MC, NUM, logprobs=tokens)
     assert p.p_first == pytest.approx(0.25)

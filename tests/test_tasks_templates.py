@@ -7,7 +7,12 @@ import pytest
 from helpers.questions import boolean, mc, num, open_q
 from metaconf.errors import ConfigError
 from metaconf.tasks import (
-    answer_messages, generation_settings, load_template, pairwise_messages, single_messages, template_record,
+    answer_messages,
+    generation_settings,
+    load_template,
+    pairwise_messages,
+    single_messages,
+    template_record,
 )
 from metaconf.tasks.templates import parse_template
 
@@ -37,8 +42,10 @@ def test_single_question_prompts_put_instructions_first_and_question_last(build,
 
 
 def test_prompts_of_one_task_share_a_prefix():
-    a, b = single_messages(MC)[0]["content"], single_messages(
-        mc("A", ["Red", "Dog"], question="Name a colour."))[0]["content"]
+    a, b = (
+        single_messages(MC)[0]["content"],
+        single_messages(mc("A", ["Red", "Dog"], question="Name a colour."))[0]["content"],
+    )
     shared = next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)
     assert a[:shared].endswith("Question: ")
 
@@ -63,14 +70,26 @@ def test_unknown_template_is_a_clear_error():
         load_template("no_such_template")
 
 
-@pytest.mark.parametrize("raw, field", [
-    ({"version": 1, "user": {}, "output": "x", "max_new_tokens": 4}, "name"),
-    ({"name": "x", "version": 1, "user": {"mc": "a"}, "output": "x", "max_new_tokens": 4}, "numeric"),
-    ({"name": "x", "version": 1, "user": "u", "output": "x", "max_new_tokens": 4}, "question"),
-    ({"name": "x", "version": 1, "user": "u", "question": {"mc": "", "numeric": "", "open": "", "boolean": ""},
-      "output": "x", "max_new_tokens": 0}, "max_new_tokens"),
-    ({"name": "x", "version": 1, "oops": 1}, "oops"),
-])
+@pytest.mark.parametrize(
+    "raw, field",
+    [
+        ({"version": 1, "user": {}, "output": "x", "max_new_tokens": 4}, "name"),
+        ({"name": "x", "version": 1, "user": {"mc": "a"}, "output": "x", "max_new_tokens": 4}, "numeric"),
+        ({"name": "x", "version": 1, "user": "u", "output": "x", "max_new_tokens": 4}, "question"),
+        (
+            {
+                "name": "x",
+                "version": 1,
+                "user": "u",
+                "question": {"mc": "", "numeric": "", "open": "", "boolean": ""},
+                "output": "x",
+                "max_new_tokens": 0,
+            },
+            "max_new_tokens",
+        ),
+        ({"name": "x", "version": 1, "oops": 1}, "oops"),
+    ],
+)
 def test_invalid_template_names_file_and_field(raw, field):
     with pytest.raises(ConfigError, match=field) as info:
         parse_template(raw, "bad.yaml")
@@ -90,17 +109,27 @@ def test_template_loaded_from_a_path(tmp_path):
 PAIR_QUESTION = {"mc": "Q {question}", "numeric": "Q {question}", "open": "Q {question}", "boolean": "Q {question}"}
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"version": "1"}, "field 'version': Input should be a valid integer"),
-    ({"max_new_tokens": True}, "field 'max_new_tokens': Input should be a valid integer"),
-    ({"stop": ["\n", ""]}, "field 'stop.1': String should have at least 1 character"),
-    ({"guided_max_new_tokens": 0}, "field 'guided_max_new_tokens': Input should be greater than 0"),
-    ({"user": 5}, "field 'user': must map answer types"),
-    ({"question": {**PAIR_QUESTION, "essay": "x"}}, "field 'question': needs text for -; unknown essay"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"version": "1"}, "field 'version': Input should be a valid integer"),
+        ({"max_new_tokens": True}, "field 'max_new_tokens': Input should be a valid integer"),
+        ({"stop": ["\n", ""]}, "field 'stop.1': String should have at least 1 character"),
+        ({"guided_max_new_tokens": 0}, "field 'guided_max_new_tokens': Input should be greater than 0"),
+        ({"user": 5}, "field 'user': must map answer types"),
+        ({"question": {**PAIR_QUESTION, "essay": "x"}}, "field 'question': needs text for -; unknown essay"),
+    ],
+)
 def test_template_fields_are_typed_and_errors_name_file_and_field(change, message):
-    raw = {"name": "p", "version": 1, "user": "{question1} / {question2}", "question": PAIR_QUESTION,
-           "output": "Choice: {choice}", "max_new_tokens": 8, **change}
+    raw = {
+        "name": "p",
+        "version": 1,
+        "user": "{question1} / {question2}",
+        "question": PAIR_QUESTION,
+        "output": "Choice: {choice}",
+        "max_new_tokens": 8,
+        **change,
+    }
     with pytest.raises(ConfigError) as info:
         parse_template(raw, "bad.yaml")
     assert str(info.value).startswith(f"bad.yaml: {message}")
@@ -110,6 +139,16 @@ def test_template_model_documents_every_field_and_keeps_its_file():
     from metaconf.tasks.templates import Template
 
     assert all(f.description for f in Template.model_fields.values())
-    t = parse_template({"name": "p", "version": 1, "user": "{question1} / {question2}", "question": PAIR_QUESTION,
-                        "output": "x", "max_new_tokens": 8, "stop": None}, "mine.yaml")
+    t = parse_template(
+        {
+            "name": "p",
+            "version": 1,
+            "user": "{question1} / {question2}",
+            "question": PAIR_QUESTION,
+            "output": "x",
+            "max_new_tokens": 8,
+            "stop": None,
+        },
+        "mine.yaml",
+    )
     assert (t.path, t.stop, t.generation(guided=True)) == ("mine.yaml", (), {"max_new_tokens": 8, "stop": []})

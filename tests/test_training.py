@@ -43,14 +43,22 @@ def test_top_layers_puts_lora_on_the_upper_layers_only(tiny_model, tmp_path):
     names = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
     assert names and all(".layers.1." in n for n in names)
     assert {n.split(".layers.1.")[1].split(".lora")[0] for n in names} == {
-        "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-        "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"}
+        "self_attn.q_proj",
+        "self_attn.k_proj",
+        "self_attn.v_proj",
+        "self_attn.o_proj",
+        "mlp.gate_proj",
+        "mlp.up_proj",
+        "mlp.down_proj",
+    }
 
 
 def test_bad_training_file_names_line_and_field(tmp_path, tiny_model):
     bad = tmp_path / "train.jsonl"
-    bad.write_text('{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}\n'
-                   '{"messages": [{"role": "user", "content": "q"}]}\n')
+    bad.write_text(
+        '{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}\n'
+        '{"messages": [{"role": "user", "content": "q"}]}\n'
+    )
     with pytest.raises(DataError, match=r"train.jsonl:2: 'messages' must end with an assistant reply"):
         train_lora(bad, tmp_path / "out", tiny_model, LoraTrainConfig(**FAST))
     bad.write_text("{not json\n")
@@ -91,8 +99,12 @@ def test_training_prints_its_own_progress_line_not_raw_dicts_or_library_warnings
     lines = [line for line in err.splitlines() if line.startswith("metaconf train single:")]
     assert [line.split("  ")[0] for line in lines[:3]] == [f"metaconf train single: step {s}/3" for s in (1, 2, 3)]
     assert "loss " in lines[0] and "it/s" in lines[1] and lines[-1].startswith("metaconf train single: done, 3 steps")
-    library = [w for w in caught if issubclass(w.category, (FutureWarning, DeprecationWarning))
-               and any(lib in w.filename for lib in ("transformers", "trl", "peft", "accelerate", "datasets"))]
+    library = [
+        w
+        for w in caught
+        if issubclass(w.category, (FutureWarning, DeprecationWarning))
+        and any(lib in w.filename for lib in ("transformers", "trl", "peft", "accelerate", "datasets"))
+    ]
     assert not library, [str(w.message) for w in library]
 
 
@@ -180,8 +192,13 @@ def test_train_conditions_trains_each_condition_into_the_run_folder(tiny_model, 
     run = tmp_path / "run"
     write_train_file(run / "training_sets" / "single" / "train.jsonl", n=6)
     write_train_file(run / "training_sets" / "pairwise" / "train.jsonl", n=6, kind="pairwise")
-    adapters = train_conditions(run, tiny_model, LoraTrainConfig(**FAST, max_steps=1), ["single", "pairwise"],
-                                configs={"pairwise": LoraTrainConfig(**FAST, max_steps=2)})
+    adapters = train_conditions(
+        run,
+        tiny_model,
+        LoraTrainConfig(**FAST, max_steps=1),
+        ["single", "pairwise"],
+        configs={"pairwise": LoraTrainConfig(**FAST, max_steps=2)},
+    )
     assert set(adapters) == {"single", "pairwise"}
     for cond, steps in (("single", 1), ("pairwise", 2)):
         assert (run / "training" / cond / "DONE").is_file()
@@ -224,8 +241,10 @@ def test_cached_lower_layers_train_the_same_adapter(tiny_model, tmp_path):
         assert torch.allclose(got[k], want[k], atol=1e-5), k
     assert not torch.allclose(want[next(iter(want))], torch.zeros(1))  # it trained
     assert json.loads((cached / "adapter_config.json").read_text())["layers_to_transform"] == [1]
-    losses = [[json.loads(r)["loss"] for r in (tmp_path / d / "log.jsonl").read_text().splitlines()]
-              for d in ("plain", "cached")]
+    losses = [
+        [json.loads(r)["loss"] for r in (tmp_path / d / "log.jsonl").read_text().splitlines()]
+        for d in ("plain", "cached")
+    ]
     assert losses[0] == pytest.approx(losses[1], rel=1e-4)
     assert not (tmp_path / "cached" / "adapter.upper-layers").exists()
     result = json.loads((tmp_path / "cached" / "train_config.json").read_text())["result"]
@@ -281,8 +300,17 @@ def test_cache_checks_the_split_model_against_the_full_one(tiny_model, tmp_path,
 
     tok = AutoTokenizer.from_pretrained(tiny_model)
     gemma = tmp_path / "gemma"
-    GemmaForCausalLM(GemmaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                 num_attention_heads=4, num_key_value_heads=2, head_dim=8)).save_pretrained(gemma)
+    GemmaForCausalLM(
+        GemmaConfig(
+            vocab_size=len(tok),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=8,
+        )
+    ).save_pretrained(gemma)
     tok.save_pretrained(gemma)
     train = write_train_file(tmp_path / "train.jsonl", n=4)
     config = LoraTrainConfig(**FAST, top_layers=1, max_steps=1, cache_frozen_layers=True)

@@ -16,8 +16,17 @@ def parse(*argv: str):
 
 
 def test_flags_override_the_preset_and_keep_the_rest():
-    config = parse("--demo-defaults", "--lora.rank", "4", "--no-lora.group_by_length",
-                   "--lora.target_modules", "q_proj", "v_proj", "--lora.gradient_checkpointing", "true")
+    config = parse(
+        "--demo-defaults",
+        "--lora.rank",
+        "4",
+        "--no-lora.group_by_length",
+        "--lora.target_modules",
+        "q_proj",
+        "v_proj",
+        "--lora.gradient_checkpointing",
+        "true",
+    )
     demo = LoraTrainConfig.for_cpu_demo()
     assert config.lora.rank == 4 and config.lora.group_by_length is False
     assert config.lora.gradient_checkpointing is True and config.lora.target_modules == ["q_proj", "v_proj"]
@@ -28,11 +37,38 @@ def test_flags_override_the_preset_and_keep_the_rest():
 
 
 def test_old_flags_still_work_for_one_release_with_a_deprecation_line(capsys):
-    old = parse("--demo-defaults", "--rank", "4", "--no-group-by-length", "--target-modules", "q_proj", "v_proj",
-                "--gradient-checkpointing", "on", "--hosted", "gpt-x", "--hosted-epochs", "2", "--restart-failed")
-    new = parse("--demo-defaults", "--lora.rank", "4", "--no-lora.group_by_length", "--lora.target_modules",
-                "q_proj", "v_proj", "--lora.gradient_checkpointing", "true", "--hosted.base_model", "gpt-x",
-                "--hosted.epochs", "2", "--hosted.restart_failed")
+    old = parse(
+        "--demo-defaults",
+        "--rank",
+        "4",
+        "--no-group-by-length",
+        "--target-modules",
+        "q_proj",
+        "v_proj",
+        "--gradient-checkpointing",
+        "on",
+        "--hosted",
+        "gpt-x",
+        "--hosted-epochs",
+        "2",
+        "--restart-failed",
+    )
+    new = parse(
+        "--demo-defaults",
+        "--lora.rank",
+        "4",
+        "--no-lora.group_by_length",
+        "--lora.target_modules",
+        "q_proj",
+        "v_proj",
+        "--lora.gradient_checkpointing",
+        "true",
+        "--hosted.base_model",
+        "gpt-x",
+        "--hosted.epochs",
+        "2",
+        "--hosted.restart_failed",
+    )
     assert old == new and old.hosted.base_model == "gpt-x" and old.hosted.restart_failed is True
     err = capsys.readouterr().err
     assert "--rank is deprecated and will be removed in metaconf 0.3; use --lora.rank" in err
@@ -70,12 +106,39 @@ def test_train_then_merge_from_the_command_line(tmp_path, capsys, tiny_model):
 
     run = tmp_path / "run"
     write_train_file(run / "training_sets" / "single" / "train.jsonl", n=4)
-    code = main(["train", "--run", str(run), "--conditions", "single", "--model", str(tiny_model),
-                 "--lora.max_steps", "1", "--lora.rank", "2", "--lora.batch_size", "4"])
+    code = main(
+        [
+            "train",
+            "--run",
+            str(run),
+            "--conditions",
+            "single",
+            "--model",
+            str(tiny_model),
+            "--lora.max_steps",
+            "1",
+            "--lora.rank",
+            "2",
+            "--lora.batch_size",
+            "4",
+        ]
+    )
     assert code == 0
     assert f"single: {run / 'training' / 'single' / 'adapter'}" in capsys.readouterr().out
     assert json.loads((run / "training" / "single" / "train_config.json").read_text())["config"]["rank"] == 2
-    assert main(["merge", "--model", str(tiny_model), "--adapter", str(run / "training" / "single" / "adapter"),
-                 "--out", str(tmp_path / "merged")]) == 0
+    assert (
+        main(
+            [
+                "merge",
+                "--model",
+                str(tiny_model),
+                "--adapter",
+                str(run / "training" / "single" / "adapter"),
+                "--out",
+                str(tmp_path / "merged"),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "merged" / "config.json").is_file()
     assert main(["merge", "--model", str(tiny_model), "--adapter", str(tmp_path), "--out", str(tmp_path / "m2")]) == 2

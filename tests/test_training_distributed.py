@@ -25,8 +25,19 @@ def test_two_process_ddp_on_cpu(tmp_path, cached, tiny_model):
     out, dump = tmp_path / "out", tmp_path / "dump"
     dump.mkdir()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(WORKER), str(tiny_model), str(train), str(out), str(dump)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(WORKER),
+        str(tiny_model),
+        str(train),
+        str(out),
+        str(dump),
+    ]
     if cached:
         cmd.append("cached")
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -34,8 +45,13 @@ def test_two_process_ddp_on_cpu(tmp_path, cached, tiny_model):
 
     infos = [json.loads((dump / f"info-rank{r}.json").read_text()) for r in (0, 1)]
     for rank, info in enumerate(infos):
-        assert info == {"rank": rank, "world_size": 2, "global_step": 4, "batches_per_epoch": 4,
-                        "backend": "gloo"}  # 16 examples / batch 2 / 2 ranks: each rank trained on its half
+        assert info == {
+            "rank": rank,
+            "world_size": 2,
+            "global_step": 4,
+            "batches_per_epoch": 4,
+            "backend": "gloo",
+        }  # 16 examples / batch 2 / 2 ranks: each rank trained on its half
     w0, w1 = (torch.load(dump / f"weights-rank{r}.pt") for r in (0, 1))
     assert w0.keys() == w1.keys() and len(w0) > 0
     assert all(torch.equal(w0[k], w1[k]) for k in w0)  # gradients were all-reduced: identical adapters

@@ -67,8 +67,15 @@ class FakeProvider:
                     content = parts[0].split(b"\r\n\r\n", 1)[1].rsplit(b"\r\n", 1)[0]
                     assert b'name="purpose"' in body and b"fine-tune" in body
                     if b"REJECT" in content:
-                        return self.reply(400, {"error": {"message": "Invalid file format: example 2 has no "
-                                                                     "assistant message", "code": "invalid_file"}})
+                        return self.reply(
+                            400,
+                            {
+                                "error": {
+                                    "message": "Invalid file format: example 2 has no assistant message",
+                                    "code": "invalid_file",
+                                }
+                            },
+                        )
                     fid = f"file-{len(provider.files) + 1}"
                     provider.files[fid] = content
                     return self.reply(200, {"id": fid, "object": "file", "purpose": "fine-tune", "status": "processed"})
@@ -78,9 +85,16 @@ class FakeProvider:
                         return self.reply(400, {"error": {"message": f"file {req['training_file']} not found"}})
                     jid = f"ftjob-{len(provider.jobs) + 1}"
                     fail = b"FAIL_JOB" in provider.files[req["training_file"]]
-                    provider.jobs[jid] = {"id": jid, "status": "validating_files", "model": req["model"],
-                                          "training_file": req["training_file"], "fine_tuned_model": None,
-                                          "error": None, "_fail": fail, "_events": []}
+                    provider.jobs[jid] = {
+                        "id": jid,
+                        "status": "validating_files",
+                        "model": req["model"],
+                        "training_file": req["training_file"],
+                        "fine_tuned_model": None,
+                        "error": None,
+                        "_fail": fail,
+                        "_events": [],
+                    }
                     provider.gets[jid] = 0
                     return self.reply(200, self.public(provider.jobs[jid]))
                 self.reply(404, {"error": {"message": "no such route"}})
@@ -101,13 +115,15 @@ class FakeProvider:
                     after = self.path.split("after=")[1].split("&")[0] if "after=" in self.path else None
                     events = job["_events"]
                     if after:
-                        events = events[[e["id"] for e in events].index(after) + 1:]
+                        events = events[[e["id"] for e in events].index(after) + 1 :]
                     return self.reply(200, {"object": "list", "data": list(reversed(events)), "has_more": False})
                 provider.gets[job["id"]] += 1
                 step = STEPS[min(provider.gets[job["id"]], len(STEPS) - 1)]
                 if job["_fail"] and step == "running":
-                    job.update(status="failed", error={"code": "invalid_training_file",
-                                                       "message": "Training file has too few examples"})
+                    job.update(
+                        status="failed",
+                        error={"code": "invalid_training_file", "message": "Training file has too few examples"},
+                    )
                 elif job["status"] not in {"failed", "succeeded"}:
                     job["status"] = step
                     if step == "succeeded":
@@ -134,15 +150,28 @@ def provider(monkeypatch):
 
 def write_examples(path: Path, n: int = 10, marker: str = "") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    rows = [{"messages": [{"role": "user", "content": f"Q{i}? {marker}"},
-                          {"role": "assistant", "content": f"Answer: A\nConfidence: {50 + i}"}]} for i in range(n)]
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": f"Q{i}? {marker}"},
+                {"role": "assistant", "content": f"Answer: A\nConfidence: {50 + i}"},
+            ]
+        }
+        for i in range(n)
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
 
 def config(provider: FakeProvider, **kw) -> HostedTrainConfig:
-    return HostedTrainConfig(base_model="gpt-test-mini", base_url=provider.url, api_key_env="TEST_FT_KEY",
-                             poll_interval=0.0, max_retries=0, **kw)
+    return HostedTrainConfig(
+        base_model="gpt-test-mini",
+        base_url=provider.url,
+        api_key_env="TEST_FT_KEY",
+        poll_interval=0.0,
+        max_retries=0,
+        **kw,
+    )
 
 
 def test_job_runs_to_completion_and_records_the_model(provider, tmp_path):
@@ -232,8 +261,9 @@ def test_wrong_key_missing_key_bad_file_and_changed_data(provider, tmp_path, mon
 
 def test_unreachable_server_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("TEST_FT_KEY", KEY)
-    cfg = HostedTrainConfig(base_model="m", base_url="http://127.0.0.1:9/v1", api_key_env="TEST_FT_KEY",
-                            max_retries=0, poll_interval=0)
+    cfg = HostedTrainConfig(
+        base_model="m", base_url="http://127.0.0.1:9/v1", api_key_env="TEST_FT_KEY", max_retries=0, poll_interval=0
+    )
     with pytest.raises(HostedJobError, match="cannot reach http://127.0.0.1:9/v1"):
         run_hosted_job(write_examples(tmp_path / "h.jsonl"), tmp_path / "job", cfg, progress=lambda line: None)
 

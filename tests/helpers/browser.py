@@ -8,8 +8,8 @@ The page is loaded inside an iframe of a small harness page served from the same
 page's title and images after it loads (the report itself has no script). The browser sends every request,
 loopback included, through the local server, which answers only its own files and records everything, so an
 external URL or a hostile `<img src=x>` shows up in `requests`; `page_requests()` leaves out Chromium's own
-account-service calls (*.google.com), which no flag of this Chromium turns off. Hostile test text reports itself by pushing to
-`top.PWNED`, which the harness returns as "pwned".
+account-service calls (*.google.com), which no flag of this Chromium turns off. Hostile test text reports itself by
+pushing to `top.PWNED`, which the harness returns as "pwned".
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ class PageCheck:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.host = f"127.0.0.1:{self.server.server_address[1]}"
 
-    def __enter__(self) -> "PageCheck":
+    def __enter__(self) -> PageCheck:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 
@@ -99,9 +99,18 @@ class PageCheck:
         (self.folder / harness).write_text(HARNESS.format(page=page), encoding="utf-8")
         with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
             done = subprocess.run(
-                chromium_command(profile, f"--proxy-server=http://{self.host}", "--proxy-bypass-list=<-loopback>",
-                                 "--virtual-time-budget=8000", "--dump-dom", f"http://{self.host}/{harness}"),
-                capture_output=True, text=True, check=False)
+                chromium_command(
+                    profile,
+                    f"--proxy-server=http://{self.host}",
+                    "--proxy-bypass-list=<-loopback>",
+                    "--virtual-time-budget=8000",
+                    "--dump-dom",
+                    f"http://{self.host}/{harness}",
+                ),
+                capture_output=True,
+                text=True,
+                check=False,
+            )
         found = re.search(r'<pre id="out">(.*?)</pre>', done.stdout, re.S)
         assert found and found.group(1) != "pending", f"harness did not finish: {done.stderr[-2000:]}"
 

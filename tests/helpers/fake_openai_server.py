@@ -25,9 +25,10 @@ import struct
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 Respond = Callable[[str, list, int, int], str]  # (model, messages, seed, choice index) -> text
 
@@ -82,12 +83,11 @@ class FakeOpenAIServer:
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------------
-    def start(self) -> "FakeOpenAIServer":
+    def start(self) -> FakeOpenAIServer:
         handler = type("Handler", (_Handler,), {"fake": self})
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
         return self
 
@@ -97,7 +97,7 @@ class FakeOpenAIServer:
             self._httpd.server_close()
             self._httpd = None
 
-    def __enter__(self) -> "FakeOpenAIServer":
+    def __enter__(self) -> FakeOpenAIServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -165,25 +165,45 @@ def _chat_completions(server: FakeOpenAIServer, request: RecordedRequest) -> tup
             text, finish = " ".join(words[:max_tokens]), "length"
             words = words[:max_tokens]
         completion_tokens += len(words)
-        choice: dict[str, Any] = {"index": index, "message": {"role": "assistant", "content": text},
-                                  "finish_reason": finish, "logprobs": None}
+        choice: dict[str, Any] = {
+            "index": index,
+            "message": {"role": "assistant", "content": text},
+            "finish_reason": finish,
+            "logprobs": None,
+        }
         if want_logprobs:
             tokens = [w if i == 0 else " " + w for i, w in enumerate(words)]
             content = []
             for pos, tok in enumerate(tokens):
                 alts = [tok] + [f"{tok}~{j}" for j in range(1, top_k)]
-                content.append({
-                    "token": tok, "logprob": fake_logprob(tok, pos), "bytes": list(tok.encode()),
-                    "top_logprobs": [{"token": a, "logprob": fake_logprob(a, pos) - (0 if a == tok else 1.0),
-                                      "bytes": list(a.encode())} for a in alts[:top_k]],
-                })
+                content.append(
+                    {
+                        "token": tok,
+                        "logprob": fake_logprob(tok, pos),
+                        "bytes": list(tok.encode()),
+                        "top_logprobs": [
+                            {
+                                "token": a,
+                                "logprob": fake_logprob(a, pos) - (0 if a == tok else 1.0),
+                                "bytes": list(a.encode()),
+                            }
+                            for a in alts[:top_k]
+                        ],
+                    }
+                )
             choice["logprobs"] = {"content": content}
         choices.append(choice)
     payload = {
-        "id": f"chatcmpl-{seed}", "object": "chat.completion", "created": int(time.time()), "model": model,
+        "id": f"chatcmpl-{seed}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
         "choices": choices,
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                  "total_tokens": prompt_tokens + completion_tokens},
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
     }
     return 200, {"Content-Type": "application/json"}, json.dumps(payload).encode()
 

@@ -3,15 +3,17 @@ question text) that a test overrides by keyword only where they matter, so no te
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from metaconf.data import Question
 
 PARTICLES = ["electrons", "protons", "neutrons", "photons"]
 
 
-def _question(answer_type: str, answers: list[str], choices: list[str] | None, defaults: dict[str, Any],
-              fields: dict[str, Any]) -> Question:
+def _question(
+    answer_type: str, answers: list[str], choices: list[str] | None, defaults: dict[str, Any], fields: dict[str, Any]
+) -> Question:
     values = {"id": f"t/{answer_type}", "dataset": "t", **defaults, **fields}
     return Question(choices=choices, answers=answers, answer_type=answer_type, **values)  # type: ignore[arg-type]
 

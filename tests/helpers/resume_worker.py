@@ -50,8 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.kind == "scripted":
         from metaconf.engines.scripted import ScriptedEngine
 
-        engine = ScriptedEngine(scripted_output, store=args.store, delay=args.delay, batch_size=args.batch_size,
-                                quiet=True)
+        engine = ScriptedEngine(
+            scripted_output, store=args.store, delay=args.delay, batch_size=args.batch_size, quiet=True
+        )
     else:
         from metaconf.engines.hf import HFEngine
 
@@ -75,8 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         return result
 
     engine._generate_batch = logged
-    results = engine.generate(prompts(args.prompts), n=args.n, temperature=1.0, max_new_tokens=args.max_new_tokens,
-                              seed=7)
+    results = engine.generate(
+        prompts(args.prompts), n=args.n, temperature=1.0, max_new_tokens=args.max_new_tokens, seed=7
+    )
     payload = [[c.to_dict() for c in row] for row in results]
     tmp = Path(args.out + ".tmp")
     tmp.write_text(json.dumps(payload), encoding="utf-8")
