@@ -21,7 +21,7 @@ from metaconf.baselines.stage import TEACHER
 from metaconf.metrics.bootstrap import paired_bootstrap, resample_indices
 from metaconf.metrics.metad import RATING_EDGES, metacognition
 from metaconf.metrics.registry import method_metrics, task_functions
-from metaconf.metrics.summary import _clean, _row_metrics, single_items
+from metaconf.metrics.summary import _clean, _row_metrics, paired_fields, single_items
 
 COMPARED = method_metrics(compared=True)
 METHOD_METRICS = method_metrics()
@@ -109,12 +109,7 @@ def baseline_metrics(
                         "condition": condition,
                         "dataset": dataset,
                         "metric": metric,
-                        "n": result["n"],
-                        "method_value": _clean(result["base"]),
-                        "value": _clean(result["value"]),
-                        "diff": _clean(result["diff"]),
-                        "diff_ci": result["ci"],
-                        "p_value": result["p_value"],
+                        **paired_fields(result, reference="method_value"),
                     }
                 )
     for condition in trained:

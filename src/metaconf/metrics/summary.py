@@ -109,6 +109,19 @@ def _clean(value: Any) -> Any:
     return float(value)
 
 
+def paired_fields(result: dict[str, Any], reference: str = "base") -> dict[str, Any]:
+    """A paired_bootstrap result as the fields of a comparison row: n, the reference's value (under `reference`),
+    the condition's value, their difference with its interval, and the p-value; undefined values as None."""
+    return {
+        "n": result["n"],
+        reference: _clean(result["base"]),
+        "value": _clean(result["value"]),
+        "diff": _clean(result["diff"]),
+        "diff_ci": result["ci"],
+        "p_value": result["p_value"],
+    }
+
+
 def _row_metrics(
     items: dict[Any, tuple], fns: dict[str, Callable[..., Any]], n_boot: int, seed: int, alpha: float
 ) -> dict[str, Any]:
@@ -215,12 +228,7 @@ def summarize(
                         "dataset": dataset,
                         "metric": name,
                         "pooled": (cond, task, dataset) in pooled_groups,
-                        "n": result["n"],
-                        "base": _clean(result["base"]),
-                        "value": _clean(result["value"]),
-                        "diff": _clean(result["diff"]),
-                        "diff_ci": result["ci"],
-                        "p_value": result["p_value"],
+                        **paired_fields(result),
                     }
                 )
         return out
