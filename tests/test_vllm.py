@@ -5,7 +5,8 @@ trains: guided decoding makes its replies parse.
 
 vLLM lives in its own environment (`make vllm`; docs/engines.md says why), so the offline side runs as a
 subprocess in it (tests/helpers/vllm_side.py) and `vllm serve` is started from it on 127.0.0.1. The tests skip only
-when that environment is absent; `make test` builds it first and runs them (a few minutes, mostly vLLM starting).
+when that environment is absent; `make test` builds it first and runs them (~10 minutes on 2 loaded cores, 5 of them
+vLLM starting: once offline, and a server started and restarted).
 
 One module, in order: a small study end to end through `engine: vllm` (two datasets, all four conditions), then
 the same study through `engine: openai` + `vllm serve`, whose server is killed in the middle of the evaluation and
