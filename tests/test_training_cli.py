@@ -15,18 +15,14 @@ def parse(*argv: str):
     return args._command.parse(args)[1]
 
 
+NEW_LORA = (
+    "--lora.rank 4 --no-lora.group_by_length --lora.target_modules q_proj v_proj --lora.gradient_checkpointing true"
+)
+OLD_LORA = "--rank 4 --no-group-by-length --target-modules q_proj v_proj --gradient-checkpointing on"
+
+
 def test_flags_override_the_preset_and_keep_the_rest():
-    config = parse(
-        "--demo-defaults",
-        "--lora.rank",
-        "4",
-        "--no-lora.group_by_length",
-        "--lora.target_modules",
-        "q_proj",
-        "v_proj",
-        "--lora.gradient_checkpointing",
-        "true",
-    )
+    config = parse("--demo-defaults", *NEW_LORA.split())
     demo = LoraTrainConfig.for_cpu_demo()
     assert config.lora.rank == 4 and config.lora.group_by_length is False
     assert config.lora.gradient_checkpointing is True and config.lora.target_modules == ["q_proj", "v_proj"]
@@ -38,36 +34,12 @@ def test_flags_override_the_preset_and_keep_the_rest():
 
 def test_old_flags_still_work_for_one_release_with_a_deprecation_line(capsys):
     old = parse(
-        "--demo-defaults",
-        "--rank",
-        "4",
-        "--no-group-by-length",
-        "--target-modules",
-        "q_proj",
-        "v_proj",
-        "--gradient-checkpointing",
-        "on",
-        "--hosted",
-        "gpt-x",
-        "--hosted-epochs",
-        "2",
-        "--restart-failed",
+        "--demo-defaults", *OLD_LORA.split(), *["--hosted", "gpt-x", "--hosted-epochs", "2", "--restart-failed"]
     )
     new = parse(
         "--demo-defaults",
-        "--lora.rank",
-        "4",
-        "--no-lora.group_by_length",
-        "--lora.target_modules",
-        "q_proj",
-        "v_proj",
-        "--lora.gradient_checkpointing",
-        "true",
-        "--hosted.base_model",
-        "gpt-x",
-        "--hosted.epochs",
-        "2",
-        "--hosted.restart_failed",
+        *NEW_LORA.split(),
+        *["--hosted.base_model", "gpt-x", "--hosted.epochs", "2", "--hosted.restart_failed"],
     )
     assert old == new and old.hosted.base_model == "gpt-x" and old.hosted.restart_failed is True
     err = capsys.readouterr().err

@@ -52,6 +52,11 @@ pytestmark = [
 ]
 
 
+def run_command(config: Path, run: Path, *stages: str) -> list[str]:
+    """`metaconf run CONFIG --out RUN --quiet --stages STAGES...` in this interpreter."""
+    return [sys.executable, "-m", "metaconf", "run", str(config), "--out", str(run), "--quiet", "--stages", *stages]
+
+
 def side_env() -> dict[str, str]:
     """The vLLM environment's settings: metaconf from this checkout, a small CPU KV cache, no telemetry, and one
     OpenMP thread (on a machine shared with other jobs, vLLM's two bound threads wait on each other at every op:
@@ -353,20 +358,7 @@ def test_openai_study_survives_a_server_restart_and_matches_formats(server, mode
     assert done.returncode == 0
     before = len(store_rows(run))
     evaluation = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "metaconf",
-            "run",
-            str(config),
-            "--out",
-            str(run),
-            "--quiet",
-            "--stages",
-            "evaluate",
-            "metrics",
-            "report",
-        ],
+        run_command(config, run, "evaluate", "metrics", "report"),
         cwd=REPO,
         env=main_env(),
     )
@@ -388,19 +380,7 @@ def test_openai_study_survives_a_server_restart_and_matches_formats(server, mode
     raw["model"]["options"] = {**options, "max_retries": 0}
     write_config(config, raw)
     again = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "metaconf",
-            "run",
-            str(config),
-            "--out",
-            str(run),
-            "--quiet",
-            "--stages",
-            "evaluate",
-            "metrics",
-        ],
+        run_command(config, run, "evaluate", "metrics"),
         cwd=REPO,
         env=main_env(),
         capture_output=True,
