@@ -61,7 +61,8 @@ def _union_parts(annotation: Any) -> tuple[Any, ...]:
     return (annotation,)
 
 
-def _submodel(annotation: Any) -> type[BaseModel] | None:
+def submodel(annotation: Any) -> type[BaseModel] | None:
+    """The model a field holds (optional or not), else None."""
     inner, _ = _strip_optional(annotation)
     return inner if isinstance(inner, type) and issubclass(inner, BaseModel) else None
 
@@ -71,7 +72,7 @@ def model_flags(model: type[BaseModel], prefix: str = "") -> list[Flag]:
     flags: list[Flag] = []
     for name, info in model.model_fields.items():
         path = f"{prefix}{info.alias or name}"
-        sub = _submodel(info.annotation)
+        sub = submodel(info.annotation)
         if sub is not None:
             flags += model_flags(sub, f"{path}.")
         else:
@@ -93,7 +94,7 @@ def _kind(annotation: Any) -> str:
         if origin in (list, tuple, set):
             item = (get_args(part) or (str,))[0]
             item = get_args(item)[0] if get_origin(item) is Literal else item
-            if _submodel(item) is not None or get_origin(item) in (dict, list):
+            if submodel(item) is not None or get_origin(item) in (dict, list):
                 return "yaml"
             return "list"
     return "scalar"
@@ -405,7 +406,7 @@ def build_model(model: type[BaseModel], base: dict[str, Any], overrides: dict[st
 def moved_under(section: str, config: type[BaseModel]) -> Callable[[dict[str, Any], str], dict[str, Any]]:
     """A `Command.upgrade` for files of metaconf 0.1 that held the fields of the model now at `config.<section>`
     at their top level: such a file is read as `{section: file}`, with a deprecation line."""
-    model = _submodel(config.model_fields[section].annotation)
+    model = submodel(config.model_fields[section].annotation)
 
     def upgrade(raw: dict[str, Any], source: str) -> dict[str, Any]:
         if raw and set(raw) <= set(model.model_fields) and not set(raw) & set(config.model_fields):

@@ -9,7 +9,7 @@ from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel
 
-from metaconf.flags import Command, Flag, default_text, model_flags, type_name
+from metaconf.flags import Command, Flag, default_text, model_flags, submodel, type_name
 from metaconf.study.config import StudyConfig
 
 
@@ -31,7 +31,7 @@ def config_reference(model: type[BaseModel] = StudyConfig, prefix: str = "") -> 
     rows, sections = [], []
     for name, field in model.model_fields.items():
         key = f"{prefix}{name}"
-        nested = _nested_model(field.annotation)
+        nested = submodel(field.annotation)
         item = _list_item_model(field.annotation)
         shown = nested.__name__ if nested else type_name(field.annotation)
         default = default_text(field)
@@ -44,15 +44,6 @@ def config_reference(model: type[BaseModel] = StudyConfig, prefix: str = "") -> 
     title = prefix.rstrip(".") or "top level"
     table = "\n".join([f"### `{title}`", "", "| field | type | default | meaning |", "|---|---|---|---|", *rows])
     return "\n\n".join([table, *sections])
-
-
-def _nested_model(annotation: Any) -> type[BaseModel] | None:
-    """The model a field holds (optional or not), else None."""
-    parts = get_args(annotation) if get_origin(annotation) is not list else ()
-    for candidate in (annotation, *parts):
-        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-            return candidate
-    return None
 
 
 STUDY_HEADER = """# The study config
