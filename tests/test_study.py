@@ -37,14 +37,40 @@ def test_config_rejects_bad_fields_naming_them(tmp_path):
 
 
 def test_lora_settings_can_change_per_condition():
-    training = {"lora": {"epochs": 1, "rank": 4}, "lora_by_condition": {"multitask": {"epochs": 2}}}
-    config = parse_config({**SMALL, "training": training})
-    assert config.training.lora_for("multitask").epochs == 2 and config.training.lora_for("multitask").rank == 4
-    assert config.training.lora_for("single") == config.training.lora
+    multitask = {"name": "multitask", "training": {"epochs": 2}}
+    raw = {**SMALL, "training": {"lora": {"epochs": 1, "rank": 4}}}
+    config = parse_config({**raw, "conditions": ["base", "single", multitask]})
+    assert config.lora_for("multitask").epochs == 2 and config.lora_for("multitask").rank == 4
+    assert config.lora_for("single") == config.training.lora
+    with pytest.raises(ConfigError, match=r"conditions\.1\.training\.epochz: Extra inputs"):
+        parse_config({**raw, "conditions": ["base", {"name": "single", "training": {"epochz": 2}}]})
+    # the 0.2 spelling still works (with a deprecation line) and lands in the condition's record
+    old = parse_config({**raw, "training": {**raw["training"], "lora_by_condition": {"multitask": {"epochs": 2}}}})
+    assert old.condition("multitask") == config.condition("multitask")
     with pytest.raises(ConfigError, match=r"lora_by_condition\.multitask\.epochz: Extra inputs"):
-        parse_config({**SMALL, "training": {**training, "lora_by_condition": {"multitask": {"epochz": 2}}}})
+        parse_config({**raw, "training": {"lora_by_condition": {"multitask": {"epochz": 2}}}})
     with pytest.raises(ConfigError, match="not trained conditions"):
-        parse_config({**SMALL, "conditions": ["base", "single"], "training": training})
+        parse_config({**raw, "conditions": ["base", "single"], "training": {"lora_by_condition": {"pairwise": {}}}})
+
+
+def test_conditions_are_records_checked_before_any_work():
+    sets = {"sets": [{"name": "single", "task": "single"}]}
+    fast = {"name": "fast", "training_set": "single", "training": {"learning_rate": 0.01}}
+    config = parse_config({**SMALL, "targets": sets, "conditions": ["base", "single", fast]})
+    assert config.trained_conditions == ["single", "fast"] and config.condition("fast").training_set == "single"
+    assert config.model_dump(mode="json")["conditions"] == ["base", "single", fast]  # names stay names
+    cases = [
+        ({"conditions": ["base", {"name": "fast", "training_set": "nope"}]}, r"conditions\.1\.training_set': 'fast'"),
+        ({"conditions": ["base", "base"]}, "conditions repeat"),
+        ({"conditions": ["base", {"name": "single", "color": "red"}]}, r"conditions\.1\.color"),
+        ({"conditions": [{"name": "base", "training": {"epochs": 2}}]}, "not fine-tuned"),
+        ({"conditions": ["base", {"name": "a/b", "training_set": "single"}]}, r"conditions\.1\.name"),
+        ({"conditions": ["base", {"name": "x", "objective": "dpo"}]}, r"conditions\.1\.objective"),
+        ({"conditions": ["base", fast], "training": {"backend": "hosted"}}, "hosted fine-tuning takes no"),
+    ]
+    for change, error in cases:
+        with pytest.raises(ConfigError, match=error):
+            parse_config({**SMALL, "targets": sets, **change})
 
 
 def test_invalid_config_fails_before_any_work(tmp_path, capsys):
@@ -148,7 +174,7 @@ def test_demo_config_is_the_papers_design():
     from metaconf.study.cli import demo_config_text
 
     config = parse_config(yaml.safe_load(demo_config_text()), source="demo")
-    assert config.conditions == ["base", "single", "pairwise", "multitask"]
+    assert config.condition_names == ["base", "single", "pairwise", "multitask"]
     assert [d.name for d in config.data.train] == ["mmlu_pro", "gsm8k", "triviaqa"]
     assert [d.name for d in config.data.eval] == ["metamedqa", "legalbench", "truthfulqa"]
     assert sum(d.train for d in config.data.train) >= 150
@@ -158,6 +184,7 @@ def test_demo_config_is_the_papers_design():
     from metaconf.training import LoraTrainConfig
 
     assert config.training.lora == LoraTrainConfig.for_cpu_demo()  # `metaconf train --demo-defaults` = the demo
+    assert config.lora_for("multitask").epochs == 2
 
 
 def test_paper_example_config_validates():
@@ -252,3 +279,56 @@ def test_an_empty_training_set_stops_training_with_the_reason(tmp_path):
     study = ScriptedStudy(config, tmp_path / "run", quiet=True)
     with pytest.raises(ConfigError, match="'pairwise' training set is empty"):
         study.run(("data", "targets", "train"))
+
+
+FIFTH = """
+conditions:
+  - base
+  - single
+  - {name: single_fast, training_set: single, training: {learning_rate: 0.02}, color: "#D55E00"}
+"""
+
+
+@pytest.mark.slow  # trains two LoRA adapters on the tiny model: a minute on 2 loaded cores
+def test_a_condition_defined_only_in_yaml_runs_through_every_stage(tmp_path, tiny_model):
+    """A condition that exists only as a record in the config (its own training set, learning rate and colour)
+    is trained, evaluated, compared, tabulated and drawn like the paper's, with no code that knows its name."""
+    from PIL import Image
+
+    raw = {
+        **SMALL,
+        **yaml.safe_load(FIFTH),
+        "model": {"engine": "hf", "name": str(tiny_model)},
+        "targets": {"n_samples": 3, "max_new_tokens": 24, "sets": [{"name": "single", "task": "single"}]},
+        "training": {"lora": {"rank": 2, "alpha": 4, "max_steps": 2, "batch_size": 4, "top_layers": 1}},
+        "evaluation": {"pairs_per_dataset": 3, "consistency_samples": 2, "n_boot": 50},
+        "baselines": [],
+    }
+    config = parse_config(raw)
+    assert config.condition_names == ["base", "single", "single_fast"]
+    assert config.lora_for("single_fast").learning_rate == 0.02 and config.lora_for("single").learning_rate != 0.02
+    run_dir = tmp_path / "run"
+    TinyModelStudy(config, run_dir, quiet=True).run()
+
+    # trained on the single set with its own learning rate
+    args = json.loads((run_dir / "training" / "single_fast" / "train_config.json").read_text())
+    assert args["config"]["learning_rate"] == 0.02
+    assert (run_dir / "training" / "single_fast" / "adapter" / "adapter_config.json").is_file()
+    # evaluated on every task and dataset, compared with the base model, in the findings and every table
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert {(r["task"], r["dataset"]) for r in metrics["rows"] if r["condition"] == "single_fast"} == {
+        (t, d) for t in ("single", "pairwise") for d in ("mmlu_pro", "gsm8k", "truthfulqa")
+    }
+    assert any(c["condition"] == "single_fast" for c in metrics["comparisons"])
+    report = (run_dir / "report.md").read_text()
+    tables = [line for line in report.splitlines() if line.startswith("|")]
+    assert sum("single\\_fast" in line for line in tables) >= 6  # Markdown escapes the underscore
+    # its own colour in the figures (and no other condition drawn in it)
+    pixels = 0
+    for png in (run_dir / "plots").glob("*.png"):
+        image = Image.open(png).convert("RGB")
+        pixels += sum(count for count, rgb in image.getcolors(1 << 24) if rgb == (0xD5, 0x5E, 0x00))
+    assert pixels > 500
+    # the stored config keeps the record, so `evaluate` and `report` see the same conditions
+    stored = parse_config(yaml.safe_load((run_dir / "config.yaml").read_text()))
+    assert stored.conditions == config.conditions

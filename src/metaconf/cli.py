@@ -12,11 +12,10 @@ from metaconf.flags import Command, dispatch
 
 # each module defines COMMANDS (metaconf.flags.Command) and keeps heavy imports inside its handlers
 COMMAND_MODULES = [
-    "metaconf.study.cli",  # run, demo
+    "metaconf.study.cli",  # run, demo, evaluate
     "metaconf.data.cli",  # datasets
     "metaconf.targets.cli",  # build-data
     "metaconf.training.cli",  # train, merge
-    "metaconf.evaluation.cli",  # evaluate
     "metaconf.report.cli",  # report
     "metaconf.ask_cli",  # ask
 ]

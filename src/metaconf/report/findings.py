@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from metaconf.conditions import BASE
+from metaconf.conditions import BASE, conditions_of, paper_condition
 from metaconf.metrics.registry import TASK_NAMES, better, headline_metrics, label
 
 # an accuracy change whose whole interval lies within +-EQUIVALENCE counts as "unchanged"
@@ -160,10 +160,11 @@ def claim_verdict(rows: list[FindingRow]) -> str:
 
 # ------------------------------------------------------------------------------------------ building the rows
 def trained_tasks(condition: str, config: dict[str, Any]) -> set[str]:
-    """Tasks a condition was trained on: from the study's training sets (name -> task), else from its name."""
-    task = condition
+    """Tasks a condition was trained on: its training set's task (the study's targets.sets), else its set's name."""
+    record = next((c for c in conditions_of(config) if c.name == condition), paper_condition(condition))
+    task = record.training_set or ""
     for spec in (config.get("targets") or {}).get("sets") or []:
-        if isinstance(spec, dict) and spec.get("name") == condition:
+        if isinstance(spec, dict) and spec.get("name") == record.training_set:
             task = str(spec.get("task"))
     return set(TASK_NAMES) if task == "multitask" else {task} & set(TASK_NAMES)
 
@@ -212,7 +213,7 @@ def finding_rows(metrics: dict[str, Any], config: dict[str, Any] | None = None, 
     contrasts = metrics.get("contrasts") or []
     columns = dataset_columns(metrics)
     found = [c for c in dict.fromkeys(r["condition"] for r in metrics.get("rows", [])) if c != base]
-    listed = [c for c in config.get("conditions") or [] if c in found]
+    listed = [c.name for c in conditions_of(config) if c.name in found]
     conditions = listed + [c for c in found if c not in listed]  # the study's order
     tasks = {c: trained_tasks(c, config) for c in conditions}
     single_trained = [c for c in conditions if "single" in tasks[c]]

@@ -11,20 +11,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from metaconf.conditions import BASE, TRAINED_CONDITIONS  # noqa: E402
+from metaconf.conditions import BASE, EXTRA_COLORS, condition_colors  # noqa: E402, F401 (EXTRA_COLORS: report.baselines)
 from metaconf.io import atomic_path  # noqa: E402
 from metaconf.metrics.registry import better, headline_metrics, label, metric_info  # noqa: E402
 
-# Okabe-Ito colours (distinguishable with colour-blindness and in greyscale print);
-# one colour per condition in every plot; base is grey (the reference), other names take the unused colours
-CONDITION_COLORS = {BASE: "#8C8C8C", **dict(zip(TRAINED_CONDITIONS, ("#0072B2", "#E69F00", "#009E73")))}
-EXTRA_COLORS = ["#CC79A7", "#56B4E9", "#D55E00", "#000000", "#F0E442"]
-
-
-def condition_colors(conditions: list[str]) -> dict[str, str]:
-    """condition -> colour: the fixed colours for the built-in conditions, then the extra colours in order."""
-    extra = iter(EXTRA_COLORS * (1 + len(conditions) // len(EXTRA_COLORS)))
-    return {c: CONDITION_COLORS.get(c) or next(extra) for c in conditions}
+# Colours are the conditions' own (metaconf.conditions: Okabe-Ito, distinguishable with colour-blindness and in
+# greyscale print; base grey), one per condition in every plot.
 
 
 STYLE = {

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from metaconf.conditions import BASE
+from metaconf.conditions import BASE, condition_colors, conditions_of
 from metaconf.io import write_text_atomic
 from metaconf.metrics.registry import TASK_NAMES, columns, headline_metrics, headline_names, label, metric_info
 from metaconf.report import plots
@@ -56,7 +56,7 @@ def _config(data: RunData) -> dict[str, Any]:
 def _conditions(data: RunData) -> list[str]:
     """Conditions in the study's order (base first), then any others found in metrics.json."""
     found = list(dict.fromkeys(r["condition"] for r in data.metrics["rows"]))
-    listed = [c for c in _config(data).get("conditions") or [] if c in found]
+    listed = [c.name for c in conditions_of(_config(data)) if c.name in found]
     return sorted(listed + [c for c in found if c not in listed], key=lambda c: c != BASE)  # stable sort
 
 
@@ -419,7 +419,7 @@ def build_blocks(data: RunData) -> list[Block]:
     metrics = data.metrics
     rows, pooled = metrics["rows"], metrics.get("pooled") or []
     comparisons, contrasts = metrics.get("comparisons") or [], metrics.get("contrasts") or []
-    colors = plots.condition_colors(_conditions(data))
+    colors = condition_colors(_conditions(data), conditions_of(_config(data)))
     blocks = _overview(data) + _findings(data)
     figures = _headline_figures(data, colors) + _figures(data, colors)
     if figures:

@@ -11,11 +11,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from metaconf.configfile import read_config_text
-from metaconf.flags import Command
+from metaconf.flags import Command, read_file
 from metaconf.study.config import StudyConfig, check_config
+from metaconf.study.stages import EVALUATION_STAGES, STAGE_NAMES
 
 DEMO_CONFIG = "demo.yaml"
-Stage = Literal["data", "targets", "train", "consistency", "evaluate", "baselines", "metrics", "report"]
+Stage = Literal[STAGE_NAMES]  # type: ignore[valid-type]
 
 
 class RunOptions(BaseModel):
@@ -30,6 +31,14 @@ class DemoOptions(RunOptions):
     show_config: bool = Field(False, description="Print the demo's config (with any flags applied) and exit.")
 
 
+class EvaluateOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    run: Path = Field(description="A run folder made by `metaconf run` or `metaconf demo`.")
+    no_report: bool = Field(False, description="Stop after metrics.json.")
+    quiet: bool = Field(False, description="No progress bars or stage lines.")
+
+
 def demo_config_text() -> str:
     return resources.files("metaconf.study").joinpath(DEMO_CONFIG).read_text(encoding="utf-8")
 
@@ -41,7 +50,7 @@ def _demo_preset(options: DemoOptions) -> tuple[dict[str, Any], str]:
 def run_study(options: RunOptions, config: StudyConfig, source: str) -> int:
     """Run (or resume) `config`'s study in `options.out`; `source` names the config in errors."""
     from metaconf.errors import ConfigError
-    from metaconf.study.runner import STAGES, Study
+    from metaconf.study.runner import Study
 
     if options.out is None and (Path(config.name).name != config.name or config.name in ("", ".", "..")):
         raise ConfigError(
@@ -49,7 +58,7 @@ def run_study(options: RunOptions, config: StudyConfig, source: str) -> int:
             f"runs/<name> cannot be used; pass --out"
         )
     run_dir = options.out or Path("runs") / config.name
-    Study(config, run_dir, quiet=options.quiet, source=source).run(tuple(options.stages or STAGES))
+    Study(config, run_dir, quiet=options.quiet, source=source).run(tuple(options.stages or STAGE_NAMES))
     print(f"report: {run_dir / 'report.html'} (also {run_dir / 'report.md'}, {run_dir / 'metrics.json'})")
     return 0
 
@@ -59,6 +68,19 @@ def _demo(options: DemoOptions, config: StudyConfig, source: str) -> int:
         sys.stdout.write(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
         return 0
     return run_study(options, config, source)
+
+
+def _run_config(options: EvaluateOptions) -> tuple[dict[str, Any], str]:
+    return read_file(options.run / "config.yaml"), str(options.run / "config.yaml")
+
+
+def _evaluate(options: EvaluateOptions, config: StudyConfig, source: str) -> int:
+    """The evaluation stages of the study's list (all but `report` with --no-report) on an existing run folder."""
+    from metaconf.study.runner import Study
+
+    stages = tuple(s for s in EVALUATION_STAGES if not (options.no_report and s == "report"))
+    Study(config, options.run, quiet=options.quiet, source=source).run(stages)
+    return 0
 
 
 COMMANDS = [
@@ -87,5 +109,19 @@ COMMANDS = [
         check=check_config,
         run=_demo,
         config_help="its values replace the demo config's",
+    ),
+    Command(
+        "evaluate",
+        help="evaluate every condition of a run folder (consistency, evaluate, baselines, metrics, report)",
+        description="Evaluate base and trained conditions on the run's held-out and new-domain questions, then "
+        "write metrics.json and the report. Starts from RUN/config.yaml; --config FILE and flags (e.g. "
+        "--evaluation.n_boot 2000) change it; completions already stored are reused.",
+        options=EvaluateOptions,
+        positional=("run",),
+        config=StudyConfig,
+        preset=_run_config,
+        check=check_config,
+        run=_evaluate,
+        config_help="its values replace RUN/config.yaml's",
     ),
 ]

@@ -6,12 +6,21 @@ config is rejected before any work, with an error that names the file and the fi
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
-from metaconf.conditions import BASE, CONDITIONS
+from metaconf.conditions import CONDITIONS, Condition, as_condition, compact, with_default_set
 from metaconf.configfile import read_config_file
 from metaconf.errors import ConfigError, field_location, validation_error
 from metaconf.targets import TargetsConfig
@@ -125,8 +134,8 @@ class TrainingConfig(_Strict):
     lora: LoraTrainConfig = Field(default_factory=LoraTrainConfig, description="LoRA settings.")
     lora_by_condition: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
-        description="LoRA settings changed for some conditions, e.g. {multitask: {epochs: 2}} (multitask mixes two "
-        "reply formats and may need more steps to keep them apart).",
+        description="Deprecated: a condition's own training options are its record's `training` "
+        "(conditions: [{name: multitask, training: {epochs: 2}}]); read into those records.",
     )
     hosted_base_model: str | None = Field(
         None, description="hosted: the provider's fine-tunable model name (default: model.name)."
@@ -134,18 +143,13 @@ class TrainingConfig(_Strict):
 
     @model_validator(mode="after")
     def _valid_changes(self) -> TrainingConfig:
-        for condition in self.lora_by_condition:
+        for condition, changes in self.lora_by_condition.items():
             try:
-                self.lora_for(condition)
+                LoraTrainConfig.model_validate({**self.lora.model_dump(), **changes})
             except ValidationError as exc:
                 first = exc.errors()[0]
                 raise ValueError(f"lora_by_condition.{condition}.{field_location(first)}: {first['msg']}") from None
         return self
-
-    def lora_for(self, condition: str) -> LoraTrainConfig:
-        """The LoRA settings of one condition: `lora` with that condition's changes."""
-        changes = self.lora_by_condition.get(condition)
-        return LoraTrainConfig.model_validate({**self.lora.model_dump(), **changes}) if changes else self.lora
 
 
 class EvaluationConfig(_Strict):
@@ -227,9 +231,11 @@ class StudyConfig(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig, description="The model under study.")
     data: DataConfig = Field(description="Training and evaluation datasets.")
     targets: TargetsConfig = Field(default_factory=TargetsConfig, description="Sampling and calibrated targets.")
-    conditions: list[str] = Field(
-        default_factory=lambda: list(CONDITIONS),
-        description="Conditions to compare: base (no fine-tuning) and trained ones (single, pairwise, multitask).",
+    conditions: list[Condition] = Field(
+        default_factory=lambda: [as_condition(c) for c in CONDITIONS],
+        description="Conditions to compare, by name (base, single, pairwise, multitask: the paper's, each trained "
+        "on the training set of its name) or as records {name, training_set, objective, training, color} "
+        "(docs/study.md, 'Conditions').",
     )
     training: TrainingConfig = Field(default_factory=TrainingConfig, description="Fine-tuning settings.")
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig, description="Evaluation settings.")
@@ -251,26 +257,75 @@ class StudyConfig(_Strict):
             raise ValueError("baselines repeat")
         return v
 
+    @field_validator("conditions", mode="before")
+    @classmethod
+    def _records(cls, v: Any) -> Any:
+        return [with_default_set(c) for c in v] if isinstance(v, list) else v
+
     @field_validator("conditions")
     @classmethod
-    def _known_conditions(cls, v: list[str]) -> list[str]:
-        unknown = [c for c in v if c not in CONDITIONS]
-        if unknown:
-            raise ValueError(f"unknown condition(s) {unknown}; choose from {list(CONDITIONS)}")
-        if len(set(v)) != len(v):
+    def _distinct_conditions(cls, v: list[Condition]) -> list[Condition]:
+        names = [c.name for c in v]
+        if len(set(names)) != len(names):
             raise ValueError("conditions repeat")
         return v
 
+    @field_serializer("conditions")
+    def _compact_conditions(self, v: list[Condition]) -> list[Any]:
+        return [compact(c) for c in v]
+
     @model_validator(mode="after")
-    def _changes_name_conditions(self) -> StudyConfig:
-        extra = sorted(set(self.training.lora_by_condition) - set(self.trained_conditions))
+    def _condition_training(self) -> StudyConfig:
+        """Fold the deprecated training.lora_by_condition into the records, then check every record's options."""
+        changes = self.training.lora_by_condition
+        extra = sorted(set(changes) - set(self.trained_conditions))
         if extra:
             raise ValueError(f"training.lora_by_condition names {extra}, not trained conditions of this study")
+        if changes:
+            print(
+                "metaconf: training.lora_by_condition is deprecated and will be removed in metaconf 0.3; give the "
+                "condition its own options instead (conditions: [{name: NAME, training: {...}}])",
+                file=sys.stderr,
+            )
+            self.conditions = [
+                c.model_copy(update={"training": {**changes[c.name], **c.training}}) if c.name in changes else c
+                for c in self.conditions
+            ]
+            self.training.lora_by_condition = {}
+        for i, condition in enumerate(self.conditions):
+            try:
+                self.lora_for(condition.name)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                raise ValueError(f"conditions.{i}.training.{field_location(first)}: {first['msg']}") from None
+            if condition.training and not condition.trained:
+                raise ValueError(f"conditions.{i}.training: '{condition.name}' is not fine-tuned (no training_set)")
         return self
 
     @property
     def trained_conditions(self) -> list[str]:
-        return [c for c in self.conditions if c != BASE]
+        """Names of the conditions that are fine-tuned, in the study's order."""
+        return [c.name for c in self.conditions if c.trained]
+
+    @property
+    def condition_names(self) -> list[str]:
+        return [c.name for c in self.conditions]
+
+    def condition(self, name: str) -> Condition:
+        """The record of a condition of this study (ConfigError naming the field when there is none)."""
+        for c in self.conditions:
+            if c.name == name:
+                return c
+        raise ConfigError(f"conditions: no condition {name!r} in this study ({', '.join(self.condition_names)})")
+
+    def lora_for(self, condition: str) -> LoraTrainConfig:
+        """The LoRA settings of one condition: training.lora with the condition's own training options."""
+        changes = next((c.training for c in self.conditions if c.name == condition), None)
+        return (
+            LoraTrainConfig.model_validate({**self.training.lora.model_dump(), **changes})
+            if changes
+            else self.training.lora
+        )
 
 
 def parse_config(raw: dict[str, Any], source: str = "config") -> StudyConfig:
@@ -334,13 +389,18 @@ def _check_datasets(config: StudyConfig, source: str) -> None:
 
 
 def _check_conditions(config: StudyConfig, source: str) -> None:
-    """Every trained condition needs the training set of its name (targets.sets), known before any sampling."""
+    """Every trained condition's training set is one of targets.sets, known before any sampling."""
     sets = [s.name for s in config.targets.sets]
-    for condition in config.trained_conditions:
-        if condition not in sets:
+    for i, condition in enumerate(config.conditions):
+        if condition.trained and condition.training_set not in sets:
             raise ConfigError(
-                f"{source}: field 'conditions': '{condition}' is trained on the training set of that "
-                f"name, but targets.sets has only {', '.join(sets) or 'none'}"
+                f"{source}: field 'conditions.{i}.training_set': '{condition.name}' is trained on the training set "
+                f"'{condition.training_set}', but targets.sets has only {', '.join(sets) or 'none'}"
+            )
+        if condition.training and config.training.backend == "hosted":
+            raise ConfigError(
+                f"{source}: field 'conditions.{i}.training': hosted fine-tuning takes no per-condition LoRA "
+                f"options ('{condition.name}'); drop them or use training.backend lora"
             )
 
 

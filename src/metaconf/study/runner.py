@@ -12,7 +12,6 @@ import hashlib
 import shutil
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +27,8 @@ from metaconf.io import read_json, read_jsonl, write_json, write_jsonl, write_te
 from metaconf.precision import DtypeChoice, announce, choose_dtype
 from metaconf.study.config import ModelConfig, StudyConfig, dataset_entries, dataset_label
 from metaconf.study.lock import RunLock
+from metaconf.study.stages import STAGE_NAMES, STAGES, select
 from metaconf.tasks.guides import resolve_format
-
-STAGES = ("data", "targets", "train", "consistency", "evaluate", "baselines", "metrics", "report")
 
 
 def _rank(seed: int, qid: str) -> str:
@@ -153,7 +151,7 @@ class Study:
                 and self.config.training.backend == "lora"
             ):
                 # the largest rank up front: the base model and every adapter then share one vllm.LLM
-                ranks = [self.config.training.lora_for(c).rank for c in self.config.trained_conditions]
+                ranks = [self.config.lora_for(c).rank for c in self.config.trained_conditions]
                 kwargs.setdefault("max_lora_rank", max(ranks))
             engine = get_engine(
                 m.engine, store=self.store, model=m.name, adapter=adapter, quiet=self.quiet, dtype=dtype(), **kwargs
@@ -258,13 +256,14 @@ class Study:
         conditions = self.config.trained_conditions
         if not conditions:
             return "no trained conditions"
-        for condition in conditions:
-            card = self.run_dir / "training_sets" / condition / "card.json"
+        sets = {c: self.config.condition(c).training_set for c in conditions}
+        for condition, training_set in sets.items():
+            card = self.run_dir / "training_sets" / training_set / "card.json"
             reason = read_json(card).get("empty") if card.is_file() else None
             if reason:
                 raise ConfigError(
-                    f"conditions: the '{condition}' training set is empty ({reason}); add training questions, "
-                    f"relax the targets settings, or drop the condition"
+                    f"conditions: the '{training_set}' training set of condition '{condition}' is empty ({reason}); "
+                    "add training questions, relax the targets settings, or drop the condition"
                 )
         if self.config.training.backend == "hosted":
             from metaconf.training.hosted import run_hosted_conditions
@@ -273,14 +272,14 @@ class Study:
         else:
             from metaconf.training import train_conditions
 
-            training = self.config.training
             train_conditions(
                 self.run_dir,
                 self.model_path(),
-                training.lora,
+                self.config.training.lora,
                 conditions,
-                configs={c: training.lora_for(c) for c in conditions},
+                configs={c: self.config.lora_for(c) for c in conditions},
                 dtype=self.dtype().dtype if self.dtype() else self.config.model.dtype,
+                training_sets=sets,
             )
         return f"adapters ready: {', '.join(conditions)}"
 
@@ -333,7 +332,7 @@ class Study:
         fmt = resolve_format(ev.format, self.engine(BASE), "evaluation")
         stale = self.formats()["evaluation"] not in (None, fmt)  # stored predictions are of the other format
         self.record_format("evaluation", fmt)
-        for condition in self.config.conditions:
+        for condition in self.config.condition_names:
             complete = not stale and all(
                 prediction_path(self.run_dir, condition, task, name).is_file()
                 for task in ("single", "pairwise")
@@ -370,7 +369,7 @@ class Study:
 
     def baselines(self) -> list[str]:
         """The configured baselines this study can score (recalibration needs the base condition's answers)."""
-        return [b for b in self.config.baselines if b != "recalibration" or BASE in self.config.conditions]
+        return [b for b in self.config.baselines if b != "recalibration" or BASE in self.config.condition_names]
 
     def stage_baselines(self) -> str:
         from metaconf.baselines import run_baselines
@@ -398,7 +397,7 @@ class Study:
         predictions = {
             key: rows
             for key, rows in load_predictions(self.run_dir).items()
-            if key[0] in self.config.conditions and key[2] in self.eval_sets
+            if key[0] in self.config.condition_names and key[2] in self.eval_sets
         }
         datasets_info = {
             name: {"domain": qs[0].domain, "in_domain": self.in_domain[name]} for name, qs in self.eval_sets.items()
@@ -449,7 +448,7 @@ class Study:
         return "SmolLM2-135M-Instruct (embedded)" if m.engine == "embedded" else f"{m.name} ({m.engine})"
 
     # -- the whole study ------------------------------------------------------------------------------------
-    def run(self, stages: tuple[str, ...] = STAGES) -> Path:
+    def run(self, stages: tuple[str, ...] = STAGE_NAMES) -> Path:
         """Run the stages under the run folder's lock. A config error found before anything was computed
         removes the run folder this call created, so a fixed config starts clean."""
         self.load_data()
@@ -485,27 +484,15 @@ class Study:
         p_true = ("p_true",) if "p_true" in self.baselines() else ()
         write_json(self.run_dir / "templates.json", template_record(("answer", "single", "pairwise") + p_true))
         write_json(self.run_dir / "run_info.json", self.run_info())
-        steps: dict[str, Callable[[], str]] = {
-            "data": self.stage_data,
-            "targets": self.stage_targets,
-            "train": self.stage_train,
-            "consistency": self.stage_consistency,
-            "evaluate": self.stage_evaluate,
-            "baselines": self.stage_baselines,
-            "metrics": self.stage_metrics,
-            "report": self.stage_report,
-        }
-        wanted = set(stages) | {"data"}  # every stage needs the questions
         started = time.perf_counter()
         timings: dict[str, float] = {}
-        for i, name in enumerate(STAGES, 1):
-            if name not in wanted:
-                continue
+        for stage in select(stages):
+            step = f"[{STAGES.index(stage) + 1}/{len(STAGES)}] {stage.name}"
             t0 = time.perf_counter()
-            self.say(f"[{i}/{len(STAGES)}] {name} ...")
-            summary = steps[name]()
-            timings[name] = round(time.perf_counter() - t0, 1)
-            self.say(f"[{i}/{len(STAGES)}] {name}: {summary} ({timings[name]:.0f} s)")
+            self.say(f"{step} ...")
+            summary = stage.run(self)
+            timings[stage.name] = round(time.perf_counter() - t0, 1)
+            self.say(f"{step}: {summary} ({timings[stage.name]:.0f} s)")
         timings["total"] = round(time.perf_counter() - started, 1)
         write_json(self.run_dir / "timings.json", timings)  # this invocation's stage times (a resume is fast)
         self.say(f"study finished in {timings['total']:.0f} s; report: {self.run_dir / 'report.html'}")

@@ -12,7 +12,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -231,12 +231,14 @@ def hosted_conditions(
     config: HostedTrainConfig,
     conditions: Sequence[str],
     progress: Callable[[str], None] = _stderr_progress,
+    training_sets: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """Run one hosted job per condition from `RUN/training_sets/<cond>/hosted.jsonl`; returns the model names."""
+    """Run one hosted job per condition from `RUN/training_sets/<set>/hosted.jsonl` (the set: `training_sets[cond]`,
+    default the set of the condition's name); returns the model names."""
     run_dir = Path(run_dir)
     models = {}
     for cond in conditions:
-        folder = run_dir / "training_sets" / cond
+        folder = run_dir / "training_sets" / (training_sets or {}).get(cond, cond)
         train_file = folder / "hosted.jsonl" if (folder / "hosted.jsonl").is_file() else folder / "train.jsonl"
         record = run_hosted_job(
             train_file, run_dir / "training" / cond, config, progress=lambda line, c=cond: progress(f"{c}: {line}")
@@ -259,4 +261,5 @@ def run_hosted_conditions(run_dir: str | Path, study_config: Any, conditions: Se
         base_url=model.base_url or HostedTrainConfig.model_fields["base_url"].default,
         api_key_env=model.api_key_env,
     )
-    return hosted_conditions(run_dir, config, conditions)
+    sets = {c.name: c.training_set for c in study_config.conditions if c.trained}
+    return hosted_conditions(run_dir, config, conditions, training_sets=sets)

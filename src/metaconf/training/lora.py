@@ -446,14 +446,16 @@ def train_conditions(
     conditions: Sequence[str] = TRAINED_CONDITIONS,
     configs: Mapping[str, LoraTrainConfig] | None = None,
     dtype: str = "auto",
+    training_sets: Mapping[str, str] | None = None,
 ) -> dict[str, Path]:
-    """Train `RUN/training_sets/<cond>/train.jsonl` into `RUN/training/<cond>/` for each condition, with
-    `configs[cond]` where given, else `config`; `dtype` as in `train_lora`."""
+    """Train each condition on `RUN/training_sets/<set>/train.jsonl` into `RUN/training/<condition>/`: the set is
+    `training_sets[condition]` (default: the set of the condition's name), the settings `configs[condition]` where
+    given, else `config`; `dtype` as in `train_lora`."""
     run_dir = Path(run_dir)
     adapters = {}
     frozen_states: dict = {}  # lower-layer states shared by the conditions (their prompts overlap)
     for cond in conditions:
-        train_file = run_dir / "training_sets" / cond / "train.jsonl"
+        train_file = run_dir / "training_sets" / (training_sets or {}).get(cond, cond) / "train.jsonl"
         if not train_file.is_file():
             raise DataError(f"{train_file}: training set for condition '{cond}' not found (run build-data first)")
         settings = (configs or {}).get(cond, config)
