@@ -123,7 +123,7 @@ def minimal_flops_per_token(model) -> int:
 def throughput(args: argparse.Namespace) -> None:
     import torch
 
-    from metaconf.training.lora import build_trainer
+    from metaconf.training.lora import LoraJob, build_trainer
 
     threads = torch.get_num_threads()
     info = machine_info(threads)
@@ -142,7 +142,7 @@ def throughput(args: argparse.Namespace) -> None:
                 rates_by_dtype[dtype] = matmul_gflops(threads, dtype)
             rates, fractions = [], []
             for r in range(args.repeats):
-                trainer = build_trainer(train, Path(tmp) / f"{key}{r}", "embedded", config)
+                trainer = build_trainer(LoraJob(train, Path(tmp) / f"{key}{r}", "embedded", config))
                 trainer.args.include_num_input_tokens_seen = "non_padding"
                 per_token = minimal_flops_per_token(trainer.model)
                 start = time.perf_counter()

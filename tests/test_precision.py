@@ -161,7 +161,7 @@ def test_lora_trains_in_both_bf16_modes(tiny_model, tmp_path, mode, cached):
     pytest.importorskip("trl")
     from helpers.training_data import write_train_file
     from metaconf.training import LoraTrainConfig, train_lora
-    from metaconf.training.lora import build_trainer
+    from metaconf.training.lora import LoraJob, build_trainer
 
     train = write_train_file(tmp_path / "train.jsonl", n=8)
     config = LoraTrainConfig(
@@ -177,7 +177,7 @@ def test_lora_trains_in_both_bf16_modes(tiny_model, tmp_path, mode, cached):
         top_layers=1,
         cache_frozen_layers=cached,
     )
-    trainer = build_trainer(train, tmp_path / "t", tiny_model, config, dtype="bfloat16")
+    trainer = build_trainer(LoraJob(train, tmp_path / "t", tiny_model, config, dtype="bfloat16"))
     lora = {n: p for n, p in trainer.model.named_parameters() if p.requires_grad}
     frozen = [p for n, p in trainer.model.named_parameters() if not p.requires_grad and p.dim() == 2]
     assert lora and all(p.dtype == torch.float32 for p in lora.values())  # LoRA weights (and AdamW state) fp32

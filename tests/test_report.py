@@ -185,21 +185,33 @@ def test_html_is_self_contained_and_escapes_every_hostile_text(run_dir):
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Chromium (apt-get install -y chromium)")
 def test_report_in_a_real_browser(run_dir, tmp_path):
-    """Every image loads, nothing is fetched from outside, and hostile text stays inert; a control page with the
-    same text unescaped shows that the harness would catch it."""
+    """Every image loads, the page asks no other host for anything, hostile text stays inert, and the browser
+    (its own service calls included) reaches nothing but the test's loopback server. A control page with the
+    same text unescaped shows that the harness would catch a page that fetches from outside."""
     shutil.copy(run_dir / "report.html", tmp_path / "report.html")
     (tmp_path / "control.html").write_text("<!DOCTYPE html><title>control</title>" + "".join(HOSTILE))
     with PageCheck(tmp_path) as check:
-        control, control_requests = check.load("control.html"), check.page_requests()
-        check.requests.clear()
-        report, requests = check.load("report.html"), check.page_requests()
-    assert sorted(control["pwned"]) == [1, 2, 3] and any("evil.example" in r for r in control_requests)
-    assert report["pwned"] == [] and report["scripts"] == 0
-    assert report["title"] == "metaconf report: study <script>alert(3)</script>"  # shown as text
-    assert len(report["images"]) == len(PLOTS)
-    assert all(complete and width > 0 for complete, width in report["images"])
-    assert {urlsplit(r).netloc for r in requests} == {check.host}, requests  # nothing from outside
-    assert {urlsplit(r).path for r in requests} <= {"/harness-report.html", "/report.html", "/favicon.ico"}
+        control, report = check.load("control.html"), check.load("report.html")
+    assert sorted(control.result["pwned"]) == [1, 2, 3]
+    assert "evil.example" in {urlsplit(url).hostname for url in control.page_urls}, control.page_urls
+    assert report.result["pwned"] == [] and report.result["scripts"] == 0
+    assert report.result["title"] == "metaconf report: study <script>alert(3)</script>"  # shown as text
+    assert len(report.result["images"]) == len(PLOTS)
+    assert all(complete and width > 0 for complete, width in report.result["images"])
+    assert {urlsplit(url).netloc for url in report.page_urls} == {check.host}, report.page_urls
+    assert {urlsplit(url).path for url in report.page_urls} <= {"/harness-report.html", "/report.html", "/favicon.ico"}
+    assert any(urlsplit(host).hostname == "~notfound" for host in control.refused), control.refused  # the rule
+    for load in (control, report):  # nothing reached outside, whoever asked
+        assert set(load.connections) == {check.host}, (load.connections, load.browser_urls)
+        assert set(load.resolved) <= {f"http://{check.host}"}, (load.resolved, load.browser_urls)
+    assert {urlsplit(path).path for path in check.requests} <= {
+        "/harness-control.html",
+        "/control.html",
+        "/x",
+        "/harness-report.html",
+        "/report.html",
+        "/favicon.ico",
+    }
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Chromium (apt-get install -y chromium)")

@@ -12,14 +12,14 @@ pytest.importorskip("trl")
 from helpers.training_data import write_train_file  # noqa: E402
 from metaconf.errors import DataError  # noqa: E402
 from metaconf.training import LoraTrainConfig, train_conditions, train_lora  # noqa: E402
-from metaconf.training.lora import build_trainer  # noqa: E402
+from metaconf.training.lora import LoraJob, build_trainer  # noqa: E402
 
 FAST = dict(rank=4, alpha=8.0, dropout=0.0, batch_size=4, logging_steps=1, learning_rate=5e-3, max_length=256)
 
 
 def test_only_assistant_tokens_carry_labels(tiny_model, tmp_path):
     train = write_train_file(tmp_path / "train.jsonl", n=6)
-    trainer = build_trainer(train, tmp_path / "out", tiny_model, LoraTrainConfig(**FAST, max_steps=1))
+    trainer = build_trainer(LoraJob(train, tmp_path / "out", tiny_model, LoraTrainConfig(**FAST, max_steps=1)))
     tok = trainer.processing_class
     rows = [json.loads(line)["messages"] for line in train.read_text().splitlines()]
     for i, messages in enumerate(rows):
@@ -39,7 +39,8 @@ def test_only_assistant_tokens_carry_labels(tiny_model, tmp_path):
 
 def test_top_layers_puts_lora_on_the_upper_layers_only(tiny_model, tmp_path):
     train = write_train_file(tmp_path / "train.jsonl", n=4)
-    trainer = build_trainer(train, tmp_path / "out", tiny_model, LoraTrainConfig(**FAST, top_layers=1, max_steps=1))
+    config = LoraTrainConfig(**FAST, top_layers=1, max_steps=1)
+    trainer = build_trainer(LoraJob(train, tmp_path / "out", tiny_model, config))
     names = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
     assert names and all(".layers.1." in n for n in names)
     assert {n.split(".layers.1.")[1].split(".lora")[0] for n in names} == {
@@ -314,7 +315,7 @@ def test_cache_checks_the_split_model_against_the_full_one(tiny_model, tmp_path,
     tok.save_pretrained(gemma)
     train = write_train_file(tmp_path / "train.jsonl", n=4)
     config = LoraTrainConfig(**FAST, top_layers=1, max_steps=1, cache_frozen_layers=True)
-    trainer = build_trainer(train, tmp_path / "out", gemma, config)
+    trainer = build_trainer(LoraJob(train, tmp_path / "out", gemma, config))
     assert trainer.frozen_split == 1 and trainer.model.config.num_hidden_layers == 1
 
     split_model = frozen.split_model
@@ -327,6 +328,6 @@ def test_cache_checks_the_split_model_against_the_full_one(tiny_model, tmp_path,
 
     monkeypatch.setattr(frozen, "split_model", off_by_a_little)
     with pytest.raises(MetaconfError, match="set cache_frozen_layers: false"):
-        build_trainer(train, tmp_path / "out", tiny_model, config)
+        build_trainer(LoraJob(train, tmp_path / "out", tiny_model, config))
     with pytest.raises(ConfigError, match="upper layers only"):
-        build_trainer(train, tmp_path / "out", tiny_model, config.model_copy(update={"top_layers": None}))
+        build_trainer(LoraJob(train, tmp_path / "out", tiny_model, config.model_copy(update={"top_layers": None})))

@@ -280,6 +280,44 @@ def _get(row: dict[str, Any], cols: list[str], field: str, where: str) -> list[A
     return [row[c] for c in cols]
 
 
+def _row_choices(row: dict[str, Any], c_cols: list[str], answer_type: str, where: str) -> list[str]:
+    """The non-empty options of one row: one list column, or one option per column."""
+    raw = _get(row, c_cols, "choices", where)
+    items = _as_list(raw[0], where, "choices") if len(c_cols) == 1 else [_scalar(v, where, "choices") for v in raw]
+    choices = [str(c).strip() for c in items if not _empty(c)]
+    if answer_type == "mc" and not 2 <= len(choices) <= len(LETTERS):
+        raise DataError(f"{where}: need 2-{len(LETTERS)} non-empty choices, got {len(choices)}")
+    return choices
+
+
+def _row_answers(
+    row: dict[str, Any],
+    a_cols: list[str] | None,
+    answer_type: str,
+    choices: list[str] | None,
+    answers_required: bool,
+    where: str,
+) -> list[str]:
+    """One row's gold answers in the answer type's normal form (letters, numbers, yes/no or stripped text)."""
+    optional = not answers_required and not any(c in row for c in a_cols or [])  # an unlabelled row to ask
+    raw_answers = [] if not a_cols or optional else _get(row, a_cols, "answers", where)
+    golds = [
+        g
+        for v in raw_answers
+        for g in (_as_list(v, where, "answers", strict=False) if len(a_cols) == 1 else [_scalar(v, where, "answers")])
+    ]
+    golds = [g for g in golds if not _empty(g)]
+    if not golds and answers_required:
+        raise DataError(f"{where}: no gold answer in column '{a_cols[0]}'")
+    if answer_type == "mc":
+        return [mc_letter(g, choices or [], where) for g in golds]
+    if answer_type == "numeric":
+        return [_number(g, where) for g in golds]
+    if answer_type == "boolean":
+        return [_boolean(g, where) for g in golds]
+    return [str(g).strip() for g in golds]
+
+
 def load_file(name: str, *, split: str | None = None, answers_required: bool = True, **mapping: Any) -> list[Question]:
     """Questions from a user file / saved HF dataset / hub name, following the field mapping (see load_dataset).
     `answers_required=False` (questions to ask, not to grade): rows without a gold answer load with `answers=[]`."""
@@ -309,35 +347,8 @@ def load_file(name: str, *, split: str | None = None, answers_required: bool = T
         if _empty(question):
             raise DataError(f"{where}: empty question in column '{q_col[0]}'")
         question = str(question).strip()
-        choices = None
-        if c_cols:
-            raw = _get(row, c_cols, "choices", where)
-            items = (
-                _as_list(raw[0], where, "choices") if len(c_cols) == 1 else [_scalar(v, where, "choices") for v in raw]
-            )
-            choices = [str(c).strip() for c in items if not _empty(c)]
-            if answer_type == "mc" and not 2 <= len(choices) <= len(LETTERS):
-                raise DataError(f"{where}: need 2-{len(LETTERS)} non-empty choices, got {len(choices)}")
-        optional = not answers_required and not any(c in row for c in a_cols or [])  # an unlabelled row to ask
-        raw_answers = [] if not a_cols or optional else _get(row, a_cols, "answers", where)
-        golds = [
-            g
-            for v in raw_answers
-            for g in (
-                _as_list(v, where, "answers", strict=False) if len(a_cols) == 1 else [_scalar(v, where, "answers")]
-            )
-        ]
-        golds = [g for g in golds if not _empty(g)]
-        if not golds and answers_required:
-            raise DataError(f"{where}: no gold answer in column '{a_cols[0]}'")
-        if answer_type == "mc":
-            answers = [mc_letter(g, choices or [], where) for g in golds]
-        elif answer_type == "numeric":
-            answers = [_number(g, where) for g in golds]
-        elif answer_type == "boolean":
-            answers = [_boolean(g, where) for g in golds]
-        else:
-            answers = [str(g).strip() for g in golds]
+        choices = _row_choices(row, c_cols, answer_type, where) if c_cols else None
+        answers = _row_answers(row, a_cols, answer_type, choices, answers_required, where)
         if id_col:
             source_id = _scalar(_get(row, id_col, "id", where)[0], where, "id")
             if _empty(source_id):

@@ -88,6 +88,24 @@ def _task_rows(path: Path) -> tuple[list[tuple[str, dict[str, str]]], list[str]]
     return rows, sorted({(r.get("label") or "").strip() for _, r in rows})
 
 
+def _item(
+    task: str, label: str, mc_labels: list[str], text: str, where: str
+) -> tuple[str, list[str] | None, list[str], str]:
+    """(question, choices, answers, answer type) of one row of `task`, by the kind of its label."""
+    if task.startswith("CUAD_") or task in BOOLEAN_QUESTIONS:
+        if label.lower() not in ("yes", "no"):
+            raise DataError(f"{where}: label {label!r} is not Yes/No")
+        prompt = BOOLEAN_QUESTIONS.get(task) or (
+            f"Does the following contract clause contain a provision of the type '{task[5:]}'?"
+        )
+        return f"{prompt}\n\n{text}", None, [label.lower()], "boolean"
+    if label in mc_labels:
+        return f"{MC_QUESTIONS[task]}\n\n{text}", list(mc_labels), [LETTERS[mc_labels.index(label)]], "mc"
+    if task == "statutory_reasoning_assessment" and _DOLLARS.fullmatch(label):
+        return f"{TAX_QUESTION}\n\n{text}", None, [label.lstrip("$").replace(",", "")], "numeric"
+    raise DataError(f"{where}: unexpected label {label!r} for task {task}")
+
+
 def load_legalbench(folder: Path, split: str) -> list[Question]:
     """Every supported task that has a test.tsv, in task-name order."""
     root = folder / TEST_DIR
@@ -101,55 +119,11 @@ def load_legalbench(folder: Path, split: str) -> list[Question]:
             continue
         rows, labels = _task_rows(task_dir / "test.tsv")
         slug = task_slug(task)
-        if task == "statutory_reasoning_assessment":
-            mc_labels = ["Contradiction", "Entailment"]
-        else:
-            mc_labels = labels
+        mc_labels = ["Contradiction", "Entailment"] if task == "statutory_reasoning_assessment" else labels
         for i, (where, row) in enumerate(rows):
             label = (row.get("label") or "").strip()
-            text = _case_text(task, row, where)
-            meta = {"task": task}
-            if cuad or task in BOOLEAN_QUESTIONS:
-                if label.lower() not in ("yes", "no"):
-                    raise DataError(f"{where}: label {label!r} is not Yes/No")
-                prompt = BOOLEAN_QUESTIONS.get(task) or (
-                    f"Does the following contract clause contain a provision of the type '{task[5:]}'?"
-                )
-                q = Question(
-                    id=f"legalbench/{slug}/{i}",
-                    dataset="legalbench",
-                    domain="legal",
-                    question=f"{prompt}\n\n{text}",
-                    choices=None,
-                    answers=[label.lower()],
-                    answer_type="boolean",
-                    meta=meta,
-                )
-            elif label in mc_labels:
-                q = Question(
-                    id=f"legalbench/{slug}/{i}",
-                    dataset="legalbench",
-                    domain="legal",
-                    question=f"{MC_QUESTIONS[task]}\n\n{text}",
-                    choices=list(mc_labels),
-                    answers=[LETTERS[mc_labels.index(label)]],
-                    answer_type="mc",
-                    meta=meta,
-                )
-            elif task == "statutory_reasoning_assessment" and _DOLLARS.fullmatch(label):
-                q = Question(
-                    id=f"legalbench/{slug}/{i}",
-                    dataset="legalbench",
-                    domain="legal",
-                    question=f"{TAX_QUESTION}\n\n{text}",
-                    choices=None,
-                    answers=[label.lstrip("$").replace(",", "")],
-                    answer_type="numeric",
-                    meta=meta,
-                )
-            else:
-                raise DataError(f"{where}: unexpected label {label!r} for task {task}")
-            out.append(q)
+            item = _item(task, label, mc_labels, _case_text(task, row, where), where)
+            out.append(Question(f"legalbench/{slug}/{i}", "legalbench", "legal", *item, meta={"task": task}))
     if not out:
         raise DataError(f"{root}: no supported LegalBench task folders with test.tsv")
     return out

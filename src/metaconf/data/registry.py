@@ -6,6 +6,7 @@ tests/test_data_registry.py against shared/data); `bundled` is the size of the s
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,20 +38,24 @@ class DatasetInfo:
     loader: Callable[[Path, str], list[Question]] | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, object]:
-        """JSON-ready summary (no loader)."""
-        return {
-            "name": self.name,
-            "domain": self.domain,
-            "answer_type": self.answer_type,
-            "description": self.description,
-            "splits": dict(self.splits),
-            "default_split": self.default_split,
-            "bundled": self.bundled,
-            "source": self.source,
-            "licence": self.licence,
-            "citation": self.citation,
-            "folder": self.folder,
-        }
+        """JSON-ready summary (no loader), its keys in `SUMMARY_FIELDS` order."""
+        return {key: copy.copy(getattr(self, key)) for key in SUMMARY_FIELDS}
+
+
+# what `metaconf datasets --json` shows of each dataset, in this order
+SUMMARY_FIELDS = (
+    "name",
+    "domain",
+    "answer_type",
+    "description",
+    "splits",
+    "default_split",
+    "bundled",
+    "source",
+    "licence",
+    "citation",
+    "folder",
+)
 
 
 def _bundle(n: int = 300, split: str = "test", extra: str = "") -> str:
@@ -62,6 +67,18 @@ _TQA_SRC = (
     "790 questions); split test_817: original files from sylinrl commit fdd8ad1"
 )
 _TQA_CITE = "Lin, Hilton & Evans (2022). TruthfulQA: Measuring How Models Mimic Human Falsehoods. ACL."
+
+
+def _truthfulqa(
+    name: str, answer_type: str, description: str, loader: Callable[[Path, str], list[Question]]
+) -> DatasetInfo:
+    """The two readings of TruthfulQA share their files, splits, sample size, source, licence and citation."""
+    splits = {"test": 790, "test_817": 817}
+    return DatasetInfo(
+        name, "truthfulness", answer_type, description + _bundle(), splits, 300, _TQA_SRC, "Apache-2.0", _TQA_CITE,
+        "truthfulqa", loader=loader,
+    )  # fmt: skip
+
 
 DATASETS: dict[str, DatasetInfo] = {
     d.name: d
@@ -120,32 +137,17 @@ DATASETS: dict[str, DatasetInfo] = {
             "triviaqa",
             loader=sources.load_triviaqa,
         ),
-        DatasetInfo(
+        _truthfulqa(
             "truthfulqa",
-            "truthfulness",
             "mc",
-            "TruthfulQA MC1 (one correct option; options shuffled by a fixed per-question hash). " + _bundle(),
-            {"test": 790, "test_817": 817},
-            300,
-            _TQA_SRC,
-            "Apache-2.0",
-            _TQA_CITE,
-            "truthfulqa",
-            loader=sources.load_truthfulqa,
+            "TruthfulQA MC1 (one correct option; options shuffled by a fixed per-question hash). ",
+            sources.load_truthfulqa,
         ),
-        DatasetInfo(
+        _truthfulqa(
             "truthfulqa_gen",
-            "truthfulness",
             "open",
-            "TruthfulQA open-ended: gold = Best Answer + Correct Answers aliases; incorrect answers in meta. "
-            + _bundle(),
-            {"test": 790, "test_817": 817},
-            300,
-            _TQA_SRC,
-            "Apache-2.0",
-            _TQA_CITE,
-            "truthfulqa",
-            loader=sources.load_truthfulqa_gen,
+            "TruthfulQA open-ended: gold = Best Answer + Correct Answers aliases; incorrect answers in meta. ",
+            sources.load_truthfulqa_gen,
         ),
         DatasetInfo(
             "metamedqa",

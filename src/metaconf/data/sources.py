@@ -10,11 +10,12 @@ import ast
 import csv
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from metaconf.data.ids import short_hash
-from metaconf.data.schema import LETTERS, Question
+from metaconf.data.schema import LETTERS, AnswerType, Question
 from metaconf.errors import DataError
 from metaconf.io import iter_jsonl_objects, read_json
 
@@ -49,6 +50,33 @@ def _text(value: Any, key: str, where: str) -> str:
     return value
 
 
+@dataclass(frozen=True)
+class _Benchmark:
+    """What every question of one benchmark shares: its dataset name (also the id's prefix), domain and type."""
+
+    dataset: str
+    domain: str
+    answer_type: AnswerType
+
+    def question(
+        self, key: Any, text: Any, where: str, answers: list[str], choices: list[str] | None = None, **meta: Any
+    ) -> Question:
+        """The question `<dataset>/<key>`; its `text` must be non-empty and is stripped; `meta` as given."""
+        question = _text(text, "question", where).strip()
+        dataset, domain = self.dataset, self.domain
+        return Question(f"{dataset}/{key}", dataset, domain, question, choices, answers, self.answer_type, meta)
+
+
+MMLU_PRO = _Benchmark("mmlu_pro", "general", "mc")
+MMLU = _Benchmark("mmlu", "general", "mc")
+GSM8K = _Benchmark("gsm8k", "math", "numeric")
+TRIVIAQA = _Benchmark("triviaqa", "trivia", "open")
+TRUTHFULQA = _Benchmark("truthfulqa", "truthfulness", "mc")
+TRUTHFULQA_GEN = _Benchmark("truthfulqa_gen", "truthfulness", "open")
+METAMEDQA = _Benchmark("metamedqa", "medical", "mc")
+MEDQA = _Benchmark("medqa", "medical", "mc")
+
+
 # ---------------------------------------------------------------------------------------------------- MMLU-Pro
 
 
@@ -72,19 +100,10 @@ def load_mmlu_pro(folder: Path, split: str) -> list[Question]:
         answer = _field(row, "answer", where)
         if answer not in LETTERS[: len(options)] or row.get("answer_index") not in (None, LETTERS.index(answer)):
             raise DataError(f"{where}: answer {answer!r} does not match answer_index {row.get('answer_index')!r}")
-        out.append(
-            Question(
-                id=f"mmlu_pro/{_field(row, 'question_id', where)}",
-                dataset="mmlu_pro",
-                domain="general",
-                question=_text(_field(row, "question", where), "question", where).strip(),
-                # the 2026 upstream revision strips leading spaces from options; do the same
-                choices=[str(o).strip() for o in options],
-                answers=[answer],
-                answer_type="mc",
-                meta={"category": row.get("category"), "src": row.get("src")},
-            )
-        )
+        key, text = _field(row, "question_id", where), _field(row, "question", where)
+        choices = [str(o).strip() for o in options]  # the 2026 upstream revision strips leading spaces from options
+        meta = {"category": row.get("category"), "src": row.get("src")}
+        out.append(MMLU_PRO.question(key, text, where, [answer], choices, **meta))
     return out
 
 
@@ -106,18 +125,8 @@ def load_mmlu(folder: Path, split: str) -> list[Question]:
                 where = f"{path}:{reader.line_num}"
                 if len(row) != 6 or row[5].strip() not in ("A", "B", "C", "D"):
                     raise DataError(f"{where}: expected 6 columns ending in an answer letter A-D")
-                out.append(
-                    Question(
-                        id=f"mmlu/{sub}/{subject}/{i}",
-                        dataset="mmlu",
-                        domain="general",
-                        question=_text(row[0], "question", where).strip(),
-                        choices=[c.strip() for c in row[1:5]],
-                        answers=[row[5].strip()],
-                        answer_type="mc",
-                        meta={"subject": subject},
-                    )
-                )
+                choices, answers = [c.strip() for c in row[1:5]], [row[5].strip()]
+                out.append(MMLU.question(f"{sub}/{subject}/{i}", row[0], where, answers, choices, subject=subject))
     return out
 
 
@@ -138,17 +147,7 @@ def load_gsm8k(folder: Path, split: str) -> list[Question]:
         gold = solution.rsplit("####", 1)[1].strip().replace(",", "")
         if not _NUMBER.fullmatch(gold):
             raise DataError(f"{where}: final answer {gold!r} is not a number")
-        out.append(
-            Question(
-                id=f"gsm8k/{split}/{lineno - 1}",
-                dataset="gsm8k",
-                domain="math",
-                question=_text(_field(row, "question", where), "question", where).strip(),
-                choices=None,
-                answers=[gold],
-                answer_type="numeric",
-            )
-        )
+        out.append(GSM8K.question(f"{split}/{lineno - 1}", _field(row, "question", where), where, [gold]))
     return out
 
 
@@ -172,17 +171,8 @@ def load_triviaqa(folder: Path, split: str) -> list[Question]:
                 raise DataError(f"{where}: answers column is not a Python list literal") from None
             if not isinstance(aliases, list) or not aliases or not all(isinstance(a, str) for a in aliases):
                 raise DataError(f"{where}: answers must be a non-empty list of strings")
-            out.append(
-                Question(
-                    id=f"triviaqa/{split}/{i}",
-                    dataset="triviaqa",
-                    domain="trivia",
-                    question=_text(row[0], "question", where).strip(),
-                    choices=None,
-                    answers=list(dict.fromkeys(a.strip() for a in aliases if a.strip())),
-                    answer_type="open",
-                )
-            )
+            answers = list(dict.fromkeys(a.strip() for a in aliases if a.strip()))
+            out.append(TRIVIAQA.question(f"{split}/{i}", row[0], where, answers))
     return out
 
 
@@ -191,9 +181,9 @@ def load_triviaqa(folder: Path, split: str) -> list[Question]:
 _TQA_FILES = {"test": ".", "test_817": "original_817_fdd8ad1"}
 
 
-def _tqa_id(split: str, question: str, dataset: str) -> str:
+def _tqa_key(split: str, question: str) -> str:
     prefix = "" if split == "test" else "817/"
-    return f"{dataset}/{prefix}{short_hash('truthfulqa', question)}"
+    return f"{prefix}{short_hash('truthfulqa', question)}"
 
 
 def shuffle_choices(question: str, choices: list[str]) -> list[str]:
@@ -215,17 +205,8 @@ def load_truthfulqa(folder: Path, split: str) -> list[Question]:
             raise DataError(f"{where}: 'mc1_targets' must map options to 0/1 with exactly one 1")
         correct = next(k for k, v in targets.items() if v == 1)
         choices = shuffle_choices(question, [str(k).strip() for k in targets])
-        out.append(
-            Question(
-                id=_tqa_id(split, question, "truthfulqa"),
-                dataset="truthfulqa",
-                domain="truthfulness",
-                question=question,
-                choices=choices,
-                answers=[LETTERS[choices.index(correct.strip())]],
-                answer_type="mc",
-            )
-        )
+        answers = [LETTERS[choices.index(correct.strip())]]
+        out.append(TRUTHFULQA.question(_tqa_key(split, question), question, where, answers, choices))
     return out
 
 
@@ -241,18 +222,9 @@ def load_truthfulqa_gen(folder: Path, split: str) -> list[Question]:
             best = _text(row.get("Best Answer"), "Best Answer", where).strip()
             correct = [s.strip() for s in (row.get("Correct Answers") or "").split(";") if s.strip()]
             incorrect = [s.strip() for s in (row.get("Incorrect Answers") or "").split(";") if s.strip()]
-            out.append(
-                Question(
-                    id=_tqa_id(split, question, "truthfulqa_gen"),
-                    dataset="truthfulqa_gen",
-                    domain="truthfulness",
-                    question=question,
-                    choices=None,
-                    answers=list(dict.fromkeys([best, *correct])),
-                    answer_type="open",
-                    meta={"category": row.get("Category"), "type": row.get("Type"), "incorrect_answers": incorrect},
-                )
-            )
+            meta = {"category": row.get("Category"), "type": row.get("Type"), "incorrect_answers": incorrect}
+            answers = list(dict.fromkeys([best, *correct]))
+            out.append(TRUTHFULQA_GEN.question(_tqa_key(split, question), question, where, answers, **meta))
     return out
 
 
@@ -272,18 +244,8 @@ def load_metamedqa(folder: Path, split: str) -> list[Question]:
             raise DataError(f"{where}: 'options' must be a list of 6 strings")
         if not isinstance(target, int) or not 0 <= target < 6:
             raise DataError(f"{where}: 'target' must be an option index 0-5, got {target!r}")
-        out.append(
-            Question(
-                id=f"metamedqa/{_field(row, 'id', where)}",
-                dataset="metamedqa",
-                domain="medical",
-                question=_text(_field(row, "question", where), "question", where).strip(),
-                choices=[str(o).strip() for o in options],
-                answers=[LETTERS[target]],
-                answer_type="mc",
-                meta={"kind": row.get("kind")},
-            )
-        )
+        key, text, choices = _field(row, "id", where), _field(row, "question", where), [str(o).strip() for o in options]
+        out.append(METAMEDQA.question(key, text, where, [LETTERS[target]], choices, kind=row.get("kind")))
     return out
 
 
@@ -303,16 +265,6 @@ def load_medqa(folder: Path, split: str) -> list[Question]:
         if gold not in options:
             raise DataError(f"{where}: answer_idx {gold!r} is not one of the options")
         source_id = row.get("realidx", lineno - 1)
-        out.append(
-            Question(
-                id=f"medqa/{source_id}",
-                dataset="medqa",
-                domain="medical",
-                question=_text(_field(row, "question", where), "question", where).strip(),
-                choices=[str(options[k]).strip() for k in sorted(options)],
-                answers=[gold],
-                answer_type="mc",
-                meta={"exam": row.get("meta_info")},
-            )
-        )
+        text, choices = _field(row, "question", where), [str(options[k]).strip() for k in sorted(options)]
+        out.append(MEDQA.question(source_id, text, where, [gold], choices, exam=row.get("meta_info")))
     return out

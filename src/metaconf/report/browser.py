@@ -14,23 +14,32 @@ from pathlib import Path
 from metaconf.errors import MetaconfError
 from metaconf.io import atomic_path
 
-# No sandbox (containers), no GPU, and none of the browser's own background traffic, so that every request a
-# page makes is one the page asked for.
+# No sandbox (containers), no GPU, and none of the browser's own background traffic: no updater, sync, sign-in,
+# first-run or default-browser checks, field trials, metrics, crash reports or network-time queries. Chromium
+# 156 still asks, on a brand-new profile, for one on-demand component (the optimization guide's model manifest,
+# which ignores --disable-component-update) and for the sign-in account list; `chromium_command`'s resolver rule
+# is what keeps those, and anything a later Chromium adds, from reaching outside.
 FLAGS = (
     "--headless",
     "--no-sandbox",
     "--disable-gpu",
     "--disable-quic",
     "--no-first-run",
+    "--no-default-browser-check",
+    "--no-proxy-server",
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
     "--disable-default-apps",
     "--disable-extensions",
+    "--disable-field-trial-config",
+    "--disable-breakpad",
+    "--disable-crash-reporter",
     "--hide-scrollbars",
     "--mute-audio",
-    "--disable-features=NetworkTimeServiceQuerying,OptimizationHints,Translate,MediaRouter,SafeBrowsing,"
-    "PreconnectToSearch,NetworkPrediction,AutofillServerCommunication",
+    "--disable-features=NetworkTimeServiceQuerying,OptimizationHints,OptimizationHintsFetching,"
+    "OptimizationGuideModelDownloading,OptimizationGuideOnDeviceModel,Translate,MediaRouter,SafeBrowsing,"
+    "PreconnectToSearch,NetworkPrediction,AutofillServerCommunication,SpellCheck",
     "--disable-client-side-phishing-detection",
     "--disable-domain-reliability",
     "--no-pings",
@@ -47,9 +56,16 @@ def find_chromium() -> str:
     raise MetaconfError("chromium not found; install it with `apt-get install -y chromium`")
 
 
-def chromium_command(user_data_dir: str | Path, *extra: str) -> list[str]:
-    """The full command line: a fresh profile folder, the quiet flags, then `extra` (URL last)."""
-    return [find_chromium(), *FLAGS, f"--user-data-dir={user_data_dir}", *extra]
+def resolver_rule(loopback_host: str | None = None) -> str:
+    """Every host name (IP literals too) resolves to nowhere, except `loopback_host` (a test's own server)."""
+    rule = f"MAP * ~NOTFOUND, EXCLUDE {loopback_host}" if loopback_host else "MAP * ~NOTFOUND"
+    return f"--host-resolver-rules={rule}"
+
+
+def chromium_command(user_data_dir: str | Path, *extra: str, loopback_host: str | None = None) -> list[str]:
+    """The full command line: the quiet flags, a resolver that reaches no host but `loopback_host`, the profile
+    folder (give a fresh one), then `extra` (URL last)."""
+    return [find_chromium(), *FLAGS, resolver_rule(loopback_host), f"--user-data-dir={user_data_dir}", *extra]
 
 
 def screenshot(html: str | Path, png: str | Path, width: int = 1400, height: int = 1000) -> Path:

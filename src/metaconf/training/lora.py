@@ -17,6 +17,8 @@ import json
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -209,70 +211,90 @@ def _split_for_cache(
     return upper, frozen
 
 
-def build_trainer(
-    train_file: str | Path,
-    output_dir: str | Path,
-    model: str | Path = "embedded",
-    config: LoraTrainConfig | None = None,
-    callbacks: Sequence[Any] = (),
-    frozen_states: dict | None = None,
-    dtype: str = "auto",
-) -> Any:
-    """An SFTTrainer with a fresh LoRA adapter, ready to train (also lets tests inspect the tokenised labels).
+@dataclass
+class LoraJob:
+    """One training run's inputs, said once: the chat JSONL file, the output folder, the model (a name or path,
+    resolved on creation), the settings, the study's model.dtype (followed where `config.precision` is 'auto')
+    and `frozen_states`, a dict shared between trainings of the same model that keeps cached lower-layer states."""
 
-    With `config.cache_frozen_layers` the trainer's model is the upper layers only and its collator feeds them the
-    cached lower-layer states (`trainer.frozen_split` is then the first trained layer); `frozen_states`, a dict
-    shared between calls, keeps those states across trainings of the same model. `dtype`: the study's model.dtype,
-    followed where `config.precision` is 'auto'.
-    """
-    import torch
-    from datasets import Dataset
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
-    from trl import SFTConfig, SFTTrainer
+    train_file: str | Path
+    output_dir: Path
+    model: str | Path = "embedded"
+    config: LoraTrainConfig = field(default_factory=LoraTrainConfig)
+    dtype: str = "auto"
+    frozen_states: dict | None = None
 
-    config = config or LoraTrainConfig()
-    output_dir = Path(output_dir)
-    model_path = resolve_model(model)
-    device = _device_settings(config, dtype)
-    bf16 = device["precision"] == "bf16"
-    bf16_weights = bf16 and device["bf16_mode"] == "weights"
+    def __post_init__(self) -> None:
+        self.output_dir = Path(self.output_dir)
+        self.model_path = resolve_model(self.model)
 
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    if tokenizer.chat_template is None:
-        raise MetaconfError(f"{model_path}: the tokenizer has no chat template; use an instruction-tuned model")
-    examples, dropped = filter_by_length(load_chat_examples(train_file), tokenizer, config.max_length)
+    @cached_property
+    def device(self) -> dict[str, Any]:
+        """Precision (and bf16 mode) and gradient checkpointing for the hardware this process runs on."""
+        return _device_settings(self.config, self.dtype)
+
+
+def _training_examples(job: LoraJob, tokenizer: Any) -> list[list[dict[str, str]]]:
+    """The chat examples of `job.train_file` that fit `max_length` tokens; says how many were left out."""
+    max_length = job.config.max_length
+    examples, dropped = filter_by_length(load_chat_examples(job.train_file), tokenizer, max_length)
     if dropped:
         print(
-            f"metaconf: {train_file}: left out {dropped} example(s) longer than max_length={config.max_length}",
+            f"metaconf: {job.train_file}: left out {dropped} example(s) longer than max_length={max_length}",
             file=sys.stderr,
         )
     if not examples:
-        raise DataError(f"{train_file}: every example is longer than max_length={config.max_length} tokens")
-    dataset = Dataset.from_list([to_prompt_completion(m) for m in examples])
+        raise DataError(f"{job.train_file}: every example is longer than max_length={max_length} tokens")
+    return examples
 
-    # bf16 "weights": frozen base weights in bf16; PEFT keeps the LoRA weights (hence gradients and AdamW state) fp32
-    base = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.bfloat16 if bf16_weights else torch.float32)
+
+def _load_base(job: LoraJob) -> Any:
+    """The base model to put LoRA on; bf16 "weights" keeps the frozen base weights in bf16 (PEFT keeps the LoRA
+    weights, hence gradients and AdamW state, in fp32)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    bf16_weights = job.device["precision"] == "bf16" and job.device["bf16_mode"] == "weights"
+    base = AutoModelForCausalLM.from_pretrained(job.model_path, dtype=torch.bfloat16 if bf16_weights else torch.float32)
     _drop_gguf_marker(base)
+    return base
+
+
+def _lora_placement(config: LoraTrainConfig, base: Any) -> tuple[list[int] | None, Any]:
+    """(layers, target modules) for the adapter: PEFT wants explicit module names with `layers_to_transform`."""
+    import torch
+
     layers = config.lora_layers(base.config.num_hidden_layers)
     targets = config.target_modules
-    if layers is not None and targets == "all-linear":  # PEFT wants explicit names with layers_to_transform
+    if layers is not None and targets == "all-linear":
         head = base.get_output_embeddings()
         targets = sorted(
             {n.split(".")[-1] for n, m in base.named_modules() if isinstance(m, torch.nn.Linear) and m is not head}
         )
-    frozen = None
-    if config.cache_frozen_layers:
-        split = min(layers) if layers else 0
-        if split == 0:
-            raise ConfigError(
-                "cache_frozen_layers: needs LoRA on upper layers only (set top_layers or "
-                "layers_to_transform above layer 0)"
-            )
-        base, frozen = _split_for_cache(
-            base, split, tokenizer, examples[0], model_path, frozen_states, torch.bfloat16 if bf16 else torch.float32
+    return layers, targets
+
+
+def _cache_lower_layers(
+    job: LoraJob, base: Any, tokenizer: Any, probe: list[dict[str, str]], layers: list[int] | None
+) -> tuple[Any, Any, list[int]]:
+    """(upper model, FrozenLowerLayers, layers renumbered onto the upper model) for `cache_frozen_layers`."""
+    import torch
+
+    split = min(layers) if layers else 0
+    if split == 0:
+        raise ConfigError(
+            "cache_frozen_layers: needs LoRA on upper layers only (set top_layers or layers_to_transform above layer 0)"
         )
-        layers = [i - split for i in layers]
+    state_dtype = torch.bfloat16 if job.device["precision"] == "bf16" else torch.float32
+    upper, frozen = _split_for_cache(base, split, tokenizer, probe, job.model_path, job.frozen_states, state_dtype)
+    return upper, frozen, [i - split for i in layers]
+
+
+def _with_adapter(config: LoraTrainConfig, base: Any, layers: list[int] | None, targets: Any) -> Any:
+    """`base` with a fresh LoRA adapter, initialised from `config.seed`."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import set_seed
+
     set_seed(config.seed)  # LoRA initialisation is drawn here, before the trainer exists
     lora = LoraConfig(
         r=config.rank,
@@ -282,10 +304,17 @@ def build_trainer(
         layers_to_transform=layers,
         task_type="CAUSAL_LM",
     )
-    peft_model = get_peft_model(base, lora)
+    return get_peft_model(base, lora)
 
-    args = SFTConfig(
-        output_dir=str(output_dir / "checkpoints"),
+
+def _sft_config(job: LoraJob) -> Any:
+    """The trainer's arguments: the settings of `job.config` and the precision chosen for this hardware."""
+    import torch
+    from trl import SFTConfig
+
+    config, precision = job.config, job.device["precision"]
+    return SFTConfig(
+        output_dir=str(job.output_dir / "checkpoints"),
         num_train_epochs=config.epochs,
         max_steps=config.max_steps or -1,
         per_device_train_batch_size=config.batch_size,
@@ -299,9 +328,9 @@ def build_trainer(
         save_total_limit=2,
         seed=config.seed,
         data_seed=config.seed,
-        bf16=bf16 and not bf16_weights,  # autocast
-        fp16=device["precision"] == "fp16",
-        activation_checkpointing=device["gradient_checkpointing"],
+        bf16=precision == "bf16" and job.device["bf16_mode"] != "weights",  # autocast
+        fp16=precision == "fp16",
+        activation_checkpointing=job.device["gradient_checkpointing"],
         activation_checkpointing_kwargs={"use_reentrant": False},
         max_length=config.max_length,
         completion_only_loss=True,
@@ -311,24 +340,53 @@ def build_trainer(
         disable_tqdm=True,  # the project's own progress line instead (training/progress.py)
         dataloader_num_workers=0,
     )
+
+
+def _feed_cached_states(trainer: Any, frozen: Any) -> None:
+    """Make the trainer's batches carry the cached lower-layer states; `trainer.frozen_split` names the split."""
+    trainer.frozen_split = None
+    if frozen is None:
+        return
+    from metaconf.training.frozen import FrozenStatesCollator
+
+    trainer.data_collator = FrozenStatesCollator(trainer.data_collator, frozen)
+    trainer.frozen_split = frozen.split
+    if trainer.accelerator.num_processes == 1:  # several ranks compute their own shard as it comes
+        frozen.precompute(trainer.train_dataset["input_ids"], progress=sys.stderr.isatty())
+
+
+def build_trainer(job: LoraJob, callbacks: Sequence[Any] = ()) -> Any:
+    """An SFTTrainer with a fresh LoRA adapter, ready to train (also lets tests inspect the tokenised labels).
+
+    With `config.cache_frozen_layers` the trainer's model is the upper layers only and its collator feeds them the
+    cached lower-layer states (`trainer.frozen_split` is then the first trained layer).
+    """
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+    from trl import SFTTrainer
+
+    tokenizer = AutoTokenizer.from_pretrained(job.model_path)
+    if tokenizer.chat_template is None:
+        raise MetaconfError(f"{job.model_path}: the tokenizer has no chat template; use an instruction-tuned model")
+    examples = _training_examples(job, tokenizer)
+    dataset = Dataset.from_list([to_prompt_completion(m) for m in examples])
+    base = _load_base(job)
+    layers, targets = _lora_placement(job.config, base)
+    frozen = None
+    if job.config.cache_frozen_layers:
+        base, frozen, layers = _cache_lower_layers(job, base, tokenizer, examples[0], layers)
+    peft_model = _with_adapter(job.config, base, layers, targets)
     # With cached states the batch has inputs_embeds instead of input_ids; our loss is the one tested with them
-    trainer_class = _completion_loss_trainer_class() if config.fast_loss or frozen else SFTTrainer
+    trainer_class = _completion_loss_trainer_class() if job.config.fast_loss or frozen else SFTTrainer
     trainer = trainer_class(
         model=peft_model,
-        args=args,
+        args=_sft_config(job),
         train_dataset=dataset,
         processing_class=tokenizer,
         callbacks=list(callbacks),
     )
-    use_own_progress(trainer, output_dir.name)
-    trainer.frozen_split = None
-    if frozen is not None:
-        from metaconf.training.frozen import FrozenStatesCollator
-
-        trainer.data_collator = FrozenStatesCollator(trainer.data_collator, frozen)
-        trainer.frozen_split = frozen.split
-        if trainer.accelerator.num_processes == 1:  # several ranks compute their own shard as it comes
-            frozen.precompute(trainer.train_dataset["input_ids"], progress=sys.stderr.isatty())
+    use_own_progress(trainer, job.output_dir.name)
+    _feed_cached_states(trainer, frozen)
     return trainer
 
 
@@ -340,6 +398,67 @@ def stable_adapter_config(adapter_dir: str | Path) -> None:
     if isinstance(config.get("target_modules"), list):
         config["target_modules"] = sorted(config["target_modules"])
         write_json(path, config, sort_keys=True)
+
+
+def _start_record(job: LoraJob, fingerprint: str, train_sha: str, world_size: int) -> None:
+    """Write train_config.json (main process); other settings or data than last time start from scratch."""
+    config_path = job.output_dir / "train_config.json"
+    old = read_json(config_path) if config_path.is_file() else {}
+    if old.get("fingerprint") != fingerprint:
+        for name in ("checkpoints", "adapter"):
+            shutil.rmtree(job.output_dir / name, ignore_errors=True)
+        for name in ("DONE", "log.jsonl", "loss.png"):
+            (job.output_dir / name).unlink(missing_ok=True)
+    record = {
+        "fingerprint": fingerprint,
+        "model": job.model_path,
+        "train_file": str(job.train_file),
+        "train_file_sha256": train_sha,
+        "config": job.config.model_dump(),
+        "device": job.device,
+        "world_size": world_size,
+    }
+    write_json(config_path, record)
+
+
+def _train(job: LoraJob, callbacks: Sequence[Any]) -> tuple[Any, Any, int, Path]:
+    """Train (resuming from the last checkpoint) and save what was trained (main process only);
+    returns (trainer, train result, step resumed from, folder saved to)."""
+    checkpoint = _last_checkpoint(job.output_dir / "checkpoints")
+    resumed_step = int(checkpoint.name.split("-")[-1]) if checkpoint else 0
+    log_path = job.output_dir / "log.jsonl"
+    with quiet_libraries():
+        trainer = build_trainer(job, [_log_callback(log_path, resumed_step), *callbacks])
+        result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        split = trainer.frozen_split
+        trained_dir = job.output_dir / "adapter" if split is None else job.output_dir / "adapter.upper-layers"
+        trainer.save_model(str(trained_dir))  # main process only (gathers shards under FSDP / ZeRO-3)
+    return trainer, result, resumed_step, trained_dir
+
+
+def _finish(job: LoraJob, fingerprint: str, trainer: Any, result: Any, resumed_step: int, trained_dir: Path) -> None:
+    """The adapter folder, loss plot and result in train_config.json, then DONE (main process)."""
+    out, split = job.output_dir, trainer.frozen_split
+    adapter_dir = out / "adapter"
+    if split is not None:  # renumber the upper model's layers onto the full model's
+        from metaconf.training.frozen import save_full_adapter
+
+        save_full_adapter(trained_dir, adapter_dir, split, job.model_path)
+        shutil.rmtree(trained_dir, ignore_errors=True)
+    trainer.processing_class.save_pretrained(str(adapter_dir))
+    stable_adapter_config(adapter_dir)
+    if (out / "log.jsonl").is_file():
+        plot_loss(out / "log.jsonl", out / "loss.png", title=f"{out.name}: loss")
+    info = read_json(out / "train_config.json")
+    info["result"] = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}
+    info["result"]["global_step"] = result.global_step
+    info["result"]["resumed_from_step"] = resumed_step
+    if split is not None:
+        frozen = trainer.data_collator.frozen
+        info["result"]["frozen_layers"] = {"layers": split, "tokens_computed": frozen.computed_tokens}
+    write_json(out / "train_config.json", info)
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    write_text_atomic(out / "DONE", fingerprint + "\n")
 
 
 def train_lora(
@@ -361,80 +480,22 @@ def train_lora(
     import torch
     from accelerate import PartialState
 
-    config = config or LoraTrainConfig()
-    output_dir = Path(output_dir)
-    adapter_dir = output_dir / "adapter"
-    model_path = resolve_model(model)
+    job = LoraJob(Path(train_file), Path(output_dir), model, config or LoraTrainConfig(), dtype, frozen_states)
+    adapter_dir, done = job.output_dir / "adapter", job.output_dir / "DONE"
     train_sha = file_sha256(train_file) if Path(train_file).is_file() else ""
     load_chat_examples(train_file)  # fail early with a clear line
-    device = _device_settings(config, dtype)
-    fingerprint = _fingerprint(config, model_path, train_sha, device)
-    done = output_dir / "DONE"
+    fingerprint = _fingerprint(job.config, job.model_path, train_sha, job.device)
     if done.is_file() and done.read_text().strip() == fingerprint and (adapter_dir / "adapter_config.json").is_file():
         return adapter_dir
-
     # Joins the process group under torchrun / accelerate launch (gloo on CPU); one process otherwise
     state = PartialState(cpu=not torch.cuda.is_available())
-    config_path = output_dir / "train_config.json"
     if state.is_main_process:
-        old = read_json(config_path) if config_path.is_file() else {}
-        if old.get("fingerprint") != fingerprint:  # different settings/data: start from scratch
-            for name in ("checkpoints", "adapter"):
-                shutil.rmtree(output_dir / name, ignore_errors=True)
-            for name in ("DONE", "log.jsonl", "loss.png"):
-                (output_dir / name).unlink(missing_ok=True)
-        write_json(
-            config_path,
-            {
-                "fingerprint": fingerprint,
-                "model": model_path,
-                "train_file": str(train_file),
-                "train_file_sha256": train_sha,
-                "config": config.model_dump(),
-                "device": device,
-                "world_size": state.num_processes,
-            },
-        )
+        _start_record(job, fingerprint, train_sha, state.num_processes)
     state.wait_for_everyone()
-
-    checkpoint = _last_checkpoint(output_dir / "checkpoints")
-    resumed_step = int(checkpoint.name.split("-")[-1]) if checkpoint else 0
-    log_path = output_dir / "log.jsonl"
-    with quiet_libraries():
-        trainer = build_trainer(
-            train_file,
-            output_dir,
-            model_path,
-            config,
-            [_log_callback(log_path, resumed_step), *callbacks],
-            frozen_states,
-            dtype,
-        )
-        result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-        split = trainer.frozen_split
-        trained_dir = adapter_dir if split is None else output_dir / "adapter.upper-layers"
-        trainer.save_model(str(trained_dir))  # main process only (gathers shards under FSDP / ZeRO-3)
+    trainer, result, resumed_step, trained_dir = _train(job, callbacks)
     state.wait_for_everyone()
     if state.is_main_process:
-        if split is not None:  # renumber the upper model's layers onto the full model's
-            from metaconf.training.frozen import save_full_adapter
-
-            save_full_adapter(trained_dir, adapter_dir, split, model_path)
-            shutil.rmtree(trained_dir, ignore_errors=True)
-        trainer.processing_class.save_pretrained(str(adapter_dir))
-        stable_adapter_config(adapter_dir)
-        if log_path.is_file():
-            plot_loss(log_path, output_dir / "loss.png", title=f"{output_dir.name}: loss")
-        info = read_json(config_path)
-        info["result"] = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}
-        info["result"]["global_step"] = result.global_step
-        info["result"]["resumed_from_step"] = resumed_step
-        if split is not None:
-            frozen = trainer.data_collator.frozen
-            info["result"]["frozen_layers"] = {"layers": split, "tokens_computed": frozen.computed_tokens}
-        write_json(config_path, info)
-        shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)
-        write_text_atomic(done, fingerprint + "\n")
+        _finish(job, fingerprint, trainer, result, resumed_step, trained_dir)
     state.wait_for_everyone()
     return adapter_dir
 
