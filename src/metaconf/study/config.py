@@ -318,6 +318,14 @@ class StudyConfig(_Strict):
                 return c
         raise ConfigError(f"conditions: no condition {name!r} in this study ({', '.join(self.condition_names)})")
 
+    def contrasts(self) -> list[tuple[str, str]]:
+        """(multitask-trained, single-task-trained) condition pairs: does training on both tasks beat one? In the
+        study's order, single before pairwise: the paper's (multitask, single), (multitask, pairwise)."""
+        task = {s.name: s.task for s in self.targets.sets}
+        trained_on = {c.name: task.get(c.training_set or "") for c in self.conditions}
+        mixed = [c for c, t in trained_on.items() if t == "multitask"]
+        return [(m, c) for m in mixed for one in ("single", "pairwise") for c, t in trained_on.items() if t == one]
+
     def lora_for(self, condition: str) -> LoraTrainConfig:
         """The LoRA settings of one condition: training.lora with the condition's own training options."""
         changes = next((c.training for c in self.conditions if c.name == condition), None)
