@@ -59,7 +59,7 @@ def _refuse(t: Template, why: str) -> ConfigError:
     return ConfigError(f"{t.path or 'template ' + repr(t.name)}: field 'output' cannot be turned into a guide ({why})")
 
 
-def _pieces(t: Template, task: str) -> list[tuple[str, str | None]]:
+def output_pieces(t: Template, task: str) -> list[tuple[str, str | None]]:
     """The output split into (literal, field) pieces; refuses unknown, repeated or missing fields."""
     allowed, required = TASK_FIELDS[task]
     try:
@@ -113,7 +113,7 @@ ANSWER_BYTES = {"mc": 1, "boolean": 3}  # numeric and open answers share the roo
 
 
 def _build(t: Template, task: str, answers: dict[str, Question], max_new_tokens: int | None) -> str:
-    pieces = _pieces(t, task)
+    pieces = output_pieces(t, task)
     limit = max_new_tokens or t.token_limit(guided=True)
     used = sum(len(lit.encode("utf-8")) for lit, _ in pieces)
     flexible = []
