@@ -118,7 +118,7 @@ class PairParse:
 
 def _words(text: str) -> str:
     """Words as a regex: case as written is ignored by the caller (re.I), any spacing between them."""
-    return r"\s*".join(re.escape(w) for w in text.split())
+    return r"\s*".join(re.escape(w.lower()) for w in text.split())
 
 
 def _loose(text: str) -> str:
