@@ -9,10 +9,8 @@ import math
 import re
 from collections.abc import Sequence
 
-from metaconf.data import Question
 from metaconf.engines.types import TokenLogprob
 from metaconf.tasks.task import get_task
-from metaconf.tasks.templates import Template
 
 _SPACES = re.compile(r"\s*")
 YES, NO = "yes", "no"
@@ -71,8 +69,3 @@ def yes_probability(logprobs: Sequence[TokenLogprob] | None) -> float | None:
             mass[key] += math.exp(min(float(lp), 0.0))
     total = mass[YES] + mass[NO]
     return mass[YES] / total if total > 0 else None
-
-
-def p_true_messages(q: Question, proposed: str, template: Template | str = "p_true") -> list[dict[str, str]]:
-    """The P(True) prompt for one question and its proposed answer."""
-    return get_task("p_true", template).messages(q, proposed=proposed)

@@ -25,7 +25,7 @@ from metaconf.evaluation.stage import GREEDY, evaluate_single, prediction_path
 from metaconf.io import read_json, read_jsonl, write_json, write_jsonl
 from metaconf.tasks.parsing import matches
 from metaconf.tasks.sampling import Sampling
-from metaconf.tasks.task import AnswerTask, PTrueTask, SingleTask, Tasks, get_task
+from metaconf.tasks.task import AnswerTask, PTrueTask, Tasks, get_task
 
 # config name -> the methods (score files) it produces
 GROUPS: dict[str, tuple[str, ...]] = {
@@ -116,32 +116,6 @@ def p_true_scores(
     return scores
 
 
-def fit_recalibration(
-    run_dir: Path,
-    engine: Engine,
-    train_questions: list[Question],
-    sampling: Sampling = GREEDY,
-    task: SingleTask | None = None,
-) -> dict[str, Any]:
-    """The base model's stated confidence on the training questions (single task, the evaluation's settings, so
-    stored answers are reused) -> isotonic and Platt maps, stored in RUN/baselines/recalibration.json."""
-    rows = evaluate_single(engine, "base", train_questions, sampling, task)
-    write_jsonl(Path(run_dir) / "baselines" / "base_single_train.jsonl", rows)
-    scored = [r for r in rows if r["confidence"] is not None]
-    x, y = [r["confidence"] for r in scored], [float(r["correct"]) for r in scored]
-    maps = {"base": {m: fit_map(m, x, y) for m in RECALIBRATIONS}}
-    write_json(
-        Path(run_dir) / "baselines" / "recalibration.json",
-        {
-            "fitted_on": "the base model's stated confidence on the training questions (single task)",
-            "n_train": len(rows),
-            "n_with_confidence": len(scored),
-            "maps": maps,
-        },
-    )
-    return maps
-
-
 @dataclass
 class Greedy:
     """The base model's greedy answers: completion, extracted answer, answer text and grade per question."""
@@ -191,7 +165,28 @@ class Inputs:
         path = self.run_dir / "baselines" / "recalibration.json"
         if path.is_file():
             return read_json(path)["maps"]
-        return fit_recalibration(self.run_dir, self.engine, self.train_questions, self.sampling, self.tasks.single)
+        return fit_recalibration(self)
+
+
+def fit_recalibration(inputs: Inputs) -> dict[str, Any]:
+    """The base model's stated confidence on the training questions (single task, the evaluation's settings, so
+    stored answers are reused) -> isotonic and Platt maps, stored in RUN/baselines/recalibration.json."""
+    rows = evaluate_single(inputs.engine, "base", inputs.train_questions, inputs.sampling, inputs.tasks.single)
+    run_dir = inputs.run_dir
+    write_jsonl(run_dir / "baselines" / "base_single_train.jsonl", rows)
+    scored = [r for r in rows if r["confidence"] is not None]
+    x, y = [r["confidence"] for r in scored], [float(r["correct"]) for r in scored]
+    maps = {"base": {m: fit_map(m, x, y) for m in RECALIBRATIONS}}
+    write_json(
+        run_dir / "baselines" / "recalibration.json",
+        {
+            "fitted_on": "the base model's stated confidence on the training questions (single task)",
+            "n_train": len(rows),
+            "n_with_confidence": len(scored),
+            "maps": maps,
+        },
+    )
+    return maps
 
 
 Row = dict[str, Any]

@@ -309,9 +309,7 @@ class Study:
         questions = [q for qs in self.eval_sets.values() for q in qs]
         ev = self.config.evaluation
         engine = self.engine(BASE)
-        sampling = Sampling.resolve(
-            ev.consistency_format, engine, "consistency", temperature=ev.consistency_temperature, seed=ev.seed
-        )
+        sampling = Sampling.consistency(ev, engine)
         records = sample_consistency(engine, questions, ev.consistency_samples, sampling, self.tasks.answer)
         self.record_format("consistency", sampling.format)
         write_jsonl(path, [r.to_dict() for r in records])

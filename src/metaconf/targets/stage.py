@@ -78,14 +78,7 @@ def build_data(
     if not questions:
         raise DataError("training questions: none given")
     tasks = tasks or Tasks.of(config)
-    sampling = Sampling.resolve(
-        config.format,
-        engine,
-        "targets",
-        temperature=config.temperature,
-        seed=config.seed,
-        max_new_tokens=config.max_new_tokens,
-    )
+    sampling = Sampling.targets(config, engine)
     records = sample_consistency(engine, list(questions.values()), config.n_samples, sampling, tasks.answer)
     write_jsonl(run / "consistency" / "train.jsonl", [r.to_dict() for r in records])
     cmap = CalibrationMap.fit(records, config.n_bins, config.by_domain, config.min_bin_count)

@@ -37,15 +37,20 @@ class Sampling:
     def evaluation(cls, ev: Any, engine: Any, grader: Any = None) -> Sampling:
         """The evaluation's settings (config `evaluation`): also what the baselines and `ask` use, so the base
         model states its confidence the same way everywhere and stored answers are reused."""
-        return cls.resolve(
-            ev.format,
-            engine,
-            "evaluation",
-            temperature=ev.temperature,
-            seed=ev.seed,
-            logprobs=ev.logprobs,
-            grader=grader,
-        )
+        settings = {"temperature": ev.temperature, "seed": ev.seed, "logprobs": ev.logprobs, "grader": grader}
+        return cls.resolve(ev.format, engine, "evaluation", **settings)
+
+    @classmethod
+    def consistency(cls, ev: Any, engine: Any) -> Sampling:
+        """The consistency stage's samples of the evaluation questions (config `evaluation.consistency_*`)."""
+        settings = {"temperature": ev.consistency_temperature, "seed": ev.seed}
+        return cls.resolve(ev.consistency_format, engine, "consistency", **settings)
+
+    @classmethod
+    def targets(cls, t: Any, engine: Any) -> Sampling:
+        """The training answers' samples (config `targets`)."""
+        settings = {"temperature": t.temperature, "seed": t.seed, "max_new_tokens": t.max_new_tokens}
+        return cls.resolve(t.format, engine, "targets", **settings)
 
     def but(self, **changes: Any) -> Sampling:
         return replace(self, **changes)
