@@ -13,13 +13,13 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, overload
 
 from metaconf.data.schema import Question
 from metaconf.engines.types import TokenLogprob
 from metaconf.errors import ConfigError, DataError
 from metaconf.grading.normalize import bounded_text
-from metaconf.tasks import guides
+from metaconf.tasks import guides as _guides
 from metaconf.tasks.parsing import (
     PairParse,
     ReplyParser,
@@ -40,7 +40,7 @@ class Task:
 
     def __init__(self, template: Template | str):
         self.template = template if isinstance(template, Template) else load_template(template)
-        self.pieces = guides.output_pieces(self.template, self.kind) if self.kind in guides.TASK_FIELDS else []
+        self.pieces = _guides.output_pieces(self.template, self.kind) if self.kind in _guides.TASK_FIELDS else []
         self.parser = ReplyParser(self.pieces)
 
     @property
@@ -58,9 +58,11 @@ class Task:
     def guide(self, *questions: Question, max_new_tokens: int | None = None) -> str:
         """The regular expression a whole reply must match (tasks/guides.py)."""
         names = ("answer1", "answer2") if self.kind == "pairwise" else ("answer",)
-        return guides._build(self.template, self.kind, dict(zip(names, questions, strict=True)), max_new_tokens)
+        return _guides.build_guide(self.template, self.kind, dict(zip(names, questions, strict=True)), max_new_tokens)
 
-    def guides(self, items: Sequence[Question | tuple[Question, ...]], guided: bool, limit: int | None = None):
+    def guides(
+        self, items: Sequence[Question | tuple[Question, ...]], guided: bool, limit: int | None = None
+    ) -> list[str] | None:
         """One guide per prompt when `guided`, else None (what `Engine.generate` takes)."""
         if not guided:
             return None
@@ -75,7 +77,7 @@ class Task:
 
     def check(self, max_new_tokens: int | None = None) -> None:
         """Refuse (one-line ConfigError) a template whose output cannot be guided, before any sampling."""
-        guides.check_template(self.template, self.kind, max_new_tokens)
+        _guides.check_template(self.template, self.kind, max_new_tokens)
 
     def record(self) -> dict[str, Any]:
         return self.template.record()
@@ -211,7 +213,17 @@ def _cached(kind: str, template: str) -> Task:
     return KINDS[kind](template)
 
 
-def get_task(kind: str, template: Template | str | None = None) -> Any:
+@overload
+def get_task(kind: Literal["answer"], template: Template | str | None = None) -> AnswerTask: ...
+@overload
+def get_task(kind: Literal["single"], template: Template | str | None = None) -> SingleTask: ...
+@overload
+def get_task(kind: Literal["pairwise"], template: Template | str | None = None) -> PairwiseTask: ...
+@overload
+def get_task(kind: Literal["p_true"], template: Template | str | None = None) -> PTrueTask: ...
+@overload
+def get_task(kind: str, template: Template | str | None = None) -> Task: ...
+def get_task(kind: str, template: Template | str | None = None) -> Task:
     """The Task of `kind` for a template (default: the bundled one of that name); built once per template."""
     if kind not in KINDS:
         raise ConfigError(f"task {kind!r}: unknown (known: {', '.join(KINDS)})")
