@@ -254,8 +254,8 @@ class Study:
     @functools.cached_property
     def evaluation_sampling(self) -> Sampling:
         """The evaluation's sampling settings, its format resolved once against the base engine (the baselines
-        use the same)."""
-        return Sampling.evaluation(self.config.evaluation, self.engine(BASE), self.grader())
+        use the same); the grader is added where answers are graded (it may be a model of its own)."""
+        return Sampling.evaluation(self.config.evaluation, self.engine(BASE))
 
     def stage_targets(self) -> str:
         from metaconf.targets import build_data
@@ -358,7 +358,7 @@ class Study:
                     self.eval_sets,
                     pairs,
                     consistency,
-                    sampling,
+                    sampling.but(grader=self.grader()),
                     self.tasks,
                 )
                 done += 1
@@ -388,7 +388,7 @@ class Study:
             self.train_questions,
             self.eval_sets,
             self.baselines(),
-            self.evaluation_sampling,
+            self.evaluation_sampling.but(grader=self.grader()),
             self.tasks,
         )
 
