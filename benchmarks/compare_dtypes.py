@@ -47,9 +47,10 @@ def calibration(engine: Any, config: Any, questions: list) -> dict[str, Any]:
     """The demo's consistency sampling (n samples at T=1) on `questions` and the calibration map fitted on it."""
     from metaconf.targets import sample_consistency
     from metaconf.targets.calibration import CalibrationMap
+    from metaconf.tasks.sampling import Sampling
 
     t = config.targets
-    records = sample_consistency(engine, questions, n=t.n_samples, temperature=t.temperature, seed=t.seed)
+    records = sample_consistency(engine, questions, t.n_samples, Sampling(temperature=t.temperature, seed=t.seed))
     cmap = CalibrationMap.fit(records, t.n_bins, False, t.min_bin_count)
     return {
         "consistency": [r.consistency for r in records],

@@ -12,6 +12,7 @@ from metaconf.evaluation import evaluate_pairwise, evaluate_single
 from metaconf.grading import DEFAULT_JUDGE_TEMPLATE, JudgeGrader
 from metaconf.study.config import parse_config
 from metaconf.study.runner import Study
+from metaconf.tasks.sampling import Sampling
 
 HAMLET = open_q("William Shakespeare", id="t/1", dataset="triviaqa", question="Who wrote Hamlet?")
 ODYSSEY = open_q("Homer", id="t/2", dataset="triviaqa", question="Who wrote the Odyssey?")
@@ -69,9 +70,9 @@ def test_judge_grades_the_evaluated_answers_of_both_tasks():
     engine = ScriptedEngine(model, quiet=True)
     grader = JudgeGrader(ScriptedEngine(judge, quiet=True))
     ruled = evaluate_single(engine, "base", [HAMLET])
-    judged = evaluate_single(engine, "base", [HAMLET], grader=grader)
+    judged = evaluate_single(engine, "base", [HAMLET], Sampling(grader=grader))
     assert (ruled[0]["correct"], judged[0]["correct"]) == (False, True)  # the rules miss the paraphrase
     assert judged[0]["answer"] == ruled[0]["answer"] and judged[0]["confidence"] == 0.8
-    pair = evaluate_pairwise(engine, "base", [(HAMLET, ODYSSEY)], {}, logprobs=0, grader=grader)[0]
+    pair = evaluate_pairwise(engine, "base", [(HAMLET, ODYSSEY)], {}, Sampling(grader=grader))[0]
     assert (pair["correct1"], pair["correct2"], pair["choice"]) == (True, False, 1)
-    assert evaluate_pairwise(engine, "base", [(HAMLET, ODYSSEY)], {}, logprobs=0)[0]["correct1"] is False
+    assert evaluate_pairwise(engine, "base", [(HAMLET, ODYSSEY)], {}, Sampling())[0]["correct1"] is False

@@ -25,6 +25,7 @@ from metaconf.tasks import (
 )
 from metaconf.tasks.guides import answer_guide, check_template, pairwise_guide, resolve_format, single_guide
 from metaconf.tasks.parsing import expected_confidence
+from metaconf.tasks.sampling import Sampling
 from metaconf.tasks.templates import parse_template
 
 
@@ -307,11 +308,11 @@ def test_guided_logprobs_are_the_masked_renormalised_distribution(engine):
 def test_guided_single_rows_get_a_probability_weighted_confidence(engine):
     from metaconf.evaluation import evaluate_single
 
-    rows = evaluate_single(engine, "base", QUESTIONS, guided=True, logprobs=5)
+    rows = evaluate_single(engine, "base", QUESTIONS, Sampling(guided=True, logprobs=5))
     assert len(rows) == len(QUESTIONS) and all(r["parsed"] for r in rows)
     for r in rows:
         assert 0.0 <= r["confidence_expected"] <= 1.0
-    free = evaluate_single(engine, "base", QUESTIONS[:2], guided=False, logprobs=5)
+    free = evaluate_single(engine, "base", QUESTIONS[:2], Sampling(guided=False, logprobs=5))
     assert len(free) == 2 and all("confidence_expected" not in r for r in free)
 
 
@@ -328,8 +329,8 @@ def test_the_base_embedded_model_under_guidance_always_gives_a_readable_reply():
     engine = HFEngine.embedded(quiet=True)
     for name in BUNDLED:
         qs = load_dataset(name, limit=3)
-        single = evaluate_single(engine, "base", qs, guided=True, logprobs=5)
+        single = evaluate_single(engine, "base", qs, Sampling(guided=True, logprobs=5))
         assert all(r["parsed"] and 0 <= r["confidence"] <= 1 for r in single), (name, [r["raw"] for r in single])
         assert all(0 <= r["confidence_expected"] <= 1 for r in single)
-        pairs = evaluate_pairwise(engine, "base", make_pairs(qs, 2), {}, guided=True, logprobs=5)
+        pairs = evaluate_pairwise(engine, "base", make_pairs(qs, 2), {}, Sampling(guided=True, logprobs=5))
         assert all(r["parsed"] and 0 <= r["p_first"] <= 1 for r in pairs), (name, [r["raw"] for r in pairs])

@@ -332,3 +332,56 @@ def test_a_condition_defined_only_in_yaml_runs_through_every_stage(tmp_path, tin
     # the stored config keeps the record, so `evaluate` and `report` see the same conditions
     stored = parse_config(yaml.safe_load((run_dir / "config.yaml").read_text()))
     assert stored.conditions == config.conditions
+
+
+CUSTOM_SINGLE = """\
+name: terse
+version: 1
+max_new_tokens: 48
+stop: ["\\n\\n"]
+user:
+  mc: "TERSE pick a letter, reply as Reply: <letter> | sure: <0-100>/100\\n{question}\\n{choices}"
+  numeric: "TERSE give the number, reply as Reply: <number> | sure: <0-100>/100\\n{question}"
+  open: "TERSE answer briefly, reply as Reply: <answer> | sure: <0-100>/100\\n{question}"
+  boolean: "TERSE yes or no, reply as Reply: <yes or no> | sure: <0-100>/100\\n{question}"
+output: "Reply: {answer} | sure: {confidence}/100"
+"""
+
+
+def test_a_custom_single_template_is_trained_and_evaluated_with_the_same_format(tmp_path):
+    """targets.single_template is the format the model is trained on *and* the one it is evaluated with:
+    the evaluation's prompts, guide and parser all come from the custom template."""
+    template = tmp_path / "terse.yaml"
+    template.write_text(CUSTOM_SINGLE)
+    guides: list[str | None] = []
+
+    def answer(messages, i):
+        text = messages[-1]["content"]
+        if text.startswith("TERSE"):
+            return f"Reply: {'A' if chr(10) + 'A. ' in text else '12'} | sure: 70/100"
+        return scripted_answer(messages, i)
+
+    class Guiding(ScriptedEngine):
+        supports_guide = True
+
+        def generate(self, prompts, *args, guide=None, **kwargs):
+            guides.extend(guide or [None] * len(prompts))
+            return super().generate(prompts, *args, guide=guide, **kwargs)
+
+    class CustomStudy(Study):
+        def engine(self, condition="base"):
+            return Guiding(answer, store=self.store, name=f"scripted-{condition}", quiet=True)
+
+    config = parse_config(
+        {**SMALL, "conditions": ["base"], "targets": {"n_samples": 2, "single_template": str(template)}}
+    )
+    run_dir = tmp_path / "run"
+    CustomStudy(config, run_dir, quiet=True).run(("data", "targets", "consistency", "evaluate"))
+    trained = [json.loads(line) for line in (run_dir / "training_sets" / "single" / "train.jsonl").open()]
+    assert trained[0]["messages"][-2]["content"].startswith("TERSE")
+    assert re.fullmatch(r"Reply: \S+ \| sure: \d+/100", trained[0]["messages"][-1]["content"])
+    rows = [json.loads(line) for line in (run_dir / "predictions" / "base__single__gsm8k.jsonl").open()]
+    assert rows and all(r["raw"].startswith("Reply: ") for r in rows)  # asked with the custom prompt
+    assert all(r["parsed"] and r["confidence"] == pytest.approx(0.7) and r["answer"] == "12" for r in rows)
+    assert any(g is not None and g.startswith("Reply: ") and "sure: " in g for g in guides)
+    assert not any(g is not None and g.startswith("Answer: ") and "Confidence" in g for g in guides)

@@ -108,8 +108,8 @@ def ask(
     from metaconf.evaluation import evaluate_single
     from metaconf.study.config import load_config
     from metaconf.study.runner import Study
-    from metaconf.tasks import answer_part
-    from metaconf.tasks.guides import resolve_format
+    from metaconf.tasks.sampling import Sampling
+    from metaconf.tasks.task import Tasks
 
     run_dir = Path(run)
     if not (run_dir / "config.yaml").is_file():
@@ -121,16 +121,13 @@ def ask(
     qs = [q if isinstance(q, Question) else as_question(q) for q in items]
     if not qs:
         return []
-    ev = config.evaluation
-    study = Study(config, run_dir, quiet=quiet)
-    engine = engine if engine is not None else study.engine(condition)
-    # the evaluation's settings (format, logprobs), so a question the run evaluated is answered from its cache
-    fmt = study.formats()["evaluation"] or resolve_format(ev.format, engine, "evaluation")
-    guided = fmt == "guided" and getattr(engine, "supports_guide", False)
-    rows = evaluate_single(engine, condition, qs, ev.temperature, ev.seed, guided, ev.logprobs)
+    engine = engine if engine is not None else Study(config, run_dir, quiet=quiet).engine(condition)
+    # the evaluation's settings and single template, so a question the run evaluated is answered from its cache
+    task = Tasks.of(config.targets).single
+    rows = evaluate_single(engine, condition, qs, Sampling.evaluation(config.evaluation, engine), task)
     results = []
     for q, row in zip(qs, rows, strict=True):
-        written = answer_part(row["raw"]).strip() or None
+        written = task.answer_text(row["raw"]).strip() or None
         stated = row["confidence"]
         confidence = stated
         if mapping is not None:

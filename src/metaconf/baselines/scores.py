@@ -9,11 +9,10 @@ import math
 import re
 from collections.abc import Sequence
 
-from metaconf.data import Question
 from metaconf.engines.types import TokenLogprob
-from metaconf.tasks import Template, format_choices
+from metaconf.tasks.task import get_task
 
-_ANSWER_LABEL = re.compile(r"\banswer\s*[:=]\s*", re.I)
+_SPACES = re.compile(r"\s*")
 YES, NO = "yes", "no"
 
 
@@ -24,17 +23,20 @@ def agreement(answer: str | None, samples: Sequence[str | None]) -> float:
     return sum(a == answer for a in samples) / len(samples)
 
 
-def answer_token_probability(logprobs: Sequence[TokenLogprob] | None, text: str) -> float | None:
+def answer_token_probability(
+    logprobs: Sequence[TokenLogprob] | None, text: str, label: re.Pattern[str] | None = None
+) -> float | None:
     """P(answer) = exp(sum of the log-probabilities of the tokens of the answer span).
 
-    The span starts after "Answer:" (or at the start when there is no label) and ends at the first line break;
+    The span starts after the answer's `label` and the spaces after it (default: the bundled answer template's
+    "Answer:"; at the start when there is no label) and ends at the first line break;
     a token belongs to it when it writes any non-space character of it. None without log-probabilities or
     without an answer span.
     """
     if not logprobs:
         return None
-    label = _ANSWER_LABEL.search(text)
-    start = label.end() if label else 0
+    found = (label or get_task("answer").parser.labels["answer"].find).search(text)
+    start = _SPACES.match(text, found.end()).end() if found else 0
     newline = text.find("\n", start)
     end = len(text) if newline < 0 else newline
     if not text[start:end].strip():
@@ -67,16 +69,3 @@ def yes_probability(logprobs: Sequence[TokenLogprob] | None) -> float | None:
             mass[key] += math.exp(min(float(lp), 0.0))
     total = mass[YES] + mass[NO]
     return mass[YES] / total if total > 0 else None
-
-
-def p_true_messages(q: Question, proposed: str, template: Template) -> list[dict[str, str]]:
-    """The P(True) prompt for one question and its proposed answer."""
-    if not isinstance(template.user, dict):
-        raise ValueError(f"template {template.name!r}: 'user' must map answer types to text")
-    text = (
-        template.user[q.answer_type]
-        .format(question=q.question, choices=format_choices(q), proposed=" ".join(proposed.split()))
-        .strip()
-    )
-    system = [{"role": "system", "content": template.system}] if template.system else []
-    return system + [{"role": "user", "content": text}]

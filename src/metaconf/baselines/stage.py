@@ -9,25 +9,23 @@ on the training questions). Everything generated goes through the engine's store
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from metaconf import grading
 from metaconf.baselines.recalibration import METHODS as RECALIBRATIONS
 from metaconf.baselines.recalibration import apply_map, fit_map
-from metaconf.baselines.scores import (
-    agreement,
-    answer_token_probability,
-    p_true_messages,
-    yes_probability,
-)
+from metaconf.baselines.scores import agreement, answer_token_probability, yes_probability
 from metaconf.data import Question
 from metaconf.engines import Engine
 from metaconf.errors import DataError
-from metaconf.evaluation.stage import evaluate_single, prediction_path
+from metaconf.evaluation.stage import GREEDY, evaluate_single, prediction_path
 from metaconf.io import read_json, read_jsonl, write_json, write_jsonl
-from metaconf.tasks import answer_part, load_template, parse_answer
+from metaconf.tasks.parsing import matches
+from metaconf.tasks.sampling import Sampling
+from metaconf.tasks.task import AnswerTask, PTrueTask, Tasks, get_task
 
 # config name -> the methods (score files) it produces
 GROUPS: dict[str, tuple[str, ...]] = {
@@ -74,48 +72,40 @@ def _row(q: Question, method: str, answer: str | None, confidence: float | None,
     }
 
 
-def _correct(answer: str | None, q: Question) -> bool:
-    if answer is None:
-        return False
-    try:
-        return bool(grading.answer_matches(answer, q))
-    except Exception:  # a grader failure on odd text counts as wrong, never a crash
-        return False
-
-
-def greedy_answers(engine: Engine, questions: list[Question], seed: int = 0, guided: bool = False) -> list[Any]:
+def greedy_answers(
+    engine: Engine, questions: list[Question], seed: int = 0, guided: bool = False, task: AnswerTask | None = None
+) -> list[Any]:
     """The base model's greedy answer-only completion per question, with the chosen tokens' log-probabilities
     (under `guided`, of the masked, renormalised distribution: the format's fixed tokens have probability 1)."""
-    t = load_template("answer")
-    from metaconf.tasks import answer_messages
-    from metaconf.tasks.guides import answer_guide
-
+    task = task or get_task("answer")
     outputs = engine.generate(
-        [answer_messages(q, t) for q in questions],
+        [task.messages(q) for q in questions],
         n=1,
         temperature=0.0,
         seed=seed,
         logprobs=0,
         desc="baselines: greedy answers",
-        guide=[answer_guide(q, t) for q in questions] if guided else None,
-        **t.generation(guided),
+        guide=task.guides(questions, guided),
+        **task.generation(guided),
     )
     return [comps[0] for comps in outputs]
 
 
-def p_true_scores(engine: Engine, questions: list[Question], proposals: list[str], seed: int = 0) -> list[float | None]:
+def p_true_scores(
+    engine: Engine, questions: list[Question], proposals: list[str], seed: int = 0, task: PTrueTask | None = None
+) -> list[float | None]:
     """P(True) per question for its proposed answer: one greedy token, its top log-probabilities."""
-    t = load_template("p_true")
+    task = task or get_task("p_true")
     keep = [i for i, p in enumerate(proposals) if p.strip()]
     outputs = (
         engine.generate(
-            [p_true_messages(questions[i], proposals[i], t) for i in keep],
+            [task.messages(questions[i], proposed=proposals[i]) for i in keep],
             n=1,
             temperature=0.0,
             seed=seed,
             logprobs=P_TRUE_TOP,
             desc="baselines: P(True)",
-            **t.generation(),
+            **task.generation(),
         )
         if keep
         else []
@@ -126,25 +116,69 @@ def p_true_scores(engine: Engine, questions: list[Question], proposals: list[str
     return scores
 
 
-def fit_recalibration(
-    run_dir: Path,
-    engine: Engine,
-    train_questions: list[Question],
-    temperature: float = 0.0,
-    seed: int = 0,
-    guided: bool = False,
-    logprobs: int = 0,
-    grader: grading.Grader | None = None,
-) -> dict[str, Any]:
+@dataclass
+class Greedy:
+    """The base model's greedy answers: completion, extracted answer, answer text and grade per question."""
+
+    completions: list[Any]
+    answers: list[str | None]
+    proposals: list[str]
+    grades: list[bool]
+
+
+@dataclass
+class Inputs:
+    """What the methods score from, each part computed (or read) the first time a method asks for it."""
+
+    run_dir: Path
+    engine: Engine
+    train_questions: list[Question]
+    eval_sets: dict[str, list[Question]]
+    sampling: Sampling
+    tasks: Tasks
+
+    @cached_property
+    def questions(self) -> list[Question]:
+        return [q for qs in self.eval_sets.values() for q in qs]
+
+    @cached_property
+    def consistency(self) -> dict[str, dict[str, Any]]:
+        """The base model's consistency record of every evaluation question (the consistency stage's)."""
+        path = self.run_dir / "consistency" / "eval.jsonl"
+        records = {r["id"]: r for r in read_jsonl(path, missing_ok=True)}
+        missing = [q.id for q in self.questions if q.id not in records]
+        if missing:
+            raise DataError(f"{path}: no consistency record for {missing[0]} (run the consistency stage first)")
+        return records
+
+    @cached_property
+    def greedy(self) -> Greedy:
+        qs, task, grader = self.questions, self.tasks.answer, self.sampling.grader
+        completions = greedy_answers(self.engine, qs, self.sampling.seed, self.sampling.guided, task)
+        answers = [task.parse(c.text, q) for c, q in zip(completions, qs)]
+        proposals = [task.answer_text(c.text) for c in completions]
+        grades = grader.grade(proposals, qs) if grader is not None else [matches(a, q) for a, q in zip(answers, qs)]
+        return Greedy(completions, answers, proposals, [bool(g) for g in grades])
+
+    @cached_property
+    def recalibration(self) -> dict[str, Any]:
+        path = self.run_dir / "baselines" / "recalibration.json"
+        if path.is_file():
+            return read_json(path)["maps"]
+        return fit_recalibration(self)
+
+
+def fit_recalibration(inputs: Inputs) -> dict[str, Any]:
     """The base model's stated confidence on the training questions (single task, the evaluation's settings, so
     stored answers are reused) -> isotonic and Platt maps, stored in RUN/baselines/recalibration.json."""
-    rows = evaluate_single(engine, "base", train_questions, temperature, seed, guided, logprobs, grader)
-    write_jsonl(Path(run_dir) / "baselines" / "base_single_train.jsonl", rows)
+    rows = evaluate_single(inputs.engine, "base", inputs.train_questions, inputs.sampling, inputs.tasks.single)
+    run_dir = inputs.run_dir
+    write_jsonl(run_dir / "baselines" / "base_single_train.jsonl", rows)
     scored = [r for r in rows if r["confidence"] is not None]
     x, y = [r["confidence"] for r in scored], [float(r["correct"]) for r in scored]
     maps = {"base": {m: fit_map(m, x, y) for m in RECALIBRATIONS}}
     write_json(
-        Path(run_dir) / "baselines" / "recalibration.json",
+        run_dir / "baselines" / "recalibration.json",
         {
             "fitted_on": "the base model's stated confidence on the training questions (single task)",
             "n_train": len(rows),
@@ -155,94 +189,100 @@ def fit_recalibration(
     return maps
 
 
+Row = dict[str, Any]
+
+
+def _greedy_rows(inputs: Inputs, method: str, confidences: Sequence[float | None]) -> list[Row]:
+    g = inputs.greedy
+    return [
+        _row(q, method, answer, conf, correct)
+        for q, answer, conf, correct in zip(inputs.questions, g.answers, confidences, g.grades)
+    ]
+
+
+def score_consistency(inputs: Inputs) -> list[Row]:
+    """The teacher: the share of the base model's samples giving the modal answer, for the modal answer."""
+    records = inputs.consistency
+    return [
+        _row(q, "consistency", r["modal_answer"], float(r["consistency"]), bool(r["modal_correct"]))
+        for q in inputs.questions
+        for r in [records[q.id]]
+    ]
+
+
+def score_consistency_greedy(inputs: Inputs) -> list[Row]:
+    """The share of the samples agreeing with the greedy answer."""
+    records = inputs.consistency
+    confs = [agreement(a, records[q.id]["answers"]) for q, a in zip(inputs.questions, inputs.greedy.answers)]
+    return _greedy_rows(inputs, "consistency_greedy", confs)
+
+
+def score_token_probability(inputs: Inputs) -> list[Row]:
+    """P of the greedy answer's tokens."""
+    label = inputs.tasks.answer.parser.labels["answer"].find
+    confs = [answer_token_probability(c.logprobs, c.text, label) for c in inputs.greedy.completions]
+    return _greedy_rows(inputs, "token_probability", confs)
+
+
+def score_p_true(inputs: Inputs) -> list[Row]:
+    """P("yes") when the base model is asked whether its greedy answer is correct."""
+    g, s = inputs.greedy, inputs.sampling
+    return _greedy_rows(
+        inputs, "p_true", p_true_scores(inputs.engine, inputs.questions, g.proposals, s.seed, inputs.tasks.p_true)
+    )
+
+
+def recalibrated(method: str) -> Callable[[Inputs], list[Row]]:
+    """The base condition's stated confidence on each evaluation question, mapped through the fitted `method`."""
+
+    def score(inputs: Inputs) -> list[Row]:
+        maps, rows = inputs.recalibration, []
+        for dataset, qs in inputs.eval_sets.items():
+            stored = prediction_path(inputs.run_dir, "base", "single", dataset)
+            if not stored.is_file():
+                raise DataError(f"{stored}: missing; recalibration needs the base model's evaluated answers")
+            base = {r["id"]: r for r in read_jsonl(stored)}
+            for q in qs:
+                stated = base[q.id]
+                conf = apply_map(maps["base"][method], stated["confidence"])
+                rows.append(_row(q, method, stated["answer"], conf, bool(stated["correct"])))
+        return rows
+
+    return score
+
+
+# method -> how it scores every evaluation question (in GROUPS order: stored inputs are shared between methods)
+SCORERS: dict[str, Callable[[Inputs], list[Row]]] = {
+    "consistency": score_consistency,
+    "consistency_greedy": score_consistency_greedy,
+    "token_probability": score_token_probability,
+    "p_true": score_p_true,
+    **{m: recalibrated(m) for m in RECALIBRATIONS},
+}
+
+
 def run_baselines(
     run_dir: Path,
     engine: Engine,
     train_questions: list[Question],
     eval_sets: dict[str, list[Question]],
     baselines: Sequence[str],
-    temperature: float = 0.0,
-    seed: int = 0,
-    guided: bool = False,
-    logprobs: int = 0,
-    grader: grading.Grader | None = None,
+    sampling: Sampling = GREEDY,
+    tasks: Tasks | None = None,
 ) -> str:
-    """Score every wanted method on every evaluation dataset; returns a one-line summary. `guided`, `logprobs`,
-    `grader`: the evaluation's settings, so the base model states its confidence the same way on training
-    questions and answers are graded as the conditions' are (None: by the rules)."""
+    """Score every wanted method on every evaluation dataset; returns a one-line summary. `sampling`: the
+    evaluation's settings, so the base model states its confidence the same way on training questions and answers
+    are graded as the conditions' are; `tasks`: the study's reply formats (default: the bundled templates)."""
     run_dir = Path(run_dir)
     methods = methods_of(baselines)
     todo = [m for m in methods if not all(baseline_path(run_dir, m, d).is_file() for d in eval_sets)]
     if not todo:
         return f"{len(methods)} methods already stored"
-    questions = [q for qs in eval_sets.values() for q in qs]
-    rows: dict[str, list[dict[str, Any]]] = {m: [] for m in todo}
-
-    consistency = {r["id"]: r for r in read_jsonl(run_dir / "consistency" / "eval.jsonl", missing_ok=True)}
-    if "consistency" in todo or "consistency_greedy" in todo:
-        missing = [q.id for q in questions if q.id not in consistency]
-        if missing:
-            raise DataError(
-                f"{run_dir / 'consistency' / 'eval.jsonl'}: no consistency record for {missing[0]} "
-                "(run the consistency stage first)"
-            )
-    if {"consistency_greedy", "token_probability", "p_true"} & set(todo):
-        greedy = greedy_answers(engine, questions, seed, guided)
-        answers = [parse_answer(c.text, q) for c, q in zip(greedy, questions)]
-        proposals = [answer_part(c.text) for c in greedy]
-        p_true = p_true_scores(engine, questions, proposals, seed) if "p_true" in todo else [None] * len(questions)
-        grades = (
-            grader.grade(proposals, questions)
-            if grader is not None
-            else [_correct(answer, q) for answer, q in zip(answers, questions)]
-        )
-        for q, comp, answer, pt, correct in zip(questions, greedy, answers, p_true, grades):
-            if "consistency_greedy" in todo:
-                conf = agreement(answer, consistency[q.id]["answers"])
-                rows["consistency_greedy"].append(_row(q, "consistency_greedy", answer, conf, correct))
-            if "token_probability" in todo:
-                conf = answer_token_probability(comp.logprobs, comp.text)
-                rows["token_probability"].append(_row(q, "token_probability", answer, conf, correct))
-            if "p_true" in todo:
-                rows["p_true"].append(_row(q, "p_true", answer, pt, correct))
-    if "consistency" in todo:
-        for q in questions:
-            record = consistency[q.id]
-            rows["consistency"].append(
-                _row(
-                    q,
-                    "consistency",
-                    record["modal_answer"],
-                    float(record["consistency"]),
-                    bool(record["modal_correct"]),
-                )
-            )
-    recal = [m for m in todo if m in RECALIBRATIONS]
-    if recal:
-        path = run_dir / "baselines" / "recalibration.json"
-        maps = (
-            read_json(path)["maps"]
-            if path.is_file()
-            else fit_recalibration(run_dir, engine, train_questions, temperature, seed, guided, logprobs, grader)
-        )
-        for dataset, qs in eval_sets.items():
-            stored = prediction_path(run_dir, "base", "single", dataset)
-            if not stored.is_file():
-                raise DataError(f"{stored}: missing; recalibration needs the base model's evaluated answers")
-            base = {r["id"]: r for r in read_jsonl(stored)}
-            for q in qs:
-                stated = base[q.id]
-                for m in recal:
-                    rows[m].append(
-                        _row(
-                            q,
-                            m,
-                            stated["answer"],
-                            apply_map(maps["base"][m], stated["confidence"]),
-                            bool(stated["correct"]),
-                        )
-                    )
+    inputs = Inputs(run_dir, engine, train_questions, eval_sets, sampling, tasks or Tasks.of())
+    if {"consistency", "consistency_greedy"} & set(todo):
+        inputs.consistency  # noqa: B018 -- a missing record is an error before anything is generated
+    rows = {m: SCORERS[m](inputs) for m in todo}
     for method, method_rows in rows.items():
         for dataset in eval_sets:
             write_jsonl(baseline_path(run_dir, method, dataset), [r for r in method_rows if r["dataset"] == dataset])
-    return f"{len(todo)} methods scored on {len(questions)} evaluation questions ({', '.join(todo)})"
+    return f"{len(todo)} methods scored on {len(inputs.questions)} evaluation questions ({', '.join(todo)})"

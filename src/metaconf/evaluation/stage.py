@@ -14,23 +14,17 @@ from typing import Any
 from metaconf.data import Question
 from metaconf.engines import Engine
 from metaconf.errors import DataError
-from metaconf.grading import Grader
 from metaconf.io import read_jsonl, write_jsonl
-from metaconf.tasks import (
-    generation_settings,
-    pairwise_messages,
-    parse_pairwise,
-    parse_single,
-    single_messages,
-)
-from metaconf.tasks.guides import pairwise_guide, single_guide
-from metaconf.tasks.parsing import expected_confidence, pair_answer_texts, single_answer_text
+from metaconf.tasks.sampling import Sampling
+from metaconf.tasks.task import PairwiseTask, SingleTask, Tasks, get_task
 
 # Top log-probabilities asked for in a guided single reply: enough to see every allowed token at a confidence digit
 # (ten digits and '%'), so the probability-weighted confidence misses no mass.
 CONFIDENCE_LOGPROBS = 11
 
 Pair = tuple[Question, Question]
+GREEDY = Sampling()
+GREEDY_WITH_LOGPROBS = Sampling(logprobs=5)  # the pairwise task's default: P(choice) needs them
 
 
 def make_pairs(questions: list[Question], n_pairs: int, seed: int = 0) -> list[Pair]:
@@ -63,37 +57,40 @@ def prediction_path(run_dir: Path, condition: str, task: str, dataset: str) -> P
     return Path(run_dir) / "predictions" / f"{condition}__{task}__{dataset}.jsonl"
 
 
+def _generate(engine: Engine, task: Any, items: list, sampling: Sampling, logprobs: int | None, desc: str) -> list:
+    """One greedy (or `sampling.temperature`) reply per item, in the task's format."""
+    return engine.generate(
+        [task.messages(*(i if isinstance(i, tuple) else (i,))) for i in items],
+        n=1,
+        temperature=sampling.temperature,
+        seed=sampling.seed,
+        desc=desc,
+        guide=task.guides(items, sampling.guided),
+        logprobs=logprobs,
+        **task.generation(sampling.guided, sampling.max_new_tokens),
+    )
+
+
 def evaluate_single(
     engine: Engine,
     condition: str,
     questions: list[Question],
-    temperature: float = 0.0,
-    seed: int = 0,
-    guided: bool = False,
-    logprobs: int = 0,
-    grader: Grader | None = None,
+    sampling: Sampling = GREEDY,
+    task: SingleTask | None = None,
 ) -> list[dict[str, Any]]:
-    """Answer + confidence for each question; one prediction row each.
+    """Answer + confidence for each question; one prediction row each, asked and read in `task`'s format
+    (default: the bundled single template).
 
-    `guided`: replies are constrained to the template's format; with `logprobs` the row also gets
-    `confidence_expected`, the confidence weighted by the model's (masked, renormalised) probabilities of the
-    allowed confidence values. Free sampling asks for no log-probabilities, exactly as before. `grader`: grades
-    the answers instead of the rules (e.g. a JudgeGrader; docs/grading.md)."""
-    settings = generation_settings("single", guided=guided)
-    want_logprobs = max(logprobs, CONFIDENCE_LOGPROBS) if guided and logprobs else None
-    outputs = engine.generate(
-        [single_messages(q) for q in questions],
-        n=1,
-        temperature=temperature,
-        seed=seed,
-        desc=f"{condition}: single",
-        guide=[single_guide(q) for q in questions] if guided else None,
-        logprobs=want_logprobs,
-        **settings,
-    )
+    Under `sampling.guided` replies are constrained to the template's format; with `sampling.logprobs` the row
+    also gets `confidence_expected`, the confidence weighted by the model's (masked, renormalised) probabilities of
+    the allowed confidence values. Free sampling asks for no log-probabilities. `sampling.grader` grades the
+    answers instead of the rules (e.g. a JudgeGrader; docs/grading.md)."""
+    task = task or get_task("single")
+    want_logprobs = max(sampling.logprobs, CONFIDENCE_LOGPROBS) if sampling.guided and sampling.logprobs else None
+    outputs = _generate(engine, task, questions, sampling, want_logprobs, f"{condition}: single")
     rows = []
     for q, (completion,) in zip(questions, outputs, strict=True):
-        parsed = parse_single(completion.text, q)
+        parsed = task.parse(completion.text, q)
         row = {
             "id": q.id,
             "dataset": q.dataset,
@@ -107,11 +104,11 @@ def evaluate_single(
             "parsed": bool(parsed.parsed),
         }
         if want_logprobs:
-            row["confidence_expected"] = expected_confidence(completion.logprobs)
+            row["confidence_expected"] = task.expected_confidence(completion.logprobs)
         rows.append(row)
-    if grader is not None:
-        texts = [single_answer_text(completion.text) for (completion,) in outputs]
-        for row, correct in zip(rows, grader.grade(texts, questions), strict=True):
+    if sampling.grader is not None:
+        texts = [task.answer_text(completion.text) for (completion,) in outputs]
+        for row, correct in zip(rows, sampling.grader.grade(texts, questions), strict=True):
             row["correct"] = bool(correct)
     return rows
 
@@ -121,31 +118,19 @@ def evaluate_pairwise(
     condition: str,
     pairs: list[Pair],
     consistency: dict[str, float],
-    temperature: float = 0.0,
-    logprobs: int = 5,
-    seed: int = 0,
-    guided: bool = False,
-    grader: Grader | None = None,
+    sampling: Sampling = GREEDY_WITH_LOGPROBS,
+    task: PairwiseTask | None = None,
 ) -> list[dict[str, Any]]:
-    """The choice between two questions, then both answers; one prediction row per pair.
+    """The choice between two questions, then both answers; one prediction row per pair, in `task`'s format.
 
     `p_first` is P(choice = 1) renormalised over '1' and '2'; under guidance these are the only tokens the mask
-    allows there, so it is the model's exact probability of choosing question 1 given the format. `grader`:
-    grades both answers instead of the rules (a missing answer line stays wrong)."""
-    settings = generation_settings("pairwise", guided=guided)
-    outputs = engine.generate(
-        [pairwise_messages(q1, q2) for q1, q2 in pairs],
-        n=1,
-        temperature=temperature,
-        seed=seed,
-        logprobs=logprobs or None,
-        desc=f"{condition}: pairwise",
-        **settings,
-        guide=[pairwise_guide(q1, q2) for q1, q2 in pairs] if guided else None,
-    )
+    allows there, so it is the model's exact probability of choosing question 1 given the format.
+    `sampling.grader`: grades both answers instead of the rules (a missing answer line stays wrong)."""
+    task = task or get_task("pairwise")
+    outputs = _generate(engine, task, pairs, sampling, sampling.logprobs or None, f"{condition}: pairwise")
     rows = []
     for (q1, q2), (completion,) in zip(pairs, outputs, strict=True):
-        parsed = parse_pairwise(completion.text, q1, q2, logprobs=completion.logprobs)
+        parsed = task.parse(completion.text, q1, q2, logprobs=completion.logprobs)
         rows.append(
             {
                 "id1": q1.id,
@@ -166,9 +151,9 @@ def evaluate_pairwise(
                 "parsed": bool(parsed.parsed),
             }
         )
-    if grader is not None:
-        texts = [pair_answer_texts(completion.text) for (completion,) in outputs]
-        grades = grader.grade([t or "" for pair in texts for t in pair], [q for pair in pairs for q in pair])
+    if sampling.grader is not None:
+        texts = [task.answer_texts(completion.text) for (completion,) in outputs]
+        grades = sampling.grader.grade([t or "" for pair in texts for t in pair], [q for pair in pairs for q in pair])
         for k, row in enumerate(rows):
             for j in (0, 1):
                 row[f"correct{j + 1}"] = texts[k][j] is not None and bool(grades[2 * k + j])
@@ -182,23 +167,22 @@ def evaluate_condition(
     questions: dict[str, list[Question]],
     pairs: dict[str, list[Pair]],
     consistency: dict[str, float],
-    temperature: float = 0.0,
-    logprobs: int = 5,
-    seed: int = 0,
-    guided: bool = False,
-    grader: Grader | None = None,
+    sampling: Sampling = GREEDY_WITH_LOGPROBS,
+    tasks: Tasks | None = None,
 ) -> dict[tuple[str, str], Path]:
-    """Both tasks on every dataset for one condition; writes and returns the prediction files.
+    """Both tasks on every dataset for one condition, in the study's formats (`tasks`; default: the bundled
+    templates); writes and returns the prediction files.
 
     Each dataset goes to the engine on its own: its prompts share their template's instructions, which the
-    engine prefills once per batch. `grader`: None grades by the rules (the default).
+    engine prefills once per batch.
     """
+    tasks = tasks or Tasks.of()
     written = {}
     for dataset, qs in questions.items():
         rows = {
-            "single": evaluate_single(engine, condition, qs, temperature, seed, guided, logprobs, grader),
+            "single": evaluate_single(engine, condition, qs, sampling, tasks.single),
             "pairwise": evaluate_pairwise(
-                engine, condition, pairs.get(dataset, []), consistency, temperature, logprobs, seed, guided, grader
+                engine, condition, pairs.get(dataset, []), consistency, sampling, tasks.pairwise
             ),
         }
         for task, task_rows in rows.items():

@@ -8,6 +8,7 @@ finished run) recomputes nothing that is stored.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import shutil
 import sys
@@ -28,7 +29,8 @@ from metaconf.precision import DtypeChoice, announce, choose_dtype
 from metaconf.study.config import ModelConfig, StudyConfig, dataset_entries, dataset_label
 from metaconf.study.lock import RunLock
 from metaconf.study.stages import STAGE_NAMES, STAGES, select
-from metaconf.tasks.guides import resolve_format
+from metaconf.tasks.sampling import Sampling
+from metaconf.tasks.task import Tasks
 
 
 def _rank(seed: int, qid: str) -> str:
@@ -228,21 +230,35 @@ class Study:
         return f"{len(self.train_questions)} training questions, {n_eval} evaluation questions in {n_sets} datasets"
 
     def record_format(self, stage: str, fmt: str) -> None:
-        """RUN/format.json: the reply format (guided or free) each sampling stage actually used."""
+        """RUN/format.json: the reply format (guided or free) each sampling stage actually used (a record for
+        metrics.json; the study decides from `sampling`, never from this file)."""
         path = self.run_dir / "format.json"
         formats = read_json(path) if path.is_file() else {}
         formats[stage] = fmt
         write_json(path, formats)
 
     def formats(self) -> dict[str, str | None]:
+        """The formats recorded in RUN/format.json (what the stored files used)."""
         path = self.run_dir / "format.json"
         recorded = read_json(path) if path.is_file() else {}
         return {stage: recorded.get(stage) for stage in ("targets", "consistency", "evaluation")}
 
+    @functools.cached_property
+    def tasks(self) -> Tasks:
+        """The study's reply formats, picked once from its targets settings: every stage asks, guides and parses
+        with these."""
+        return Tasks.of(self.config.targets)
+
+    @functools.cached_property
+    def evaluation_sampling(self) -> Sampling:
+        """The evaluation's sampling settings, its format resolved once against the base engine (the baselines
+        use the same); the grader is added where answers are graded (it may be a model of its own)."""
+        return Sampling.evaluation(self.config.evaluation, self.engine(BASE))
+
     def stage_targets(self) -> str:
         from metaconf.targets import build_data
 
-        summary = build_data(self.run_dir, self.engine(BASE), self.train_questions, self.config.targets)
+        summary = build_data(self.run_dir, self.engine(BASE), self.train_questions, self.config.targets, self.tasks)
         self.record_format("targets", summary["format"])
         overall = summary["consistency"]["all"]
         sets = ", ".join(f"{name} {card.get('n_examples', 0)}" for name, card in summary["sets"].items())
@@ -292,16 +308,9 @@ class Study:
         questions = [q for qs in self.eval_sets.values() for q in qs]
         ev = self.config.evaluation
         engine = self.engine(BASE)
-        fmt = resolve_format(ev.consistency_format, engine, "consistency")
-        records = sample_consistency(
-            engine,
-            questions,
-            n=ev.consistency_samples,
-            temperature=ev.consistency_temperature,
-            seed=ev.seed,
-            guided=fmt == "guided",
-        )
-        self.record_format("consistency", fmt)
+        sampling = Sampling.consistency(ev, engine)
+        records = sample_consistency(engine, questions, ev.consistency_samples, sampling, self.tasks.answer)
+        self.record_format("consistency", sampling.format)
         write_jsonl(path, [r.to_dict() for r in records])
         return f"{len(records)} evaluation questions x {self.config.evaluation.consistency_samples} samples"
 
@@ -325,13 +334,12 @@ class Study:
         return SharedPrefill(split) if split > 0 else None
 
     def stage_evaluate(self) -> str:
-        ev = self.config.evaluation
         consistency, pairs = self.consistency(), self.pairs()
         shared = self.shared_prefill()
         done = 0
-        fmt = resolve_format(ev.format, self.engine(BASE), "evaluation")
-        stale = self.formats()["evaluation"] not in (None, fmt)  # stored predictions are of the other format
-        self.record_format("evaluation", fmt)
+        sampling = self.evaluation_sampling
+        stale = self.formats()["evaluation"] not in (None, sampling.format)  # stored predictions: the other format
+        self.record_format("evaluation", sampling.format)
         for condition in self.config.condition_names:
             complete = not stale and all(
                 prediction_path(self.run_dir, condition, task, name).is_file()
@@ -349,11 +357,8 @@ class Study:
                     self.eval_sets,
                     pairs,
                     consistency,
-                    temperature=ev.temperature,
-                    logprobs=ev.logprobs,
-                    seed=ev.seed,
-                    guided=fmt == "guided",
-                    grader=self.grader(),
+                    sampling.but(grader=self.grader()),
+                    self.tasks,
                 )
                 done += 1
         if shared is not None:
@@ -376,19 +381,14 @@ class Study:
 
         if not self.baselines():
             return "none configured"
-        ev, engine = self.config.evaluation, self.engine(BASE)
-        fmt = self.formats()["evaluation"] or resolve_format(ev.format, engine, "evaluation")
         return run_baselines(
             self.run_dir,
-            engine,
+            self.engine(BASE),
             self.train_questions,
             self.eval_sets,
             self.baselines(),
-            temperature=ev.temperature,
-            seed=ev.seed,
-            guided=fmt == "guided",
-            logprobs=ev.logprobs,
-            grader=self.grader(),
+            self.evaluation_sampling.but(grader=self.grader()),
+            self.tasks,
         )
 
     def stage_metrics(self) -> str:

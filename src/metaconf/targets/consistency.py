@@ -16,9 +16,10 @@ from typing import Any
 from metaconf import grading
 from metaconf.data.schema import Question
 from metaconf.engines.base import Engine
-from metaconf.tasks.guides import answer_guide
-from metaconf.tasks.parsing import answer_part, parse_answer
-from metaconf.tasks.templates import answer_messages, load_template
+from metaconf.tasks.sampling import Sampling
+from metaconf.tasks.task import AnswerTask, get_task
+
+SAMPLED = Sampling(temperature=1.0)
 
 
 @dataclass
@@ -57,15 +58,17 @@ def modal_answer(answers: Sequence[str | None]) -> tuple[str | None, float]:
     return modal, best / len(answers)
 
 
-def consistency_record(q: Question, samples: Sequence[str]) -> ConsistencyRecord:
-    """Extract, vote and grade the samples of one question."""
-    answers = [parse_answer(s, q) for s in samples]
+def consistency_record(q: Question, samples: Sequence[str], task: AnswerTask | None = None) -> ConsistencyRecord:
+    """Extract, vote and grade the samples of one question, read in `task`'s format (default: the bundled
+    answer template)."""
+    task = task or get_task("answer")
+    answers = [task.parse(s, q) for s in samples]
     modal, consistency = modal_answer(answers)
     modal_text = None
     if modal is not None:
         first = next(s for s, a in zip(samples, answers) if a == modal)
-        line = answer_part(first).split("\n", 1)[0].strip()
-        modal_text = line if line and parse_answer(line, q) == modal else modal
+        line = task.answer_text(first).split("\n", 1)[0].strip()
+        modal_text = line if line and task.parse(line, q) == modal else modal
     try:
         correct = modal is not None and bool(grading.answer_matches(modal, q))
     except Exception:
@@ -88,28 +91,23 @@ def sample_consistency(
     engine: Engine,
     questions: Sequence[Question],
     n: int = 10,
-    temperature: float = 1.0,
-    seed: int = 0,
-    template: str = "answer",
-    max_new_tokens: int | None = None,
-    guided: bool = False,
+    sampling: Sampling = SAMPLED,
+    task: AnswerTask | None = None,
 ) -> list[ConsistencyRecord]:
     """n answer-only samples per question (cached by the engine's store) -> one record per question.
 
-    `guided`: each reply is constrained to the template's answer format (tasks/guides.py), with the template's
-    guided token limit unless `max_new_tokens` is given; free sampling is unchanged."""
-    t = load_template(template)
-    prompts = [answer_messages(q, t) for q in questions]
-    limit = max_new_tokens or t.token_limit(guided)
-    guide = [answer_guide(q, t, limit) for q in questions] if guided else None
+    `task`: the answer format (default: the bundled answer template). Under `sampling.guided` each reply is
+    constrained to that format, with the template's guided token limit unless `sampling.max_new_tokens` is given;
+    free sampling is unchanged."""
+    task = task or get_task("answer")
+    limit = task.token_limit(sampling.guided, sampling.max_new_tokens)
     outputs = engine.generate(
-        prompts,
+        [task.messages(q) for q in questions],
         n=n,
-        temperature=temperature,
-        seed=seed,
-        max_new_tokens=limit,
-        stop=list(t.stop),
+        temperature=sampling.temperature,
+        seed=sampling.seed,
         desc="consistency samples",
-        guide=guide,
+        guide=task.guides(list(questions), sampling.guided, limit),
+        **task.generation(sampling.guided, limit),
     )
-    return [consistency_record(q, [c.text for c in comps]) for q, comps in zip(questions, outputs, strict=True)]
+    return [consistency_record(q, [c.text for c in comps], task) for q, comps in zip(questions, outputs, strict=True)]

@@ -21,8 +21,7 @@ from metaconf.errors import DataError
 from metaconf.targets.calibration import CalibrationMap
 from metaconf.targets.config import TargetsConfig, TrainingSetSpec
 from metaconf.targets.consistency import ConsistencyRecord
-from metaconf.tasks.parsing import format_pairwise_target, format_single_target
-from metaconf.tasks.templates import pairwise_messages, single_messages
+from metaconf.tasks.task import PairwiseTask, SingleTask, Tasks, get_task
 
 MAX_CANDIDATE_PAIRS = 200_000
 MAX_OPEN_ANSWER_WORDS = 8
@@ -96,18 +95,20 @@ def single_examples(
     cmap: CalibrationMap,
     noise: float = 0.05,
     seed: int = 0,
-    template: str = "single",
+    task: SingleTask | None = None,
 ) -> list[Example]:
-    """Question prompt -> modal answer + calibrated target confidence, one per record."""
+    """Question prompt -> modal answer + calibrated target confidence, one per record, in `task`'s format
+    (default: the bundled single template)."""
+    task = task or get_task("single")
     out = []
     for r in records:
         q = _question(questions, r.id)
         target = cmap.target(r, noise=noise, seed=seed)
-        reply = format_single_target(display_answer(r), target, q, template)
+        reply = task.format_target(display_answer(r), target, q)
         out.append(
             Example(
                 "single",
-                single_messages(q, template) + [{"role": "assistant", "content": reply}],
+                task.messages(q) + [{"role": "assistant", "content": reply}],
                 {
                     "id": r.id,
                     "dataset": r.dataset,
@@ -162,19 +163,21 @@ def pairwise_examples(
     pairs: Sequence[tuple[ConsistencyRecord, ConsistencyRecord]],
     questions: dict[str, Question],
     cmap: CalibrationMap,
-    template: str = "pairwise",
+    task: PairwiseTask | None = None,
 ) -> list[Example]:
-    """Pairs (higher, lower) -> prompts with the higher question first in even positions, second in odd ones."""
+    """Pairs (higher, lower) -> prompts with the higher question first in even positions, second in odd ones,
+    in `task`'s format (default: the bundled pairwise template)."""
+    task = task or get_task("pairwise")
     out = []
     for k, (high, low) in enumerate(pairs):
         first, second = (high, low) if k % 2 == 0 else (low, high)
         choice = 1 if k % 2 == 0 else 2
         q1, q2 = _question(questions, first.id), _question(questions, second.id)
-        reply = format_pairwise_target(choice, display_answer(first), display_answer(second), q1, q2, template)
+        reply = task.format_target(choice, display_answer(first), display_answer(second), q1, q2)
         out.append(
             Example(
                 "pairwise",
-                pairwise_messages(q1, q2, template) + [{"role": "assistant", "content": reply}],
+                task.messages(q1, q2) + [{"role": "assistant", "content": reply}],
                 {
                     "id1": first.id,
                     "id2": second.id,
@@ -199,20 +202,21 @@ def build_training_set(
     questions: dict[str, Question],
     cmap: CalibrationMap,
     config: TargetsConfig,
+    tasks: Tasks | None = None,
 ) -> list[Example]:
-    """The examples of one condition: single, pairwise, or a seeded multitask mix of both."""
+    """The examples of one condition: single, pairwise, or a seeded multitask mix of both, in the formats of
+    `tasks` (default: the templates `config` names)."""
+    tasks = tasks or Tasks.of(config)
     pool = subsample_bins(eligible(records, spec.domains), cmap, config.subsample_max_per_bin, config.seed)
     seed = config.seed
 
     def singles(n: int | None) -> list[Example]:
         chosen = pool if n is None or n >= len(pool) else _rng(seed, spec.name, "single").sample(pool, n)
-        return single_examples(
-            sorted(chosen, key=lambda r: r.id), questions, cmap, config.noise, seed, config.single_template
-        )
+        return single_examples(sorted(chosen, key=lambda r: r.id), questions, cmap, config.noise, seed, tasks.single)
 
     def pairs(n: int) -> list[Example]:
         picked = select_pairs(pool, cmap, n, config.pair_gap, config.cross_domain_share, seed)
-        return pairwise_examples(picked, questions, cmap, config.pairwise_template)
+        return pairwise_examples(picked, questions, cmap, tasks.pairwise)
 
     if spec.task == "single":
         return singles(spec.size)

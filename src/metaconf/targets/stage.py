@@ -21,7 +21,8 @@ from metaconf.targets.config import TargetsConfig
 from metaconf.targets.consistency import ConsistencyRecord, sample_consistency
 from metaconf.targets.examples import build_training_set
 from metaconf.targets.export import write_training_set
-from metaconf.tasks.guides import resolve_format
+from metaconf.tasks.sampling import Sampling
+from metaconf.tasks.task import Tasks
 from metaconf.tasks.templates import template_record
 
 
@@ -57,9 +58,14 @@ def _merge_templates(path: Path, names: list[str]) -> None:
 
 
 def build_data(
-    run_dir: str | Path, engine: Engine, train_questions: Sequence[Question], config: TargetsConfig | None = None
+    run_dir: str | Path,
+    engine: Engine,
+    train_questions: Sequence[Question],
+    config: TargetsConfig | None = None,
+    tasks: Tasks | None = None,
 ) -> dict[str, Any]:
-    """Run the stage on training questions only; returns a summary (consistency stats, map table, cards).
+    """Run the stage on training questions only, in the formats of `tasks` (default: the templates `config`
+    names); returns a summary (consistency stats, map table, cards, and `format`: the reply format used).
     A set that gets no examples (e.g. every target equal, so no pair meets the gap) writes only its card, whose
     `empty` field says why; its `n_examples` is 0 and it has no train.jsonl."""
     config = config or TargetsConfig()
@@ -71,24 +77,16 @@ def build_data(
         questions[q.id] = q
     if not questions:
         raise DataError("training questions: none given")
-    fmt = resolve_format(config.format, engine, "targets")
-    records = sample_consistency(
-        engine,
-        list(questions.values()),
-        n=config.n_samples,
-        temperature=config.temperature,
-        seed=config.seed,
-        template=config.answer_template,
-        max_new_tokens=config.max_new_tokens,
-        guided=fmt == "guided",
-    )
+    tasks = tasks or Tasks.of(config)
+    sampling = Sampling.targets(config, engine)
+    records = sample_consistency(engine, list(questions.values()), config.n_samples, sampling, tasks.answer)
     write_jsonl(run / "consistency" / "train.jsonl", [r.to_dict() for r in records])
     cmap = CalibrationMap.fit(records, config.n_bins, config.by_domain, config.min_bin_count)
     write_text_atomic(run / "calibration_map.json", cmap.to_json() + "\n")
     _merge_templates(run / "templates.json", [config.answer_template, config.single_template, config.pairwise_template])
     cards = {}
     for spec in config.sets:
-        examples = build_training_set(spec, records, questions, cmap, config)
+        examples = build_training_set(spec, records, questions, cmap, config, tasks)
         reason = None
         if not examples:
             reason = (
@@ -99,4 +97,9 @@ def build_data(
         cards[spec.name] = write_training_set(
             run / "training_sets" / spec.name, spec.name, examples, config.n_bins, cmap.markdown(), reason
         )
-    return {"consistency": consistency_summary(records), "calibration": cmap.table(), "sets": cards, "format": fmt}
+    return {
+        "consistency": consistency_summary(records),
+        "calibration": cmap.table(),
+        "sets": cards,
+        "format": sampling.format,
+    }

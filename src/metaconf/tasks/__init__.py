@@ -1,4 +1,5 @@
-"""The two metacognitive tasks: prompt templates (YAML data) and the parsers that read the model's replies."""
+"""The two metacognitive tasks: prompt templates (YAML data), one `Task` per reply format (prompt, guide, parser
+and training-target writer, all from one template), and the `Sampling` settings a stage asks with."""
 
 from metaconf.tasks.parsing import (
     VERBAL_CONFIDENCE,
@@ -13,6 +14,8 @@ from metaconf.tasks.parsing import (
     parse_pairwise,
     parse_single,
 )
+from metaconf.tasks.sampling import Sampling
+from metaconf.tasks.task import AnswerTask, PairwiseTask, PTrueTask, SingleTask, Task, Tasks, get_task
 from metaconf.tasks.templates import (
     Template,
     answer_messages,
@@ -26,8 +29,15 @@ from metaconf.tasks.templates import (
 
 __all__ = [
     "VERBAL_CONFIDENCE",
+    "AnswerTask",
+    "PTrueTask",
     "PairParse",
+    "PairwiseTask",
+    "Sampling",
     "SingleParse",
+    "SingleTask",
+    "Task",
+    "Tasks",
     "Template",
     "answer_messages",
     "answer_part",
@@ -36,6 +46,7 @@ __all__ = [
     "format_pairwise_target",
     "format_single_target",
     "generation_settings",
+    "get_task",
     "load_template",
     "pairwise_messages",
     "parse_answer",

@@ -59,7 +59,7 @@ def _refuse(t: Template, why: str) -> ConfigError:
     return ConfigError(f"{t.path or 'template ' + repr(t.name)}: field 'output' cannot be turned into a guide ({why})")
 
 
-def _pieces(t: Template, task: str) -> list[tuple[str, str | None]]:
+def output_pieces(t: Template, task: str) -> list[tuple[str, str | None]]:
     """The output split into (literal, field) pieces; refuses unknown, repeated or missing fields."""
     allowed, required = TASK_FIELDS[task]
     try:
@@ -112,8 +112,8 @@ FIXED_BYTES = {"confidence": 3, "choice": 1}
 ANSWER_BYTES = {"mc": 1, "boolean": 3}  # numeric and open answers share the room that is left
 
 
-def _build(t: Template, task: str, answers: dict[str, Question], max_new_tokens: int | None) -> str:
-    pieces = _pieces(t, task)
+def build_guide(t: Template, task: str, answers: dict[str, Question], max_new_tokens: int | None) -> str:
+    pieces = output_pieces(t, task)
     limit = max_new_tokens or t.token_limit(guided=True)
     used = sum(len(lit.encode("utf-8")) for lit, _ in pieces)
     flexible = []
@@ -161,17 +161,17 @@ def _template(template: Template | str) -> Template:
 
 def answer_guide(q: Question, template: Template | str = "answer", max_new_tokens: int | None = None) -> str:
     """The guide of an answer-only reply (the consistency samples); `max_new_tokens` overrides the template's."""
-    return _build(_template(template), "answer", {"answer": q}, max_new_tokens)
+    return build_guide(_template(template), "answer", {"answer": q}, max_new_tokens)
 
 
 def single_guide(q: Question, template: Template | str = "single") -> str:
     """The guide of a single-task reply: the answer, then the confidence."""
-    return _build(_template(template), "single", {"answer": q}, None)
+    return build_guide(_template(template), "single", {"answer": q}, None)
 
 
 def pairwise_guide(q1: Question, q2: Question, template: Template | str = "pairwise") -> str:
     """The guide of a pairwise reply: the choice, then both answers, each by its question's answer type."""
-    return _build(_template(template), "pairwise", {"answer1": q1, "answer2": q2}, None)
+    return build_guide(_template(template), "pairwise", {"answer1": q1, "answer2": q2}, None)
 
 
 def check_template(template: Template | str, task: str, max_new_tokens: int | None = None) -> None:

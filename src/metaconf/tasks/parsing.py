@@ -17,7 +17,7 @@ from metaconf.data.schema import Question
 from metaconf.engines.types import TokenLogprob
 from metaconf.errors import DataError
 from metaconf.grading.normalize import bounded_text
-from metaconf.tasks.templates import Template, load_template
+from metaconf.tasks.templates import Template
 
 # Words read as a confidence only when the text holds no number at all (documented in docs/tasks.md).
 VERBAL_CONFIDENCE: dict[str, float] = {
@@ -34,10 +34,10 @@ _NUMBER = re.compile(
     r"(?:\s*(%|percent\b|per\s?cent\b)|\s*(?:/|out\s+of)\s*([0-9]+(?:\.[0-9]+)?))?",
     re.I,
 )
-_CONF_LABEL = re.compile(r"\bconfidence(?:\s+(?:level|score))?\s*(?:[:=]|is\b|-)?", re.I)
-_ANSWER_LABEL = re.compile(r"\banswer\s*[:=]", re.I)
-_CHOICE = re.compile(r"\bchoice\s*[:=]?\s*(?:question\s*)?#?\s*([12])(?![0-9]|\.[0-9])", re.I)
-_CHOICE_PREFIX = re.compile(r"\bchoice\s*[:=]?\s*(?:question\s*)?#?\s*$", re.I)
+# How a confidence label may read besides its key ("Confidence level: 80%", "confidence is high").
+_CONF_SUFFIX = r"(?:\s+(?:level|score))?\s*(?:[:=]|is\b|-)?"
+_CONF_LABEL = re.compile(r"\bconfidence" + _CONF_SUFFIX, re.I)  # parse_confidence's label on any free text
+_CHOICE_VALUE = r"([12])(?![0-9]|\.[0-9])"
 
 
 def _number_value(match: re.Match[str], text: str) -> float | None:
@@ -74,8 +74,16 @@ def parse_confidence(text: str) -> float | None:
         return None
     text = bounded_text(text)
     label = _CONF_LABEL.search(text)
-    if label:
-        text = text[label.end() :].split("\n", 1)[0] or text[label.end() :].lstrip("\n").split("\n", 1)[0]
+    return confidence_value(_line_after(text, label.end()) if label else text)
+
+
+def _line_after(text: str, end: int) -> str:
+    """The rest of the line from `end`; the next line when that is empty ("Confidence:\n70")."""
+    return text[end:].split("\n", 1)[0] or text[end:].lstrip("\n").split("\n", 1)[0]
+
+
+def confidence_value(text: str) -> float | None:
+    """The confidence stated in `text` (already cut to the part that states it) under parse_confidence's rule."""
     values: set[float | None] = set()
     for m in _NUMBER.finditer(text):
         values.add(_number_value(m, text))
@@ -85,38 +93,6 @@ def parse_confidence(text: str) -> float | None:
         return values.pop()
     words = {VERBAL_CONFIDENCE[w.lower()] for w in _WORDS.findall(text)}
     return words.pop() if len(words) == 1 else None
-
-
-def _labelled_line(text: str, label: re.Pattern[str]) -> str | None:
-    match = label.search(text)
-    return text[match.end() :].split("\n", 1)[0].strip() if match else None
-
-
-def answer_part(text: str) -> str:
-    """The text holding the answer: what follows "Answer:" on its line, else the text before any
-    "Confidence" label (the grader then extracts from it)."""
-    labelled = _labelled_line(text, _ANSWER_LABEL)
-    if labelled is not None:
-        return labelled
-    conf = _CONF_LABEL.search(text)
-    return (text[: conf.start()] if conf else text).strip()
-
-
-def parse_answer(text: str, q: Question) -> str | None:
-    """The normalized answer in an answer-only (or single) completion, or None."""
-    try:
-        return grading.extract_answer(answer_part(text), q)
-    except Exception:  # a grader failure on odd text is a parse failure, never a crash
-        return None
-
-
-def _matches(answer: str | None, q: Question) -> bool:
-    if answer is None:
-        return False
-    try:
-        return bool(grading.answer_matches(answer, q))
-    except Exception:
-        return False
 
 
 @dataclass
@@ -140,31 +116,131 @@ class PairParse:
     parsed: bool
 
 
-def single_answer_text(text: str) -> str:
-    """The part of a single-task completion that holds the answer (what a grader reads)."""
-    return answer_part(bounded_text(text) if isinstance(text, str) else "")
+def _words(text: str) -> str:
+    """Words as a regex: case as written is ignored by the caller (re.I), any spacing between them."""
+    return r"\s*".join(re.escape(w.lower()) for w in text.split())
 
 
-def parse_single(text: str, q: Question) -> SingleParse:
-    """Answer + confidence from a single-task completion. The confidence must follow a "Confidence" label
-    (an unlabelled number could be the answer itself)."""
-    text = bounded_text(text) if isinstance(text, str) else ""
-    answer = parse_answer(text, q)
-    conf_match = _CONF_LABEL.search(text)
-    confidence = parse_confidence(text[conf_match.start() :]) if conf_match else None
-    return SingleParse(answer, confidence, _matches(answer, q), answer is not None and confidence is not None)
+def _loose(text: str) -> str:
+    """Literal text as a regex that allows any spacing where it has spaces."""
+    return r"\s*".join(re.escape(part) for part in text.split())
 
 
-def choice_probability(logprobs: Sequence[TokenLogprob] | None) -> float | None:
-    """P(choice = 1) at the token right after "Choice:", renormalised over the tokens reading '1' or '2'."""
+_LABEL_LINE = re.compile(r"(?P<pre>.*?)(?P<key>\w+(?:\s+\w+)*)\s*(?P<sep>[:=])?(?P<rest>[^:=]*)", re.S)
+
+
+@dataclass(frozen=True)
+class FieldLabel:
+    """Where one field of a reply starts, derived from the literal text before it in the template's `output`.
+
+    The label is that text's last line: its key words (what precedes ':' or '=') are matched in any case and
+    spacing, the words after the separator ("Choice: Question {choice}") are optional. A field with no words
+    before it has no label."""
+
+    name: str
+    find: re.Pattern[str] | None  # the label anywhere in a reply; the value starts at its end
+    at_end: re.Pattern[str] | None  # the label closing the text so far (the field's first token comes next)
+    until: re.Pattern[str] | None  # same-line text right after the field: where its value ends (None: line end)
+
+    @classmethod
+    def derive(cls, name: str, before: str, after: str) -> FieldLabel:
+        line = before.rsplit("\n", 1)[-1].strip()
+        tail = after.split("\n", 1)[0].strip()
+        until = re.compile(_loose(tail), re.I) if tail else None
+        m = _LABEL_LINE.fullmatch(line)
+        if not m:
+            exact = re.compile(_loose(line), re.I) if line else None
+            return cls(name, exact, re.compile(_loose(line) + r"\s*$", re.I) if line else None, until)
+        key = r"\b" + _words(m["key"])
+        sep = r"\s*[:=]" if m["sep"] else ""
+        rest = rf"(?:{_words(m['rest'])}\s*)?" if m["rest"].strip() else ""
+        if name == "confidence":
+            find, at_end = key + _CONF_SUFFIX, key + sep + r"\s*$"
+        elif name == "choice":
+            find = key + (r"\s*[:=]?" if sep else "") + r"\s*" + rest + r"#?\s*"
+            find, at_end = find + _CHOICE_VALUE, find + "$"
+        else:
+            find = at_end = key + (sep or r"\b") + (r"\s*" + rest if rest else "")
+        return cls(name, re.compile(find, re.I), re.compile(at_end, re.I), until)
+
+    def value(self, text: str) -> str | None:
+        """The field's text in a reply: what follows its label on that line (None: no label)."""
+        match = self.find.search(text) if self.find else None
+        if match is None:
+            return None
+        line = text[match.end() :].split("\n", 1)[0]
+        cut = self.until.search(line) if self.until else None
+        return (line[: cut.start()] if cut else line).strip()
+
+
+class ReplyParser:
+    """Reads one template's replies: each field found by its label in the template's `output` (FieldLabel).
+
+    Lenient on free text as the bundled parsers always were: a field's label may appear anywhere, in any case;
+    an answer without its label is the text before the next field's label; a confidence is read by
+    parse_confidence's rule from the rest of its line; a choice is a 1 or 2 right after its label."""
+
+    def __init__(self, pieces: Sequence[tuple[str, str | None]]):
+        self.labels: dict[str, FieldLabel] = {}
+        for k, (literal, name) in enumerate(pieces):
+            if name is not None:
+                after = "".join(lit for lit, _ in pieces[k + 1 : k + 2])
+                self.labels[name] = FieldLabel.derive(name, literal, after)
+
+    def answer_text(self, text: str, field: str = "answer") -> str | None:
+        """The text holding the answer field (for `answer`, never None: without its label, the text before
+        the next field's label, else the whole text; the grader then extracts from it)."""
+        label = self.labels[field]
+        found = label.value(text)
+        if found is not None or field != "answer":
+            return found
+        later = [lb.find.search(text) for n, lb in self.labels.items() if n != field and lb.find is not None]
+        cut = min((m.start() for m in later if m), default=None)
+        return (text[:cut] if cut is not None else text).strip()
+
+    def answer(self, text: str, q: Question, field: str = "answer") -> str | None:
+        """The normalized answer of one answer field, or None."""
+        part = self.answer_text(text, field)
+        if part is None:
+            return None
+        try:
+            return grading.extract_answer(part, q)
+        except Exception:  # a grader failure on odd text is a parse failure, never a crash
+            return None
+
+    def confidence(self, text: str) -> float | None:
+        """The confidence after its label (an unlabelled number could be the answer itself: None)."""
+        label = self.labels["confidence"]
+        match = label.find.search(text) if label.find else None
+        return confidence_value(_line_after(text, match.end())) if match else None
+
+    def choice(self, text: str) -> int | None:
+        match = self.labels["choice"].find.search(text)
+        return int(match.group(1)) if match else None
+
+
+def matches(answer: str | None, q: Question) -> bool:
+    """Whether an extracted answer is right (a grader failure on odd text counts as wrong, never a crash)."""
+    if answer is None:
+        return False
+    try:
+        return bool(grading.answer_matches(answer, q))
+    except Exception:
+        return False
+
+
+def choice_probability(logprobs: Sequence[TokenLogprob] | None, prefix: re.Pattern[str] | None = None) -> float | None:
+    """P(choice = 1) at the token right after the choice label, renormalised over the tokens reading '1' or '2'.
+    `prefix`: the label closing the text so far (default: the bundled pairwise template's "Choice: Question")."""
     if not logprobs:
         return None
+    prefix = prefix or _bundled("pairwise").labels["choice"].at_end
     seen = ""
     for tok in logprobs:
         token = getattr(tok, "token", "")
         if not isinstance(token, str):
             return None
-        if token.strip() in ("1", "2") and _CHOICE_PREFIX.search(seen):
+        if token.strip() in ("1", "2") and prefix.search(seen):
             options = dict(getattr(tok, "top", None) or {})
             options.setdefault(token, tok.logprob)
             mass = {"1": 0.0, "2": 0.0}
@@ -178,7 +254,6 @@ def choice_probability(logprobs: Sequence[TokenLogprob] | None) -> float | None:
     return None
 
 
-_CONF_PREFIX = re.compile(r"\bconfidence\s*[:=]\s*$", re.I)
 CONFIDENCE_VALUES = range(101)  # the whole percentages a guided reply may state
 
 
@@ -188,10 +263,24 @@ def _prior_mean(prefix: str) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def expected_confidence(logprobs: Sequence[TokenLogprob] | None) -> float | None:
+def _digits_start(logprobs: Sequence[TokenLogprob], prefix: re.Pattern[str]) -> int | None:
+    """Index of the first digit token right after the confidence label, or None."""
+    seen = ""
+    for i, tok in enumerate(logprobs):
+        token = getattr(tok, "token", None)
+        if not isinstance(token, str):
+            return None
+        if prefix.search(seen) and token.strip().isdigit():
+            return i
+        seen += token
+    return None
+
+
+def expected_confidence(logprobs: Sequence[TokenLogprob] | None, prefix: re.Pattern[str] | None = None) -> float | None:
     """The probability-weighted confidence in [0, 1] at the confidence digits of a reply, or None.
 
-    Read from the tokens right after "Confidence:" and their top alternatives (under guidance: the masked,
+    Read from the tokens right after the confidence label (`prefix`: that label closing the text so far; default
+    the bundled single template's "Confidence:") and their top alternatives (under guidance: the masked,
     renormalised distribution, so the alternatives are exactly the allowed continuations). At each digit position
     every alternative is weighted by its probability (renormalised over the alternatives that are digits or end
     the number): the sampled token by the expectation of the positions after it, an alternative that ends the
@@ -201,15 +290,7 @@ def expected_confidence(logprobs: Sequence[TokenLogprob] | None) -> float | None
     """
     if not logprobs:
         return None
-    seen, start = "", None
-    for i, tok in enumerate(logprobs):
-        token = getattr(tok, "token", None)
-        if not isinstance(token, str):
-            return None
-        if _CONF_PREFIX.search(seen) and token.strip().isdigit():
-            start = i
-            break
-        seen += token
+    start = _digits_start(logprobs, prefix or _bundled("single").labels["confidence"].at_end)
     if start is None:
         return None
 
@@ -245,41 +326,53 @@ def expected_confidence(logprobs: Sequence[TokenLogprob] | None) -> float | None
     return min(max(value / 100.0, 0.0), 1.0) if value is not None else None
 
 
+def _bundled(kind: str) -> ReplyParser:
+    from metaconf.tasks.task import get_task
+
+    return get_task(kind).parser
+
+
+# -- the bundled templates' parsers and target writers as plain functions (stable names; see tasks/task.py) -------
+def answer_part(text: str) -> str:
+    """The text holding the answer: what follows "Answer:" on its line, else the text before any
+    "Confidence" label (the grader then extracts from it)."""
+    return _bundled("single").answer_text(text) or ""
+
+
+def parse_answer(text: str, q: Question) -> str | None:
+    """The normalized answer in an answer-only (or single) completion, or None."""
+    return _bundled("single").answer(text, q)
+
+
+def single_answer_text(text: str) -> str:
+    """The part of a single-task completion that holds the answer (what a grader reads)."""
+    return answer_part(bounded_text(text) if isinstance(text, str) else "")
+
+
+def parse_single(text: str, q: Question) -> SingleParse:
+    """Answer + confidence from a single-task completion. The confidence must follow a "Confidence" label
+    (an unlabelled number could be the answer itself)."""
+    from metaconf.tasks.task import get_task
+
+    return get_task("single").parse(text, q)
+
+
 def pair_answer_texts(text: str) -> tuple[str | None, str | None]:
     """The "Answer 1:" and "Answer 2:" lines of a pairwise completion (None where a line is missing)."""
-    text = bounded_text(text) if isinstance(text, str) else ""
-    first, second = (_labelled_line(text, re.compile(rf"\banswer\s*{k}\s*[:=]", re.I)) for k in (1, 2))
-    return first, second
+    from metaconf.tasks.task import get_task
+
+    return get_task("pairwise").answer_texts(text)
 
 
 def parse_pairwise(text: str, q1: Question, q2: Question, logprobs: Sequence[TokenLogprob] | None = None) -> PairParse:
     """Choice (1, 2 or None) and both answers from a pairwise completion; `p_first` from `logprobs` if given."""
-    text = bounded_text(text) if isinstance(text, str) else ""
-    choice_match = _CHOICE.search(text)
-    choice = int(choice_match.group(1)) if choice_match else None
-    answers, lines = [], 0
-    for part, q in zip(pair_answer_texts(text), (q1, q2)):
-        lines += part is not None
-        try:
-            answers.append(grading.extract_answer(part, q) if part is not None else None)
-        except Exception:
-            answers.append(None)
-    try:
-        p_first = choice_probability(logprobs)
-    except Exception:
-        p_first = None
-    return PairParse(
-        choice=choice,
-        answer1=answers[0],
-        answer2=answers[1],
-        correct1=_matches(answers[0], q1),
-        correct2=_matches(answers[1], q2),
-        p_first=p_first,
-        parsed=choice is not None and lines == 2,
-    )
+    from metaconf.tasks.task import get_task
+
+    return get_task("pairwise").parse(text, q1, q2, logprobs)
 
 
-def _check_answer(answer: str, where: str) -> str:
+def check_answer(answer: str, where: str) -> str:
+    """A target's answer: one non-empty line (DataError otherwise)."""
     if not isinstance(answer, str) or not answer.strip() or "\n" in answer:
         raise DataError(f"{where}: the answer must be one non-empty line, got {answer!r}")
     return answer.strip()
@@ -287,21 +380,15 @@ def _check_answer(answer: str, where: str) -> str:
 
 def format_single_target(answer: str, confidence: float, q: Question, template: Template | str = "single") -> str:
     """The assistant text of a single-task example: the answer and the confidence as a whole percentage."""
-    if not isinstance(confidence, (int, float)) or not 0.0 <= confidence <= 1.0:
-        raise DataError(f"question {q.id}: confidence must lie in [0, 1], got {confidence!r}")
-    t = template if isinstance(template, Template) else load_template(template)
-    return t.output.format(answer=_check_answer(answer, f"question {q.id}"), confidence=int(round(confidence * 100)))
+    from metaconf.tasks.task import get_task
+
+    return get_task("single", template).format_target(answer, confidence, q)
 
 
 def format_pairwise_target(
     choice: int, answer1: str, answer2: str, q1: Question, q2: Question, template: Template | str = "pairwise"
 ) -> str:
     """The assistant text of a pairwise example: the choice first, then both answers."""
-    if choice not in (1, 2):
-        raise DataError(f"pair {q1.id} / {q2.id}: choice must be 1 or 2, got {choice!r}")
-    t = template if isinstance(template, Template) else load_template(template)
-    return t.output.format(
-        choice=choice,
-        answer1=_check_answer(answer1, f"question {q1.id}"),
-        answer2=_check_answer(answer2, f"question {q2.id}"),
-    )
+    from metaconf.tasks.task import get_task
+
+    return get_task("pairwise", template).format_target(choice, answer1, answer2, q1, q2)

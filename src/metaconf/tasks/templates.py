@@ -111,18 +111,7 @@ class Template(BaseModel):
 
     def record(self) -> dict[str, Any]:
         """Name, version and full text: what `templates.json` stores so a run says exactly what it asked."""
-        return {
-            "name": self.name,
-            "version": self.version,
-            "description": self.description,
-            "system": self.system,
-            "user": self.user,
-            "question": self.question or None,
-            "output": self.output,
-            "max_new_tokens": self.max_new_tokens,
-            "guided_max_new_tokens": self.guided_max_new_tokens,
-            "stop": list(self.stop),
-        }
+        return {**self.model_dump(mode="json"), "question": self.question or None}
 
 
 def parse_template(raw: Any, where: str) -> Template:
