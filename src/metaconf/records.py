@@ -188,16 +188,20 @@ class MetricRow(Record):
 
 
 class Comparison(Record):
-    """metric(condition) - metric(reference) on the items both evaluated (a comparison with base or a contrast)."""
+    """metric(condition) - metric(reference) on the items both evaluated, paired. The reference is another
+    condition (`reference`, its value under `base`: the comparisons with base and the contrasts) or a baseline
+    method (`method`, its value under `method_value`: `baselines.comparisons`, single task only)."""
 
+    method: str | None = None
     condition: str
     reference: str | None = None
-    task: str
+    task: str | None = None
     dataset: str
     metric: str
     pooled: bool | None = None
     n: int
-    base: float | None = None  # the reference's value
+    base: float | None = None
+    method_value: float | None = None
     value: float | None = None
     diff: float | None = None
     diff_ci: list[float | None] | None = None
@@ -213,21 +217,6 @@ class MethodRow(Record):
     in_domain: bool | None = None
     n: int
     n_scored: int
-
-
-class MethodComparison(Record):
-    """metric(condition) - metric(method) on the questions both scored."""
-
-    method: str
-    condition: str
-    dataset: str
-    metric: str
-    n: int
-    method_value: float | None = None
-    value: float | None = None
-    diff: float | None = None
-    diff_ci: list[float | None] | None = None
-    p_value: float | None = None
 
 
 class TeacherGap(Record):
@@ -248,7 +237,7 @@ class BaselinesSection(Record):
     methods: list[str]
     teacher: str
     rows: list[MethodRow]
-    comparisons: list[MethodComparison]
+    comparisons: list[Comparison]
     teacher_gap: list[TeacherGap]
 
 

@@ -25,8 +25,8 @@ from metaconf.metrics.registry import method_metrics, task_functions
 from metaconf.metrics.summary import Resampling, _clean, paired_fields, row_metrics
 from metaconf.records import (
     BaselinePrediction,
+    Comparison,
     MetacognitionRow,
-    MethodComparison,
     MethodRow,
     Prediction,
     TeacherGap,
@@ -102,7 +102,7 @@ def _method_comparisons(
 ) -> list[dict[str, Any]]:
     """metric(condition) - metric(method) for each trained condition evaluated on `dataset`, paired."""
     return [
-        MethodComparison(
+        Comparison(
             method=method,
             condition=condition,
             dataset=dataset,

@@ -27,11 +27,6 @@ class SingleItem(NamedTuple):
     parsed: float
     has_confidence: float
 
-    @property
-    def scored(self) -> float:
-        """1 when the item enters calibration and discrimination (its confidence was read)."""
-        return self.has_confidence
-
 
 class PairItem(NamedTuple):
     """A pair of the pairwise task. `parsed` (choice and both answers read) feeds the parse rate; the pairwise
@@ -47,11 +42,6 @@ class PairItem(NamedTuple):
     has_p_first: float
     parsed: float
     has_choice: float
-
-    @property
-    def scored(self) -> float:
-        """1 when the pair enters the pairwise metrics (its choice was read)."""
-        return self.has_choice
 
 
 def _where(key: Key) -> str:
@@ -102,6 +92,8 @@ def pairwise_items(rows: Iterable[Mapping[str, Any] | PairPrediction], key: Key)
 
 
 ITEMS = {"single": single_items, "pairwise": pairwise_items}
+# the column that says an item enters its task's metrics (single: its confidence was read; pairwise: its choice)
+SCORED = {"single": "has_confidence", "pairwise": "has_choice"}
 
 
 def columns(items: Iterable[NamedTuple]) -> dict[str, np.ndarray]:

@@ -15,7 +15,7 @@ from metaconf.conditions import BASE, TRAINED_CONDITIONS
 from metaconf.errors import DataError
 from metaconf.io import write_json
 from metaconf.metrics.bootstrap import bootstrap_ci, paired_bootstrap
-from metaconf.metrics.items import ITEMS, Key, columns, pairwise_items, single_items
+from metaconf.metrics.items import ITEMS, SCORED, Key, columns, pairwise_items, single_items
 from metaconf.metrics.registry import contrast_names, task_functions
 from metaconf.records import Comparison, MetricRow, Prediction
 
@@ -113,7 +113,7 @@ class Group:
             **pooled,
             n=len(self.items),
             n_parsed=int(sum(item.parsed for item in items)),
-            n_scored=int(sum(item.scored for item in items)),
+            n_scored=int(sum(getattr(item, SCORED[self.task]) for item in items)),
             **row_metrics(self.items, task_functions(self.task), boot),
         ).to_row()
 
