@@ -48,6 +48,9 @@ def test_written_predictions_read_back_typed_and_byte_identical(tmp_path):
     write_jsonl(tmp_path / "predictions" / "base__pairwise__t.jsonl", pairs)
 
     found = read_run_predictions(tmp_path)
+    info = {"t": {"domain": "general", "in_domain": True}}  # the metrics take typed rows as they take dicts
+    as_dicts = {("base", "single", "t"): single, ("base", "pairwise", "t"): pairs}
+    assert summarize(found, info, n_boot=20) == summarize(dict(reversed(as_dicts.items())), info, n_boot=20)
     assert list(found) == [("base", "pairwise", "t"), ("base", "single", "t")]
     read_single, read_pairs = found[("base", "single", "t")], found[("base", "pairwise", "t")]
     assert all(isinstance(r, SinglePrediction) for r in read_single)

@@ -91,7 +91,7 @@ def pairwise_items(rows: Iterable[Mapping[str, Any] | PairPrediction], key: Key)
     return {row.key: pair_item(row) for row in validate_rows(PairPrediction, rows, _where(key))}
 
 
-ITEMS = {"single": single_items, "pairwise": pairwise_items}
+ITEM = {"single": single_item, "pairwise": pair_item}  # task -> the item of one validated prediction row
 # the column that says an item enters its task's metrics (single: its confidence was read; pairwise: its choice)
 SCORED = {"single": "has_confidence", "pairwise": "has_choice"}
 

@@ -15,9 +15,9 @@ from metaconf.conditions import BASE, TRAINED_CONDITIONS
 from metaconf.errors import DataError
 from metaconf.io import write_json
 from metaconf.metrics.bootstrap import bootstrap_ci, paired_bootstrap
-from metaconf.metrics.items import ITEMS, SCORED, Key, columns, pairwise_items, single_items
+from metaconf.metrics.items import ITEM, SCORED, Key, columns, pairwise_items, single_items
 from metaconf.metrics.registry import contrast_names, task_functions
-from metaconf.records import Comparison, MetricRow, Prediction
+from metaconf.records import PREDICTION_MODELS, Comparison, MetricRow, Prediction, validate_rows
 
 POOLED_NAMES = {True: "pooled in-domain", False: "pooled new-domain"}
 # multitask vs each single-task condition: does mixing both tasks beat training on one? (report: "multitask vs
@@ -125,20 +125,17 @@ def _groups(
     """One group per prediction file, its rows validated into items."""
     groups = []
     for key, rows in predictions.items():
-        condition, task, dataset = key
-        if task not in ITEMS:
-            raise DataError(f"predictions {'__'.join(key)}: unknown task {task!r} (expected single or pairwise)")
+        (condition, task, dataset), where = key, f"predictions {'__'.join(key)}"
+        if task not in PREDICTION_MODELS:
+            raise DataError(f"{where}: unknown task {task!r} (expected single or pairwise)")
         if dataset not in datasets_info:
-            raise DataError(f"predictions {'__'.join(key)}: dataset {dataset!r} missing from the datasets info")
-        rows = list(rows)
+            raise DataError(f"{where}: dataset {dataset!r} missing from the datasets info")
+        records = validate_rows(PREDICTION_MODELS[task], rows, where)
         info = datasets_info[dataset]
-        domain = info.get("domain") or next((_get(r, "domain") for r in rows), None)
-        groups.append(Group(condition, task, dataset, domain, bool(info.get("in_domain")), ITEMS[task](rows, key)))
+        domain = info.get("domain") or next((r.domain for r in records), None)
+        items = {r.key: ITEM[task](r) for r in records}
+        groups.append(Group(condition, task, dataset, domain, bool(info.get("in_domain")), items))
     return groups
-
-
-def _get(row: Mapping[str, Any] | Prediction, name: str) -> Any:
-    return row.get(name) if isinstance(row, Mapping) else getattr(row, name, None)
 
 
 def _pooled(groups: list[Group]) -> list[Group]:
