@@ -216,7 +216,7 @@ class MethodRow(Record):
     domain: str | None = None
     in_domain: bool | None = None
     n: int
-    n_scored: int
+    n_scored: int | None = None
 
 
 class TeacherGap(Record):
@@ -234,11 +234,14 @@ class TeacherGap(Record):
 
 
 class BaselinesSection(Record):
-    methods: list[str]
-    teacher: str
+    """metrics.json `baselines` (docs/baselines.md): the methods' rows, their comparisons with the conditions and
+    the teacher gap."""
+
+    methods: list[str] = Field(default_factory=list)
+    teacher: str | None = None
     rows: list[MethodRow]
-    comparisons: list[Comparison]
-    teacher_gap: list[TeacherGap]
+    comparisons: list[Comparison] = Field(default_factory=list)
+    teacher_gap: list[TeacherGap] = Field(default_factory=list)
 
 
 class MetacognitionRow(Record):
@@ -249,9 +252,12 @@ class MetacognitionRow(Record):
 
 
 class MetacognitionSection(Record):
-    rating_edges: list[float]
-    model: str
-    n_boot: int
+    """metrics.json `metacognition`: how the ratings were binned and modelled, and one row per (condition,
+    dataset)."""
+
+    rating_edges: list[float] = Field(default_factory=list)
+    model: str | None = None
+    n_boot: int | None = None
     rows: list[MetacognitionRow]
 
 
