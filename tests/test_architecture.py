@@ -12,7 +12,7 @@ from pathlib import Path
 
 SRC = Path(__file__).parents[1] / "src" / "metaconf"
 DRIVERS = {"cli.py", "ask_cli.py", "reference.py", "__main__.py"}
-SHARED = {"errors", "io", "configfile", "conditions", "precision", "flags", "retry"}
+SHARED = {"errors", "io", "configfile", "conditions", "precision", "flags", "retry", "records"}
 
 # unit -> the units it may import (besides itself); shared modules only import each other as listed
 ALLOWED: dict[str, set[str]] = {
@@ -23,6 +23,7 @@ ALLOWED: dict[str, set[str]] = {
     "configfile": {"errors"},
     "precision": {"errors"},
     "flags": {"errors", "configfile"},
+    "records": {"errors", "io"},
     "data": SHARED,
     "engines": SHARED,
     "grading": SHARED | {"data", "engines", "tasks"},

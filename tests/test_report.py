@@ -400,6 +400,16 @@ def test_missing_or_broken_inputs_are_one_line_errors(tmp_path, run_dir):
     bad.write_text(bad.read_text() + "{not json\n")
     with pytest.raises(DataError, match=r"base__single__mmlu.jsonl:17: invalid JSON"):
         write_report(copy)
+    lines = bad.read_text().splitlines()[:16]  # a row that parses but holds a wrong value: file, line and field
+    lines[4] = lines[4].replace('"correct": false', '"correct": "no"').replace('"correct": true', '"correct": "yes"')
+    bad.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"base__single__mmlu.jsonl:5: field 'correct': expected true/false, got '"):
+        write_report(copy)
+    metrics = json.loads((copy / "metrics.json").read_text())
+    metrics["comparisons"][2]["n"] = "many"
+    (copy / "metrics.json").write_text(json.dumps(metrics))
+    with pytest.raises(DataError, match=r"metrics.json: field 'comparisons.2.n': Input should be a valid integer"):
+        write_report(copy)
 
 
 def test_cli_regenerates_the_report(tmp_path, capsys):

@@ -18,20 +18,42 @@ from typing import Any
 import numpy as np
 
 from metaconf.baselines.stage import TEACHER
-from metaconf.metrics.bootstrap import paired_bootstrap, resample_indices
+from metaconf.metrics.bootstrap import resample_indices
+from metaconf.metrics.items import SingleItem, columns, method_items, single_items
 from metaconf.metrics.metad import RATING_EDGES, metacognition
 from metaconf.metrics.registry import method_metrics, task_functions
-from metaconf.metrics.summary import _clean, _row_metrics, paired_fields, single_items
+from metaconf.metrics.summary import Resampling, _clean, paired_fields, row_metrics
+from metaconf.records import (
+    BaselinePrediction,
+    Comparison,
+    MetacognitionRow,
+    MethodRow,
+    Prediction,
+    TeacherGap,
+)
 
 COMPARED = method_metrics(compared=True)
 METHOD_METRICS = method_metrics()
 SINGLE_FNS = task_functions("single")
 METAD_BOOT = 200  # meta-d′ refits the MLE per resample: fewer resamples than the vectorised metrics
+Items = dict[Any, SingleItem]
 
 
-def _teacher_gap(
-    teacher: dict[Any, tuple], cond: dict[Any, tuple], n_boot: int, seed: int, alpha: float
-) -> dict[str, Any]:
+def _recovered_ci(t_cols: dict[str, np.ndarray], c_cols: dict[str, np.ndarray], boot: Resampling) -> list[float] | None:
+    """Percentile interval of (AUROC_condition - 0.5) / (AUROC_teacher - 0.5) over the resamples where the teacher
+    is above chance (None with fewer than 10 such resamples)."""
+    auroc = SINGLE_FNS["auroc"]
+    _, counts = resample_indices(len(next(iter(t_cols.values()))), boot.n_boot, boot.seed)
+    tb = np.asarray(auroc(**t_cols, weights=counts), dtype=float)
+    cb = np.asarray(auroc(**c_cols, weights=counts), dtype=float)
+    ok = np.isfinite(tb) & np.isfinite(cb) & (tb > 0.5)
+    if ok.sum() < 10:
+        return None
+    ratio = (cb[ok] - 0.5) / (tb[ok] - 0.5)
+    return [float(v) for v in np.quantile(ratio, [boot.alpha / 2, 1 - boot.alpha / 2])]
+
+
+def _teacher_gap(teacher: Items, cond: Items, boot: Resampling) -> dict[str, Any]:
     common = sorted(set(teacher) & set(cond), key=str)
     out: dict[str, Any] = {
         "n": len(common),
@@ -44,32 +66,69 @@ def _teacher_gap(
     if not common:
         out["undefined"] = "no questions in common"
         return out
-    t_cols = [np.asarray(c, dtype=float) for c in zip(*(teacher[k] for k in common))]
-    c_cols = [np.asarray(c, dtype=float) for c in zip(*(cond[k] for k in common))]
-    auroc = SINGLE_FNS["auroc"]
-    t, c = _clean(auroc(*t_cols)), _clean(auroc(*c_cols))
+    t_cols, c_cols = columns(teacher[k] for k in common), columns(cond[k] for k in common)
+    t, c = _clean(SINGLE_FNS["auroc"](**t_cols)), _clean(SINGLE_FNS["auroc"](**c_cols))
     out["teacher_auroc"], out["condition_auroc"] = t, c
     if t is None or c is None:
         out["undefined"] = "an AUROC is undefined (one grade only)"
-        return out
-    if t <= 0.5:
+    elif t <= 0.5:
         out["undefined"] = "the teacher's AUROC is not above chance"
-        return out
-    out["recovered"] = (c - 0.5) / (t - 0.5)
-    if n_boot >= 1:
-        _, counts = resample_indices(len(common), n_boot, seed)
-        tb = np.asarray(auroc(*t_cols, weights=counts), dtype=float)
-        cb = np.asarray(auroc(*c_cols, weights=counts), dtype=float)
-        ok = np.isfinite(tb) & np.isfinite(cb) & (tb > 0.5)
-        if ok.sum() >= 10:
-            ratio = (cb[ok] - 0.5) / (tb[ok] - 0.5)
-            out["recovered_ci"] = [float(v) for v in np.quantile(ratio, [alpha / 2, 1 - alpha / 2])]
+    else:
+        out["recovered"] = (c - 0.5) / (t - 0.5)
+        out["recovered_ci"] = _recovered_ci(t_cols, c_cols, boot) if boot.n_boot >= 1 else None
     return out
 
 
+def _method_row(method: str, dataset: str, items: Items, info: Mapping[str, Any], boot: Resampling) -> dict[str, Any]:
+    fns = {name: SINGLE_FNS[name] for name in METHOD_METRICS}
+    return MethodRow(
+        method=method,
+        dataset=dataset,
+        domain=info.get("domain"),
+        in_domain=bool(info.get("in_domain")),
+        n=len(items),
+        n_scored=int(sum(item.has_confidence for item in items.values())),
+        **row_metrics(items, fns, boot),
+    ).to_row()
+
+
+def _method_comparisons(
+    method: str,
+    dataset: str,
+    items: Items,
+    cond_items: Mapping[tuple[str, str], Items],
+    trained: Sequence[str],
+    boot: Resampling,
+) -> list[dict[str, Any]]:
+    """metric(condition) - metric(method) for each trained condition evaluated on `dataset`, paired."""
+    return [
+        Comparison(
+            method=method,
+            condition=condition,
+            dataset=dataset,
+            metric=metric,
+            **paired_fields(boot.paired(items, cond_items[(condition, dataset)], SINGLE_FNS[metric]), "method_value"),
+        ).to_row()
+        for condition in trained
+        if (condition, dataset) in cond_items
+        for metric in COMPARED
+    ]
+
+
+def _metacognition_row(condition: str, dataset: str, items: Items, boot: Resampling) -> dict[str, Any]:
+    scored = [item for item in items.values() if item.has_confidence]
+    conf, correct = [item.confidence for item in scored], [item.correct for item in scored]
+    n_boot = min(boot.n_boot, METAD_BOOT)
+    return MetacognitionRow(
+        condition=condition,
+        dataset=dataset,
+        **metacognition(conf, correct, n_boot=n_boot, seed=boot.seed, alpha=boot.alpha),
+    ).to_row()
+
+
 def baseline_metrics(
-    predictions: Mapping[tuple[str, str, str], list[Mapping[str, Any]]],
-    baselines: Mapping[tuple[str, str], list[Mapping[str, Any]]],
+    predictions: Mapping[tuple[str, str, str], Sequence[Mapping[str, Any] | Prediction]],
+    baselines: Mapping[tuple[str, str], Sequence[Mapping[str, Any] | BaselinePrediction]],
     datasets_info: Mapping[str, Mapping[str, Any]],
     trained: Sequence[str],
     n_boot: int = 1000,
@@ -77,66 +136,24 @@ def baseline_metrics(
     alpha: float = 0.05,
 ) -> dict[str, Any]:
     """{"baselines": {...}, "metacognition": {...}} for metrics.json (see the module docstring)."""
-    fns = {name: SINGLE_FNS[name] for name in METHOD_METRICS}
-    method_items = {key: single_items(list(rows), ("baseline", *key)) for key, rows in baselines.items()}
-    cond_items = {
-        (c, d): single_items(list(rows), (c, t, d)) for (c, t, d), rows in predictions.items() if t == "single"
-    }
-    rows, comparisons, gaps = [], [], []
-    for (method, dataset), items in method_items.items():
-        info = datasets_info.get(dataset, {})
-        rows.append(
-            {
-                "method": method,
-                "dataset": dataset,
-                "domain": info.get("domain"),
-                "in_domain": bool(info.get("in_domain")),
-                "n": len(items),
-                "n_scored": int(sum(item[3] for item in items.values())),
-                **_row_metrics(items, fns, n_boot, seed, alpha),
-            }
-        )
-        for condition in trained:
-            if (condition, dataset) not in cond_items:
-                continue
-            for metric in COMPARED:
-                result = paired_bootstrap(
-                    items, cond_items[(condition, dataset)], SINGLE_FNS[metric], n_boot=n_boot, seed=seed, alpha=alpha
-                )
-                comparisons.append(
-                    {
-                        "method": method,
-                        "condition": condition,
-                        "dataset": dataset,
-                        "metric": metric,
-                        **paired_fields(result, reference="method_value"),
-                    }
-                )
-    for condition in trained:
-        for dataset in datasets_info:
-            teacher = method_items.get((TEACHER, dataset))
-            if teacher is None or (condition, dataset) not in cond_items:
-                continue
-            gaps.append(
-                {
-                    "condition": condition,
-                    "dataset": dataset,
-                    "teacher": TEACHER,
-                    **_teacher_gap(teacher, cond_items[(condition, dataset)], n_boot, seed, alpha),
-                }
-            )
-    meta_rows = []
-    for (condition, dataset), items in cond_items.items():
-        scored = [item for item in items.values() if item[3]]
-        conf = [item[0] for item in scored]
-        correct = [item[1] for item in scored]
-        meta_rows.append(
-            {
-                "condition": condition,
-                "dataset": dataset,
-                **metacognition(conf, correct, n_boot=min(n_boot, METAD_BOOT), seed=seed, alpha=alpha),
-            }
-        )
+    boot = Resampling(n_boot, seed, alpha)
+    by_method = {key: method_items(rows, ("baseline", *key)) for key, rows in baselines.items()}
+    by_condition = {(c, d): single_items(rows, (c, t, d)) for (c, t, d), rows in predictions.items() if t == "single"}
+    rows, comparisons = [], []
+    for (method, dataset), items in by_method.items():
+        rows.append(_method_row(method, dataset, items, datasets_info.get(dataset, {}), boot))
+        comparisons += _method_comparisons(method, dataset, items, by_condition, trained, boot)
+    gaps = [
+        TeacherGap(
+            condition=condition,
+            dataset=dataset,
+            teacher=TEACHER,
+            **_teacher_gap(by_method[(TEACHER, dataset)], by_condition[(condition, dataset)], boot),
+        ).to_row()
+        for condition in trained
+        for dataset in datasets_info
+        if (TEACHER, dataset) in by_method and (condition, dataset) in by_condition
+    ]
     return {
         "baselines": {
             "methods": list(dict.fromkeys(m for m, _ in baselines)),
@@ -150,6 +167,6 @@ def baseline_metrics(
             "model": "symmetric type-1 SDT (c = 0, d′ = 2·Φ⁻¹(accuracy)); meta-d′ by maximum likelihood "
             "(Maniscalco & Lau 2012), cells padded by 1/(2K)",
             "n_boot": min(n_boot, METAD_BOOT),
-            "rows": meta_rows,
+            "rows": [_metacognition_row(c, d, items, boot) for (c, d), items in by_condition.items()],
         },
     }

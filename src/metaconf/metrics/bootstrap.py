@@ -42,6 +42,14 @@ def _call(fn: Callable[..., Any], cols: list[np.ndarray], names: list[str] | Non
     return fn(**dict(zip(names, cols)), **extra) if names is not None else fn(*cols, **extra)
 
 
+def _item_columns(
+    items: Mapping[Hashable, Sequence[Any]], ids: list[Hashable]
+) -> tuple[list[np.ndarray], list[str] | None]:
+    """The columns of `items` at `ids`, and their names when the items are named tuples."""
+    chosen = [items[k] for k in ids]
+    return [np.asarray(col) for col in zip(*chosen)], list(getattr(chosen[0], "_fields", ())) or None
+
+
 @functools.lru_cache(maxsize=32)
 def resample_indices(n: int, n_boot: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(n_boot, n) item indices drawn with replacement and each item's count per resample (read-only, cached);
@@ -103,8 +111,9 @@ def paired_bootstrap(
 ) -> dict[str, Any]:
     """The change metric(cond) - metric(base) on the same items, with a percentile interval and p-value.
 
-    `base_items` / `cond_items` map an item id to the tuple of metric_fn's positional arguments for that item;
-    only ids present in both count, and each resample draws the same ids for both. The two-sided p-value is
+    `base_items` / `cond_items` map an item id to metric_fn's arguments for that item: a named tuple (passed by
+    name, e.g. metaconf.metrics.items.SingleItem) or a plain tuple (passed positionally); only ids present in both
+    count, and each resample draws the same ids for both. The two-sided p-value is
     2 * min(P*(diff <= 0), P*(diff >= 0)) with the +1 correction, capped at 1: a small value says the interval
     excludes zero, i.e. evidence of a change. Returns {"n", "base", "value", "diff", "ci", "p_value"}.
     """
@@ -112,9 +121,8 @@ def paired_bootstrap(
     result: dict[str, Any] = {"n": len(common), "base": None, "value": None, "diff": None, "ci": None, "p_value": None}
     if not common:
         return result
-    base_cols = [np.asarray(col) for col in zip(*(base_items[k] for k in common))]
-    cond_cols = [np.asarray(col) for col in zip(*(cond_items[k] for k in common))]
-    base, value = metric_fn(*base_cols), metric_fn(*cond_cols)
+    (base_cols, names), (cond_cols, _) = _item_columns(base_items, common), _item_columns(cond_items, common)
+    base, value = _call(metric_fn, base_cols, names), _call(metric_fn, cond_cols, names)
     result["base"] = None if base is None else float(base)
     result["value"] = None if value is None else float(value)
     if base is None or value is None:
@@ -123,7 +131,7 @@ def paired_bootstrap(
     if n_boot < 1:
         return result
     draws = resample_indices(len(common), n_boot, seed)
-    diffs = _replicates(metric_fn, cond_cols, None, draws) - _replicates(metric_fn, base_cols, None, draws)
+    diffs = _replicates(metric_fn, cond_cols, names, draws) - _replicates(metric_fn, base_cols, names, draws)
     diffs = diffs[np.isfinite(diffs)]
     result["ci"] = _interval(diffs, alpha)
     if diffs.size:

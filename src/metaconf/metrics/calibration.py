@@ -12,15 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from metaconf.metrics._weights import (
-    as_binary,
-    as_values,
-    as_weights,
-    finish,
-    group_sums,
-    ratio,
-    same_length,
-)
+from metaconf.metrics._weights import as_binary, as_values, as_weights, finish, group_sums, ratio, same_length
 
 
 def _inputs(confidence: Any, correct: Any, weights: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:

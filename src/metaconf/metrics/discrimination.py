@@ -11,15 +11,7 @@ from typing import Any
 import numpy as np
 
 from metaconf.errors import DataError
-from metaconf.metrics._weights import (
-    as_binary,
-    as_values,
-    as_weights,
-    finish,
-    group_sums,
-    ratio,
-    same_length,
-)
+from metaconf.metrics._weights import as_binary, as_values, as_weights, finish, group_sums, ratio, same_length
 
 
 def accuracy(correct: Any, *, weights: Any = None) -> Any:

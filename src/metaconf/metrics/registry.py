@@ -1,9 +1,10 @@
 """Every metric of metrics.json, named once: its function over the item columns, its label, which way is better,
 its task, and where the report shows it. The summary, the findings, the tables and the plots all read this list.
 
-Item columns (built by metaconf.metrics.summary): single task (confidence, correct, parsed, has_confidence);
-pairwise task (choice, correct1, correct2, consistency1, consistency2, has_consistency, p_first, has_p_first,
-parsed, has_choice). Each function takes those columns and optional bootstrap `weights` (see _weights.py).
+Item columns (named; metaconf.metrics.items): single task `SingleItem` (confidence, correct, parsed,
+has_confidence); pairwise task `PairItem` (choice, correct1, correct2, consistency1, consistency2, has_consistency,
+p_first, has_p_first, parsed, has_choice). Each function takes the columns it needs by name (the others land in
+`**_`) and optional bootstrap `weights` (see _weights.py).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class Metric:
 
     name: str  # the metrics.json key
     task: str  # "single" or "pairwise"
-    fn: Callable[..., Any]  # item columns (+ weights=) -> value, or one value per weight row
+    fn: Callable[..., Any]  # item columns by name (+ weights=) -> value, or one value per weight row
     label: str  # in tables and plots
     better: str | None = None  # "lower", "higher", or None (neither: accuracy, parse rate, overconfidence)
     chance: float | None = None  # the value of a confidence that carries no signal (a dashed line in plots)
@@ -45,120 +46,91 @@ def _mask(mask: Any, weights: Any) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------ single-task columns
+# Each function takes the item columns by name (metaconf.metrics.items: SingleItem, PairItem) and ignores the rest.
 def _single(metric: Callable[..., Any]) -> Callable[..., Any]:
     """A calibration or discrimination metric over the items whose confidence was read."""
 
-    def fn(conf: Any, correct: Any, parsed: Any, has_conf: Any, weights: Any = None) -> Any:
-        return metric(conf, correct, weights=_mask(has_conf, weights))
+    def fn(*, confidence: Any, correct: Any, has_confidence: Any, weights: Any = None, **_: Any) -> Any:
+        return metric(confidence, correct, weights=_mask(has_confidence, weights))
 
     return fn
 
 
-def _single_accuracy(conf: Any, correct: Any, parsed: Any, has_conf: Any, weights: Any = None) -> Any:
+def _single_accuracy(*, correct: Any, weights: Any = None, **_: Any) -> Any:
     return accuracy(correct, weights=weights)
 
 
-def _single_parse_rate(conf: Any, correct: Any, parsed: Any, has_conf: Any, weights: Any = None) -> Any:
+def _parse_rate(*, parsed: Any, weights: Any = None, **_: Any) -> Any:
     return parse_rate(parsed, weights=weights)
 
 
-def _smooth(conf: Any, correct: Any, parsed: Any, has_conf: Any, weights: Any = None) -> Any:
+def _smooth(*, confidence: Any, correct: Any, has_confidence: Any, weights: Any = None, **_: Any) -> Any:
     """Smooth ECE with the bandwidth chosen once on the full sample, then held fixed across resamples."""
-    keep = np.asarray(has_conf, dtype=float) > 0
+    keep = np.asarray(has_confidence, dtype=float) > 0
+    conf, correct = np.asarray(confidence), np.asarray(correct)
     if not keep.any():
-        return (
-            smooth_ece(np.asarray(conf)[keep], np.asarray(correct)[keep])
-            if weights is None
-            else np.full(np.shape(weights)[0], np.nan)
-        )
-    sigma = smooth_bandwidth(np.asarray(conf)[keep], np.asarray(correct)[keep])
-    return smooth_ece(conf, correct, sigma, weights=_mask(has_conf, weights))
+        return smooth_ece(conf[keep], correct[keep]) if weights is None else np.full(np.shape(weights)[0], np.nan)
+    sigma = smooth_bandwidth(conf[keep], correct[keep])
+    return smooth_ece(confidence, correct, sigma, weights=_mask(has_confidence, weights))
 
 
 # ---------------------------------------------------------------------------------------- pairwise-task columns
-def _pair_accuracy(choice, y1, y2, c1, c2, has_c, p, has_p, parsed, has_choice, weights=None):  # noqa: ANN001, ANN202
-    a1, a2 = accuracy(y1, weights=weights), accuracy(y2, weights=weights)
+def _pair_accuracy(*, correct1: Any, correct2: Any, weights: Any = None, **_: Any) -> Any:
+    a1, a2 = accuracy(correct1, weights=weights), accuracy(correct2, weights=weights)
     return None if a1 is None else (a1 + a2) / 2
 
 
-def _pair_parse_rate(choice, y1, y2, c1, c2, has_c, p, has_p, parsed, has_choice, weights=None):  # noqa: ANN001, ANN202
-    return parse_rate(parsed, weights=weights)
+def _auc_c(
+    *,
+    choice: Any,
+    consistency1: Any,
+    consistency2: Any,
+    has_consistency: Any,
+    has_choice: Any,
+    weights: Any = None,
+    **_: Any,
+) -> Any:
+    mask = _mask(np.asarray(has_choice) * has_consistency, weights)
+    return auc_c(choice, consistency1, consistency2, weights=mask)
 
 
-def _auc_c(choice, y1, y2, c1, c2, has_c, p, has_p, parsed, has_choice, weights=None):  # noqa: ANN001, ANN202
-    return auc_c(choice, c1, c2, weights=_mask(np.asarray(has_choice) * has_c, weights))
+def _auc_a(*, choice: Any, correct1: Any, correct2: Any, has_choice: Any, weights: Any = None, **_: Any) -> Any:
+    return auc_a(choice, correct1, correct2, weights=_mask(has_choice, weights))
 
 
-def _auc_a(choice, y1, y2, c1, c2, has_c, p, has_p, parsed, has_choice, weights=None):  # noqa: ANN001, ANN202
-    return auc_a(choice, y1, y2, weights=_mask(has_choice, weights))
+def _pairwise_auc(
+    *, correct1: Any, correct2: Any, p_first: Any, has_p_first: Any, weights: Any = None, **_: Any
+) -> Any:
+    informative = np.asarray(has_p_first) * (np.asarray(correct1) != np.asarray(correct2))
+    return pairwise_auc(p_first, correct1, weights=_mask(informative, weights))
 
 
-def _pairwise_auc(choice, y1, y2, c1, c2, has_c, p, has_p, parsed, has_choice, weights=None):  # noqa: ANN001, ANN202
-    return pairwise_auc(p, y1, weights=_mask(np.asarray(has_p) * (np.asarray(y1) != np.asarray(y2)), weights))
+def _headline(name: str, task: str, fn: Callable[..., Any], label: str, better: str, **more: Any) -> Metric:
+    """A headline metric with a direction: in the changes table, the headline figure, the transfer matrix and
+    the multitask contrasts."""
+    return Metric(name, task, fn, label, better, headline=True, contrast=True, **more)
+
+
+def _compared(name: str, metric: Callable[..., Any], label: str, better: str, **more: Any) -> Metric:
+    """A single-task headline metric also computed for every baseline method and compared with the conditions."""
+    return _headline(name, "single", _single(metric), label, better, method=True, method_compared=True, **more)
 
 
 # ------------------------------------------------------------------------------------------------- the list
 # order = the order of the keys in a metrics.json row
 METRICS: tuple[Metric, ...] = (
     Metric("accuracy", "single", _single_accuracy, "accuracy", column=0, headline=True, contrast=True, method=True),
-    Metric("parse_rate", "single", _single_parse_rate, "parse rate", method=True),
-    Metric(
-        "ece",
-        "single",
-        _single(ece),
-        "ECE",
-        "lower",
-        column=1,
-        headline=True,
-        contrast=True,
-        method=True,
-        method_compared=True,
-        note="lower is better",
-    ),
+    Metric("parse_rate", "single", _parse_rate, "parse rate", method=True),
+    _compared("ece", ece, "ECE", "lower", column=1, note="lower is better"),
     Metric("adaptive_ece", "single", _single(adaptive_ece), "adaptive ECE", "lower", column=5),
     Metric("smooth_ece", "single", _smooth, "smooth ECE", "lower", column=4),
     Metric("brier", "single", _single(brier), "Brier score", "lower", column=3, contrast=True, method=True),
     Metric("overconfidence", "single", _single(overconfidence), "overconfidence", column=6),
-    Metric(
-        "auroc",
-        "single",
-        _single(auroc),
-        "AUROC",
-        "higher",
-        0.5,
-        column=2,
-        headline=True,
-        contrast=True,
-        method=True,
-        method_compared=True,
-        note="0.5 = chance",
-    ),
+    _compared("auroc", auroc, "AUROC", "higher", chance=0.5, column=2, note="0.5 = chance"),
     Metric("accuracy", "pairwise", _pair_accuracy, "accuracy", column=0, headline=True, contrast=True),
-    Metric("parse_rate", "pairwise", _pair_parse_rate, "parse rate"),
-    Metric(
-        "auc_c",
-        "pairwise",
-        _auc_c,
-        "AUC_c",
-        "higher",
-        0.5,
-        column=1,
-        headline=True,
-        contrast=True,
-        note="agreement with consistency",
-    ),
-    Metric(
-        "auc_a",
-        "pairwise",
-        _auc_a,
-        "AUC_a",
-        "higher",
-        0.5,
-        column=2,
-        headline=True,
-        contrast=True,
-        note="agreement with correctness",
-    ),
+    Metric("parse_rate", "pairwise", _parse_rate, "parse rate"),
+    _headline("auc_c", "pairwise", _auc_c, "AUC_c", "higher", chance=0.5, column=1, note="agreement with consistency"),
+    _headline("auc_a", "pairwise", _auc_a, "AUC_a", "higher", chance=0.5, column=2, note="agreement with correctness"),
     Metric("pairwise_auc", "pairwise", _pairwise_auc, "pairwise AUC", "higher", 0.5, column=3),
 )
 _BY_NAME = {m.name: m for m in METRICS}  # label, direction and chance agree across the tasks a name is in

@@ -157,7 +157,7 @@ def _plot(metrics: dict[str, Any], plots_dir: Path) -> tuple[Path, Path] | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from metaconf.report.plots import EXTRA_COLORS, STYLE, _save, condition_colors
+    from metaconf.report.plots import EXTRA_COLORS, STYLE, _save, condition_colors, interval_bars
 
     datasets = list(dict.fromkeys(r["dataset"] for _, r in entries))
     labels = list(dict.fromkeys(label for label, _ in entries))
@@ -172,26 +172,11 @@ def _plot(metrics: dict[str, Any], plots_dir: Path) -> tuple[Path, Path] | None:
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(datasets) + 3.0), 3.4))
         for k, label in enumerate(labels):
-            xs, ys, err = [], [], [[], []]
-            for j, dataset in enumerate(datasets):
-                row = next((r for lab, r in entries if lab == label and r["dataset"] == dataset), None)
-                if row is None:
-                    continue
-                ci = row.get("auroc_ci") or [row["auroc"], row["auroc"]]
-                xs.append(j + (k - (len(labels) - 1) / 2) * width)
-                ys.append(row["auroc"])
-                err[0].append(max(row["auroc"] - ci[0], 0))
-                err[1].append(max(ci[1] - row["auroc"], 0))
-            ax.bar(
-                xs,
-                ys,
-                width * 0.95,
-                yerr=err,
-                capsize=1.5,
-                color=colors[label],
-                label=label,
-                hatch="//" if label.startswith("condition") else None,
-                error_kw={"lw": 0.7},
+            found = [next((r for lab, r in entries if lab == label and r["dataset"] == d), None) for d in datasets]
+            shift, style = (k - (len(labels) - 1) / 2) * width, {"color": colors[label], "label": label}
+            hatch = "//" if label.startswith("condition") else None
+            interval_bars(
+                ax, found, "auroc", shift, width * 0.95, capsize=1.5, hatch=hatch, error_kw={"lw": 0.7}, **style
             )
         ax.axhline(0.5, color="#999999", lw=0.8, ls="--")
         ax.set_xticks(range(len(datasets)))

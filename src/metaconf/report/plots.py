@@ -118,6 +118,26 @@ def confidence_histograms(
         return _save(fig, plots_dir, "confidence_histograms")
 
 
+def interval_bars(
+    ax: Any, rows: list[dict[str, Any] | None], metric: str, shift: float, width: float, **style: Any
+) -> None:
+    """Draw one series of bars of `metric`: the j-th row's bar at x = j + `shift`, with its `<metric>_ci` as the
+    error bar (none without an interval); a missing row or value draws no bar. `style`: passed to `ax.bar`."""
+    xs: list[float] = []
+    ys: list[float] = []
+    err: list[list[float]] = [[], []]
+    for j, row in enumerate(rows):
+        if row is None or row.get(metric) is None:
+            continue
+        value = row[metric]
+        low, high = row.get(f"{metric}_ci") or (value, value)
+        xs.append(j + shift)
+        ys.append(value)
+        err[0].append(max(value - low, 0))
+        err[1].append(max(high - value, 0))
+    ax.bar(xs, ys, width, yerr=err, **style)
+
+
 def metric_bars(
     rows: list[dict[str, Any]], metric: str, plots_dir: Path, colors: dict[str, str] | None = None
 ) -> tuple[Path, Path] | None:
@@ -133,26 +153,11 @@ def metric_bars(
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(max(4.5, 1.5 * len(datasets) + 2.0), 3.2))
         for k, condition in enumerate(conditions):
-            xs, ys, err = [], [], [[], []]
-            for j, dataset in enumerate(datasets):
-                row = next((r for r in rows if r["condition"] == condition and r["dataset"] == dataset), None)
-                if row is None or row.get(metric) is None:
-                    continue
-                value, ci = row[metric], row.get(f"{metric}_ci") or [row[metric], row[metric]]
-                xs.append(j + (k - (len(conditions) - 1) / 2) * width)
-                ys.append(value)
-                err[0].append(max(value - ci[0], 0))
-                err[1].append(max(ci[1] - value, 0))
-            ax.bar(
-                xs,
-                ys,
-                width * 0.95,
-                yerr=err,
-                capsize=2,
-                color=colors[condition],
-                label=condition,
-                error_kw={"lw": 0.8},
-            )
+            found = [
+                next((r for r in rows if r["condition"] == condition and r["dataset"] == d), None) for d in datasets
+            ]
+            shift, style = (k - (len(conditions) - 1) / 2) * width, {"color": colors[condition], "label": condition}
+            interval_bars(ax, found, metric, shift, width * 0.95, capsize=2, error_kw={"lw": 0.8}, **style)
         _chance_line(ax, metric)
         ax.set_xticks(range(len(datasets)))
         ax.set_xticklabels([_dataset_label(rows, d) for d in datasets])

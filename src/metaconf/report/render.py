@@ -11,6 +11,7 @@ import numpy as np
 from metaconf.conditions import BASE, condition_colors, conditions_of
 from metaconf.io import write_text_atomic
 from metaconf.metrics.registry import TASK_NAMES, columns, headline_metrics, headline_names, label, metric_info
+from metaconf.records import SinglePrediction
 from metaconf.report import plots
 from metaconf.report.document import (
     Block,
@@ -300,10 +301,9 @@ def _single_arrays(data: RunData) -> tuple[dict, dict]:
         group = "in-domain" if in_domain.get(dataset) else "new domain"
         target = by_group.setdefault(condition, {}).setdefault(group, [[], []])
         for row in rows:
-            conf = row.get("confidence")
-            if row.get("parsed") and isinstance(conf, (int, float)) and 0 <= conf <= 1:
-                target[0].append(float(conf))
-                target[1].append(float(bool(row.get("correct"))))
+            if row.parsed and row.confidence is not None:
+                target[0].append(float(row.confidence))
+                target[1].append(float(row.correct))
     order = list(dict.fromkeys(r["condition"] for r in data.metrics["rows"]))
     ranked = sorted(by_group.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order))
     grouped = {c: {g: (np.array(v[0]), np.array(v[1])) for g, v in sorted(groups.items())} for c, groups in ranked}
@@ -395,19 +395,16 @@ def _examples(data: RunData, per_condition: int = 2) -> Table | None:
     for (condition, task, dataset), rows in data.predictions.items():
         shown = sum(1 for b in body if b[0] == condition and b[1] == task)
         for row in rows[: max(0, per_condition - shown)]:
-            raw = str(row.get("raw", ""))
+            raw = "" if row.raw is None else row.raw
             raw = raw if len(raw) <= EXAMPLE_CHARS else raw[:EXAMPLE_CHARS] + "…"
-            if task == "single":
-                conf = row.get("confidence")
-                conf = f"{conf:.3g}" if isinstance(conf, (int, float)) else str(conf)
-                item, read = str(row.get("id")), f"answer {row.get('answer')!s}, confidence {conf}"
-                graded = "correct" if row.get("correct") else "incorrect"
+            if isinstance(row, SinglePrediction):
+                conf = "None" if row.confidence is None else f"{row.confidence:.3g}"
+                item, read = row.id, f"answer {row.answer!s}, confidence {conf}"
+                graded = "correct" if row.correct else "incorrect"
             else:
-                item = f"{row.get('id1')} vs {row.get('id2')}"
-                read = f"choice {row.get('choice')!s}"
-                right1, right2 = ("right" if row.get(k) else "wrong" for k in ("correct1", "correct2"))
-                graded = f"Q1 {right1}, Q2 {right2}"
-            body.append([condition, task, dataset, item, raw, read if row.get("parsed") else "not parsed", graded])
+                item, read = f"{row.id1} vs {row.id2}", f"choice {row.choice!s}"
+                graded = f"Q1 {'right' if row.correct1 else 'wrong'}, Q2 {'right' if row.correct2 else 'wrong'}"
+            body.append([condition, task, dataset, item, raw, read if row.parsed else "not parsed", graded])
     if not body:
         return None
     return Table(["condition", "task", "dataset", "item", "model output", "read as", "graded"], body)

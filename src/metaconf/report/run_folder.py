@@ -1,4 +1,5 @@
-"""Read what the report needs from a run folder (layout: docs/architecture.md), with one-line errors."""
+"""Read what the report needs from a run folder (layout: docs/architecture.md), with one-line errors; the run's
+records are validated through their models (metaconf.records)."""
 
 from __future__ import annotations
 
@@ -9,17 +10,18 @@ from typing import Any
 import yaml
 
 from metaconf.errors import DataError
-from metaconf.evaluation.stage import load_predictions
 from metaconf.io import read_json, read_jsonl
+from metaconf.records import Prediction, read_metrics, read_run_predictions
 
 
 @dataclass
 class RunData:
-    """Everything a report shows: metrics.json, prediction rows, config, templates and training logs."""
+    """Everything a report shows: metrics.json (validated, as a dict), the typed prediction rows, config, templates
+    and training logs."""
 
     run_dir: Path
     metrics: dict[str, Any]
-    predictions: dict[tuple[str, str, str], list[dict[str, Any]]] = field(default_factory=dict)
+    predictions: dict[tuple[str, str, str], list[Prediction]] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     templates: Any = None
     training_logs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -30,18 +32,8 @@ def load_run(run_dir: str | Path) -> RunData:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise DataError(f"{run_dir}: no such run folder")
-    metrics_path = run_dir / "metrics.json"
-    if not metrics_path.is_file():
-        raise DataError(f"{metrics_path}: missing (run the evaluation stage first: `metaconf evaluate`)")
-    metrics = read_json(metrics_path)
-    if not isinstance(metrics, dict) or not isinstance(metrics.get("rows"), list):
-        raise DataError(f"{metrics_path}: field 'rows': expected a list of metric rows")
-    for i, row in enumerate(metrics["rows"]):
-        missing = [k for k in ("condition", "task", "dataset") if not isinstance(row, dict) or k not in row]
-        if missing:
-            raise DataError(f"{metrics_path}: rows[{i}]: field '{missing[0]}' missing")
-    data = RunData(run_dir=run_dir, metrics=metrics)
-    data.predictions = load_predictions(run_dir)
+    data = RunData(run_dir=run_dir, metrics=read_metrics(run_dir / "metrics.json").to_row())
+    data.predictions = read_run_predictions(run_dir)
     config_path = run_dir / "config.yaml"
     if config_path.is_file():
         try:
