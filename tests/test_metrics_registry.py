@@ -9,7 +9,7 @@ from metaconf.conditions import CONDITIONS
 from metaconf.metrics import registry, summarize
 from metaconf.metrics.registry import METRICS, better, columns, headline_metrics, label, task_metrics
 from metaconf.report.findings import reading, verdict
-from metaconf.report.plots import CONDITION_COLORS
+from metaconf.conditions import PAPER_COLORS
 from metaconf.report.render import _results
 
 
@@ -72,4 +72,4 @@ def test_results_table_headers_are_registry_labels():
 
 
 def test_condition_colours_are_keyed_by_the_named_conditions():
-    assert tuple(CONDITION_COLORS) == CONDITIONS
+    assert tuple(PAPER_COLORS) == CONDITIONS

@@ -79,9 +79,9 @@ def _recalibration(run_dir: Path, condition: str, method: str) -> dict[str, Any]
 
 
 def _check_condition(run_dir: Path, config: Any, condition: str) -> None:
-    if condition != "base" and condition not in config.conditions:  # the base model is always there
+    if condition != "base" and condition not in config.condition_names:  # the base model is always there
         raise ConfigError(
-            f"{run_dir}: condition {condition!r} is not in this run (conditions: {', '.join(config.conditions)})"
+            f"{run_dir}: condition {condition!r} is not in this run (conditions: {', '.join(config.condition_names)})"
         )
     if condition != "base":
         folder = run_dir / "training" / condition

@@ -278,8 +278,8 @@ class Study:
             reason = read_json(card).get("empty") if card.is_file() else None
             if reason:
                 raise ConfigError(
-                    f"conditions: the '{training_set}' training set of condition '{condition}' is empty ({reason}); "
-                    "add training questions, relax the targets settings, or drop the condition"
+                    f"conditions: the '{training_set}' training set is empty ({reason}), so '{condition}' cannot be "
+                    "trained; add training questions, relax the targets settings, or drop the condition"
                 )
         if self.config.training.backend == "hosted":
             from metaconf.training.hosted import run_hosted_conditions
