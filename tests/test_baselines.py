@@ -134,7 +134,7 @@ def test_every_baseline_on_constructed_data_matches_a_hand_computation(tmp_path)
     )
     engine = ScriptedEngine(toy_model, store=tmp_path / "completions.sqlite", quiet=True)
     run_baselines(tmp_path, engine, train, {"toy": evals}, BASELINES)
-    got = {m: [(r["confidence"], r["correct"]) for r in rows] for (m, _), rows in load_baselines(tmp_path).items()}
+    got = {m: [(r.confidence, r.correct) for r in rows] for (m, _), rows in load_baselines(tmp_path).items()}
 
     assert got["consistency"] == [(0.75, True), (0.5, False), (0.75, False), (0.25, False)]
     assert got["consistency_greedy"] == [(0.75, True), (0.25, True), (0.25, False), (0.25, False)]

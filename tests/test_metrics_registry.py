@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from metaconf.conditions import CONDITIONS
+from metaconf.conditions import CONDITIONS, PAPER_COLORS
 from metaconf.metrics import registry, summarize
 from metaconf.metrics.registry import METRICS, better, columns, headline_metrics, label, task_metrics
 from metaconf.report.findings import reading, verdict
-from metaconf.conditions import PAPER_COLORS
 from metaconf.report.render import _results
 
 

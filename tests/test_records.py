@@ -78,11 +78,12 @@ def test_optional_and_extra_fields_stay_as_given():
 
 def test_consistency_records_round_trip(tmp_path):
     record = consistency_record(QUESTIONS[0], ["Answer: B", "Answer: B", "Answer: C", "nothing"])
-    write_jsonl(tmp_path / "eval.jsonl", [record.to_dict()])
+    assert isinstance(record, ConsistencyRecord)  # the targets stage builds the typed record itself
+    write_jsonl(tmp_path / "eval.jsonl", [record.to_row()])
     (read,) = read_consistency(tmp_path / "eval.jsonl")
     assert read.consistency == 0.5 and read.modal_answer == "B" and read.parse_rate == 0.75
     assert _bytes([read.to_row()]) == (tmp_path / "eval.jsonl").read_text()
-    assert ConsistencyRecord(**{**record.to_dict(), "meta": {}}).to_row() == record.to_dict()
+    assert ConsistencyRecord(**{**record.to_row(), "meta": {}}).to_row() == record.to_row()
 
 
 @pytest.mark.parametrize(

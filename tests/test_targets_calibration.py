@@ -10,7 +10,18 @@ from metaconf.targets import CalibrationMap, ConsistencyRecord, bin_index, consi
 
 
 def record(qid: str, consistency: float, correct: bool, domain: str = "general") -> ConsistencyRecord:
-    return ConsistencyRecord(qid, "d", domain, "mc", [], [], "A", "A", consistency, correct)
+    return ConsistencyRecord(
+        id=qid,
+        dataset="d",
+        domain=domain,
+        answer_type="mc",
+        samples=[],
+        answers=[],
+        modal_answer="A",
+        modal_text="A",
+        consistency=consistency,
+        modal_correct=correct,
+    )
 
 
 def test_modal_answer_counts_unparseable_samples_in_n():

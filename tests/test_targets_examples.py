@@ -42,9 +42,33 @@ def make_data(n_per_domain: int = 12):
                 modal = "B" if correct else "C"
             questions[qid] = q
             records.append(
-                ConsistencyRecord(qid, q.dataset, domain, q.answer_type, [], [], modal, modal, consistency, correct)
+                ConsistencyRecord(
+                    id=qid,
+                    dataset=q.dataset,
+                    domain=domain,
+                    answer_type=q.answer_type,
+                    samples=[],
+                    answers=[],
+                    modal_answer=modal,
+                    modal_text=modal,
+                    consistency=consistency,
+                    modal_correct=correct,
+                )
             )
-    records.append(ConsistencyRecord("none/0", "mmlu_pro", "general", "mc", [], [None], None, None, 0.0, False))
+    records.append(
+        ConsistencyRecord(
+            id="none/0",
+            dataset="mmlu_pro",
+            domain="general",
+            answer_type="mc",
+            samples=[],
+            answers=[None],
+            modal_answer=None,
+            modal_text=None,
+            consistency=0.0,
+            modal_correct=False,
+        )
+    )
     questions["none/0"] = mc("A", ["a", "b"], id="none/0", dataset="mmlu_pro", question="?")
     return records, questions
 

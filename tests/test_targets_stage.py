@@ -97,8 +97,30 @@ def test_consistency_summary_per_dataset():
     from metaconf.targets import ConsistencyRecord
 
     rs = [
-        ConsistencyRecord("a", "x", "d", "mc", ["", ""], ["A", None], "A", "A", 0.5, True),
-        ConsistencyRecord("b", "y", "d", "mc", ["", ""], [None, None], None, None, 0.0, False),
+        ConsistencyRecord(
+            id="a",
+            dataset="x",
+            domain="d",
+            answer_type="mc",
+            samples=["", ""],
+            answers=["A", None],
+            modal_answer="A",
+            modal_text="A",
+            consistency=0.5,
+            modal_correct=True,
+        ),
+        ConsistencyRecord(
+            id="b",
+            dataset="y",
+            domain="d",
+            answer_type="mc",
+            samples=["", ""],
+            answers=[None, None],
+            modal_answer=None,
+            modal_text=None,
+            consistency=0.0,
+            modal_correct=False,
+        ),
     ]
     s = consistency_summary(rs)
     assert s["all"] == {"n": 2, "parse_rate": 0.25, "modal_parsed": 0.5, "accuracy": 0.5, "mean_consistency": 0.25}

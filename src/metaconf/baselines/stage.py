@@ -23,6 +23,7 @@ from metaconf.engines import Engine
 from metaconf.errors import DataError
 from metaconf.evaluation.stage import GREEDY, evaluate_single, prediction_path
 from metaconf.io import read_json, read_jsonl, write_json, write_jsonl
+from metaconf.records import BaselinePrediction, read_baseline_predictions
 from metaconf.tasks.parsing import matches
 from metaconf.tasks.sampling import Sampling
 from metaconf.tasks.task import AnswerTask, PTrueTask, Tasks, get_task
@@ -47,29 +48,29 @@ def baseline_path(run_dir: Path, method: str, dataset: str) -> Path:
     return Path(run_dir) / "baselines" / f"{method}__{dataset}.jsonl"
 
 
-def load_baselines(run_dir: Path) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    """Every baseline file of a run, keyed by (method, dataset)."""
+def load_baselines(run_dir: Path) -> dict[tuple[str, str], list[BaselinePrediction]]:
+    """Every baseline file of a run, keyed by (method, dataset), read through its typed record."""
     order = methods_of(BASELINES)
     found = {}
     for path in sorted((Path(run_dir) / "baselines").glob("*__*.jsonl")):
         method, dataset = path.stem.split("__")
-        found[(method, dataset)] = read_jsonl(path)
+        found[(method, dataset)] = read_baseline_predictions(path)
     return dict(
         sorted(found.items(), key=lambda kv: (order.index(kv[0][0]) if kv[0][0] in order else len(order), kv[0][1]))
     )
 
 
 def _row(q: Question, method: str, answer: str | None, confidence: float | None, correct: bool) -> dict[str, Any]:
-    return {
-        "id": q.id,
-        "dataset": q.dataset,
-        "domain": q.domain,
-        "method": method,
-        "answer": answer,
-        "confidence": confidence,
-        "correct": bool(correct),
-        "parsed": confidence is not None,
-    }
+    return BaselinePrediction(
+        id=q.id,
+        dataset=q.dataset,
+        domain=q.domain,
+        method=method,
+        answer=answer,
+        confidence=confidence,
+        correct=correct,
+        parsed=confidence is not None,
+    ).to_row()
 
 
 def greedy_answers(

@@ -13,8 +13,8 @@ from typing import Any
 
 from metaconf.data import Question
 from metaconf.engines import Engine
-from metaconf.errors import DataError
-from metaconf.io import read_jsonl, write_jsonl
+from metaconf.io import write_jsonl
+from metaconf.records import PairPrediction, Prediction, SinglePrediction, read_run_predictions
 from metaconf.tasks.sampling import Sampling
 from metaconf.tasks.task import PairwiseTask, SingleTask, Tasks, get_task
 
@@ -91,21 +91,21 @@ def evaluate_single(
     rows = []
     for q, (completion,) in zip(questions, outputs, strict=True):
         parsed = task.parse(completion.text, q)
-        row = {
-            "id": q.id,
-            "dataset": q.dataset,
-            "domain": q.domain,
-            "condition": condition,
-            "task": "single",
-            "raw": completion.text,
-            "answer": parsed.answer,
-            "confidence": parsed.confidence,
-            "correct": bool(parsed.correct),
-            "parsed": bool(parsed.parsed),
-        }
+        row = SinglePrediction(
+            id=q.id,
+            dataset=q.dataset,
+            domain=q.domain,
+            condition=condition,
+            task="single",
+            raw=completion.text,
+            answer=parsed.answer,
+            confidence=parsed.confidence,
+            correct=parsed.correct,
+            parsed=parsed.parsed,
+        )
         if want_logprobs:
-            row["confidence_expected"] = task.expected_confidence(completion.logprobs)
-        rows.append(row)
+            row.confidence_expected = task.expected_confidence(completion.logprobs)
+        rows.append(row.to_row())
     if sampling.grader is not None:
         texts = [task.answer_text(completion.text) for (completion,) in outputs]
         for row, correct in zip(rows, sampling.grader.grade(texts, questions), strict=True):
@@ -131,26 +131,25 @@ def evaluate_pairwise(
     rows = []
     for (q1, q2), (completion,) in zip(pairs, outputs, strict=True):
         parsed = task.parse(completion.text, q1, q2, logprobs=completion.logprobs)
-        rows.append(
-            {
-                "id1": q1.id,
-                "id2": q2.id,
-                "dataset": q1.dataset,
-                "domain": q1.domain,
-                "condition": condition,
-                "task": "pairwise",
-                "raw": completion.text,
-                "choice": parsed.choice,
-                "answer1": parsed.answer1,
-                "answer2": parsed.answer2,
-                "correct1": bool(parsed.correct1),
-                "correct2": bool(parsed.correct2),
-                "consistency1": consistency.get(q1.id),
-                "consistency2": consistency.get(q2.id),
-                "p_first": parsed.p_first,
-                "parsed": bool(parsed.parsed),
-            }
+        row = PairPrediction(
+            id1=q1.id,
+            id2=q2.id,
+            dataset=q1.dataset,
+            domain=q1.domain,
+            condition=condition,
+            task="pairwise",
+            raw=completion.text,
+            choice=parsed.choice,
+            answer1=parsed.answer1,
+            answer2=parsed.answer2,
+            correct1=parsed.correct1,
+            correct2=parsed.correct2,
+            consistency1=consistency.get(q1.id),
+            consistency2=consistency.get(q2.id),
+            p_first=parsed.p_first,
+            parsed=parsed.parsed,
         )
+        rows.append(row.to_row())
     if sampling.grader is not None:
         texts = [task.answer_texts(completion.text) for (completion,) in outputs]
         grades = sampling.grader.grade([t or "" for pair in texts for t in pair], [q for pair in pairs for q in pair])
@@ -190,12 +189,7 @@ def evaluate_condition(
     return written
 
 
-def load_predictions(run_dir: Path) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
-    """Every prediction file of a run, keyed by (condition, task, dataset); a file named otherwise is an error."""
-    found = {}
-    for path in sorted((Path(run_dir) / "predictions").glob("*.jsonl")):
-        parts = path.stem.split("__")
-        if len(parts) != 3:
-            raise DataError(f"{path}: expected a name <condition>__<task>__<dataset>.jsonl")
-        found[(parts[0], parts[1], parts[2])] = read_jsonl(path)
-    return found
+def load_predictions(run_dir: Path) -> dict[tuple[str, str, str], list[Prediction]]:
+    """Every prediction file of a run, keyed by (condition, task, dataset), read through its typed record (a file
+    named otherwise, or a bad field, is an error naming the file, line and field)."""
+    return read_run_predictions(run_dir)

@@ -24,8 +24,9 @@ from metaconf.engines import CompletionStore, Engine, get_engine
 from metaconf.errors import ConfigError, DataError, MetaconfError
 from metaconf.evaluation import evaluate_condition, load_predictions, make_pairs, prediction_path
 from metaconf.grading import DEFAULT_JUDGE_TEMPLATE, Grader, JudgeGrader
-from metaconf.io import read_json, read_jsonl, write_json, write_jsonl, write_text_atomic
+from metaconf.io import read_json, write_json, write_jsonl, write_text_atomic
 from metaconf.precision import DtypeChoice, announce, choose_dtype
+from metaconf.records import read_consistency
 from metaconf.study.config import ModelConfig, StudyConfig, dataset_entries, dataset_label
 from metaconf.study.lock import RunLock
 from metaconf.study.stages import STAGE_NAMES, STAGES, select
@@ -311,11 +312,11 @@ class Study:
         sampling = Sampling.consistency(ev, engine)
         records = sample_consistency(engine, questions, ev.consistency_samples, sampling, self.tasks.answer)
         self.record_format("consistency", sampling.format)
-        write_jsonl(path, [r.to_dict() for r in records])
+        write_jsonl(path, [r.to_row() for r in records])
         return f"{len(records)} evaluation questions x {self.config.evaluation.consistency_samples} samples"
 
     def consistency(self) -> dict[str, float]:
-        return {r["id"]: r["consistency"] for r in read_jsonl(self.run_dir / "consistency" / "eval.jsonl")}
+        return {r.id: r.consistency for r in read_consistency(self.run_dir / "consistency" / "eval.jsonl")}
 
     def pairs(self) -> dict[str, list]:
         ev = self.config.evaluation
@@ -403,7 +404,11 @@ class Study:
             name: {"domain": qs[0].domain, "in_domain": self.in_domain[name]} for name, qs in self.eval_sets.items()
         }
         metrics = summarize(
-            predictions, datasets_info, n_boot=self.config.evaluation.n_boot, seed=self.config.evaluation.seed
+            predictions,
+            datasets_info,
+            n_boot=self.config.evaluation.n_boot,
+            seed=self.config.evaluation.seed,
+            contrasts=tuple(self.config.contrasts()),
         )
         metrics["model"] = self.model_label()
         metrics["format"] = self.formats()

@@ -10,42 +10,15 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from metaconf import grading
 from metaconf.data.schema import Question
 from metaconf.engines.base import Engine
+from metaconf.records import ConsistencyRecord
 from metaconf.tasks.sampling import Sampling
 from metaconf.tasks.task import AnswerTask, get_task
 
 SAMPLED = Sampling(temperature=1.0)
-
-
-@dataclass
-class ConsistencyRecord:
-    id: str
-    dataset: str
-    domain: str
-    answer_type: str
-    samples: list[str]  # the n raw completions
-    answers: list[str | None]  # extracted answer per sample (None: unparseable)
-    modal_answer: str | None
-    modal_text: str | None  # how the model wrote the modal answer (first such sample's answer line)
-    consistency: float
-    modal_correct: bool
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def parse_rate(self) -> float:
-        return sum(a is not None for a in self.answers) / len(self.answers) if self.answers else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, row: dict[str, Any]) -> ConsistencyRecord:
-        return cls(**row)
 
 
 def modal_answer(answers: Sequence[str | None]) -> tuple[str | None, float]:

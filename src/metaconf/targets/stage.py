@@ -80,7 +80,7 @@ def build_data(
     tasks = tasks or Tasks.of(config)
     sampling = Sampling.targets(config, engine)
     records = sample_consistency(engine, list(questions.values()), config.n_samples, sampling, tasks.answer)
-    write_jsonl(run / "consistency" / "train.jsonl", [r.to_dict() for r in records])
+    write_jsonl(run / "consistency" / "train.jsonl", [r.to_row() for r in records])
     cmap = CalibrationMap.fit(records, config.n_bins, config.by_domain, config.min_bin_count)
     write_text_atomic(run / "calibration_map.json", cmap.to_json() + "\n")
     _merge_templates(run / "templates.json", [config.answer_template, config.single_template, config.pairwise_template])
