@@ -124,6 +124,7 @@ def test_bf16_logits_agree_with_fp32_within_bf16_tolerance(tiny_model):
 
 def test_engine_runs_in_bf16_and_keeps_its_samples_apart_from_fp32(tiny_model, tmp_path, monkeypatch):
     import metaconf.engines.hf as hf
+    from metaconf.engines import kv_cache
     from metaconf.engines.store import CompletionStore
 
     store = CompletionStore(tmp_path / "c.sqlite")
@@ -135,8 +136,8 @@ def test_engine_runs_in_bf16_and_keeps_its_samples_apart_from_fp32(tiny_model, t
     assert {p.dtype for p in bf16.model.parameters()} == {torch.bfloat16}
 
     caches = []
-    new_cache = hf._new_cache
-    monkeypatch.setattr(hf, "_new_cache", lambda *a, **k: caches.append(new_cache(*a, **k)) or caches[-1])
+    new_cache = kv_cache.new_cache
+    monkeypatch.setattr(kv_cache, "new_cache", lambda *a, **k: caches.append(new_cache(*a, **k)) or caches[-1])
     kw = dict(n=3, temperature=1.0, max_new_tokens=6, seed=1, logprobs=2)
     a = fp32.generate([PROMPT], **kw)[0]
     b = bf16.generate([PROMPT], **kw)[0]

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 DtypeName = Literal["auto", "float32", "bfloat16", "float16"]
 DTYPES = ("float32", "bfloat16", "float16")
@@ -113,6 +113,18 @@ def choose_dtype(
     if unit:
         return DtypeChoice("bfloat16", "auto", device, f"auto: the CPU has {unit}")
     return DtypeChoice("float32", "auto", device, "auto: the CPU has no bf16 matrix units (amx_bf16, avx512_bf16)")
+
+
+def resolve_dtype(dtype: Any, device: str | None = None, engine: str = "dtype") -> DtypeChoice:
+    """The one entry for every caller (engines, training, the frozen-layer cache): None / "auto" / a dtype name /
+    a torch.dtype ("torch.bfloat16") -> the DtypeChoice for `device`. An unknown name is an EngineError naming
+    `engine` (the caller)."""
+    name = "auto" if dtype is None else str(dtype).removeprefix("torch.")
+    if name not in ("auto", *DTYPES):
+        from metaconf.errors import EngineError
+
+        raise EngineError(f"{engine}: unknown dtype {dtype!r} (use auto, float32, bfloat16 or float16)")
+    return choose_dtype(name, device=device)
 
 
 _announced: set[tuple[str, str]] = set()  # (dtype, device) already printed
