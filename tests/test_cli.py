@@ -61,8 +61,8 @@ def test_study_flags_override_the_demo_config_field_by_field(capsys):
                 "--conditions",
                 "base",
                 "multitask",
-                "--model.options",
-                "{max_batch_tokens: 4096}",
+                "--model.options.max_batch_tokens",
+                "4096",
             ]
         )
         == 0

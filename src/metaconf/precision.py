@@ -127,6 +127,16 @@ def resolve_dtype(dtype: Any, device: str | None = None, engine: str = "dtype") 
     return choose_dtype(name, device=device)
 
 
+def run_record(choice: DtypeChoice | None) -> dict[str, Any] | None:
+    """A choice as RUN/run_info.json records it: with the CPU's bf16 units when it runs on the CPU (None: remote)."""
+    if choice is None:
+        return None
+    record: dict[str, Any] = choice.to_dict()
+    if choice.device == "cpu":
+        record["cpu_bf16_flags"] = sorted(set(BF16_UNITS) & cpu_flags())
+    return record
+
+
 _announced: set[tuple[str, str]] = set()  # (dtype, device) already printed
 
 

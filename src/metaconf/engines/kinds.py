@@ -217,9 +217,16 @@ class ModelBase(BaseModel):
         return {"model": self.name, "adapter": adapter.path if adapter else None, "dtype": dtype}
 
 
+def _described(name: str) -> str | None:
+    """The common field's description, for a kind that narrows the field's type."""
+    return ModelBase.model_fields[name].description
+
+
 class EmbeddedModel(ModelBase):
-    engine: Literal["embedded"] = "embedded"
-    options: HFOptions = Field(default_factory=HFOptions, description=ModelBase.model_fields["options"].description)
+    """The embedded default model (SmolLM2-135M-Instruct), on the hf engine."""
+
+    engine: Literal["embedded"] = Field("embedded", description=_described("engine"))
+    options: HFOptions = Field(default_factory=HFOptions, description=_described("options"))
 
     def local_weights(self) -> str:
         return resolve_model("embedded")
@@ -232,8 +239,10 @@ class EmbeddedModel(ModelBase):
 
 
 class HFModel(ModelBase):
-    engine: Literal["hf"] = "hf"
-    options: HFOptions = Field(default_factory=HFOptions, description=ModelBase.model_fields["options"].description)
+    """A transformers model (local folder or hub id) on the hf engine."""
+
+    engine: Literal["hf"] = Field("hf", description=_described("engine"))
+    options: HFOptions = Field(default_factory=HFOptions, description=_described("options"))
 
 
 class VLLMModel(ModelBase):
@@ -248,10 +257,10 @@ class VLLMModel(ModelBase):
 
 
 class OpenAIModel(ModelBase):
-    engine: Literal["openai"] = "openai"
-    options: OpenAIOptions = Field(
-        default_factory=OpenAIOptions, description=ModelBase.model_fields["options"].description
-    )
+    """A model behind an OpenAI-compatible server (vLLM serve, SGLang, hosted APIs)."""
+
+    engine: Literal["openai"] = Field("openai", description=_described("engine"))
+    options: OpenAIOptions = Field(default_factory=OpenAIOptions, description=_described("options"))
 
     adapters: ClassVar[AdapterMode] = "served"
     runs_locally: ClassVar[bool] = False

@@ -17,7 +17,7 @@ from metaconf.engines import Adapter, CompletionStore, Engine
 from metaconf.errors import ConfigError
 from metaconf.grading import DEFAULT_JUDGE_TEMPLATE, Grader, JudgeGrader
 from metaconf.io import read_json, write_json
-from metaconf.precision import BF16_UNITS, DtypeChoice, announce, cpu_flags
+from metaconf.precision import DtypeChoice, announce, run_record
 from metaconf.study.config import ModelConfig, StudyConfig
 
 
@@ -60,11 +60,7 @@ class StudyModels:
 
     def run_info(self) -> dict[str, Any]:
         """What this invocation resolved on this machine (rewritten by every run): the model's number format."""
-        choice = self.dtype()
-        info: dict[str, Any] = {"dtype": choice.to_dict() if choice else None}
-        if choice is not None and choice.device == "cpu":
-            info["dtype"]["cpu_bf16_flags"] = sorted(set(BF16_UNITS) & cpu_flags())
-        return info
+        return {"dtype": run_record(self.dtype())}
 
     def model_label(self) -> str:
         return self.config.model.label()
