@@ -11,11 +11,11 @@ import inspect
 from pathlib import Path
 from typing import Any
 
-from metaconf.engines.base import Engine, prompt_text
+from metaconf.engines.base import prompt_text
 from metaconf.engines.capabilities import Capabilities
 from metaconf.engines.decode import Decode
-from metaconf.engines.embedded import resolve_model
 from metaconf.engines.guidance import Guidance
+from metaconf.engines.local import LocalEngine
 from metaconf.engines.prefill import SharedPrefill, prefill
 from metaconf.engines.types import Completion, Messages, PromptRequest, SamplingParams
 from metaconf.engines.weights import adapter_fingerprint, lowest_adapter_layer, model_fingerprint
@@ -25,7 +25,7 @@ from metaconf.precision import announce, resolve_dtype, torch_dtype
 __all__ = ["HFEngine", "SharedPrefill", "adapter_fingerprint", "lowest_adapter_layer", "model_fingerprint"]
 
 
-class HFEngine(Engine):
+class HFEngine(LocalEngine):
     """Samples completions from a transformers causal LM (local folder or hub name), optionally with a LoRA."""
 
     name = "hf"
@@ -43,12 +43,10 @@ class HFEngine(Engine):
         merge_adapter: bool = True,
         shared_prefill: SharedPrefill | None = None,
     ):
-        super().__init__(store=store, quiet=quiet)
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        self.model_name = resolve_model(model)
-        self.adapter_path = str(adapter) if adapter is not None else None
+        super().__init__(model, adapter, store, quiet)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.dtype_choice = resolve_dtype(dtype, self.device.type, engine="hf")
         self.dtype = torch_dtype(self.dtype_choice.dtype)
@@ -67,11 +65,9 @@ class HFEngine(Engine):
         self._fingerprint = model_fingerprint(self.model_name) or str(
             getattr(self.model.config, "_commit_hash", "") or ""
         )
-        self._adapter_fingerprint = ""
         if adapter is not None:
             from peft import PeftModel
 
-            self._adapter_fingerprint = adapter_fingerprint(adapter)
             peft_model = PeftModel.from_pretrained(self.model, str(adapter))
             self.model = peft_model.merge_and_unload() if merge_adapter else peft_model.get_base_model()
         self.model.to(self.device).eval()
@@ -98,10 +94,6 @@ class HFEngine(Engine):
         so they never share cache entries."""
         name = f"{self.model_name}@{self._fingerprint}" if self._fingerprint else self.model_name
         return name if self.dtype_choice.dtype == "float32" else f"{name}#{self.dtype_choice.dtype}"
-
-    @property
-    def adapter_identity(self) -> str:
-        return f"adapter@{self._adapter_fingerprint}" if self.adapter_path else ""  # content, not the path
 
     # -- prompts -----------------------------------------------------------------------------------------
     def prompt_ids(self, messages: Messages) -> list[int]:

@@ -20,12 +20,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from metaconf.engines.base import SEEDED, Engine, apply_stop, determinism_record, sample_seed
+from metaconf.engines.base import SEEDED, apply_stop, determinism_record, sample_seed
 from metaconf.engines.capabilities import Capabilities
-from metaconf.engines.embedded import resolve_model
+from metaconf.engines.local import LocalEngine
+from metaconf.engines.options import VLLMOptions
 from metaconf.engines.store import CompletionStore
 from metaconf.engines.types import Completion, PromptRequest, SamplingParams, TokenLogprob
-from metaconf.engines.weights import adapter_fingerprint, model_fingerprint
+from metaconf.engines.weights import model_fingerprint
 from metaconf.errors import EngineError
 from metaconf.precision import cpu_bf16_unit, cpu_flags, parse_cpu_flags
 
@@ -199,7 +200,7 @@ def lora_id(adapter: str) -> int:
     return _LORA_IDS.setdefault(adapter, len(_LORA_IDS) + 1)
 
 
-class VLLMEngine(Engine):
+class VLLMEngine(LocalEngine):
     """Samples with vLLM's offline `LLM` from a local folder or hub name, optionally through a LoRA adapter."""
 
     name = "vllm"
@@ -208,47 +209,37 @@ class VLLMEngine(Engine):
         self,
         model: str | Path,
         adapter: str | Path | None = None,
-        tensor_parallel_size: int = 1,
-        gpu_memory_utilization: float = 0.9,
-        max_model_len: int | None = None,
+        *,
         dtype: str = "auto",
-        batch_size: int = 256,
-        llm_options: dict[str, Any] | None = None,
-        max_lora_rank: int | None = None,
-        seed: int = 0,
-        per_sample_seeds: bool | None = None,
         store: CompletionStore | str | Path | None = None,
         quiet: bool = False,
+        **options: Any,
     ):
-        """`llm_options`: any further `vllm.LLM` arguments (enforce_eager, quantization, trust_remote_code...).
-        `seed`: the engine-wide seed. `per_sample_seeds`: None detects (off on vLLM's CPU backend)."""
-        super().__init__(store=store, quiet=quiet)
-        if batch_size < 1:
-            raise EngineError(f"vllm engine: batch_size must be >= 1, got {batch_size}")
-        self.model_name = resolve_model(model)
-        self.adapter_path = str(adapter) if adapter is not None else None
-        self.batch_size = batch_size
-        self.seed = seed
+        """`options`: those of `VLLMOptions` (tensor_parallel_size, batch_size, llm_options: any further `vllm.LLM`
+        arguments, seed: the engine-wide seed, per_sample_seeds: None detects, off on vLLM's CPU backend...)."""
+        o = VLLMOptions.of("vllm", options)
+        super().__init__(model, adapter, store, quiet)
+        self.batch_size = o.batch_size
+        self.seed = o.seed
         kwargs = llm_kwargs(
             self.model_name,
             adapter,
-            extra=llm_options,
-            max_lora_rank=max_lora_rank,
-            max_model_len=max_model_len,
-            tensor_parallel_size=tensor_parallel_size,
-            gpu_memory_utilization=gpu_memory_utilization,
+            extra=o.llm_options,
+            max_lora_rank=o.max_lora_rank,
+            max_model_len=o.max_model_len,
+            tensor_parallel_size=o.tensor_parallel_size,
+            gpu_memory_utilization=o.gpu_memory_utilization,
             dtype=dtype,
-            seed=seed,
+            seed=o.seed,
         )
         self._fingerprint = model_fingerprint(self.model_name)
-        self._adapter_fingerprint = adapter_fingerprint(adapter) if adapter is not None else ""
         self.vllm = import_vllm()
         cpu = on_cpu(self.vllm)
         if cpu:
             for name, value in CPU_ENV.items():
                 os.environ.setdefault(name, value)
             kwargs = cpu_settings(kwargs, cpu_has_bf16())
-        self.per_sample_seeds = (not cpu) if per_sample_seeds is None else per_sample_seeds
+        self.per_sample_seeds = (not cpu) if o.per_sample_seeds is None else o.per_sample_seeds
         self.dtype = kwargs["dtype"]
         self.llm = shared_llm(self.vllm, kwargs)
         self.lora_request = None
@@ -265,10 +256,6 @@ class VLLMEngine(Engine):
     @property
     def model_identity(self) -> str:
         return f"vllm:{self.model_name}@{self._fingerprint}" if self._fingerprint else f"vllm:{self.model_name}"
-
-    @property
-    def adapter_identity(self) -> str:
-        return f"adapter@{self._adapter_fingerprint}" if self.adapter_path else ""  # content, not the path
 
     @property
     def capabilities(self) -> Capabilities:
