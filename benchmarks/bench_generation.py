@@ -400,7 +400,7 @@ def guided_vs_free(args: argparse.Namespace) -> dict:
     prompts = [single_messages(q) for q in questions]
     guides = [single_guide(q) for q in questions]
     settings = generation_settings("single", guided=True)  # one token limit for both, the guided one
-    engine._guides()  # the tokenizer conversion (~1 s, once per engine) is not part of a job
+    engine.guides()  # the tokenizer conversion (~1 s, once per engine) is not part of a job
     runs: dict[str, list[tuple[float, int]]] = {"free": [], "guided": []}
     for r in range(args.repeats):
         for mode in ("free", "guided"):

@@ -61,8 +61,8 @@ def test_study_flags_override_the_demo_config_field_by_field(capsys):
                 "--conditions",
                 "base",
                 "multitask",
-                "--model.options",
-                "{max_batch_tokens: 4096}",
+                "--model.options.max_batch_tokens",
+                "4096",
             ]
         )
         == 0
@@ -153,3 +153,19 @@ def test_a_missing_field_of_a_section_set_by_flags_names_the_flag(capsys):
     assert (
         capsys.readouterr().err.strip() == "metaconf: error: --hosted.base_model: Field required (with --hosted.epochs)"
     )
+
+
+def test_the_model_flags_cover_every_engine_kind(capsys):
+    """`model` holds one model config per engine kind: its flags are the fields of all of them, each kind's options
+    included, and the flags pick the kind."""
+    flags = {f.path for f in model_flags(StudyConfig)}
+    assert {"model.engine", "model.name", "model.options.device", "model.options.tensor_parallel_size"} <= flags
+    assert {"model.options.send_seed", "grading.judge_model.options.concurrency"} <= flags
+    argv = ["demo", "--show-config", "--model.engine", "vllm", "--model.name", "org/m"]
+    assert main([*argv, "--model.options.tensor_parallel_size", "2"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)["model"]
+    assert (shown["engine"], shown["name"], shown["options"]) == ("vllm", "org/m", {"tensor_parallel_size": 2})
+    assert main(["demo", "--show-config", "--no-model.options.send_seed"]) == 2
+    assert "'model.options.send_seed': not an option of the embedded engine" in capsys.readouterr().err
+    assert main([*argv, "--model.options.gpu_memory_utilization", "2"]) == 2
+    assert "--model.options.gpu_memory_utilization: Input should be less than or equal to 1" in capsys.readouterr().err

@@ -10,7 +10,8 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from metaconf.engines import get_engine  # noqa: E402
-from metaconf.engines.hf import HFEngine, _common_prefix  # noqa: E402
+from metaconf.engines.hf import HFEngine  # noqa: E402
+from metaconf.engines.prefill import common_prefix  # noqa: E402
 from metaconf.engines.store import CompletionStore  # noqa: E402
 from metaconf.engines.types import SamplingParams  # noqa: E402
 from metaconf.errors import EngineError  # noqa: E402
@@ -66,7 +67,7 @@ def test_same_seed_same_text_other_seed_differs(engine):
 
 def test_shared_prefix_changes_nothing(tiny_model, engine):
     plain = HFEngine(tiny_model, quiet=True, share_prefix=False)
-    assert _common_prefix([engine.prompt_ids(p) for p in PROMPTS[:2]]) >= 8
+    assert common_prefix([engine.prompt_ids(p) for p in PROMPTS[:2]]) >= 8
     for temp in (0.0, 1.0):
         assert [texts(c) for c in engine.generate(PROMPTS, n=2, temperature=temp, max_new_tokens=6, seed=5)] == [
             texts(c) for c in plain.generate(PROMPTS, n=2, temperature=temp, max_new_tokens=6, seed=5)
@@ -273,10 +274,10 @@ def test_reserved_cache_layer_matches_dynamic_layer():
     """The in-place KV layer returns exactly what transformers' concatenating DynamicLayer returns."""
     from transformers.cache_utils import DynamicLayer
 
-    from metaconf.engines.hf import _reserved_layer_class
+    from metaconf.engines.kv_cache import ReservedLayer
 
     torch.manual_seed(0)
-    ref, fast = DynamicLayer(), _reserved_layer_class()(reserve=3)
+    ref, fast = DynamicLayer(), ReservedLayer(reserve=3)
 
     def step(b, t):
         k, v = torch.randn(b, 2, t, 4), torch.randn(b, 2, t, 4)

@@ -164,7 +164,7 @@ def test_errors_after_reading_the_config_leave_no_run_folder_and_name_the_file(t
                     "options": {"concurrency": "many"},
                 }
             ),
-            r"X\.yaml: field 'model\.options': ",
+            r"X\.yaml: field 'model\.options\.concurrency': Input should be a valid integer",
         ),
     ]
     for raw, error in cases:

@@ -124,6 +124,7 @@ def test_bf16_logits_agree_with_fp32_within_bf16_tolerance(tiny_model):
 
 def test_engine_runs_in_bf16_and_keeps_its_samples_apart_from_fp32(tiny_model, tmp_path, monkeypatch):
     import metaconf.engines.hf as hf
+    from metaconf.engines import kv_cache
     from metaconf.engines.store import CompletionStore
 
     store = CompletionStore(tmp_path / "c.sqlite")
@@ -135,8 +136,8 @@ def test_engine_runs_in_bf16_and_keeps_its_samples_apart_from_fp32(tiny_model, t
     assert {p.dtype for p in bf16.model.parameters()} == {torch.bfloat16}
 
     caches = []
-    new_cache = hf._new_cache
-    monkeypatch.setattr(hf, "_new_cache", lambda *a, **k: caches.append(new_cache(*a, **k)) or caches[-1])
+    new_cache = kv_cache.new_cache
+    monkeypatch.setattr(kv_cache, "new_cache", lambda *a, **k: caches.append(new_cache(*a, **k)) or caches[-1])
     kw = dict(n=3, temperature=1.0, max_new_tokens=6, seed=1, logprobs=2)
     a = fp32.generate([PROMPT], **kw)[0]
     b = bf16.generate([PROMPT], **kw)[0]
@@ -228,3 +229,40 @@ def test_flags_can_be_pinned_by_environment(monkeypatch):
         monkeypatch.undo()
         precision.cpu_flags.cache_clear()
     assert choose_dtype("auto", device="cpu").dtype == "float32"  # the suite's pin (conftest.py)
+
+
+def test_one_vocabulary_for_engine_training_and_cache():
+    """resolve_dtype is the one entry: names, torch dtypes and an already resolved choice (kept with its reason);
+    the choice says itself in the Trainer's words and as a torch dtype."""
+    from metaconf.errors import EngineError
+
+    study = choose_dtype("auto", device="cpu", flags=AMX)
+    assert precision.resolve_dtype(study) is study  # training keeps the study's reason, not "as configured"
+    assert precision.resolve_dtype(torch.bfloat16, device="cpu") == choose_dtype("bfloat16", device="cpu")
+    assert (
+        precision.resolve_dtype(
+            None,
+            device="cpu",
+        ).requested
+        == "auto"
+    )
+    with pytest.raises(EngineError, match="hf: unknown dtype 'float7'"):
+        precision.resolve_dtype("float7", device="cpu", engine="hf")
+    assert (study.precision, study.torch) == ("bf16", torch.bfloat16)
+    assert choose_dtype("float16", device="cpu").precision == "fp16"
+    assert precision.run_record(None) is None
+    assert precision.run_record(choose_dtype("float32", device="cuda", cuda_bf16=True)) == {
+        "dtype": "float32",
+        "requested": "float32",
+        "device": "cuda",
+        "reason": "as configured",
+    }
+
+
+def test_training_follows_the_studys_resolved_choice():
+    from metaconf.training.config import LoraTrainConfig
+    from metaconf.training.lora import _device_settings
+
+    study = choose_dtype("auto", device="cpu", flags=AMX)
+    settings = _device_settings(LoraTrainConfig(precision="auto"), study)
+    assert (settings["precision"], settings["why"]) == ("bf16", "auto: the CPU has amx_bf16")

@@ -11,6 +11,7 @@ the models themselves, so a bad value is one line naming the flag or the file's 
 from __future__ import annotations
 
 import argparse
+import copy
 import functools
 import json
 import operator
@@ -67,13 +68,62 @@ def submodel(annotation: Any) -> type[BaseModel] | None:
     return inner if isinstance(inner, type) and issubclass(inner, BaseModel) else None
 
 
+def union_models(annotation: Any) -> tuple[type[BaseModel], ...]:
+    """The models of a field that holds one of several (optional or not; e.g. a model config per engine kind),
+    else ()."""
+    inner, _ = _strip_optional(annotation)
+    if get_origin(inner) is typing.Annotated:
+        inner = get_args(inner)[0]
+    parts = _union_parts(inner)
+    if len(parts) > 1 and all(isinstance(p, type) and issubclass(p, BaseModel) for p in parts):
+        return parts
+    return ()
+
+
+@functools.cache
+def merged_fields(models: tuple[type[BaseModel], ...]) -> dict[str, Any]:
+    """The fields of several models as one set of fields: each name once, as the first model has it, with the
+    choices of a Literal joined and sub-models of the same name merged in turn (every kind's options)."""
+    fields: dict[str, Any] = {}
+    for model in models:
+        for name, info in model.model_fields.items():
+            seen = fields.get(name)
+            if seen is None:
+                fields[name] = info
+            elif seen.annotation != info.annotation:
+                fields[name] = _merged(seen, info)
+    return fields
+
+
+def _merged(a: Any, b: Any) -> Any:
+    """One field for two of the same name: Literal choices joined, or the union of the models they hold."""
+    if get_origin(a.annotation) is Literal and get_origin(b.annotation) is Literal:
+        annotation: Any = Literal[tuple(dict.fromkeys(get_args(a.annotation) + get_args(b.annotation)))]
+    else:
+        models = [m for info in (a, b) for m in union_models(info.annotation) or (submodel(info.annotation),)]
+        if None in models:
+            return a
+        annotation = functools.reduce(operator.or_, dict.fromkeys(models))
+    merged = copy.copy(a)
+    merged.annotation = annotation
+    return merged
+
+
 def model_flags(model: type[BaseModel], prefix: str = "") -> list[Flag]:
-    """Every leaf field of `model`, depth first; nested models contribute their fields under `name.`."""
+    """Every leaf field of `model`, depth first; nested models contribute their fields under `name.`, and a field
+    holding one of several models the fields of all of them (`model.engine`, `model.options.tensor_parallel_size`)."""
+    return _fields_flags(model.model_fields, prefix)
+
+
+def _fields_flags(fields: dict[str, Any], prefix: str) -> list[Flag]:
     flags: list[Flag] = []
-    for name, info in model.model_fields.items():
+    for name, info in fields.items():
         path = f"{prefix}{info.alias or name}"
+        members = union_models(info.annotation)
         sub = submodel(info.annotation)
-        if sub is not None:
+        if members:
+            flags += _fields_flags(merged_fields(members), f"{path}.")
+        elif sub is not None:
             flags += model_flags(sub, f"{path}.")
         else:
             flags.append(Flag(path, info.annotation, info))

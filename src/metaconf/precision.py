@@ -14,10 +14,11 @@ import sys
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 DtypeName = Literal["auto", "float32", "bfloat16", "float16"]
 DTYPES = ("float32", "bfloat16", "float16")
+PRECISION_OF_DTYPE = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}  # training's words for them
 CPUINFO = Path("/proc/cpuinfo")
 # When set, these (space-separated) flags stand for the CPU's: the test suite pins them so that `auto` means fp32
 # on every machine (its exact-equality tests assume fp32), and its subprocesses inherit that.
@@ -37,6 +38,16 @@ class DtypeChoice:
 
     def to_dict(self) -> dict[str, str]:
         return asdict(self)
+
+    @property
+    def precision(self) -> str:
+        """The same choice in the Trainer's words (fp32 | bf16 | fp16): LoRA training follows it."""
+        return PRECISION_OF_DTYPE[self.dtype]
+
+    @property
+    def torch(self):
+        """The same choice as a torch dtype (the engine's weights, the frozen-layer cache)."""
+        return torch_dtype(self.dtype)
 
     def describe(self) -> str:
         return f"dtype {self.dtype} on {self.device} ({self.reason})"
@@ -113,6 +124,30 @@ def choose_dtype(
     if unit:
         return DtypeChoice("bfloat16", "auto", device, f"auto: the CPU has {unit}")
     return DtypeChoice("float32", "auto", device, "auto: the CPU has no bf16 matrix units (amx_bf16, avx512_bf16)")
+
+
+def resolve_dtype(dtype: Any, device: str | None = None, engine: str = "dtype") -> DtypeChoice:
+    """The one entry for every caller (engines, training, the frozen-layer cache): None / "auto" / a dtype name /
+    a torch.dtype ("torch.bfloat16") / a DtypeChoice -> the DtypeChoice for `device`. An unknown name is an
+    EngineError naming `engine` (the caller)."""
+    if isinstance(dtype, DtypeChoice):  # resolved already (by the study): kept, with its reason
+        return dtype
+    name = "auto" if dtype is None else str(dtype).removeprefix("torch.")
+    if name not in ("auto", *DTYPES):
+        from metaconf.errors import EngineError
+
+        raise EngineError(f"{engine}: unknown dtype {dtype!r} (use auto, float32, bfloat16 or float16)")
+    return choose_dtype(name, device=device)
+
+
+def run_record(choice: DtypeChoice | None) -> dict[str, Any] | None:
+    """A choice as RUN/run_info.json records it: with the CPU's bf16 units when it runs on the CPU (None: remote)."""
+    if choice is None:
+        return None
+    record: dict[str, Any] = choice.to_dict()
+    if choice.device == "cpu":
+        record["cpu_bf16_flags"] = sorted(set(BF16_UNITS) & cpu_flags())
+    return record
 
 
 _announced: set[tuple[str, str]] = set()  # (dtype, device) already printed

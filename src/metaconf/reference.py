@@ -9,7 +9,7 @@ from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel
 
-from metaconf.flags import Command, Flag, default_text, model_flags, submodel, type_name
+from metaconf.flags import Command, Flag, default_text, merged_fields, model_flags, submodel, type_name, union_models
 from metaconf.study.config import StudyConfig
 
 
@@ -28,16 +28,27 @@ def _list_item_model(annotation: Any) -> type[BaseModel] | None:
 
 def config_reference(model: type[BaseModel] = StudyConfig, prefix: str = "") -> str:
     """A markdown table per section of a config, depth first."""
+    return _reference(model.model_fields, prefix)
+
+
+def _reference(fields: dict[str, Any], prefix: str) -> str:
+    """The table of one section's fields, then the sections of its nested models (for a field holding one of
+    several models, one section with the fields of all of them)."""
     rows, sections = [], []
-    for name, field in model.model_fields.items():
+    for name, field in fields.items():
         key = f"{prefix}{name}"
         nested = submodel(field.annotation)
+        members = union_models(field.annotation)
         item = _list_item_model(field.annotation)
         shown = nested.__name__ if nested else type_name(field.annotation)
+        if members:
+            shown = "one of: " + ", ".join(m.__name__ for m in members) + (" or null" if field.default is None else "")
         default = default_text(field)
         default = default if default in ("required", "(see its fields)") or " entries" in default else f"`{default}`"
         rows.append(f"| `{key}` | {_cell(shown)} | {_cell(default)} | {_cell(field.description or '')} |")
-        if nested:
+        if members:
+            sections.append(_reference(merged_fields(members), f"{key}."))
+        elif nested:
             sections.append(config_reference(nested, f"{key}."))
         elif item:
             sections.append(config_reference(item, f"{key}[]."))
@@ -56,7 +67,8 @@ Every field is also a flag of `metaconf run`, `demo` and `evaluate`: `--training
 (`python -m metaconf.reference study > docs/study.md`).
 A key given twice is an error (plain YAML keeps the last one silently), and so are binary files, nesting deeper
 than 32 levels and YAML alias bombs. Before any work the run also checks that every trained condition has its
-training set in `targets.sets`, that `model.options` are options of the chosen engine, and that dataset names are
+training set in `targets.sets`, that `model.options` are options of the chosen engine (each engine's are listed
+under `model.options`), and that dataset names are
 unique: a dataset is named by its `label` (default: the registered name or the file's name), so two files named
 `validation.jsonl` in different folders need a `label` each. `label` and `domain` name the dataset in every table
 and plot. Errors found while loading the data (a missing file, too few questions) name the config file and field
@@ -77,7 +89,9 @@ path, and the same names work everywhere:
   by field: `metaconf run study.yaml --training.lora.rank 8 --evaluation.n_boot 2000`;
 - `--per-dataset` is accepted for `--per_dataset`; a switch is `--quiet` or `--no-quiet` (`--lora.fast_loss`,
   `--no-lora.fast_loss`); a list takes several words (`--conditions single pairwise`); mappings and lists of
-  mappings take YAML (`--model.options '{tensor_parallel_size: 2}'`); `null` clears an optional field;
+  mappings take YAML (`--model.served_adapters '{single: ft-single}'`); a field holding one of several models
+  has the fields of all of them (`--model.engine vllm --model.options.tensor_parallel_size 2`); `null` clears an
+  optional field;
 - a bad value is one line naming the flag (`--lora.learning_rate: Input should be greater than 0`) or the file's
   field, and exits with status 2.
 

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from metaconf.engines.capabilities import Capabilities
 from metaconf.engines.store import CompletionStore
 from metaconf.engines.types import Completion, Messages, PromptRequest, SamplingParams
 from metaconf.errors import ConfigError, EngineError
@@ -46,13 +47,18 @@ def apply_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     return (text[:cut], True) if cut >= 0 else (text, False)
 
 
+SEEDED = "each sample has its own seed: the same text on a rerun, a resume or another n"
+
+
+def determinism_record(engine: str, per_sample_seeds: bool, repeatable: str, **extra: Any) -> dict[str, Any]:
+    """The record of what repeats on a rerun (RUN/determinism.json), in one shape for every engine."""
+    return {"engine": engine, "per_sample_seeds": per_sample_seeds, **extra, "repeatable": repeatable}
+
+
 class Engine(ABC):
     """A model that completes chat prompts. Subclasses implement `_generate_batch` (and may plan batches)."""
 
     name: str = "engine"
-    # Whether `_generate_batch` honours `PromptRequest.guide`. Engines that cannot get the guide dropped with a
-    # warning (their completions are then cached as free ones, so a later guided engine never reads them as guided).
-    supports_guide: bool = False
     # A cache of lower-layer prefill states shared with engines of the same base model and other adapters (set by
     # the study between conditions); only engines that run the model's layers themselves (hf) use it.
     shared_prefill: Any = None
@@ -75,13 +81,21 @@ class Engine(ABC):
         return ""
 
     @property
+    def capabilities(self) -> Capabilities:
+        """What this engine can do (engines that can do more override)."""
+        return Capabilities()
+
+    @property
+    def supports_guide(self) -> bool:
+        """Whether `_generate_batch` honours `PromptRequest.guide`. Engines that cannot get the guide dropped with a
+        warning (their completions are then cached as free ones, so a later guided engine never reads them as
+        guided)."""
+        return self.capabilities.guide
+
+    @property
     def determinism(self) -> dict[str, Any]:
         """What repeats on a rerun; a study records it in its run folder (engines that cannot seed override)."""
-        return {
-            "engine": self.name,
-            "per_sample_seeds": True,
-            "repeatable": "each sample has its own seed: the same text on a rerun, a resume or another n",
-        }
+        return determinism_record(self.name, True, SEEDED)
 
     # -- what subclasses provide -------------------------------------------------------------------------
     @abstractmethod

@@ -15,7 +15,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from metaconf.engines.base import Engine, apply_stop, sample_seed
+from metaconf.engines.base import Engine, apply_stop, determinism_record, sample_seed
+from metaconf.engines.capabilities import Capabilities
 from metaconf.engines.store import CompletionStore
 from metaconf.engines.types import Completion, Messages, PromptRequest, SamplingParams, TokenLogprob
 from metaconf.errors import EngineError
@@ -178,7 +179,6 @@ class OpenAIEngine(Engine):
         self.max_tokens_field = max_tokens_field
         self.batch_size = batch_size
         self.guide_field = guide_field or None
-        self.supports_guide = self.guide_field is not None
         self.send_seed = send_seed
         self.name = f"openai:{model}"
 
@@ -190,19 +190,18 @@ class OpenAIEngine(Engine):
         return f"openai:{self.base_url}#{self.model}"
 
     @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(guide=self.guide_field is not None, per_sample_seeds=self.send_seed, adapters="served")
+
+    @property
     def determinism(self) -> dict[str, Any]:
         if self.send_seed:
-            return {
-                "engine": "openai",
-                "per_sample_seeds": True,
-                "repeatable": "a seed is sent with each request; the text repeats only where the server honours "
-                "seeds (vLLM on GPUs does; hosted APIs at best mostly)",
-            }
-        return {
-            "engine": "openai",
-            "per_sample_seeds": False,
-            "repeatable": "no seed is sent (send_seed=false): samples differ between runs",
-        }
+            repeatable = (
+                "a seed is sent with each request; the text repeats only where the server honours seeds (vLLM on "
+                "GPUs does; hosted APIs at best mostly)"
+            )
+            return determinism_record("openai", True, repeatable)
+        return determinism_record("openai", False, "no seed is sent (send_seed=false): samples differ between runs")
 
     def _generate_batch(self, requests: list[PromptRequest], params: SamplingParams) -> list[list[Completion]]:
         try:

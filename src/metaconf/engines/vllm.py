@@ -20,11 +20,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-from metaconf.engines.base import Engine, apply_stop, sample_seed
-from metaconf.engines.embedded import resolve_model
+from metaconf.engines.base import SEEDED, apply_stop, determinism_record, sample_seed
+from metaconf.engines.capabilities import Capabilities
+from metaconf.engines.local import LocalEngine
+from metaconf.engines.options import VLLMOptions
 from metaconf.engines.store import CompletionStore
 from metaconf.engines.types import Completion, PromptRequest, SamplingParams, TokenLogprob
+from metaconf.engines.weights import model_fingerprint
 from metaconf.errors import EngineError
+from metaconf.precision import cpu_bf16_unit, cpu_flags, parse_cpu_flags
 
 SEED_MASK = 0x7FFFFFFF
 LORA_RANKS = (8, 16, 32, 64, 128, 256, 512)  # the max_lora_rank values every recent vLLM accepts
@@ -57,13 +61,10 @@ def on_cpu(vllm: Any) -> bool:
 
 
 def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
-    """Whether this CPU multiplies bf16 natively (AMX / AVX512-BF16); on AVX2 alone bf16 is emulated and slow."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
-        except OSError:
-            return False
-    return any(flag in cpuinfo for flag in ("amx_bf16", "avx512_bf16"))
+    """Whether this CPU multiplies bf16 natively (AMX / AVX512-BF16); on AVX2 alone bf16 is emulated and slow. The
+    same test as metaconf.precision's `auto` (this machine's flags, or those in `cpuinfo` text)."""
+    flags = cpu_flags() if cpuinfo is None else parse_cpu_flags(cpuinfo)
+    return cpu_bf16_unit(flags) is not None
 
 
 def cpu_settings(kwargs: dict[str, Any], bf16: bool) -> dict[str, Any]:
@@ -101,27 +102,25 @@ def adapter_rank(adapter: str | Path) -> int:
     return rank
 
 
+LLM_DEFAULTS: dict[str, Any] = {"tensor_parallel_size": 1, "gpu_memory_utilization": 0.9, "dtype": "auto", "seed": 0}
+
+
 def llm_kwargs(
     model: str,
     adapter: str | Path | None = None,
-    tensor_parallel_size: int = 1,
-    gpu_memory_utilization: float = 0.9,
-    max_model_len: int | None = None,
-    dtype: str = "auto",
-    seed: int = 0,
+    *,
     extra: dict[str, Any] | None = None,
     max_lora_rank: int | None = None,
+    max_model_len: int | None = None,
+    **settings: Any,
 ) -> dict[str, Any]:
-    """Keyword arguments for `vllm.LLM(...)`. LoRA is enabled with an adapter or a `max_lora_rank` (a study asks
-    for its largest rank up front, so the base model and all adapters share one LLM), rounded up to a rank vLLM
-    accepts."""
-    kwargs: dict[str, Any] = {
-        "model": str(model),
-        "tensor_parallel_size": tensor_parallel_size,
-        "gpu_memory_utilization": gpu_memory_utilization,
-        "dtype": dtype,
-        "seed": seed,
-    }
+    """Keyword arguments for `vllm.LLM(...)`: `settings` change LLM_DEFAULTS, `extra` adds any other. LoRA is enabled
+    with an adapter or a `max_lora_rank` (a study asks for its largest rank up front, so the base model and all
+    adapters share one LLM), rounded up to a rank vLLM accepts."""
+    unknown = sorted(set(settings) - set(LLM_DEFAULTS))
+    if unknown:
+        raise TypeError(f"llm_kwargs: unexpected {', '.join(unknown)}")
+    kwargs: dict[str, Any] = {"model": str(model), **LLM_DEFAULTS, **settings}
     if max_model_len is not None:
         kwargs["max_model_len"] = max_model_len
     ranks = ([adapter_rank(adapter)] if adapter is not None else []) + ([max_lora_rank] if max_lora_rank else [])
@@ -201,59 +200,47 @@ def lora_id(adapter: str) -> int:
     return _LORA_IDS.setdefault(adapter, len(_LORA_IDS) + 1)
 
 
-class VLLMEngine(Engine):
+class VLLMEngine(LocalEngine):
     """Samples with vLLM's offline `LLM` from a local folder or hub name, optionally through a LoRA adapter."""
 
     name = "vllm"
-    supports_guide = True
 
     def __init__(
         self,
         model: str | Path,
         adapter: str | Path | None = None,
-        tensor_parallel_size: int = 1,
-        gpu_memory_utilization: float = 0.9,
-        max_model_len: int | None = None,
+        *,
         dtype: str = "auto",
-        batch_size: int = 256,
-        llm_options: dict[str, Any] | None = None,
-        max_lora_rank: int | None = None,
-        seed: int = 0,
-        per_sample_seeds: bool | None = None,
         store: CompletionStore | str | Path | None = None,
         quiet: bool = False,
+        **options: Any,
     ):
-        """`llm_options`: any further `vllm.LLM` arguments (enforce_eager, quantization, trust_remote_code...).
-        `seed`: the engine-wide seed. `per_sample_seeds`: None detects (off on vLLM's CPU backend)."""
-        super().__init__(store=store, quiet=quiet)
-        from metaconf.engines.hf import adapter_fingerprint, model_fingerprint
-
-        if batch_size < 1:
-            raise EngineError(f"vllm engine: batch_size must be >= 1, got {batch_size}")
-        self.model_name = resolve_model(model)
-        self.adapter_path = str(adapter) if adapter is not None else None
-        self.batch_size = batch_size
-        self.seed = seed
+        """`options`: those of `VLLMOptions` (tensor_parallel_size, batch_size, llm_options: any further `vllm.LLM`
+        arguments, seed: the engine-wide seed, per_sample_seeds: None detects, off on vLLM's CPU backend...)."""
+        o = VLLMOptions.of("vllm", options)
+        super().__init__(model, adapter, store, quiet)
+        self.batch_size = o.batch_size
+        self.seed = o.seed
         kwargs = llm_kwargs(
             self.model_name,
             adapter,
-            tensor_parallel_size,
-            gpu_memory_utilization,
-            max_model_len,
-            dtype,
-            seed=seed,
-            extra=llm_options,
-            max_lora_rank=max_lora_rank,
+            extra=o.llm_options,
+            max_lora_rank=o.max_lora_rank,
+            max_model_len=o.max_model_len,
+            tensor_parallel_size=o.tensor_parallel_size,
+            gpu_memory_utilization=o.gpu_memory_utilization,
+            dtype=dtype,
+            seed=o.seed,
         )
         self._fingerprint = model_fingerprint(self.model_name)
-        self._adapter_fingerprint = adapter_fingerprint(adapter) if adapter is not None else ""
         self.vllm = import_vllm()
         cpu = on_cpu(self.vllm)
         if cpu:
             for name, value in CPU_ENV.items():
                 os.environ.setdefault(name, value)
             kwargs = cpu_settings(kwargs, cpu_has_bf16())
-        self.per_sample_seeds = (not cpu) if per_sample_seeds is None else per_sample_seeds
+        self.per_sample_seeds = (not cpu) if o.per_sample_seeds is None else o.per_sample_seeds
+        self.dtype = kwargs["dtype"]
         self.llm = shared_llm(self.vllm, kwargs)
         self.lora_request = None
         if adapter is not None:
@@ -271,30 +258,25 @@ class VLLMEngine(Engine):
         return f"vllm:{self.model_name}@{self._fingerprint}" if self._fingerprint else f"vllm:{self.model_name}"
 
     @property
-    def adapter_identity(self) -> str:
-        return f"adapter@{self._adapter_fingerprint}" if self.adapter_path else ""  # content, not the path
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            guide=True,
+            local_weights=self.model_name,
+            dtype=None if self.dtype == "auto" else self.dtype,
+            per_sample_seeds=self.per_sample_seeds,
+            adapters="path",
+        )
 
     @property
     def determinism(self) -> dict[str, Any]:
         if self.per_sample_seeds:
-            return {
-                "engine": "vllm",
-                "per_sample_seeds": True,
-                "engine_seed": self.seed,
-                "repeatable": "each sample has its own seed: the same text on a rerun, a resume or another n",
-            }
-        return {
-            "engine": "vllm",
-            "per_sample_seeds": False,
-            "engine_seed": self.seed,
-            "repeatable": "one engine-wide seed (this vLLM backend cannot seed single requests, e.g. the CPU "
-            "build): a fresh process asking for the same prompts in the same order repeats; a "
-            "resumed run or another n draws different samples",
-        }
-
-    def plan_batches(self, requests: list[PromptRequest], params: SamplingParams) -> list[list[int]]:
-        size = self.batch_size
-        return [list(range(i, min(i + size, len(requests)))) for i in range(0, len(requests), size)]
+            return determinism_record("vllm", True, SEEDED, engine_seed=self.seed)
+        repeatable = (
+            "one engine-wide seed (this vLLM backend cannot seed single requests, e.g. the CPU build): a fresh "
+            "process asking for the same prompts in the same order repeats; a resumed run or another n draws "
+            "different samples"
+        )
+        return determinism_record("vllm", False, repeatable, engine_seed=self.seed)
 
     def _structured_params(self) -> Any:
         if self._structured is None:

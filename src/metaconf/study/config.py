@@ -22,6 +22,7 @@ from pydantic import (
 
 from metaconf.conditions import CONDITIONS, Condition, as_condition, compact, with_default_set
 from metaconf.configfile import read_config_file
+from metaconf.engines.kinds import EmbeddedModel, ModelConfig
 from metaconf.errors import ConfigError, field_location, validation_error
 from metaconf.targets import TargetsConfig
 from metaconf.training.config import LoraTrainConfig
@@ -29,52 +30,6 @@ from metaconf.training.config import LoraTrainConfig
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-
-class ModelConfig(_Strict):
-    """Which model answers, and through which engine."""
-
-    engine: Literal["embedded", "hf", "vllm", "openai"] = Field(
-        "embedded",
-        description="embedded (SmolLM2-135M shipped with metaconf), hf (transformers), vllm, or openai "
-        "(any OpenAI-compatible server).",
-    )
-    name: str | None = Field(None, description="Model path or hub id (hf, vllm), or the served model name (openai).")
-    base_url: str | None = Field(None, description="openai engine: the server's base URL, e.g. http://host:8000/v1.")
-    api_key_env: str = Field(
-        "OPENAI_API_KEY", description="openai engine: the environment variable holding the API key (never the key)."
-    )
-    options: dict[str, Any] = Field(
-        default_factory=dict, description="Extra keyword arguments for the engine (e.g. tensor_parallel_size)."
-    )
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto",
-        description="Number format of a local model (engine, frozen-layer cache and training alike); "
-        "'auto': bfloat16 on CPUs with bf16 matrix units (AMX, AVX512-BF16) and on GPUs that support it, float32 "
-        "on other CPUs (bf16 is emulated and slow there), float16 on older GPUs. The choice and why is printed and "
-        "recorded in RUN/run_info.json.",
-    )
-    served_adapters: dict[str, str] = Field(
-        default_factory=dict,
-        description="openai engine with training.backend lora: the name the server serves "
-        "each condition's adapter under (vllm serve --lora-modules NAME=RUN/training/CONDITION/adapter); "
-        "default: the condition's name.",
-    )
-    local_path: str | None = Field(
-        None,
-        description="openai engine with training.backend lora: the served model's local folder (what LoRA "
-        "trains on); default: name.",
-    )
-
-    @model_validator(mode="after")
-    def _needs(self) -> ModelConfig:
-        if "dtype" in self.options:
-            raise ValueError("set the number format with model.dtype, not model.options.dtype")
-        if self.engine in ("hf", "vllm", "openai") and not self.name:
-            raise ValueError(f"engine {self.engine!r} needs model.name")
-        if self.engine == "openai" and not self.base_url:
-            raise ValueError("engine 'openai' needs model.base_url")
-        return self
 
 
 class _DatasetSource(_Strict):
@@ -228,7 +183,7 @@ class StudyConfig(_Strict):
     """A whole study: data, model, targets, conditions, training and evaluation."""
 
     name: str = Field("study", description="A name for the run, shown in the report.")
-    model: ModelConfig = Field(default_factory=ModelConfig, description="The model under study.")
+    model: ModelConfig = Field(default_factory=EmbeddedModel, description="The model under study.")
     data: DataConfig = Field(description="Training and evaluation datasets.")
     targets: TargetsConfig = Field(default_factory=TargetsConfig, description="Sampling and calibrated targets.")
     conditions: list[Condition] = Field(
@@ -413,19 +368,16 @@ def _check_conditions(config: StudyConfig, source: str) -> None:
 
 
 def _check_engine_options(config: StudyConfig, source: str) -> None:
-    from metaconf.engines import engine_option_names
-
+    """Every key of `model.options` (and the judge's) is an option of that model's engine kind."""
     models = [("model", config.model)]
     if config.grading.judge_model is not None:
         models.append(("grading.judge_model", config.grading.judge_model))
     for field, model in models:
-        allowed = engine_option_names(model.engine)
-        for key in model.options:
-            if key not in allowed:
-                raise ConfigError(
-                    f"{source}: field '{field}.options.{key}': not an option of the {model.engine} "
-                    f"engine (options: {', '.join(allowed)})"
-                )
+        for key in model.unknown_options():
+            raise ConfigError(
+                f"{source}: field '{field}.options.{key}': not an option of the {model.engine} "
+                f"engine (options: {', '.join(model.option_names())})"
+            )
 
 
 def load_config(path: str | Path) -> StudyConfig:

@@ -20,15 +20,16 @@ import yaml
 
 from metaconf.conditions import BASE
 from metaconf.data import Question, load_dataset, split_questions
-from metaconf.engines import CompletionStore, Engine, get_engine
+from metaconf.engines import CompletionStore, Engine
 from metaconf.errors import ConfigError, DataError, MetaconfError
 from metaconf.evaluation import evaluate_condition, load_predictions, make_pairs, prediction_path
-from metaconf.grading import DEFAULT_JUDGE_TEMPLATE, Grader, JudgeGrader
+from metaconf.grading import Grader
 from metaconf.io import read_json, write_json, write_jsonl, write_text_atomic
-from metaconf.precision import DtypeChoice, announce, choose_dtype
+from metaconf.precision import DtypeChoice
 from metaconf.records import read_consistency
 from metaconf.study.config import ModelConfig, StudyConfig, dataset_entries, dataset_label
 from metaconf.study.lock import RunLock
+from metaconf.study.models import StudyModels
 from metaconf.study.stages import STAGE_NAMES, STAGES, select
 from metaconf.tasks.sampling import Sampling
 from metaconf.tasks.task import Tasks
@@ -53,9 +54,7 @@ class Study:
         self.eval_sets: dict[str, list[Question]] = {}  # dataset -> held-out / new-domain questions
         self.in_domain: dict[str, bool] = {}
         self._loaded = False
-        self._base_engine: Engine | None = None
-        self._grader: JudgeGrader | None = None
-        self._dtype: DtypeChoice | None = None
+        self.models = StudyModels(config, self.run_dir, lambda: self.store, quiet, source)
 
     @property
     def store(self) -> CompletionStore:
@@ -70,104 +69,32 @@ class Study:
         if not self.quiet:
             print(message, file=sys.stderr, flush=True)
 
+    # -- the models (metaconf.study.models) -----------------------------------------------------------------
     def model_path(self) -> str:
         """Where the local model's weights are (what LoRA trains on)."""
-        from metaconf.engines.embedded import resolve_model
-
-        m = self.config.model
-        return resolve_model("embedded" if m.engine == "embedded" else m.local_path or m.name)
+        return self.models.model_path()
 
     def local_model(self) -> bool:
-        return self.config.model.engine in ("embedded", "hf", "vllm")
+        return self.models.local_model()
 
     def dtype(self) -> DtypeChoice | None:
         """model.dtype resolved for this machine (None for a remote model); printed the first time."""
-        if self._dtype is None and self.local_model():
-            self._dtype = choose_dtype(self.config.model.dtype)
-            announce(self._dtype, self.quiet)
-        return self._dtype
+        return self.models.dtype()
 
     def engine(self, condition: str = BASE) -> Engine:
         """The engine answering for a condition: the base model, or the base model + that condition's adapter."""
-        if condition == BASE and self._base_engine is not None:
-            return self._base_engine
-        m = self.config.model
-        kwargs: dict[str, Any] = dict(m.options)
-        adapter = None if condition == BASE else self.run_dir / "training" / condition / "adapter"
-        try:
-            engine = self._make_engine(condition, kwargs, adapter)
-        except TypeError as exc:  # an option of the right name but the wrong type
-            if not m.options:
-                raise
-            raise ConfigError(f"{self.source}: field 'model.options': {exc}") from None
-        if condition == BASE:
-            self._base_engine = engine
-        self._record_determinism(condition, engine)
-        return engine
+        return self.models.engine(condition)
 
     def grader(self) -> Grader | None:
-        """The evaluation's grader: None for the rules (config grading.method rule), else an LLM judge on
-        grading.judge_model (default: the base model under study)."""
-        g = self.config.grading
-        if g.method == "rule":
-            return None
-        if self._grader is None:
-            judge = (
-                self.engine(BASE)
-                if g.judge_model is None
-                else self._make_engine(BASE, dict(g.judge_model.options), None, g.judge_model)
-            )
-            self._grader = JudgeGrader(judge, g.template or DEFAULT_JUDGE_TEMPLATE, g.max_new_tokens)
-        return self._grader
+        """The evaluation's grader: None for the rules, else an LLM judge (default: the base model, `engine`)."""
+        return self.models.grader(self.engine)
 
-    def _make_engine(
-        self, condition: str, kwargs: dict[str, Any], adapter: Path | None, spec: ModelConfig | None = None
-    ) -> Engine:
-        """The engine of `spec` (default: the model under study) for a condition."""
-        m = spec or self.config.model
-        dtype = (lambda: self.dtype().dtype) if spec is None else (lambda: choose_dtype(m.dtype).dtype)
-        if m.engine == "openai":
-            model = m.name
-            if condition != BASE and self.config.training.backend == "lora":  # served next to the base model
-                model = m.served_adapters.get(condition, condition)
-            elif condition != BASE:
-                job = read_json(self.run_dir / "training" / condition / "hosted_job.json")
-                model = job["fine_tuned_model"]
-            engine = get_engine(
-                "openai",
-                store=self.store,
-                base_url=m.base_url,
-                model=model,
-                api_key_env=m.api_key_env,
-                quiet=self.quiet,
-                **kwargs,
-            )
-        elif m.engine == "embedded":
-            engine = get_engine(
-                "embedded", store=self.store, adapter=adapter, quiet=self.quiet, dtype=dtype(), **kwargs
-            )
-        else:
-            if (
-                spec is None
-                and m.engine == "vllm"
-                and self.config.trained_conditions
-                and self.config.training.backend == "lora"
-            ):
-                # the largest rank up front: the base model and every adapter then share one vllm.LLM
-                ranks = [self.config.lora_for(c).rank for c in self.config.trained_conditions]
-                kwargs.setdefault("max_lora_rank", max(ranks))
-            engine = get_engine(
-                m.engine, store=self.store, model=m.name, adapter=adapter, quiet=self.quiet, dtype=dtype(), **kwargs
-            )
-        return engine
+    def _make_engine(self, condition: str, spec: ModelConfig | None = None) -> Engine:
+        """A new engine of `spec` (default: the model under study) for a condition."""
+        return self.models.build(condition, spec)
 
     def _record_determinism(self, condition: str, engine: Engine) -> None:
-        """RUN/determinism.json: per condition, whether its samples repeat on a rerun (backends differ)."""
-        path = self.run_dir / "determinism.json"
-        record = read_json(path) if path.is_file() else {}
-        if record.get(condition) != engine.determinism:
-            record[condition] = engine.determinism
-            write_json(path, record)
+        self.models.record_determinism(condition, engine)
 
     # -- stages -------------------------------------------------------------------------------------------
     def load_data(self) -> None:
@@ -295,7 +222,7 @@ class Study:
                 self.config.training.lora,
                 conditions,
                 configs={c: self.config.lora_for(c) for c in conditions},
-                dtype=self.dtype().dtype if self.dtype() else self.config.model.dtype,
+                dtype=self.dtype() or self.config.model.dtype,  # resolved once: training keeps its reason
                 training_sets=sets,
             )
         return f"adapters ready: {', '.join(conditions)}"
@@ -323,16 +250,9 @@ class Study:
         return {name: make_pairs(qs, ev.pairs_per_dataset, ev.seed) for name, qs in self.eval_sets.items()}
 
     def shared_prefill(self):
-        """Lower-layer prefill shared by the base model and adapters that only change upper layers (local models)."""
-        if self.config.model.engine not in ("embedded", "hf"):
-            return None
-        from metaconf.engines.hf import SharedPrefill, lowest_adapter_layer
-
-        lowest = [
-            lowest_adapter_layer(self.run_dir / "training" / c / "adapter") for c in self.config.trained_conditions
-        ]
-        split = min(lowest, default=0)
-        return SharedPrefill(split) if split > 0 else None
+        """Lower-layer prefill shared by the base model and adapters that only change upper layers (where the base
+        engine can share it)."""
+        return self.models.shared_prefill(self.engine(BASE))
 
     def stage_evaluate(self) -> str:
         consistency, pairs = self.consistency(), self.pairs()
@@ -362,10 +282,7 @@ class Study:
                     self.tasks,
                 )
                 done += 1
-        if shared is not None:
-            shared.clear()
-            if self._base_engine is not None:
-                self._base_engine.shared_prefill = None
+        self.models.end_shared_prefill(shared)
         n_pairs = sum(len(p) for p in pairs.values())
         n_items = sum(len(q) for q in self.eval_sets.values())
         return (
@@ -440,17 +357,10 @@ class Study:
 
     def run_info(self) -> dict[str, Any]:
         """What this invocation resolved on this machine (rewritten by every run): the model's number format."""
-        from metaconf.precision import BF16_UNITS, cpu_flags
-
-        choice = self.dtype()
-        info: dict[str, Any] = {"dtype": choice.to_dict() if choice else None}
-        if choice is not None and choice.device == "cpu":
-            info["dtype"]["cpu_bf16_flags"] = sorted(set(BF16_UNITS) & cpu_flags())
-        return info
+        return self.models.run_info()
 
     def model_label(self) -> str:
-        m = self.config.model
-        return "SmolLM2-135M-Instruct (embedded)" if m.engine == "embedded" else f"{m.name} ({m.engine})"
+        return self.models.model_label()
 
     # -- the whole study ------------------------------------------------------------------------------------
     def run(self, stages: tuple[str, ...] = STAGE_NAMES) -> Path:

@@ -35,15 +35,13 @@ from metaconf.io import (
     write_jsonl,
     write_text_atomic,
 )
-from metaconf.precision import choose_dtype
+from metaconf.precision import DtypeChoice, resolve_dtype
 from metaconf.training.config import LoraTrainConfig
 from metaconf.training.data import filter_by_length, load_chat_examples, to_prompt_completion
 from metaconf.training.progress import quiet_libraries, use_own_progress
 
-PRECISION_OF_DTYPE = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
 
-
-def _device_settings(config: LoraTrainConfig, dtype: str = "auto") -> dict[str, Any]:
+def _device_settings(config: LoraTrainConfig, dtype: str | DtypeChoice = "auto") -> dict[str, Any]:
     """precision (and how bf16 runs) / gradient checkpointing resolved for the hardware this process runs on.
 
     `precision: auto` follows `dtype` (the study's model.dtype; 'auto' resolves by metaconf.precision).
@@ -52,8 +50,8 @@ def _device_settings(config: LoraTrainConfig, dtype: str = "auto") -> dict[str, 
 
     precision, reason = config.precision, "training.lora.precision"
     if precision == "auto":
-        choice = choose_dtype(dtype)
-        precision, reason = PRECISION_OF_DTYPE[choice.dtype], choice.reason
+        choice = resolve_dtype(dtype)  # the study's choice as it resolved it, or a name resolved here
+        precision, reason = choice.precision, choice.reason
     checkpointing = config.gradient_checkpointing
     if checkpointing == "auto":
         checkpointing = torch.cuda.is_available()
@@ -221,7 +219,7 @@ class LoraJob:
     output_dir: Path
     model: str | Path = "embedded"
     config: LoraTrainConfig = field(default_factory=LoraTrainConfig)
-    dtype: str = "auto"
+    dtype: str | DtypeChoice = "auto"
     frozen_states: dict | None = None
 
     def __post_init__(self) -> None:
@@ -469,7 +467,7 @@ def train_lora(
     *,
     callbacks: Sequence[Any] = (),
     frozen_states: dict | None = None,
-    dtype: str = "auto",
+    dtype: str | DtypeChoice = "auto",
 ) -> Path:
     """Fine-tune a LoRA adapter on a chat JSONL file; returns the adapter folder (`output_dir/adapter`).
 
@@ -506,7 +504,7 @@ def train_conditions(
     config: LoraTrainConfig | None = None,
     conditions: Sequence[str] = TRAINED_CONDITIONS,
     configs: Mapping[str, LoraTrainConfig] | None = None,
-    dtype: str = "auto",
+    dtype: str | DtypeChoice = "auto",
     training_sets: Mapping[str, str] | None = None,
 ) -> dict[str, Path]:
     """Train each condition on `RUN/training_sets/<set>/train.jsonl` into `RUN/training/<condition>/`: the set is
