@@ -385,3 +385,16 @@ def test_a_custom_single_template_is_trained_and_evaluated_with_the_same_format(
     assert all(r["parsed"] and r["confidence"] == pytest.approx(0.7) and r["answer"] == "12" for r in rows)
     assert any(g is not None and g.startswith("Reply: ") and "sure: " in g for g in guides)
     assert not any(g is not None and g.startswith("Answer: ") and "Confidence" in g for g in guides)
+
+
+def test_conditions_from_flags_are_names_or_records(tmp_path, capsys):
+    """`--conditions` takes names (the paper's), YAML records, or one YAML list, like the config file."""
+    for words, expected in [
+        (["base", "multitask"], ["base", "multitask"]),
+        (["base", "{name: fast, training_set: single}"], ["base", {"name": "fast", "training_set": "single"}]),
+        (["[base, {name: fast, training_set: single}]"], ["base", {"name": "fast", "training_set": "single"}]),
+    ]:
+        assert main(["demo", "--show-config", "--conditions", *words]) == 0
+        assert yaml.safe_load(capsys.readouterr().out)["conditions"] == expected
+    assert main(["demo", "--show-config", "--conditions", "base", "{name: x, training_set: nope}"]) == 2
+    assert "conditions.1.training_set" in capsys.readouterr().err

@@ -131,8 +131,9 @@ def _fields_flags(fields: dict[str, Any], prefix: str) -> list[Flag]:
 
 
 def _kind(annotation: Any) -> str:
-    """How a flag's text becomes a value: 'bool', 'list' (several words), 'yaml' (lists of mappings, mappings),
-    or 'scalar' (one word, converted by the model)."""
+    """How a flag's text becomes a value: 'bool', 'list' (several words), 'records' (several words, each a name or
+    a YAML mapping, or one YAML list: lists of models), 'yaml' (mappings, lists of mappings), or 'scalar' (one word,
+    converted by the model)."""
     inner, _ = _strip_optional(annotation)
     parts = _union_parts(inner)
     if any(p is bool for p in parts):
@@ -144,7 +145,9 @@ def _kind(annotation: Any) -> str:
         if origin in (list, tuple, set):
             item = (get_args(part) or (str,))[0]
             item = get_args(item)[0] if get_origin(item) is Literal else item
-            if submodel(item) is not None or get_origin(item) in (dict, list):
+            if submodel(item) is not None:
+                return "records"
+            if get_origin(item) in (dict, list):
                 return "yaml"
             return "list"
     return "scalar"
@@ -192,6 +195,8 @@ def _metavar(flag: Flag) -> str:
     literals = [str(a) for p in _union_parts(inner) if get_origin(p) is Literal for a in get_args(p)]
     if kind == "yaml":
         return "YAML"
+    if kind == "records":
+        return "NAME_OR_YAML"
     if kind == "bool":
         return "{" + ",".join(["true", "false", *literals]) + "}"
     part = _union_parts(inner)[0]
@@ -355,7 +360,7 @@ def _add_flag(group: Any, flag: Flag) -> None:
         del kwargs["metavar"]
     elif kind == "bool":  # a switch with other values too (true / false / auto): always takes its value
         pass
-    elif kind == "list":
+    elif kind in ("list", "records"):
         kwargs.update(nargs="+", action="extend")  # --field a=b --field c=d gives both
     group.add_argument(*names, **kwargs)
 
@@ -406,6 +411,9 @@ def _flag_value(flag: Flag, value: Any) -> Any:
     _, optional = _strip_optional(flag.annotation)
     if kind == "yaml":
         return read_config_text(value, flag.option)
+    if kind == "records":  # --conditions base multitask, --conditions "[base, {name: x}]", --data.train "{name: a}"
+        items = [read_config_text(word, flag.option) for word in value]
+        return items[0] if len(items) == 1 and isinstance(items[0], list) else items
     if kind == "list":
         literals = [
             a

@@ -190,7 +190,7 @@ class StudyConfig(_Strict):
         default_factory=lambda: [as_condition(c) for c in CONDITIONS],
         description="Conditions to compare, by name (base, single, pairwise, multitask: the paper's, each trained "
         "on the training set of its name) or as records {name, training_set, objective, training, color} "
-        "(docs/study.md, 'Conditions').",
+        "(docs/training.md, 'Conditions').",
     )
     training: TrainingConfig = Field(default_factory=TrainingConfig, description="Fine-tuning settings.")
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig, description="Evaluation settings.")
