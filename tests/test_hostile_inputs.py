@@ -54,8 +54,8 @@ CONFIGS = [
     (
         "condition without a training set",
         _with(conditions=["base", "multitask"], targets={"sets": [{"name": "single", "task": "single"}]}),
-        r"X\.yaml: field 'conditions': 'multitask' is trained on the training set of that name, but targets\.sets "
-        r"has only single",
+        r"X\.yaml: field 'conditions\.1\.training_set': 'multitask' is trained on the training set 'multitask', but "
+        r"targets\.sets has only single",
     ),
     (
         "unknown engine option",

@@ -280,6 +280,7 @@ def test_hosted_conditions_use_the_run_folder(provider, tmp_path):
 def test_study_entry_point_reads_the_study_config(provider, tmp_path, monkeypatch):
     from types import SimpleNamespace
 
+    from metaconf.conditions import as_condition
     from metaconf.training.hosted import run_hosted_conditions
 
     run = tmp_path / "run"
@@ -287,6 +288,7 @@ def test_study_entry_point_reads_the_study_config(provider, tmp_path, monkeypatc
     study = SimpleNamespace(
         model=SimpleNamespace(name="served-name", base_url=provider.url, api_key_env="TEST_FT_KEY"),
         training=SimpleNamespace(hosted_base_model="gpt-test-mini"),
+        conditions=[as_condition("base"), as_condition("multitask")],
     )
     import metaconf.training.hosted as hosted
 
