@@ -63,7 +63,7 @@ def engine_checks(study, out: Path) -> None:
         "guided": completions(guided),
         "adapters": adapters,
         "determinism": base.determinism,
-        "llms": len({id(study.engine(c).llm) for c in study.config.conditions}),
+        "llms": len({id(study.engine(c).llm) for c in study.config.condition_names}),
     }
     out.write_text(json.dumps(result, indent=1))
 
