@@ -129,7 +129,7 @@ def write_config(path: Path, raw: dict) -> Path:
 def predictions(run: Path) -> dict[tuple[str, str, str], list[dict]]:
     from metaconf.evaluation import load_predictions
 
-    return {key: list(rows) for key, rows in load_predictions(run).items()}
+    return {key: [row.to_row() for row in rows] for key, rows in load_predictions(run).items()}
 
 
 def store_rows(run: Path) -> list[tuple]:
