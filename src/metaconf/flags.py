@@ -235,6 +235,8 @@ class Command:
     config_help: str = ""
     deprecated: dict[str, str | tuple[str, Any]] = field(default_factory=dict)
     epilog: str | None = None
+    run_folder: str | None = None  # the option naming the run folder it writes into: run under that folder's lock
+    creates_run_folder: bool = False  # else a run folder that does not exist is refused before the lock is taken
 
     def flags(self) -> list[Flag]:
         """Every flag of the command: the options' fields, then the config's."""
@@ -483,4 +485,9 @@ def dispatch(args: argparse.Namespace) -> int:
     """Run the command an argparse namespace was parsed for."""
     command: Command = args._command
     options, config, source = command.parse(args)
-    return int((command.run(options, config, source) if command.config else command.run(options)) or 0)
+    if command.run_folder is None:
+        return int((command.run(options, config, source) if command.config else command.run(options)) or 0)
+    from metaconf.study.lock import holding
+
+    with holding(getattr(options, command.run_folder), f"--{command.run_folder}", create=command.creates_run_folder):
+        return int((command.run(options, config, source) if command.config else command.run(options)) or 0)

@@ -19,6 +19,7 @@ from metaconf.data.ids import short_hash
 from metaconf.data.schema import ANSWER_TYPES, LETTERS, Question
 from metaconf.errors import DataError
 from metaconf.io import iter_jsonl_objects, read_json, read_text_checked
+from metaconf.names import name_problem
 
 FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
 MAPPING_KEYS = ("question", "answers", "choices", "id", "answer_type", "domain", "dataset")
@@ -328,6 +329,11 @@ def load_file(name: str, *, split: str | None = None, answers_required: bool = T
     if not rows:
         raise DataError(f"{name}: no rows")
     dataset = str(mapping.get("dataset") or default_name)
+    problem = name_problem(dataset)
+    if problem:  # the dataset names prediction files (RUN/predictions/<condition>__<task>__<dataset>.jsonl)
+        raise DataError(
+            f"{name}: dataset name {dataset[:80]!r}{' (dataset=)' if mapping.get('dataset') else ''}: {problem}"
+        )
     domain = str(mapping.get("domain") or "general")
     columns = list(rows[0][1])
     q_col = _resolve("question", mapping.get("question"), columns, name, True)

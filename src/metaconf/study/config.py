@@ -24,6 +24,7 @@ from metaconf.conditions import CONDITIONS, Condition, as_condition, compact, wi
 from metaconf.configfile import read_config_file
 from metaconf.engines.kinds import EmbeddedModel, ModelConfig
 from metaconf.errors import ConfigError, field_location, validation_error
+from metaconf.names import Name, name_problem
 from metaconf.targets import TargetsConfig
 from metaconf.training.config import LoraTrainConfig
 
@@ -41,7 +42,7 @@ class _DatasetSource(_Strict):
     fields: dict[str, str] = Field(
         default_factory=dict, description="Field mapping for user files (question=, answers=, choices=, ...)."
     )
-    label: str | None = Field(
+    label: Name | None = Field(
         None,
         description="The dataset's name in tables, plots and prediction files (default: the registered name, "
         "or the file's name without its extension); unique within the study.",
@@ -343,6 +344,10 @@ def _check_datasets(config: StudyConfig, source: str) -> None:
                 f"(not registered, not a file); see `metaconf datasets`"
             )
         label = dataset_label(entry, entry.name in known)
+        problem = name_problem(label)
+        if problem:  # it names prediction files: RUN/predictions/<condition>__<task>__<label>.jsonl
+            field = "label" if entry.label else "fields.dataset" if entry.fields.get("dataset") else "name"
+            raise ConfigError(f"{source}: field '{where}.{field}': dataset name {label[:80]!r}: {problem}")
         if label in seen:
             raise ConfigError(
                 f"{source}: fields '{seen[label]}' and '{where}' are both dataset '{label}'; give one "

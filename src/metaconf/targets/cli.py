@@ -75,6 +75,8 @@ COMMANDS = [
         config=BuildDataConfig,
         upgrade=moved_under("targets", BuildDataConfig),
         run=_build_data,
+        run_folder="out",
+        creates_run_folder=True,
         deprecated={"--n-samples": "targets.n_samples", "--seed": "targets.seed"},
     ),
 ]

@@ -6,13 +6,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from metaconf.names import Name
+
 
 class TrainingSetSpec(BaseModel):
     """One training set (a training condition) to build."""
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(
+    name: Name = Field(
         description="Condition name: the folder under training_sets/ (e.g. single, pairwise, multitask).",
         pattern=r"^[A-Za-z0-9_.-]+$",
     )
