@@ -158,7 +158,10 @@ def type_name(annotation: Any) -> str:
     inner, optional = _strip_optional(annotation)
     names = []
     for part in _union_parts(inner):
-        if get_origin(part) is Literal:
+        if get_origin(part) is typing.Annotated:  # a checked value, e.g. metaconf.names.Name
+            part = get_args(part)[0]
+            names.append("name" if part is str else type_name(part))
+        elif get_origin(part) is Literal:
             names.append("one of: " + ", ".join(str(a) for a in get_args(part)))
         elif get_origin(part) in (list, tuple, set):
             names.append(f"list of {type_name((get_args(part) or (str,))[0])}")
@@ -169,6 +172,27 @@ def type_name(annotation: Any) -> str:
         else:
             names.append(str(part).replace("typing.", ""))
     return " or ".join(names) + (" or null" if optional else "")
+
+
+def bounds_text(info: Any) -> str:
+    """A numeric field's bounds as its help and docs show them ('1 to 1024', 'at most 20'), or ''."""
+    low = next(
+        (
+            f">= {m.ge}" if hasattr(m, "ge") else f"> {m.gt}"
+            for m in info.metadata
+            if hasattr(m, "ge") or hasattr(m, "gt")
+        ),
+        "",
+    )
+    high = next(
+        (
+            f"<= {m.le}" if hasattr(m, "le") else f"< {m.lt}"
+            for m in info.metadata
+            if hasattr(m, "le") or hasattr(m, "lt")
+        ),
+        "",
+    )
+    return ", ".join(b for b in (low, high) if b).replace("_", "")
 
 
 def default_text(info: Any) -> str:
@@ -350,7 +374,8 @@ def _add_flag(group: Any, flag: Flag) -> None:
     if "_" in last:
         names.append(f"--{flag.path.rpartition('.')[0] + '.' if '.' in flag.path else ''}{last.replace('_', '-')}")
     help_text = (flag.info.description or "").replace("%", "%%")
-    help_text += f" [{type_name(flag.annotation)}; default: {default_text(flag.info)}]".replace("%", "%%")
+    bounds = f", {bounds_text(flag.info)}" if bounds_text(flag.info) else ""
+    help_text += f" [{type_name(flag.annotation)}{bounds}; default: {default_text(flag.info)}]".replace("%", "%%")
     kwargs: dict[str, Any] = {
         "dest": f"{_DEST}{flag.path}",
         "default": None,

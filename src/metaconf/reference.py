@@ -9,7 +9,17 @@ from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel
 
-from metaconf.flags import Command, Flag, default_text, merged_fields, model_flags, submodel, type_name, union_models
+from metaconf.flags import (
+    Command,
+    Flag,
+    bounds_text,
+    default_text,
+    merged_fields,
+    model_flags,
+    submodel,
+    type_name,
+    union_models,
+)
 from metaconf.study.config import StudyConfig
 
 
@@ -41,6 +51,8 @@ def _reference(fields: dict[str, Any], prefix: str) -> str:
         members = union_models(field.annotation)
         item = _list_item_model(field.annotation)
         shown = nested.__name__ if nested else type_name(field.annotation)
+        if bounds_text(field):
+            shown += f" ({bounds_text(field)})"
         if members:
             shown = "one of: " + ", ".join(m.__name__ for m in members) + (" or null" if field.default is None else "")
         default = default_text(field)
@@ -102,7 +114,7 @@ This page is generated (`python -m metaconf.reference cli > docs/cli.md`).
 
 def _flag_rows(flags: list[Flag]) -> list[str]:
     return [
-        f"| `{f.option}` | {_cell(type_name(f.annotation))} | {_cell(default_text(f.info))} | "
+        f"| `{f.option}` | {_cell(type_name(f.annotation) + (f' ({bounds_text(f.info)})' if bounds_text(f.info) else ''))} | {_cell(default_text(f.info))} | "
         f"{_cell(f.info.description or '')} |"
         for f in flags
     ]

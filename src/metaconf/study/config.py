@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from metaconf.bounds import SEED_MAX
 from metaconf.conditions import CONDITIONS, Condition, as_condition, compact, with_default_set
 from metaconf.configfile import read_config_file
 from metaconf.engines.kinds import EmbeddedModel, ModelConfig
@@ -58,20 +59,22 @@ class _DatasetSource(_Strict):
 class TrainDataset(_DatasetSource):
     """A training-domain dataset: some questions train, others are held out for in-domain evaluation."""
 
-    train: int = Field(50, ge=1, description="Training questions drawn from it.")
-    held_out: int = Field(24, ge=2, description="Held-out questions for in-domain evaluation (never trained on).")
+    train: int = Field(50, le=1_000_000, ge=1, description="Training questions drawn from it.")
+    held_out: int = Field(
+        24, le=1_000_000, ge=2, description="Held-out questions for in-domain evaluation (never trained on)."
+    )
 
 
 class EvalDataset(_DatasetSource):
     """A new-domain dataset, evaluated only."""
 
-    n: int = Field(24, ge=2, description="Questions evaluated.")
+    n: int = Field(24, le=1_000_000, ge=2, description="Questions evaluated.")
 
 
 class DataConfig(_Strict):
     train: list[TrainDataset] = Field(description="Training domains (their held-out questions are in-domain tests).")
     eval: list[EvalDataset] = Field(default_factory=list, description="New-domain test datasets.")
-    seed: int = Field(0, ge=0, description="Seed of the question draws and the train / held-out split.")
+    seed: int = Field(0, le=SEED_MAX, ge=0, description="Seed of the question draws and the train / held-out split.")
 
     @field_validator("train")
     @classmethod
@@ -109,17 +112,23 @@ class TrainingConfig(_Strict):
 
 
 class EvaluationConfig(_Strict):
-    pairs_per_dataset: int = Field(24, ge=1, description="Pairs of held-out questions per dataset, pairwise task.")
+    pairs_per_dataset: int = Field(
+        24, le=100_000, ge=1, description="Pairs of held-out questions per dataset, pairwise task."
+    )
     consistency_samples: int = Field(
-        10, ge=2, description="Base-model samples per evaluation question, for the consistency ranking (AUC_c)."
+        10,
+        le=1000,
+        ge=2,
+        description="Base-model samples per evaluation question, for the consistency ranking (AUC_c).",
     )
     consistency_temperature: float = Field(
         1.0,
+        le=10,
         ge=0,
         description="Sampling temperature of those samples (the evaluation's own setting; the training "
         "targets' samples use targets.temperature). Seeded by evaluation.seed.",
     )
-    temperature: float = Field(0.0, ge=0, description="Sampling temperature of evaluation answers (0 = greedy).")
+    temperature: float = Field(0.0, le=10, ge=0, description="Sampling temperature of evaluation answers (0 = greedy).")
     logprobs: int = Field(
         5,
         ge=0,
@@ -143,8 +152,8 @@ class EvaluationConfig(_Strict):
             "The same choice for the consistency stage (base-model answer samples of the evaluation questions)."
         ),
     )
-    n_boot: int = Field(1000, ge=50, description="Bootstrap resamples for confidence intervals.")
-    seed: int = Field(0, ge=0, description="Seed of pair draws and bootstrap.")
+    n_boot: int = Field(1000, le=100_000, ge=50, description="Bootstrap resamples for confidence intervals.")
+    seed: int = Field(0, le=SEED_MAX, ge=0, description="Seed of pair draws and bootstrap.")
 
 
 class GradingConfig(_Strict):

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
+from metaconf.bounds import SEED_MAX
 from metaconf.errors import MetaconfError
 from metaconf.io import file_sha256, read_json, write_json
 from metaconf.retry import RetriesExhausted, Retryable, RetryPolicy, parse_retry_after, retryable_status
@@ -42,12 +43,12 @@ class HostedTrainConfig(BaseModel):
     base_url: str = Field("https://api.openai.com/v1", description="The API's base URL (OpenAI-compatible).")
     api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the API key.")
     suffix: str | None = Field(None, description="Suffix for the fine-tuned model's name.")
-    epochs: int | None = Field(None, ge=1, description="n_epochs hyperparameter; None: the provider chooses.")
-    seed: int | None = Field(0, description="Seed passed to the provider (None: let it choose).")
-    poll_interval: float = Field(15.0, ge=0, description="Seconds between status checks.")
-    request_timeout: float = Field(120.0, gt=0, description="Seconds before one HTTP request times out.")
+    epochs: int | None = Field(None, le=100, ge=1, description="n_epochs hyperparameter; None: the provider chooses.")
+    seed: int | None = Field(0, le=SEED_MAX, description="Seed passed to the provider (None: let it choose).")
+    poll_interval: float = Field(15.0, le=3600, ge=0, description="Seconds between status checks.")
+    request_timeout: float = Field(120.0, le=86_400, gt=0, description="Seconds before one HTTP request times out.")
     max_retries: int = Field(
-        5, ge=0, description="Retries of a request that failed with a network error, 429 or a transient 5xx."
+        5, le=100, ge=0, description="Retries of a request that failed with a network error, 429 or a transient 5xx."
     )
     restart_failed: bool = Field(False, description="Start a new job when the recorded one failed or was cancelled.")
 
