@@ -28,6 +28,7 @@ from pydantic_core import PydanticUndefined
 
 from metaconf.configfile import read_config_file, read_config_text
 from metaconf.errors import ConfigError, field_location
+from metaconf.text import check_strings
 
 CONFIG_FLAG = "--config"
 _DEST = "flag:"  # prefix of the argparse dests of model fields (so they never clash with argparse's own)
@@ -343,6 +344,8 @@ class Command:
                 if name in given:
                     raise ConfigError(f"{self.name}: {name.upper()} given twice (as an argument and as --{name})")
                 given[name] = value
+        for path, value in given.items():  # undecodable argv bytes arrive as lone surrogates
+            check_strings(value, f"--{path}", ConfigError)
         file, argument = args._config_file, getattr(args, "_config_argument", None)
         if file is not None and argument is not None:
             raise ConfigError(f"{self.name}: the config file is given twice ({argument} and {CONFIG_FLAG} {file})")
