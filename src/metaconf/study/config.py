@@ -181,11 +181,11 @@ class GradingConfig(_Strict):
         if self.method == "rule" and (self.judge_model is not None or self.template is not None):
             raise ValueError("judge_model and template apply to method 'judge' only")
         if self.template is not None:
-            from metaconf.grading.judge import missing_placeholders
+            from metaconf.grading.judge import template_problem
 
-            missing = missing_placeholders(self.template)
-            if missing:
-                raise ValueError(f"template: missing the {', '.join(missing)} placeholder(s)")
+            problem = template_problem(self.template)
+            if problem:
+                raise ValueError(f"template: {problem}")
         return self
 
 
