@@ -5,6 +5,7 @@ config.yaml that no longer reads back, an SQLite store, an HTTP request)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -42,3 +43,13 @@ def check_strings(value: Any, where: str, error: type[MetaconfError] = MetaconfE
         if problem:
             raise error(f"{where}: {f'field {path!r}: ' if path else ''}{problem}")
     return value
+
+
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@'\"<>]+@")
+
+
+def redact(text: str) -> str:
+    """`text` with the user info of every URL in it replaced (`http://user:password@host` -> `http://***@host`): the
+    one redaction used for every message, stored config and record that may hold a URL (the API key itself is
+    never in them: it is read from the environment)."""
+    return _URL_USERINFO.sub(r"\1***@", text)

@@ -24,6 +24,7 @@ from metaconf.errors import MetaconfError
 from metaconf.io import file_sha256, read_json, write_json
 from metaconf.retry import RetriesExhausted, Retryable, RetryPolicy, parse_retry_after, retryable_status
 from metaconf.targets.export import validate_hosted_file
+from metaconf.text import redact
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 STATE_FILE = "hosted_job.json"
@@ -87,7 +88,7 @@ class HostedClient:
             try:
                 response = self._http.request(method, path, **kwargs)
             except httpx.TransportError as exc:
-                raise Retryable(f"cannot reach {self.base_url} ({type(exc).__name__}: {exc})") from None
+                raise Retryable(redact(f"cannot reach {self.base_url} ({type(exc).__name__}: {exc})")) from None
             if response.status_code < 400:
                 return response.json()
             failure = f"server answered {response.status_code}: {_server_message(response)}"
@@ -124,7 +125,7 @@ class HostedClient:
 
 
 def _stderr_progress(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    print(redact(line), file=sys.stderr, flush=True)
 
 
 def run_hosted_job(
@@ -141,7 +142,11 @@ def run_hosted_job(
     train_file, job_dir = Path(train_file), Path(job_dir)
     state_path = job_dir / STATE_FILE
     sha = file_sha256(train_file) if train_file.is_file() else ""
-    identity = {"base_url": config.base_url.rstrip("/"), "base_model": config.base_model, "training_file_sha256": sha}
+    identity = {
+        "base_url": redact(config.base_url.rstrip("/")),
+        "base_model": config.base_model,
+        "training_file_sha256": sha,
+    }
     state: dict[str, Any] = read_json(state_path) if state_path.is_file() else {}
     if state and any(state.get(k) != v for k, v in identity.items()):
         raise HostedJobError(
