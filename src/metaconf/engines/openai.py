@@ -184,9 +184,8 @@ class OpenAIEngine(Engine):
         self.name = f"openai:{model}"
 
     def __repr__(self) -> str:
-        return (
-            f"OpenAIEngine(base_url={redact(self.base_url)!r}, model={self.model!r}, api_key_env={self.api_key_env!r})"
-        )
+        url = redact(self.base_url)
+        return f"OpenAIEngine(base_url={url!r}, model={self.model!r}, api_key_env={self.api_key_env!r})"
 
     @property
     def model_identity(self) -> str:
