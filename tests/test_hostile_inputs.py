@@ -81,7 +81,7 @@ CONFIGS = [
     (
         "label with a path in it",
         _with(data={**MINIMAL["data"], "eval": [{"name": "medqa", "label": "../x"}]}),
-        r"field 'data\.eval\.0\.label': String should match pattern",
+        r"field 'data\.eval\.0\.label': Value error, a name cannot hold a path separator",
     ),
     ("top level is a list", "- a\n- b\n", r"X\.yaml: expected a mapping of settings at the top level"),
     # found beyond the issue's list
@@ -137,11 +137,11 @@ def test_errors_after_reading_the_config_leave_no_run_folder_and_name_the_file(t
     """Found while loading data (n too large) or when the engine fails: one line naming the config, no out/."""
     cases = [
         (
-            _with(data={**MINIMAL["data"], "eval": [{"name": "medqa", "n": 100000000}]}),
-            r"X\.yaml: field 'data\.eval\.0\.n': 'medqa' has \d+ questions, fewer than n = 100000000",
+            _with(data={**MINIMAL["data"], "eval": [{"name": "medqa", "n": 900000}]}),
+            r"X\.yaml: field 'data\.eval\.0\.n': 'medqa' has \d+ questions, fewer than n = 900000",
         ),
         (
-            _with(data={"train": [{"name": "gsm8k", "train": 100000000}]}),
+            _with(data={"train": [{"name": "gsm8k", "train": 900000}]}),
             r"X\.yaml: field 'data\.train\.0': 'gsm8k' has \d+ questions, fewer than train \+ held_out",
         ),
         (

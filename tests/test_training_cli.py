@@ -67,7 +67,7 @@ def test_config_file_and_bad_values_are_one_line(tmp_path, capsys):
     assert main(["train", "--run", str(run), "--learning-rate", "-1"]) == 2  # an old flag: the error names the new
     assert "--lora.learning_rate: Input should be greater than 0" in capsys.readouterr().err
     assert main(["train", "--run", str(tmp_path / "missing")]) == 2
-    assert "run folder not found" in capsys.readouterr().err
+    assert "no such run folder" in capsys.readouterr().err
     assert main(["train", "--run", str(run), "--conditions", "single"]) == 2
     assert "training set for condition 'single' not found" in capsys.readouterr().err
 

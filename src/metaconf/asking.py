@@ -16,7 +16,7 @@ from typing import Any
 from metaconf.data import Question
 from metaconf.data.ids import short_hash
 from metaconf.errors import ConfigError, DataError
-from metaconf.io import read_json
+from metaconf.records import read_recalibration
 
 
 @dataclass
@@ -65,7 +65,7 @@ def _recalibration(run_dir: Path, condition: str, method: str) -> dict[str, Any]
         raise ConfigError(
             f"{path}: missing; run the baselines stage (metaconf evaluate {run_dir}) to fit the recalibration"
         )
-    maps = read_json(path).get("maps") or {}
+    maps = read_recalibration(path)
     if condition not in maps:
         raise ConfigError(
             f"{path}: no recalibration fitted for condition {condition!r} (fitted for: "

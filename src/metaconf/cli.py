@@ -9,6 +9,7 @@ import sys
 from metaconf import __version__
 from metaconf.errors import MetaconfError
 from metaconf.flags import Command, dispatch
+from metaconf.text import redact
 
 # each module defines COMMANDS (metaconf.flags.Command) and keeps heavy imports inside its handlers
 COMMAND_MODULES = [
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return dispatch(args)
     except MetaconfError as exc:
-        print(f"metaconf: error: {exc}", file=sys.stderr)
+        print(f"metaconf: error: {redact(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(

@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from metaconf.names import Name
+
 BASE = "base"
 TRAINED_CONDITIONS = ("single", "pairwise", "multitask")  # the paper's: each trained on the training set of its name
 CONDITIONS = (BASE, *TRAINED_CONDITIONS)
@@ -31,11 +33,11 @@ class Condition(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(
+    name: Name = Field(
         description="The condition's name in tables, plots and file names (RUN/training/NAME/, predictions).",
         pattern=NAME_PATTERN,
     )
-    training_set: str | None = Field(
+    training_set: Name | None = Field(
         None,
         description="The training set (a targets.sets name) it is fine-tuned on; null: not fine-tuned (the base "
         "model).",

@@ -12,6 +12,8 @@ from typing import Any
 import yaml
 
 from metaconf.errors import ConfigError
+from metaconf.io import read_bytes_checked
+from metaconf.text import check_strings
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -72,16 +74,16 @@ def read_config_text(text: str, source: str) -> Any:
             f"{source}: nested more than {MAX_CONFIG_DEPTH} levels deep or more than "
             f"{MAX_CONFIG_VALUES:,} values (YAML aliases expanded); not a study config"
         )
-    return raw
+    return check_strings(raw, source, ConfigError)  # a "\ud800" escape is valid YAML, not valid text
 
 
 def read_config_file(path: str | Path) -> Any:
     """The YAML value of a settings file (a study config, `--config FILE` of any command): a missing, binary or
     non-UTF-8 file, duplicate keys and absurd nesting are refused in one line naming the file."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError(f"{path}: no such config file")
-    data = path.read_bytes()
+    data = read_bytes_checked(path)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -28,6 +28,7 @@ from pydantic_core import PydanticUndefined
 
 from metaconf.configfile import read_config_file, read_config_text
 from metaconf.errors import ConfigError, field_location
+from metaconf.text import check_strings
 
 CONFIG_FLAG = "--config"
 _DEST = "flag:"  # prefix of the argparse dests of model fields (so they never clash with argparse's own)
@@ -158,7 +159,10 @@ def type_name(annotation: Any) -> str:
     inner, optional = _strip_optional(annotation)
     names = []
     for part in _union_parts(inner):
-        if get_origin(part) is Literal:
+        if get_origin(part) is typing.Annotated:  # a checked value, e.g. metaconf.names.Name
+            part = get_args(part)[0]
+            names.append("name" if part is str else type_name(part))
+        elif get_origin(part) is Literal:
             names.append("one of: " + ", ".join(str(a) for a in get_args(part)))
         elif get_origin(part) in (list, tuple, set):
             names.append(f"list of {type_name((get_args(part) or (str,))[0])}")
@@ -169,6 +173,27 @@ def type_name(annotation: Any) -> str:
         else:
             names.append(str(part).replace("typing.", ""))
     return " or ".join(names) + (" or null" if optional else "")
+
+
+def bounds_text(info: Any) -> str:
+    """A numeric field's bounds as its help and docs show them ('1 to 1024', 'at most 20'), or ''."""
+    low = next(
+        (
+            f">= {m.ge}" if hasattr(m, "ge") else f"> {m.gt}"
+            for m in info.metadata
+            if hasattr(m, "ge") or hasattr(m, "gt")
+        ),
+        "",
+    )
+    high = next(
+        (
+            f"<= {m.le}" if hasattr(m, "le") else f"< {m.lt}"
+            for m in info.metadata
+            if hasattr(m, "le") or hasattr(m, "lt")
+        ),
+        "",
+    )
+    return ", ".join(b for b in (low, high) if b).replace("_", "")
 
 
 def default_text(info: Any) -> str:
@@ -235,6 +260,8 @@ class Command:
     config_help: str = ""
     deprecated: dict[str, str | tuple[str, Any]] = field(default_factory=dict)
     epilog: str | None = None
+    run_folder: str | None = None  # the option naming the run folder it writes into: run under that folder's lock
+    creates_run_folder: bool = False  # else a run folder that does not exist is refused before the lock is taken
 
     def flags(self) -> list[Flag]:
         """Every flag of the command: the options' fields, then the config's."""
@@ -317,6 +344,8 @@ class Command:
                 if name in given:
                     raise ConfigError(f"{self.name}: {name.upper()} given twice (as an argument and as --{name})")
                 given[name] = value
+        for path, value in given.items():  # undecodable argv bytes arrive as lone surrogates
+            check_strings(value, f"--{path}", ConfigError)
         file, argument = args._config_file, getattr(args, "_config_argument", None)
         if file is not None and argument is not None:
             raise ConfigError(f"{self.name}: the config file is given twice ({argument} and {CONFIG_FLAG} {file})")
@@ -348,7 +377,8 @@ def _add_flag(group: Any, flag: Flag) -> None:
     if "_" in last:
         names.append(f"--{flag.path.rpartition('.')[0] + '.' if '.' in flag.path else ''}{last.replace('_', '-')}")
     help_text = (flag.info.description or "").replace("%", "%%")
-    help_text += f" [{type_name(flag.annotation)}; default: {default_text(flag.info)}]".replace("%", "%%")
+    bounds = f", {bounds_text(flag.info)}" if bounds_text(flag.info) else ""
+    help_text += f" [{type_name(flag.annotation)}{bounds}; default: {default_text(flag.info)}]".replace("%", "%%")
     kwargs: dict[str, Any] = {
         "dest": f"{_DEST}{flag.path}",
         "default": None,
@@ -483,4 +513,9 @@ def dispatch(args: argparse.Namespace) -> int:
     """Run the command an argparse namespace was parsed for."""
     command: Command = args._command
     options, config, source = command.parse(args)
-    return int((command.run(options, config, source) if command.config else command.run(options)) or 0)
+    if command.run_folder is None:
+        return int((command.run(options, config, source) if command.config else command.run(options)) or 0)
+    from metaconf.study.lock import holding
+
+    with holding(getattr(options, command.run_folder), f"--{command.run_folder}", create=command.creates_run_folder):
+        return int((command.run(options, config, source) if command.config else command.run(options)) or 0)

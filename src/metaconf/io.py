@@ -132,14 +132,51 @@ def file_sha256(path: str | Path) -> str:
 # ------------------------------------------------------------------------------------------------------- reading
 
 
+MAX_INPUT_BYTES = 2**30  # 1 GiB: the largest data or config file read (each is read whole into memory)
+
+
+def check_regular_file(path: str | Path, limit: int | None = None) -> int:
+    """The size of `path`, which must be a regular file (links resolved) of at most `limit` bytes (default:
+    MAX_INPUT_BYTES); DataError otherwise. Checked before any byte is read: a FIFO would block the reader forever,
+    a link to /dev/zero would read until memory runs out."""
+    import stat
+
+    try:
+        info = os.stat(path)  # follows links; never opens, so a FIFO does not block
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a folder" if stat.S_ISDIR(info.st_mode) else "a pipe" if stat.S_ISFIFO(info.st_mode) else "a device"
+        raise DataError(f"{path}: not a regular file ({kind}); give a data file")
+    limit = MAX_INPUT_BYTES if limit is None else limit
+    if info.st_size > limit:
+        raise DataError(f"{path}: {info.st_size:,} bytes, more than the {limit:,} a data file may have")
+    return info.st_size
+
+
+def read_bytes_checked(path: str | Path, limit: int | None = None) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes (see `check_regular_file`); read with a bound, so a file
+    that grows while it is read is refused too."""
+    limit = MAX_INPUT_BYTES if limit is None else limit
+    check_regular_file(path, limit)
+    with open(path, "rb") as fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise DataError(f"{path}: more than the {limit:,} bytes a data file may have")
+    return data
+
+
 def read_text_checked(path: str | Path) -> str:
     """A UTF-8 text file's text (gunzipped when the name ends in .gz; a leading byte-order mark dropped); invalid
-    UTF-8 raises DataError naming the file, the line and the byte offset."""
+    UTF-8 raises DataError naming the file, the line and the byte offset. Only regular files of at most
+    MAX_INPUT_BYTES (also once gunzipped) are read."""
     path = Path(path)
-    data = path.read_bytes()
+    data = read_bytes_checked(path)
     if path.suffix == ".gz":
         try:
-            data = gzip.decompress(data)
+            data = _gunzip_bounded(data)
         except (OSError, EOFError) as exc:
             raise DataError(f"{path}: not a readable gzip file ({exc})") from None
     try:
@@ -152,15 +189,40 @@ def read_text_checked(path: str | Path) -> str:
         ) from None
 
 
+def _gunzip_bounded(data: bytes) -> bytes:
+    """Gunzip at most MAX_INPUT_BYTES (a small gzip bomb would otherwise fill memory)."""
+    import zlib
+
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    out = inflater.decompress(data, MAX_INPUT_BYTES + 1)
+    if len(out) > MAX_INPUT_BYTES:
+        raise OSError(f"more than {MAX_INPUT_BYTES:,} bytes once gunzipped")
+    if not inflater.eof:
+        raise EOFError("truncated gzip data")
+    return out
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's pairs as a dict; a key given twice is refused (json would keep the last one silently)."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise ValueError(f"key {twice!r} given twice in one object")
+    return obj
+
+
 def loads_checked(text: str, where: str, *, name_line: bool = False) -> Any:
     """json.loads with every failure (bad JSON, nesting too deep for the parser) as a DataError naming `where`;
     `name_line`: `text` is a whole file, so a JSON error names its line too (`where:LINE`)."""
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         raise DataError(f"{where}{f':{exc.lineno}' if name_line else ''}: invalid JSON ({exc.msg})") from None
     except RecursionError:
         raise DataError(f"{where}: JSON nested too deeply") from None
+    except ValueError as exc:  # a key given twice; an integer of more digits than Python converts (4,300)
+        raise DataError(f"{where}: invalid JSON ({str(exc).split(';')[0]})") from None
 
 
 def read_json(path: str | Path) -> Any:
@@ -181,8 +243,8 @@ def iter_jsonl_objects(path: str | Path, *, truncated_tail_ok: bool = False) -> 
             continue
         if truncated_tail_ok and lineno == len(lines):
             try:
-                row = json.loads(line)
-            except (json.JSONDecodeError, RecursionError):
+                row = loads_checked(line, f"{path}:{lineno}")
+            except DataError:
                 return
         else:
             row = loads_checked(line, f"{path}:{lineno}")

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, model_validator
 
 from metaconf.errors import DataError
 from metaconf.io import iter_jsonl_objects, read_json
@@ -59,6 +59,10 @@ def _choice(value: Any) -> int | None:
 Flag = Annotated[bool, PlainValidator(_flag)]
 Unit = Annotated[float | None, PlainValidator(_unit)]
 Choice = Annotated[int | None, PlainValidator(_choice)]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 class Record(BaseModel):
@@ -182,9 +186,22 @@ class MetricRow(Record):
     in_domain: bool | None = None
     pooled: bool | None = None  # pooled rows only
     datasets: list[str] | None = None  # pooled rows only: the datasets in the group
-    n: int | None = None
-    n_parsed: int | None = None
-    n_scored: int | None = None
+    n: int = Field(ge=0)
+    n_parsed: int | None = Field(None, ge=0)
+    n_scored: int | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _metric_values(self) -> MetricRow:
+        """The extra keys are metrics: a number or null, and `<metric>_ci` a [low, high] pair (or null), so the
+        report never meets text where it draws a number."""
+        for key, value in (self.model_extra or {}).items():
+            if key.endswith("_ci"):
+                pair = isinstance(value, list) and len(value) == 2 and all(_is_number(v) or v is None for v in value)
+                if value is not None and not pair:
+                    raise ValueError(f"{key}: expected [low, high] or null, got {value!r:.40}")
+            elif value is not None and not _is_number(value):
+                raise ValueError(f"{key}: expected a number or null, got {value!r:.40}")
+        return self
 
 
 class Comparison(Record):
@@ -349,3 +366,33 @@ def read_metrics(path: str | Path) -> Metrics:
     if not path.is_file():
         raise DataError(f"{path}: missing (run the evaluation stage first: `metaconf evaluate`)")
     return validate(Metrics, read_json(path), str(path))
+
+
+def read_recalibration(path: str | Path) -> dict[str, dict[str, Any]]:
+    """recalibration.json's maps, condition -> method -> fitted map (or {"error": why}); a file of another shape is
+    one line naming the file and the field."""
+    data = read_json(path)
+    if not isinstance(data, Mapping) or not isinstance(data.get("maps"), Mapping):
+        raise DataError(f"{path}: field 'maps': expected an object of condition -> method -> map")
+    for condition, methods in data["maps"].items():
+        if not isinstance(methods, Mapping) or not all(isinstance(m, Mapping) for m in methods.values()):
+            raise DataError(f"{path}: field 'maps.{condition}': expected an object of method -> map")
+    return {condition: dict(methods) for condition, methods in data["maps"].items()}
+
+
+def read_run_config(path: str | Path) -> dict[str, Any]:
+    """RUN/config.yaml as the study config it must be (validated by StudyConfig, without the checks that need the
+    run's machine, such as data paths); returned as written. Not UTF-8, not YAML or a wrong field is one line naming
+    the file (and line or field)."""
+    from metaconf.configfile import read_config_file
+    from metaconf.errors import ConfigError
+    from metaconf.study.config import StudyConfig
+
+    try:
+        raw = read_config_file(path)
+    except ConfigError as exc:
+        raise DataError(str(exc)) from None
+    if not isinstance(raw, Mapping):
+        raise DataError(f"{path}: expected a mapping of settings (a study config)")
+    validate(StudyConfig, raw, str(path))
+    return dict(raw)

@@ -9,7 +9,17 @@ from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel
 
-from metaconf.flags import Command, Flag, default_text, merged_fields, model_flags, submodel, type_name, union_models
+from metaconf.flags import (
+    Command,
+    Flag,
+    bounds_text,
+    default_text,
+    merged_fields,
+    model_flags,
+    submodel,
+    type_name,
+    union_models,
+)
 from metaconf.study.config import StudyConfig
 
 
@@ -40,7 +50,7 @@ def _reference(fields: dict[str, Any], prefix: str) -> str:
         nested = submodel(field.annotation)
         members = union_models(field.annotation)
         item = _list_item_model(field.annotation)
-        shown = nested.__name__ if nested else type_name(field.annotation)
+        shown = nested.__name__ if nested else typed(field.annotation, field)
         if members:
             shown = "one of: " + ", ".join(m.__name__ for m in members) + (" or null" if field.default is None else "")
         default = default_text(field)
@@ -100,9 +110,15 @@ This page is generated (`python -m metaconf.reference cli > docs/cli.md`).
 """
 
 
+def typed(annotation: Any, info: Any) -> str:
+    """A field's type as the docs show it, with its bounds: 'int (>= 1, <= 1024)'."""
+    bounds = bounds_text(info)
+    return type_name(annotation) + (f" ({bounds})" if bounds else "")
+
+
 def _flag_rows(flags: list[Flag]) -> list[str]:
     return [
-        f"| `{f.option}` | {_cell(type_name(f.annotation))} | {_cell(default_text(f.info))} | "
+        f"| `{f.option}` | {_cell(typed(f.annotation, f.info))} | {_cell(default_text(f.info))} | "
         f"{_cell(f.info.description or '')} |"
         for f in flags
     ]

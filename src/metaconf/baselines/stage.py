@@ -22,8 +22,9 @@ from metaconf.data import Question
 from metaconf.engines import Engine
 from metaconf.errors import DataError
 from metaconf.evaluation.stage import GREEDY, evaluate_single, prediction_path
-from metaconf.io import read_json, read_jsonl, write_json, write_jsonl
-from metaconf.records import BaselinePrediction, read_baseline_predictions
+from metaconf.io import read_jsonl, write_json, write_jsonl
+from metaconf.names import inside
+from metaconf.records import BaselinePrediction, read_baseline_predictions, read_recalibration
 from metaconf.tasks.parsing import matches
 from metaconf.tasks.sampling import Sampling
 from metaconf.tasks.task import AnswerTask, PTrueTask, Tasks, get_task
@@ -45,7 +46,7 @@ def methods_of(baselines: Sequence[str]) -> list[str]:
 
 
 def baseline_path(run_dir: Path, method: str, dataset: str) -> Path:
-    return Path(run_dir) / "baselines" / f"{method}__{dataset}.jsonl"
+    return inside(run_dir, "baselines", f"{method}__{dataset}.jsonl")
 
 
 def load_baselines(run_dir: Path) -> dict[tuple[str, str], list[BaselinePrediction]]:
@@ -165,7 +166,7 @@ class Inputs:
     def recalibration(self) -> dict[str, Any]:
         path = self.run_dir / "baselines" / "recalibration.json"
         if path.is_file():
-            return read_json(path)["maps"]
+            return read_recalibration(path)
         return fit_recalibration(self)
 
 

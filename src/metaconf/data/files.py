@@ -18,7 +18,9 @@ from typing import Any
 from metaconf.data.ids import short_hash
 from metaconf.data.schema import ANSWER_TYPES, LETTERS, Question
 from metaconf.errors import DataError
-from metaconf.io import iter_jsonl_objects, read_json, read_text_checked
+from metaconf.io import check_regular_file, iter_jsonl_objects, read_json, read_text_checked
+from metaconf.names import name_problem
+from metaconf.text import text_problem
 
 FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
 MAPPING_KEYS = ("question", "answers", "choices", "id", "answer_type", "domain", "dataset")
@@ -30,6 +32,7 @@ DEFAULT_COLUMNS = {
     "id": ("id",),
 }
 _NUMBER = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?")
+_THOUSANDS = re.compile(r"[-+]?\d{1,3}(,\d{3})+(\.\d*)?")
 
 Row = tuple[str, dict[str, Any]]  # (where: "file:line", row)
 
@@ -132,6 +135,7 @@ def read_rows(name: str, split: str | None = None) -> tuple[str, list[Row]]:
             f"a saved Hugging Face dataset folder or hf:owner/name)"
         )
     suffix = path.suffix.lower()
+    check_regular_file(path)  # before any reader opens it: not a FIFO, not /dev/zero, not over the size limit
     if suffix == ".jsonl":
         rows = _rows_jsonl(path)
     elif suffix == ".json":
@@ -156,6 +160,11 @@ _SCALARS = (str, numbers.Number)
 
 def _scalar(value: Any, where: str, field: str) -> Any:
     """`value` when it is text or a number; a nested object or list is refused (never turned into its repr)."""
+    if isinstance(value, str):
+        problem = text_problem(value)
+        if problem:
+            raise DataError(f"{where}: field '{field}': {problem}")
+        return value
     if isinstance(value, _SCALARS) or value is None:
         return value
     kind = (
@@ -176,10 +185,10 @@ def _as_list(value: Any, where: str, what: str, strict: bool = True) -> list[Any
         text = value.strip()
         try:
             value = json.loads(text)
-        except (json.JSONDecodeError, RecursionError):
+        except (ValueError, RecursionError):  # JSONDecodeError, or an integer of more than 4,300 digits
             try:
                 value = ast.literal_eval(text)  # a literal parser: never evaluates code
-            except (ValueError, SyntaxError, MemoryError, RecursionError):
+            except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
                 if strict:
                     raise DataError(f"{where}: {what} {text[:40]!r} is not a list") from None
     if isinstance(value, dict) and what == "choices":
@@ -201,10 +210,19 @@ def _empty(value: Any) -> bool:
 def _number(value: Any, where: str) -> str:
     if isinstance(value, bool):
         raise DataError(f"{where}: numeric answer {value!r} is not a number")
-    text = str(value).strip().replace(",", "").lstrip("$")
-    if not _NUMBER.fullmatch(text):
-        raise DataError(f"{where}: numeric answer {value!r} is not a number")
+    text = str(value).strip().lstrip("$")
+    if "," in text:  # 1,500 is fifteen hundred; 1,5 may be one and a half: refused, not read as 15
+        if not _THOUSANDS.fullmatch(text):
+            raise DataError(
+                f"{where}: numeric answer {str(value)[:40]!r}: a comma only separates thousands (1,500); write "
+                f"a decimal point (1.5)"
+            )
+        text = text.replace(",", "")
+    if len(text) > 400 or not _NUMBER.fullmatch(text):
+        raise DataError(f"{where}: numeric answer {str(value)[:40]!r} is not a number (or has over 400 characters)")
     number = float(text)
+    if not math.isfinite(number):
+        raise DataError(f"{where}: numeric answer {str(value)[:40]!r} is too large to compare (not finite)")
     return str(int(number)) if number.is_integer() and abs(number) < 1e15 else repr(number)
 
 
@@ -232,7 +250,8 @@ def mc_letter(gold: Any, choices: list[str], where: str) -> str:
     if len(text) == 1 and text.upper() in letters and text.upper() == text:
         return text
     by_text = [i for i, c in enumerate(choices) if c.strip().casefold() == text.casefold()]
-    by_index = int(text) if text.isdigit() and int(text) < len(choices) else None
+    digits = text.isascii() and text.isdigit() and len(text) <= 6  # not '²', not 5,000 digits
+    by_index = int(text) if digits and int(text) < len(choices) else None
     if by_text and by_index is not None and by_text[0] != by_index:
         raise DataError(
             f"{where}: answer {text!r} is both option {letters[by_text[0]]}'s text and index "
@@ -328,6 +347,11 @@ def load_file(name: str, *, split: str | None = None, answers_required: bool = T
     if not rows:
         raise DataError(f"{name}: no rows")
     dataset = str(mapping.get("dataset") or default_name)
+    problem = name_problem(dataset)
+    if problem:  # the dataset names prediction files (RUN/predictions/<condition>__<task>__<dataset>.jsonl)
+        raise DataError(
+            f"{name}: dataset name {dataset[:80]!r}{' (dataset=)' if mapping.get('dataset') else ''}: {problem}"
+        )
     domain = str(mapping.get("domain") or "general")
     columns = list(rows[0][1])
     q_col = _resolve("question", mapping.get("question"), columns, name, True)

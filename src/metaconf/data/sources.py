@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +18,8 @@ from typing import Any
 from metaconf.data.ids import short_hash
 from metaconf.data.schema import LETTERS, AnswerType, Question
 from metaconf.errors import DataError
-from metaconf.io import iter_jsonl_objects, read_json
+from metaconf.io import iter_jsonl_objects, read_json, read_text_checked
+from metaconf.text import text_problem
 
 csv.field_size_limit(1 << 30)  # LegalBench statutes run to tens of kB per cell
 
@@ -47,6 +49,9 @@ def _field(row: dict[str, Any], key: str, where: str) -> Any:
 def _text(value: Any, key: str, where: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise DataError(f"{where}: field '{key}' must be non-empty text")
+    problem = text_problem(value)
+    if problem:
+        raise DataError(f"{where}: field '{key}': {problem}")
     return value
 
 
@@ -119,7 +124,7 @@ def load_mmlu(folder: Path, split: str) -> list[Question]:
     out = []
     for path in files:
         subject = path.name[: -len(f"_{sub}.csv")]
-        with path.open(encoding="utf-8", newline="") as fh:
+        with io.StringIO(read_text_checked(path), newline="") as fh:
             reader = csv.reader(fh)
             for i, row in enumerate(reader):
                 where = f"{path}:{reader.line_num}"
@@ -159,7 +164,7 @@ def load_triviaqa(folder: Path, split: str) -> list[Question]:
     csv + ast.literal_eval (a literal parser, never eval)."""
     path = _need(folder / f"topics.dpr.trivia.{split}.txt")
     out = []
-    with path.open(encoding="utf-8", newline="") as fh:
+    with io.StringIO(read_text_checked(path), newline="") as fh:
         reader = csv.reader(fh, delimiter="\t")
         for i, row in enumerate(reader):
             where = f"{path}:{reader.line_num}"
@@ -214,7 +219,7 @@ def load_truthfulqa_gen(folder: Path, split: str) -> list[Question]:
     """Open-ended TruthfulQA.csv: gold = Best Answer + every 'Correct Answers' alias (';'-separated)."""
     path = _need(folder / _TQA_FILES[split] / "TruthfulQA.csv")
     out = []
-    with path.open(encoding="utf-8-sig", newline="") as fh:  # the 817-row file starts with a BOM
+    with io.StringIO(read_text_checked(path), newline="") as fh:  # the 817-row file starts with a BOM
         reader = csv.DictReader(fh)
         for row in reader:
             where = f"{path}:{reader.line_num}"

@@ -18,6 +18,7 @@ from metaconf.engines.capabilities import Adapter, AdapterMode
 from metaconf.engines.embedded import EMBEDDED_NAME, resolve_model
 from metaconf.engines.options import EngineOptions, HFOptions, OpenAIOptions, VLLMOptions
 from metaconf.precision import DtypeChoice, choose_dtype
+from metaconf.text import redact
 
 if TYPE_CHECKING:
     from metaconf.engines.base import Engine
@@ -77,6 +78,12 @@ class ModelBase(BaseModel):
     api_key_env: str = Field(
         "OPENAI_API_KEY", description="openai engine: the environment variable holding the API key (never the key)."
     )
+
+    @field_serializer("base_url", when_used="json")
+    def _redacted_url(self, value: str | None) -> str | None:
+        """Written (config.yaml, metrics.json, --show-config) without user info: `http://***@host/v1`."""
+        return None if value is None else redact(value)
+
     options: EngineOptions = Field(
         default_factory=EngineOptions, description="The engine's own options (each kind's are listed below)."
     )

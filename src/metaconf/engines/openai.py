@@ -21,6 +21,7 @@ from metaconf.engines.store import CompletionStore
 from metaconf.engines.types import Completion, Messages, PromptRequest, SamplingParams, TokenLogprob
 from metaconf.errors import EngineError
 from metaconf.retry import RetriesExhausted, Retryable, RetryPolicy, parse_retry_after, retryable_status
+from metaconf.text import redact
 
 SEED_MASK = 0x7FFFFFFF  # servers differ in the seed range they accept; 31 bits is safe everywhere
 GUIDE_FIELD = "structured_outputs.regex"  # where vLLM serve (>= 0.12) takes a regex the reply must match
@@ -183,11 +184,12 @@ class OpenAIEngine(Engine):
         self.name = f"openai:{model}"
 
     def __repr__(self) -> str:
-        return f"OpenAIEngine(base_url={self.base_url!r}, model={self.model!r}, api_key_env={self.api_key_env!r})"
+        url = redact(self.base_url)
+        return f"OpenAIEngine(base_url={url!r}, model={self.model!r}, api_key_env={self.api_key_env!r})"
 
     @property
     def model_identity(self) -> str:
-        return f"openai:{self.base_url}#{self.model}"
+        return f"openai:{redact(self.base_url)}#{self.model}"  # stored in completions.sqlite: no password
 
     @property
     def capabilities(self) -> Capabilities:
@@ -300,4 +302,4 @@ class OpenAIEngine(Engine):
     @staticmethod
     def _scrub(message: str, key: str | None) -> str:
         """Never let the API key reach an error message, even when a server echoes it back."""
-        return message.replace(key, "***") if key else message
+        return redact(message.replace(key, "***") if key else message)

@@ -6,6 +6,7 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from metaconf.bounds import SEED_MAX
 from metaconf.engines.openai import GUIDE_FIELD
 from metaconf.errors import EngineError, field_location
 
@@ -39,7 +40,7 @@ class HFOptions(EngineOptions):
 
     device: str | None = Field(None, description="hf: torch device (default: cuda when available, else cpu).")
     max_batch_tokens: int | None = Field(
-        None, ge=1, description="hf: rows x (prompt + new tokens) per batch, bounding KV-cache memory."
+        None, le=10_000_000, ge=1, description="hf: rows x (prompt + new tokens) per batch, bounding KV-cache memory."
     )
     share_prefix: bool = Field(True, description="hf: prefill the token prefix shared by a batch's prompts once.")
     merge_adapter: bool = Field(True, description="hf: merge a LoRA adapter into the weights (faster sampling).")
@@ -48,15 +49,21 @@ class HFOptions(EngineOptions):
 class VLLMOptions(EngineOptions):
     """Options of the vllm engine."""
 
-    tensor_parallel_size: int = Field(1, ge=1, description="vllm: GPUs the model is split over.")
+    tensor_parallel_size: int = Field(1, le=64, ge=1, description="vllm: GPUs the model is split over.")
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="vllm: share of GPU memory vLLM may take.")
-    max_model_len: int | None = Field(None, ge=1, description="vllm: the longest prompt + completion, in tokens.")
-    batch_size: int = Field(256, ge=1, description="vllm: prompts per call (openai: requests per batch, 64).")
+    max_model_len: int | None = Field(
+        None, le=10_000_000, ge=1, description="vllm: the longest prompt + completion, in tokens."
+    )
+    batch_size: int = Field(
+        256, le=100_000, ge=1, description="vllm: prompts per call (openai: requests per batch, 64)."
+    )
     llm_options: dict[str, Any] | None = Field(
         None, description="vllm: further vllm.LLM arguments (enforce_eager, quantization, ...)."
     )
-    max_lora_rank: int | None = Field(None, ge=1, description="vllm: LoRA rank to reserve (default: the study's).")
-    seed: int = Field(0, description="vllm: the engine-wide seed.")
+    max_lora_rank: int | None = Field(
+        None, le=1024, ge=1, description="vllm: LoRA rank to reserve (default: the study's)."
+    )
+    seed: int = Field(0, le=SEED_MAX, description="vllm: the engine-wide seed.")
     per_sample_seeds: bool | None = Field(
         None, description="vllm: one seed per sample (default: on, except on vLLM's CPU backend)."
     )
@@ -65,14 +72,16 @@ class VLLMOptions(EngineOptions):
 class OpenAIOptions(EngineOptions):
     """Options of the openai engine."""
 
-    concurrency: int = Field(8, ge=1, description="openai: requests in flight at once.")
-    max_retries: int = Field(6, ge=0, description="openai: retries of a failed request.")
-    timeout: float = Field(60.0, gt=0, description="openai: seconds to wait for a reply.")
-    backoff_base: float = Field(0.5, ge=0, description="openai: first wait between retries, in seconds.")
-    backoff_max: float = Field(30.0, ge=0, description="openai: longest wait between retries, in seconds.")
+    concurrency: int = Field(8, le=1024, ge=1, description="openai: requests in flight at once.")
+    max_retries: int = Field(6, le=100, ge=0, description="openai: retries of a failed request.")
+    timeout: float = Field(60.0, le=86_400, gt=0, description="openai: seconds to wait for a reply.")
+    backoff_base: float = Field(0.5, le=3600, ge=0, description="openai: first wait between retries, in seconds.")
+    backoff_max: float = Field(30.0, le=86_400, ge=0, description="openai: longest wait between retries, in seconds.")
     extra_body: dict[str, Any] | None = Field(None, description="openai: fields added to every request body.")
     max_tokens_field: str = Field("max_tokens", description="openai: the request field of the token limit.")
-    batch_size: int = Field(64, ge=1, description="openai: requests per batch (vllm: prompts per call, 256).")
+    batch_size: int = Field(
+        64, le=100_000, ge=1, description="openai: requests per batch (vllm: prompts per call, 256)."
+    )
     guide_field: str | None = Field(
         GUIDE_FIELD, description="openai: where a guide regex goes in the request (null: the server cannot guide)."
     )

@@ -14,6 +14,7 @@ from typing import Any
 from metaconf.data import Question
 from metaconf.engines import Engine
 from metaconf.io import write_jsonl
+from metaconf.names import inside
 from metaconf.records import PairPrediction, Prediction, SinglePrediction, read_run_predictions
 from metaconf.tasks.sampling import Sampling
 from metaconf.tasks.task import PairwiseTask, SingleTask, Tasks, get_task
@@ -54,7 +55,7 @@ def make_pairs(questions: list[Question], n_pairs: int, seed: int = 0) -> list[P
 
 
 def prediction_path(run_dir: Path, condition: str, task: str, dataset: str) -> Path:
-    return Path(run_dir) / "predictions" / f"{condition}__{task}__{dataset}.jsonl"
+    return inside(run_dir, "predictions", f"{condition}__{task}__{dataset}.jsonl")
 
 
 def _generate(engine: Engine, task: Any, items: list, sampling: Sampling, logprobs: int | None, desc: str) -> list:

@@ -50,6 +50,26 @@ def missing_placeholders(template: str) -> list[str]:
     return [field for field in JUDGE_PLACEHOLDERS if field not in template]
 
 
+def template_problem(template: str) -> str | None:
+    """Why `template` cannot be a judge prompt, or None: checked when the config loads, so a bad template is one line
+    then, not a failure while grading. Its fields are exactly {question}, {gold} and {answer} (each at least once;
+    no other name, no attribute or index, no conversion or format spec), and a literal brace is doubled ({{ }})."""
+    import string
+
+    try:
+        fields = [(name, conv, spec) for _, name, spec, conv in string.Formatter().parse(template) if name is not None]
+    except ValueError as exc:  # "Single '{' encountered in format string", ...
+        return f"{exc}; write a literal brace as {{{{ or }}}}"
+    allowed = {p.strip("{}") for p in JUDGE_PLACEHOLDERS}
+    for name, conv, spec in fields:
+        if name not in allowed:
+            return f"unknown placeholder {{{name}}} (allowed: {', '.join(JUDGE_PLACEHOLDERS)}); a literal brace is {{{{"
+        if conv or spec:
+            return f"placeholder {{{name}}} takes no conversion or format spec"
+    missing = missing_placeholders(template)
+    return f"missing the {', '.join(missing)} placeholder(s)" if missing else None
+
+
 def parse_judge_reply(text: str) -> bool | None:
     """True/False for a judge reply that starts with (or contains) yes/correct or no/incorrect, else None."""
     from metaconf.grading.extract import boolean_word
@@ -68,9 +88,9 @@ class JudgeGrader:
     """
 
     def __init__(self, engine: Engine, template: str = DEFAULT_JUDGE_TEMPLATE, max_new_tokens: int = 8):
-        missing = missing_placeholders(template)
-        if missing:
-            raise ConfigError(f"judge template: missing the {missing[0]} placeholder")
+        problem = template_problem(template)
+        if problem:
+            raise ConfigError(f"judge template: {problem}")
         self.engine = engine
         self.template = template
         self.max_new_tokens = max_new_tokens

@@ -33,5 +33,6 @@ COMMANDS = [
         options=ReportOptions,
         positional=("run",),
         run=_report,
+        run_folder="run",
     ),
 ]

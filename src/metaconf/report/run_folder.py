@@ -7,11 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from metaconf.errors import DataError
 from metaconf.io import read_json, read_jsonl
-from metaconf.records import Prediction, read_metrics, read_run_predictions
+from metaconf.records import Prediction, read_metrics, read_run_config, read_run_predictions
 
 
 @dataclass
@@ -36,13 +34,7 @@ def load_run(run_dir: str | Path) -> RunData:
     data.predictions = read_run_predictions(run_dir)
     config_path = run_dir / "config.yaml"
     if config_path.is_file():
-        try:
-            loaded = yaml.safe_load(config_path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f": line {mark.line + 1}" if mark else ""
-            raise DataError(f"{config_path}{where}: not valid YAML") from None
-        data.config = loaded if isinstance(loaded, dict) else {}
+        data.config = read_run_config(config_path)
     if (run_dir / "templates.json").is_file():
         data.templates = read_json(run_dir / "templates.json")
     for log in sorted((run_dir / "training").glob("*/log.jsonl")):

@@ -50,14 +50,15 @@ def _demo_preset(options: DemoOptions) -> tuple[dict[str, Any], str]:
 def run_study(options: RunOptions, config: StudyConfig, source: str) -> int:
     """Run (or resume) `config`'s study in `options.out`; `source` names the config in errors."""
     from metaconf.errors import ConfigError
+    from metaconf.names import check_folder, name_problem
     from metaconf.study.runner import Study
 
-    if options.out is None and (Path(config.name).name != config.name or config.name in ("", ".", "..")):
+    if options.out is None and name_problem(config.name):
         raise ConfigError(
-            f"{source}: field 'name': {config.name!r} is not a folder name, so the default run folder "
-            f"runs/<name> cannot be used; pass --out"
+            f"{source}: field 'name': {config.name[:80]!r} is not a folder name ({name_problem(config.name)}), so "
+            f"the default run folder runs/<name> cannot be used; pass --out"
         )
-    run_dir = options.out or Path("runs") / config.name
+    run_dir = check_folder(options.out, "--out") if options.out else Path("runs") / config.name
     Study(config, run_dir, quiet=options.quiet, source=source).run(tuple(options.stages or STAGE_NAMES))
     print(f"report: {run_dir / 'report.html'} (also {run_dir / 'report.md'}, {run_dir / 'metrics.json'})")
     return 0

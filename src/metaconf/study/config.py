@@ -20,10 +20,12 @@ from pydantic import (
     model_validator,
 )
 
+from metaconf.bounds import SEED_MAX
 from metaconf.conditions import CONDITIONS, Condition, as_condition, compact, with_default_set
 from metaconf.configfile import read_config_file
 from metaconf.engines.kinds import EmbeddedModel, ModelConfig
 from metaconf.errors import ConfigError, field_location, validation_error
+from metaconf.names import Name, name_problem
 from metaconf.targets import TargetsConfig
 from metaconf.training.config import LoraTrainConfig
 
@@ -41,7 +43,7 @@ class _DatasetSource(_Strict):
     fields: dict[str, str] = Field(
         default_factory=dict, description="Field mapping for user files (question=, answers=, choices=, ...)."
     )
-    label: str | None = Field(
+    label: Name | None = Field(
         None,
         description="The dataset's name in tables, plots and prediction files (default: the registered name, "
         "or the file's name without its extension); unique within the study.",
@@ -57,20 +59,22 @@ class _DatasetSource(_Strict):
 class TrainDataset(_DatasetSource):
     """A training-domain dataset: some questions train, others are held out for in-domain evaluation."""
 
-    train: int = Field(50, ge=1, description="Training questions drawn from it.")
-    held_out: int = Field(24, ge=2, description="Held-out questions for in-domain evaluation (never trained on).")
+    train: int = Field(50, le=1_000_000, ge=1, description="Training questions drawn from it.")
+    held_out: int = Field(
+        24, le=1_000_000, ge=2, description="Held-out questions for in-domain evaluation (never trained on)."
+    )
 
 
 class EvalDataset(_DatasetSource):
     """A new-domain dataset, evaluated only."""
 
-    n: int = Field(24, ge=2, description="Questions evaluated.")
+    n: int = Field(24, le=1_000_000, ge=2, description="Questions evaluated.")
 
 
 class DataConfig(_Strict):
     train: list[TrainDataset] = Field(description="Training domains (their held-out questions are in-domain tests).")
     eval: list[EvalDataset] = Field(default_factory=list, description="New-domain test datasets.")
-    seed: int = Field(0, ge=0, description="Seed of the question draws and the train / held-out split.")
+    seed: int = Field(0, le=SEED_MAX, ge=0, description="Seed of the question draws and the train / held-out split.")
 
     @field_validator("train")
     @classmethod
@@ -108,17 +112,23 @@ class TrainingConfig(_Strict):
 
 
 class EvaluationConfig(_Strict):
-    pairs_per_dataset: int = Field(24, ge=1, description="Pairs of held-out questions per dataset, pairwise task.")
+    pairs_per_dataset: int = Field(
+        24, le=100_000, ge=1, description="Pairs of held-out questions per dataset, pairwise task."
+    )
     consistency_samples: int = Field(
-        10, ge=2, description="Base-model samples per evaluation question, for the consistency ranking (AUC_c)."
+        10,
+        le=1000,
+        ge=2,
+        description="Base-model samples per evaluation question, for the consistency ranking (AUC_c).",
     )
     consistency_temperature: float = Field(
         1.0,
+        le=10,
         ge=0,
         description="Sampling temperature of those samples (the evaluation's own setting; the training "
         "targets' samples use targets.temperature). Seeded by evaluation.seed.",
     )
-    temperature: float = Field(0.0, ge=0, description="Sampling temperature of evaluation answers (0 = greedy).")
+    temperature: float = Field(0.0, le=10, ge=0, description="Sampling temperature of evaluation answers (0 = greedy).")
     logprobs: int = Field(
         5,
         ge=0,
@@ -142,8 +152,8 @@ class EvaluationConfig(_Strict):
             "The same choice for the consistency stage (base-model answer samples of the evaluation questions)."
         ),
     )
-    n_boot: int = Field(1000, ge=50, description="Bootstrap resamples for confidence intervals.")
-    seed: int = Field(0, ge=0, description="Seed of pair draws and bootstrap.")
+    n_boot: int = Field(1000, le=100_000, ge=50, description="Bootstrap resamples for confidence intervals.")
+    seed: int = Field(0, le=SEED_MAX, ge=0, description="Seed of pair draws and bootstrap.")
 
 
 class GradingConfig(_Strict):
@@ -171,11 +181,11 @@ class GradingConfig(_Strict):
         if self.method == "rule" and (self.judge_model is not None or self.template is not None):
             raise ValueError("judge_model and template apply to method 'judge' only")
         if self.template is not None:
-            from metaconf.grading.judge import missing_placeholders
+            from metaconf.grading.judge import template_problem
 
-            missing = missing_placeholders(self.template)
-            if missing:
-                raise ValueError(f"template: missing the {', '.join(missing)} placeholder(s)")
+            problem = template_problem(self.template)
+            if problem:
+                raise ValueError(f"template: {problem}")
         return self
 
 
@@ -343,6 +353,10 @@ def _check_datasets(config: StudyConfig, source: str) -> None:
                 f"(not registered, not a file); see `metaconf datasets`"
             )
         label = dataset_label(entry, entry.name in known)
+        problem = name_problem(label)
+        if problem:  # it names prediction files: RUN/predictions/<condition>__<task>__<label>.jsonl
+            field = "label" if entry.label else "fields.dataset" if entry.fields.get("dataset") else "name"
+            raise ConfigError(f"{source}: field '{where}.{field}': dataset name {label[:80]!r}: {problem}")
         if label in seen:
             raise ConfigError(
                 f"{source}: fields '{seen[label]}' and '{where}' are both dataset '{label}'; give one "

@@ -9,11 +9,13 @@ two machines sharing a network filesystem may not see each other's lock on every
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +104,29 @@ def _read_holder(fd: int) -> dict[str, Any]:
         return record if isinstance(record, dict) else {}
     except (OSError, ValueError):
         return {}
+
+
+@contextlib.contextmanager
+def holding(run_dir: str | Path, what: str = "run folder", create: bool = False) -> Iterator[RunLock]:
+    """The lock of a run folder a command writes into (train, build-data, report), held for the whole command: a
+    folder in use by a live run is refused at once; a lock left by an ended run is taken over, said on stderr.
+    `what` names the flag that gave the folder in errors; without `create`, a missing folder is refused."""
+    from metaconf.names import check_folder
+
+    check_folder(run_dir, what)
+    if Path(run_dir).exists() and not Path(run_dir).is_dir():
+        raise MetaconfError(f"{run_dir}: not a folder")
+    if not create and not Path(run_dir).is_dir():
+        raise MetaconfError(f"{run_dir}: no such run folder")
+    lock = RunLock(run_dir)
+    stale = lock.acquire()
+    if stale:
+        print(
+            f"metaconf: took over the lock of an ended run (pid {stale.get('pid')} on host {stale.get('host')})",
+            file=sys.stderr,
+            flush=True,
+        )
+    try:
+        yield lock
+    finally:
+        lock.release()

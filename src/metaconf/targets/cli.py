@@ -25,9 +25,10 @@ class BuildDataConfig(BaseModel):
     datasets: list[str] = Field(
         ["mmlu_pro", "gsm8k", "triviaqa"], description="Registered dataset names (`metaconf datasets`) or data files."
     )
-    per_dataset: int = Field(50, ge=1, description="Questions drawn from each dataset.")
+    per_dataset: int = Field(50, le=1_000_000, ge=1, description="Questions drawn from each dataset.")
     held_out: int = Field(
         0,
+        le=1_000_000,
         ge=0,
         description=(
             "Questions of each dataset kept out of training (a count, as the study config's data.train[].held_out; "
@@ -75,6 +76,8 @@ COMMANDS = [
         config=BuildDataConfig,
         upgrade=moved_under("targets", BuildDataConfig),
         run=_build_data,
+        run_folder="out",
+        creates_run_folder=True,
         deprecated={"--n-samples": "targets.n_samples", "--seed": "targets.seed"},
     ),
 ]

@@ -6,18 +6,22 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from metaconf.bounds import SEED_MAX
+from metaconf.names import Name
+
 
 class TrainingSetSpec(BaseModel):
     """One training set (a training condition) to build."""
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(
+    name: Name = Field(
         description="Condition name: the folder under training_sets/ (e.g. single, pairwise, multitask).",
         pattern=r"^[A-Za-z0-9_.-]+$",
     )
     task: Literal["single", "pairwise", "multitask"] = Field(description="Which examples the set holds.")
     size: int | None = Field(
+        le=10_000_000,
         default=None,
         ge=1,
         description=(
@@ -50,7 +54,7 @@ class TargetsConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    n_samples: int = Field(default=10, ge=1, description="Answer samples per training question (consistency).")
+    n_samples: int = Field(le=1000, default=10, ge=1, description="Answer samples per training question (consistency).")
     format: Literal["guided", "free"] = Field(
         default="guided",
         description=(
@@ -59,12 +63,14 @@ class TargetsConfig(BaseModel):
             "with a warning, on an engine that cannot guide."
         ),
     )
-    temperature: float = Field(default=1.0, ge=0.0, description="Sampling temperature of the answer samples.")
+    temperature: float = Field(le=10, default=1.0, ge=0.0, description="Sampling temperature of the answer samples.")
     max_new_tokens: int | None = Field(
-        default=None, ge=1, description="Token limit per answer sample; None: the answer template's."
+        le=131_072, default=None, ge=1, description="Token limit per answer sample; None: the answer template's."
     )
-    seed: int = Field(default=0, ge=0, description="Seeds sampling, target noise, subsampling, pairing and mixing.")
-    n_bins: int = Field(default=10, ge=1, description="Equal-width consistency bins of the calibration map.")
+    seed: int = Field(
+        le=SEED_MAX, default=0, ge=0, description="Seeds sampling, target noise, subsampling, pairing and mixing."
+    )
+    n_bins: int = Field(le=1000, default=10, ge=1, description="Equal-width consistency bins of the calibration map.")
     by_domain: bool = Field(
         default=False,
         description=(
@@ -72,6 +78,7 @@ class TargetsConfig(BaseModel):
         ),
     )
     min_bin_count: int = Field(
+        le=1_000_000,
         default=5,
         ge=0,
         description=("Bins with fewer questions are padded to this many pseudo-observations at the pooled accuracy."),
@@ -83,6 +90,7 @@ class TargetsConfig(BaseModel):
         description="Half-width of the uniform noise added to each single-question target.",
     )
     subsample_max_per_bin: int | None = Field(
+        le=10_000_000,
         default=None,
         ge=1,
         description=("Cap on questions per consistency bin in the training sets (seeded subsample); None: no cap."),

@@ -16,6 +16,7 @@ from metaconf.data.schema import Question
 from metaconf.engines.base import Engine
 from metaconf.errors import DataError
 from metaconf.io import read_json, write_json, write_jsonl, write_text_atomic
+from metaconf.names import inside
 from metaconf.targets.calibration import CalibrationMap
 from metaconf.targets.config import TargetsConfig
 from metaconf.targets.consistency import ConsistencyRecord, sample_consistency
@@ -95,7 +96,7 @@ def build_data(
                 else "no eligible question (none has a modal answer)"
             )
         cards[spec.name] = write_training_set(
-            run / "training_sets" / spec.name, spec.name, examples, config.n_bins, cmap.markdown(), reason
+            inside(run, "training_sets", spec.name), spec.name, examples, config.n_bins, cmap.markdown(), reason
         )
     return {
         "consistency": consistency_summary(records),

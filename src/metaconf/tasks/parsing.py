@@ -30,21 +30,23 @@ VERBAL_CONFIDENCE: dict[str, float] = {
 }
 _WORDS = re.compile(r"\b(" + "|".join(sorted(VERBAL_CONFIDENCE, key=len, reverse=True)) + r")\b", re.I)
 _NUMBER = re.compile(
-    r"(?<![\w.])([0-9]+(?:\.[0-9]+)?|\.[0-9]+)(?![0-9]|\.[0-9])"
+    # not part of a longer token: "1e2" (an exponent), "0x50" (hex) and "x50" are no confidence, never 0.01 or 0
+    r"(?<![\w.])(?<![eE][-+])([0-9]+(?:\.[0-9]+)?|\.[0-9]+)(?![0-9]|\.[0-9]|[eE][-+]?[0-9]|[xX][0-9A-Fa-f])"
     r"(?:\s*(%|percent\b|per\s?cent\b)|\s*(?:/|out\s+of)\s*([0-9]+(?:\.[0-9]+)?))?",
     re.I,
 )
 # How a confidence label may read besides its key ("Confidence level: 80%", "confidence is high").
 _CONF_SUFFIX = r"(?:\s+(?:level|score))?\s*(?:[:=]|is\b|-)?"
 _CONF_LABEL = re.compile(r"\bconfidence" + _CONF_SUFFIX, re.I)  # parse_confidence's label on any free text
+_MINUS = "-\u2212\u2012\u2013\ufe63\uff0d"  # hyphen-minus, minus sign, figure / en dash, small / full-width hyphen
 _CHOICE_VALUE = r"([12])(?![0-9]|\.[0-9])"
 
 
 def _number_value(match: re.Match[str], text: str) -> float | None:
     """One number under the documented rule; None when negative or out of [0, 1]."""
     start = match.start(1)
-    if start > 0 and text[start - 1] == "-" and (start < 2 or not text[start - 2].isalnum()):
-        return None  # a negative number is never a confidence
+    if start > 0 and text[start - 1] in _MINUS and (start < 2 or not text[start - 2].isalnum()):
+        return None  # a negative number is never a confidence ("-5%", "\u22125%" with the minus sign)
     raw, percent, denominator = match.group(1), match.group(2), match.group(3)
     value = float(raw)
     if percent:

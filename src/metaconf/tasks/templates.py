@@ -27,6 +27,7 @@ from pydantic_core import PydanticCustomError
 
 from metaconf.data.schema import ANSWER_TYPES, Question
 from metaconf.errors import ConfigError, validation_error
+from metaconf.names import name_problem
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 Messages = list[dict[str, str]]
@@ -134,6 +135,9 @@ def load_template(name: str) -> Template:
     """A bundled template by name ("answer", "single", "pairwise") or a path to a YAML file."""
     path = Path(name)
     if path.suffix not in (".yaml", ".yml"):
+        problem = name_problem(name)
+        if problem:
+            raise ConfigError(f"template {name[:80]!r}: not a bundled template's name ({problem})")
         path = TEMPLATE_DIR / f"{name}.yaml"
     if not path.is_file():
         bundled = ", ".join(sorted(p.stem for p in TEMPLATE_DIR.glob("*.yaml")))

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from metaconf.conditions import TRAINED_CONDITIONS
 from metaconf.flags import Command, moved_under
+from metaconf.names import Name
 from metaconf.training.config import LoraTrainConfig
 from metaconf.training.hosted import HostedTrainConfig
 
@@ -21,6 +22,11 @@ class TrainOptions(BaseModel):
         False,
         description="Start from the demo's fast CPU settings (LoraTrainConfig.for_cpu_demo()) instead of the defaults.",
     )
+    redo: bool = Field(
+        False,
+        description="Replace a finished adapter trained with other settings or data (without it, such a "
+        "condition is refused and its adapter kept).",
+    )
 
 
 class TrainConfig(BaseModel):
@@ -28,7 +34,7 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    conditions: list[str] = Field(list(TRAINED_CONDITIONS), description="Conditions to train (their training sets).")
+    conditions: list[Name] = Field(list(TRAINED_CONDITIONS), description="Conditions to train (their training sets).")
     model: str = Field("embedded", description="'embedded' (SmolLM2-135M-Instruct) or a model folder / hub id.")
     lora: LoraTrainConfig = Field(default_factory=LoraTrainConfig, description="LoRA settings.")
     hosted: HostedTrainConfig | None = Field(
@@ -43,10 +49,7 @@ def _preset(options: TrainOptions) -> tuple[dict[str, Any], str]:
 
 
 def _train(options: TrainOptions, config: TrainConfig, source: str) -> int:
-    from metaconf.errors import ConfigError
 
-    if not options.run.is_dir():
-        raise ConfigError(f"{options.run}: run folder not found")
     if config.hosted is not None:
         from metaconf.training.hosted import hosted_conditions
 
@@ -55,7 +58,9 @@ def _train(options: TrainOptions, config: TrainConfig, source: str) -> int:
         return 0
     from metaconf.training.lora import train_conditions
 
-    for cond, adapter in train_conditions(options.run, config.model, config.lora, config.conditions).items():
+    for cond, adapter in train_conditions(
+        options.run, config.model, config.lora, config.conditions, redo=options.redo
+    ).items():
         print(f"{cond}: {adapter}")
     return 0
 
@@ -100,6 +105,7 @@ COMMANDS = [
         preset=_preset,
         upgrade=moved_under("lora", TrainConfig),
         run=_train,
+        run_folder="run",
         deprecated={
             **_old_lora_flags(),
             "--hosted": "hosted.base_model",

@@ -8,14 +8,16 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from metaconf.bounds import SEED_MAX
+
 
 class LoraTrainConfig(BaseModel):
     """How to fine-tune a LoRA adapter with TRL's SFTTrainer (loss on the assistant's reply only)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    rank: int = Field(16, ge=1, description="LoRA rank r (width of the low-rank update).")
-    alpha: float = Field(32.0, gt=0, description="LoRA alpha; the update is scaled by alpha / rank.")
+    rank: int = Field(16, le=1024, ge=1, description="LoRA rank r (width of the low-rank update).")
+    alpha: float = Field(32.0, le=1_000_000, gt=0, description="LoRA alpha; the update is scaled by alpha / rank.")
     dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA branch.")
     target_modules: list[str] | Literal["all-linear"] = Field(
         "all-linear",
@@ -29,19 +31,25 @@ class LoraTrainConfig(BaseModel):
     )
     top_layers: int | None = Field(
         None,
+        le=10_000,
         ge=1,
         description="Shortcut for layers_to_transform: LoRA on the last N decoder layers only.",
     )
-    learning_rate: float = Field(2e-4, gt=0, description="Peak learning rate (AdamW).")
+    learning_rate: float = Field(2e-4, le=1, gt=0, description="Peak learning rate (AdamW).")
     lr_scheduler: str = Field("linear", description="Learning-rate schedule after warmup (transformers name).")
-    warmup: float = Field(0.03, ge=0, description="Warmup: a fraction of all steps if < 1, else a number of steps.")
-    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
-    epochs: float = Field(3.0, gt=0, description="Passes over the training file.")
-    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (overrides epochs).")
-    batch_size: int = Field(8, ge=1, description="Examples per device per forward pass.")
-    grad_accum: int = Field(1, ge=1, description="Forward passes accumulated per optimizer step.")
+    warmup: float = Field(
+        0.03, le=1_000_000, ge=0, description="Warmup: a fraction of all steps if < 1, else a number of steps."
+    )
+    weight_decay: float = Field(0.0, le=10, ge=0, description="AdamW weight decay.")
+    epochs: float = Field(3.0, le=1000, gt=0, description="Passes over the training file.")
+    max_steps: int | None = Field(
+        None, le=10_000_000, ge=1, description="Stop after this many optimizer steps (overrides epochs)."
+    )
+    batch_size: int = Field(8, le=65_536, ge=1, description="Examples per device per forward pass.")
+    grad_accum: int = Field(1, le=65_536, ge=1, description="Forward passes accumulated per optimizer step.")
     max_length: int = Field(
         1024,
+        le=1_048_576,
         ge=8,
         description="Longest example in tokens (prompt + reply); longer examples are left out, with a warning, "
         "rather than truncated (truncation would cut the reply the model must learn).",
@@ -61,10 +69,13 @@ class LoraTrainConfig(BaseModel):
         "output; the same result at a fraction of the compute per epoch. Memory: hidden size x 4 bytes per "
         "training token (2 in bf16).",
     )
-    seed: int = Field(0, ge=0, description="Seed for LoRA initialisation, data order and dropout.")
-    logging_steps: int = Field(5, ge=1, description="Write a log.jsonl row every N optimizer steps.")
+    seed: int = Field(0, le=SEED_MAX, ge=0, description="Seed for LoRA initialisation, data order and dropout.")
+    logging_steps: int = Field(5, le=10_000_000, ge=1, description="Write a log.jsonl row every N optimizer steps.")
     save_steps: int = Field(
-        50, ge=1, description="Save a resumable checkpoint every N optimizer steps (the last two are kept)."
+        50,
+        le=10_000_000,
+        ge=1,
+        description="Save a resumable checkpoint every N optimizer steps (the last two are kept).",
     )
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto",

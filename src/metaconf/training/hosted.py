@@ -19,10 +19,12 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
+from metaconf.bounds import SEED_MAX
 from metaconf.errors import MetaconfError
 from metaconf.io import file_sha256, read_json, write_json
 from metaconf.retry import RetriesExhausted, Retryable, RetryPolicy, parse_retry_after, retryable_status
 from metaconf.targets.export import validate_hosted_file
+from metaconf.text import redact
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 STATE_FILE = "hosted_job.json"
@@ -42,12 +44,12 @@ class HostedTrainConfig(BaseModel):
     base_url: str = Field("https://api.openai.com/v1", description="The API's base URL (OpenAI-compatible).")
     api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the API key.")
     suffix: str | None = Field(None, description="Suffix for the fine-tuned model's name.")
-    epochs: int | None = Field(None, ge=1, description="n_epochs hyperparameter; None: the provider chooses.")
-    seed: int | None = Field(0, description="Seed passed to the provider (None: let it choose).")
-    poll_interval: float = Field(15.0, ge=0, description="Seconds between status checks.")
-    request_timeout: float = Field(120.0, gt=0, description="Seconds before one HTTP request times out.")
+    epochs: int | None = Field(None, le=100, ge=1, description="n_epochs hyperparameter; None: the provider chooses.")
+    seed: int | None = Field(0, le=SEED_MAX, description="Seed passed to the provider (None: let it choose).")
+    poll_interval: float = Field(15.0, le=3600, ge=0, description="Seconds between status checks.")
+    request_timeout: float = Field(120.0, le=86_400, gt=0, description="Seconds before one HTTP request times out.")
     max_retries: int = Field(
-        5, ge=0, description="Retries of a request that failed with a network error, 429 or a transient 5xx."
+        5, le=100, ge=0, description="Retries of a request that failed with a network error, 429 or a transient 5xx."
     )
     restart_failed: bool = Field(False, description="Start a new job when the recorded one failed or was cancelled.")
 
@@ -86,7 +88,7 @@ class HostedClient:
             try:
                 response = self._http.request(method, path, **kwargs)
             except httpx.TransportError as exc:
-                raise Retryable(f"cannot reach {self.base_url} ({type(exc).__name__}: {exc})") from None
+                raise Retryable(redact(f"cannot reach {self.base_url} ({type(exc).__name__}: {exc})")) from None
             if response.status_code < 400:
                 return response.json()
             failure = f"server answered {response.status_code}: {_server_message(response)}"
@@ -123,7 +125,7 @@ class HostedClient:
 
 
 def _stderr_progress(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    print(redact(line), file=sys.stderr, flush=True)
 
 
 def run_hosted_job(
@@ -140,7 +142,11 @@ def run_hosted_job(
     train_file, job_dir = Path(train_file), Path(job_dir)
     state_path = job_dir / STATE_FILE
     sha = file_sha256(train_file) if train_file.is_file() else ""
-    identity = {"base_url": config.base_url.rstrip("/"), "base_model": config.base_model, "training_file_sha256": sha}
+    identity = {
+        "base_url": redact(config.base_url.rstrip("/")),
+        "base_model": config.base_model,
+        "training_file_sha256": sha,
+    }
     state: dict[str, Any] = read_json(state_path) if state_path.is_file() else {}
     if state and any(state.get(k) != v for k, v in identity.items()):
         raise HostedJobError(

@@ -35,6 +35,7 @@ from metaconf.io import (
     write_jsonl,
     write_text_atomic,
 )
+from metaconf.names import inside
 from metaconf.precision import DtypeChoice, resolve_dtype
 from metaconf.training.config import LoraTrainConfig
 from metaconf.training.data import filter_by_length, load_chat_examples, to_prompt_completion
@@ -468,12 +469,14 @@ def train_lora(
     callbacks: Sequence[Any] = (),
     frozen_states: dict | None = None,
     dtype: str | DtypeChoice = "auto",
+    redo: bool = True,
 ) -> Path:
     """Fine-tune a LoRA adapter on a chat JSONL file; returns the adapter folder (`output_dir/adapter`).
 
     Reuses a finished run with the same settings, model and data; resumes an interrupted one. Safe under
     `torchrun` / `accelerate launch`: every rank trains, only the main process writes files. `dtype`: the study's
-    model.dtype (auto | float32 | bfloat16 | float16), followed where `config.precision` is 'auto'.
+    model.dtype (auto | float32 | bfloat16 | float16), followed where `config.precision` is 'auto'. A finished
+    adapter of other settings or data is replaced, or with `redo=False` refused before anything is deleted.
     """
     import torch
     from accelerate import PartialState
@@ -485,6 +488,11 @@ def train_lora(
     fingerprint = _fingerprint(job.config, job.model_path, train_sha, job.device)
     if done.is_file() and done.read_text().strip() == fingerprint and (adapter_dir / "adapter_config.json").is_file():
         return adapter_dir
+    if done.is_file() and not redo:
+        raise MetaconfError(
+            f"{job.output_dir}: holds a finished adapter trained with other settings or data; pass --redo to "
+            f"replace it, or train into another run folder"
+        )
     # Joins the process group under torchrun / accelerate launch (gloo on CPU); one process otherwise
     state = PartialState(cpu=not torch.cuda.is_available())
     if state.is_main_process:
@@ -506,20 +514,27 @@ def train_conditions(
     configs: Mapping[str, LoraTrainConfig] | None = None,
     dtype: str | DtypeChoice = "auto",
     training_sets: Mapping[str, str] | None = None,
+    redo: bool = True,
 ) -> dict[str, Path]:
     """Train each condition on `RUN/training_sets/<set>/train.jsonl` into `RUN/training/<condition>/`: the set is
     `training_sets[condition]` (default: the set of the condition's name), the settings `configs[condition]` where
-    given, else `config`; `dtype` as in `train_lora`."""
+    given, else `config`; `dtype` and `redo` as in `train_lora`."""
     run_dir = Path(run_dir)
     adapters = {}
     frozen_states: dict = {}  # lower-layer states shared by the conditions (their prompts overlap)
     for cond in conditions:
-        train_file = run_dir / "training_sets" / (training_sets or {}).get(cond, cond) / "train.jsonl"
+        train_file = inside(run_dir, "training_sets", (training_sets or {}).get(cond, cond), "train.jsonl")
         if not train_file.is_file():
             raise DataError(f"{train_file}: training set for condition '{cond}' not found (run build-data first)")
         settings = (configs or {}).get(cond, config)
         adapters[cond] = train_lora(
-            train_file, run_dir / "training" / cond, model, settings, frozen_states=frozen_states, dtype=dtype
+            train_file,
+            inside(run_dir, "training", cond),
+            model,
+            settings,
+            frozen_states=frozen_states,
+            dtype=dtype,
+            redo=redo,
         )
     return adapters
 
