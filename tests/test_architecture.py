@@ -12,17 +12,34 @@ from pathlib import Path
 
 SRC = Path(__file__).parents[1] / "src" / "metaconf"
 DRIVERS = {"cli.py", "ask_cli.py", "reference.py", "__main__.py"}
-SHARED = {"errors", "io", "configfile", "conditions", "precision", "flags", "retry", "records"}
+SHARED = {
+    "errors",
+    "io",
+    "configfile",
+    "conditions",
+    "precision",
+    "flags",
+    "retry",
+    "records",
+    "names",
+    "text",
+    "bounds",
+    "lock",
+}
 
 # unit -> the units it may import (besides itself); shared modules only import each other as listed
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
-    "conditions": set(),
+    "bounds": set(),
+    "names": {"errors"},
+    "text": {"errors"},
+    "conditions": {"names"},
+    "lock": {"errors", "names"},
     "io": {"errors"},
     "retry": {"errors"},
-    "configfile": {"errors"},
+    "configfile": {"errors", "io", "text"},
     "precision": {"errors"},
-    "flags": {"errors", "configfile"},
+    "flags": {"errors", "configfile", "names", "text", "lock"},
     "records": {"errors", "io"},
     "data": SHARED,
     "engines": SHARED,

@@ -23,8 +23,8 @@ from helpers.fake_openai_server import FakeOpenAIServer
 from metaconf.cli import main
 from metaconf.data import load_dataset
 from metaconf.errors import ConfigError, DataError, EngineError
+from metaconf.lock import RunFolderBusy, RunLock
 from metaconf.study.config import load_config
-from metaconf.study.lock import RunFolderBusy, RunLock
 
 MINIMAL = {
     "model": {"engine": "embedded"},

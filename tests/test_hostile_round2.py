@@ -22,9 +22,9 @@ from metaconf.data import load_dataset
 from metaconf.data.schema import Question
 from metaconf.errors import DataError, MetaconfError
 from metaconf.grading import extract, normalize
+from metaconf.lock import RunLock
 from metaconf.names import NAME_MAX, inside, name_problem
 from metaconf.study.config import parse_config
-from metaconf.study.lock import RunLock
 from metaconf.tasks import parsing
 from metaconf.text import redact
 

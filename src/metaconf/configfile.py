@@ -94,3 +94,11 @@ def read_config_file(path: str | Path) -> Any:
     if "\x00" in text:
         raise ConfigError(f"{path}: a binary file (NUL bytes), not a YAML config")
     return read_config_text(text, str(path))
+
+
+def read_mapping(path: str | Path) -> dict[str, Any]:
+    """A config file that must hold a mapping of settings (e.g. RUN/config.yaml), as written; one line otherwise."""
+    raw = read_config_file(path)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings")
+    return raw

@@ -515,7 +515,7 @@ def dispatch(args: argparse.Namespace) -> int:
     options, config, source = command.parse(args)
     if command.run_folder is None:
         return int((command.run(options, config, source) if command.config else command.run(options)) or 0)
-    from metaconf.study.lock import holding
+    from metaconf.lock import holding
 
     with holding(getattr(options, command.run_folder), f"--{command.run_folder}", create=command.creates_run_folder):
         return int((command.run(options, config, source) if command.config else command.run(options)) or 0)

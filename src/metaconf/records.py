@@ -378,21 +378,3 @@ def read_recalibration(path: str | Path) -> dict[str, dict[str, Any]]:
         if not isinstance(methods, Mapping) or not all(isinstance(m, Mapping) for m in methods.values()):
             raise DataError(f"{path}: field 'maps.{condition}': expected an object of method -> map")
     return {condition: dict(methods) for condition, methods in data["maps"].items()}
-
-
-def read_run_config(path: str | Path) -> dict[str, Any]:
-    """RUN/config.yaml as the study config it must be (validated by StudyConfig, without the checks that need the
-    run's machine, such as data paths); returned as written. Not UTF-8, not YAML or a wrong field is one line naming
-    the file (and line or field)."""
-    from metaconf.configfile import read_config_file
-    from metaconf.errors import ConfigError
-    from metaconf.study.config import StudyConfig
-
-    try:
-        raw = read_config_file(path)
-    except ConfigError as exc:
-        raise DataError(str(exc)) from None
-    if not isinstance(raw, Mapping):
-        raise DataError(f"{path}: expected a mapping of settings (a study config)")
-    validate(StudyConfig, raw, str(path))
-    return dict(raw)

@@ -17,7 +17,10 @@ class ReportOptions(BaseModel):
 
 def _report(options: ReportOptions) -> int:
     from metaconf.report import write_report
+    from metaconf.study.config import read_run_config
 
+    if (options.run / "config.yaml").is_file():  # a hand-edited config is named with its field, before any work
+        read_run_config(options.run / "config.yaml")
     md_path, html_path = write_report(options.run)
     print(f"wrote {md_path}")
     print(f"wrote {html_path}")

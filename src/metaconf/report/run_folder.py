@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from metaconf.configfile import read_mapping
 from metaconf.errors import DataError
 from metaconf.io import read_json, read_jsonl
-from metaconf.records import Prediction, read_metrics, read_run_config, read_run_predictions
+from metaconf.records import Prediction, read_metrics, read_run_predictions
 
 
 @dataclass
@@ -34,7 +35,7 @@ def load_run(run_dir: str | Path) -> RunData:
     data.predictions = read_run_predictions(run_dir)
     config_path = run_dir / "config.yaml"
     if config_path.is_file():
-        data.config = read_run_config(config_path)
+        data.config = read_mapping(config_path)  # validated as a study config by `metaconf report`
     if (run_dir / "templates.json").is_file():
         data.templates = read_json(run_dir / "templates.json")
     for log in sorted((run_dir / "training").glob("*/log.jsonl")):

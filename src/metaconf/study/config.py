@@ -22,7 +22,7 @@ from pydantic import (
 
 from metaconf.bounds import SEED_MAX
 from metaconf.conditions import CONDITIONS, Condition, as_condition, compact, with_default_set
-from metaconf.configfile import read_config_file
+from metaconf.configfile import read_config_file, read_mapping
 from metaconf.engines.kinds import EmbeddedModel, ModelConfig
 from metaconf.errors import ConfigError, field_location, validation_error
 from metaconf.names import Name, name_problem
@@ -396,3 +396,14 @@ def _check_engine_options(config: StudyConfig, source: str) -> None:
 
 def load_config(path: str | Path) -> StudyConfig:
     return parse_config(read_config_file(path), source=str(path))
+
+
+def read_run_config(path: str | Path) -> dict[str, Any]:
+    """RUN/config.yaml as the study config it must be (validated by StudyConfig, without the checks that need the
+    run's machine, such as data paths); returned as written. Not UTF-8, not YAML or a wrong field is one line naming
+    the file (and line or field)."""
+    from metaconf.records import validate
+
+    raw = read_mapping(path)
+    validate(StudyConfig, raw, str(path))
+    return raw

@@ -25,10 +25,10 @@ from metaconf.errors import ConfigError, DataError, MetaconfError
 from metaconf.evaluation import evaluate_condition, load_predictions, make_pairs, prediction_path
 from metaconf.grading import Grader
 from metaconf.io import read_json, write_json, write_jsonl, write_text_atomic
+from metaconf.lock import RunLock
 from metaconf.precision import DtypeChoice
 from metaconf.records import read_consistency
 from metaconf.study.config import ModelConfig, StudyConfig, dataset_entries, dataset_label
-from metaconf.study.lock import RunLock
 from metaconf.study.models import StudyModels
 from metaconf.study.stages import STAGE_NAMES, STAGES, select
 from metaconf.tasks.sampling import Sampling
