@@ -10,6 +10,7 @@ HTTP 429) rather than letting latency grow without bound; `close` answers everyt
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 import time
@@ -126,10 +127,8 @@ class Batcher(Generic[Item, Result]):
 
 def _hand_back(p: _Pending, result: Any, error: BaseException | None) -> None:
     """Settle a request's future on its own event loop (a loop already closed has no one waiting)."""
-    try:
+    with contextlib.suppress(RuntimeError):
         p.loop.call_soon_threadsafe(_settle, p.future, result, error)
-    except RuntimeError:
-        pass
 
 
 def _settle(future: asyncio.Future, result: Any, error: BaseException | None) -> None:

@@ -48,9 +48,9 @@ def _mapping(pairs: list[str]) -> dict[str, str]:
 
 
 def _ask(args: AskOptions) -> int:
-    from metaconf.serving.ask import ask
     from metaconf.errors import ConfigError
     from metaconf.io import write_jsonl
+    from metaconf.serving.ask import ask
 
     if (args.question is None) == (args.file is None):
         raise ConfigError("ask: give one QUESTION or --file, not both and not neither")

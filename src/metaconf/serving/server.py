@@ -13,8 +13,8 @@ Safety: loopback by default; with `METACONF_SERVE_TOKEN` set every `/v1` request
 are bounded; every refusal is a JSON error in OpenAI's shape (`{"error": {"message", "type", "param", "code"}}`).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: FastAPI reads the handlers' annotations (`request: Request`, imported
+# inside `create_app` so that the CLI loads without FastAPI), and string annotations would not resolve there.
 import asyncio
 import hmac
 import ipaddress
@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from metaconf.serving.ask import AskResult, Asker, as_question
+from metaconf.serving.ask import Asker, AskResult, as_question
 from metaconf.serving.batching import Batcher, Closed, QueueFull
 
 TOKEN_ENV = "METACONF_SERVE_TOKEN"
@@ -137,16 +137,23 @@ def question_of(request: ChatRequest, options: ServeOptions) -> Any:
     """The question a request asks: its last user message (earlier turns and system messages are not read: the
     run's template sets the system prompt and the model was trained on single questions)."""
     if request.model != options.condition:
-        raise ServeError(404, f"model {request.model!r} not found; this server serves {options.condition!r}",
-                         "invalid_request_error", "model_not_found")
+        raise ServeError(
+            404,
+            f"model {request.model!r} not found; this server serves {options.condition!r}",
+            "invalid_request_error",
+            "model_not_found",
+        )
     if request.stream:
         raise ServeError(400, "stream: streaming is not supported; ask with stream false", code="unsupported")
     if request.n not in (None, 1):
         raise ServeError(400, "n: only one choice per request (n = 1)", code="unsupported")
     for i, message in enumerate(request.messages):
         if len(message.text()) > options.max_message_chars:
-            raise ServeError(400, f"messages.{i}.content: longer than {options.max_message_chars} characters",
-                             code="message_too_long")
+            raise ServeError(
+                400,
+                f"messages.{i}.content: longer than {options.max_message_chars} characters",
+                code="message_too_long",
+            )
     users = [m for m in request.messages if m.role == "user"]
     if not users or not users[-1].text().strip():
         raise ServeError(400, "messages: no user message with text to answer", code="no_question")
@@ -234,8 +241,9 @@ def create_app(asker: Asker, options: ServeOptions, token: str | None = None) ->
         try:
             result = await asyncio.wait_for(batcher.submit(question), options.timeout)
         except QueueFull as exc:
-            raise ServeError(429, f"too many requests waiting ({exc}); retry later", "rate_limit_error",
-                             "queue_full") from None
+            raise ServeError(
+                429, f"too many requests waiting ({exc}); retry later", "rate_limit_error", "queue_full"
+            ) from None
         except Closed:
             raise ServeError(503, "the server is shutting down", "server_error", "shutting_down") from None
         except TimeoutError:
@@ -261,19 +269,35 @@ def serve(options: ServeOptions, engine: Any = None) -> int:
 
     token = os.environ.get(TOKEN_ENV) or None
     if not is_loopback(options.host) and token is None:
-        print(f"metaconf serve: warning: listening on {options.host} without a token (set {TOKEN_ENV})",
-              file=sys.stderr)
-    asker = Asker(options.run, options.condition, calibrated=options.calibrated, calibration=options.calibration,
-                  quiet=True, engine=engine)
+        print(
+            f"metaconf serve: warning: listening on {options.host} without a token (set {TOKEN_ENV})", file=sys.stderr
+        )
+    asker = Asker(
+        options.run,
+        options.condition,
+        calibrated=options.calibrated,
+        calibration=options.calibration,
+        quiet=True,
+        engine=engine,
+    )
     if not options.cache:
         asker.engine.store = None  # a server does not grow the run folder with every question asked
     asker.warm_up()
     app = create_app(asker, options, token)
-    config = uvicorn.Config(app, host=options.host, port=options.port, access_log=not options.quiet,
-                            log_level="warning" if options.quiet else "info",
-                            timeout_graceful_shutdown=int(options.timeout) + 5)
+    config = uvicorn.Config(
+        app,
+        host=options.host,
+        port=options.port,
+        access_log=not options.quiet,
+        log_level="warning" if options.quiet else "info",
+        timeout_graceful_shutdown=int(options.timeout) + 5,
+    )
     server = uvicorn.Server(config)
-    print(f"metaconf serve: {options.run} condition {options.condition!r} on http://{options.host}:{options.port}"
-          f"{' (bearer token required)' if token else ''}", file=sys.stderr, flush=True)
+    print(
+        f"metaconf serve: {options.run} condition {options.condition!r} on http://{options.host}:{options.port}"
+        f"{' (bearer token required)' if token else ''}",
+        file=sys.stderr,
+        flush=True,
+    )
     server.run()
     return 0
