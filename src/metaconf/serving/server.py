@@ -226,7 +226,10 @@ def create_app(asker: Asker, options: ServeOptions, token: str | None = None) ->
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "condition": options.condition, "calibrated": calibrated}
+        sizes = batcher.batch_sizes  # how well requests are batched: answered / batches
+        answered = sum(size * count for size, count in sizes.items())
+        batches = {"batches": sum(sizes.values()), "answered": answered, "largest": max(sizes, default=0)}
+        return {"status": "ok", "condition": options.condition, "calibrated": calibrated, **batches}
 
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:
