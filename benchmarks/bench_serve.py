@@ -4,9 +4,10 @@
     python benchmarks/bench_serve.py --run RUN [--condition multitask] [--concurrency 1 8 32] [--repeats 3]
         [--vllm] [--json out.json]
 
-Each level sends `--requests` questions (default: 16, or 2 x the concurrency if more), each to one of
-`concurrency` clients that ask one after the other, all distinct (the run's evaluation and training questions as
-open questions) and answered without the run's store, so nothing is served from a cache. Per level: requests/s
+Each level sends `--requests` questions (default: 16, or 4 x the concurrency if more) from `concurrency` clients
+that each ask one after the other: the first N of the run's evaluation and training questions (as open questions,
+shuffled once with a fixed seed), the same for every level, answered without the run's store, so nothing is
+served from a cache. Per level: requests/s
 (answered / wall time), p50 and p95 latency, and the server's mean batch (answered / engine calls, from /health).
 Medians over `--repeats`. The vLLM side gets each question as the run's single Task writes it (the messages and
 the guide `metaconf serve` makes of it) at temperature 0, with the template's token limit.
@@ -54,7 +55,10 @@ def wait_healthy(url: str, proc: subprocess.Popen, what: str) -> None:
 
 
 def questions(run: Path, count: int) -> list[Any]:
-    """`count` distinct questions of the run (its evaluation sets, then its training questions), as open ones."""
+    """`count` distinct questions of the run (its evaluation and training questions, shuffled with a fixed seed so
+    every level gets the same mix of long and short ones), as open questions."""
+    import random
+
     from metaconf.serving.ask import as_question
     from metaconf.study.config import load_config
     from metaconf.study.runner import Study
@@ -62,7 +66,8 @@ def questions(run: Path, count: int) -> list[Any]:
     study = Study(load_config(run / "config.yaml"), run, quiet=True)
     study.load_data()
     pool = [q for qs in study.eval_sets.values() for q in qs] + list(study.train_questions)
-    texts = list(dict.fromkeys(q.question for q in pool))
+    texts = sorted({q.question for q in pool})
+    random.Random(0).shuffle(texts)
     if len(texts) < count:
         raise SystemExit(f"{run}: {len(texts)} distinct questions, {count} needed (lower --requests)")
     return [as_question(t) for t in texts[:count]]
@@ -122,16 +127,15 @@ def measure(url: str, bodies_of, levels: list[int], requests_of, repeats: int, h
 
 
 def question_bodies(pool: list[Any], model: str, vllm_task: Any = None):
-    """A function handing out the next `k` request bodies (each question once)."""
+    """A function handing out `k` request bodies."""
     from metaconf.engines.openai import GUIDE_FIELD
 
-    state = {"next": 0}
-
     def take(k: int) -> list[dict[str, Any]]:
-        chosen = pool[state["next"] : state["next"] + k]
-        state["next"] += k
+        """The first `k` questions of the pool: every level and repeat asks the same ones (nothing is cached: the
+        server runs without the run's store), so the levels differ only in concurrency."""
+        chosen = pool[:k]
         if len(chosen) < k:
-            raise SystemExit("ran out of distinct questions: lower --requests or --repeats")
+            raise SystemExit(f"{len(pool)} questions, {k} asked for: lower --requests")
         if vllm_task is None:
             return [{"model": model, "messages": [{"role": "user", "content": q.question}]} for q in chosen]
         outer, inner = GUIDE_FIELD.split(".")
@@ -197,7 +201,7 @@ def main() -> int:
     parser.add_argument("--run", type=Path, required=True, help="a finished run folder (e.g. the demo's)")
     parser.add_argument("--condition", default="multitask")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
-    parser.add_argument("--requests", type=int, default=None, help="per level (default: max(16, 2 x concurrency))")
+    parser.add_argument("--requests", type=int, default=None, help="per level (default: max(16, 4 x concurrency))")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--max-batch", type=int, default=32, help="metaconf serve --max-batch")
     parser.add_argument("--vllm", action="store_true", help="also `vllm serve` from .venv-vllm, same prompts")
@@ -207,8 +211,8 @@ def main() -> int:
     from metaconf.study.config import load_config
     from metaconf.tasks.task import Tasks
 
-    requests_of = (lambda c: args.requests) if args.requests else (lambda c: max(16, 2 * c))
-    needed = 2 + args.repeats * sum(requests_of(c) for c in args.concurrency)
+    requests_of = (lambda c: args.requests) if args.requests else (lambda c: max(16, 4 * c))
+    needed = max(requests_of(c) for c in args.concurrency)
     pool = questions(args.run, needed)
     logs = Path(os.environ.get("TMPDIR", "/tmp"))
     sides: dict[str, list[dict]] = {}
