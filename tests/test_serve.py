@@ -340,3 +340,16 @@ def test_the_tiny_model_answers_with_a_readable_confidence(tmp_path, tiny_model)
         meta = body["metaconf"]
         assert 0.0 <= meta["confidence"] <= 1.0 and meta["abstained"] is (meta["confidence"] < 1.0)
         assert json.dumps(body)  # plain JSON
+
+
+def test_an_engine_failure_is_a_500_and_the_server_goes_on(run_dir):
+    def failing(messages, sample_index):
+        if "Q666" in messages[-1]["content"]:
+            raise RuntimeError("the model broke")
+        return echo(messages, sample_index)
+
+    with served(Asker(run_dir, "base", engine=scripted(outputs=failing))) as (url, _):
+        post = functools_post(url)
+        error = error_of(post(json=ask_body("Q666")), 500)
+        assert error["code"] == "engine_error" and "RuntimeError" in error["message"]
+        assert post(json=ask_body("Q5")).json()["metaconf"]["answer"] == "5"
