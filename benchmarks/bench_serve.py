@@ -9,7 +9,8 @@ that each ask one after the other: the first N of the run's evaluation and train
 shuffled once with a fixed seed), the same for every level, answered without the run's store, so nothing is
 served from a cache. Per level: requests/s
 (answered / wall time), p50 and p95 latency, and the server's mean batch (answered / engine calls, from /health).
-Medians over `--repeats`. The vLLM side gets each question as the run's single Task writes it (the messages and
+Medians over `--repeats`, the levels interleaved; the 1-minute load average after each level is kept too
+(the machine may be shared). The vLLM side gets each question as the run's single Task writes it (the messages and
 the guide `metaconf serve` makes of it) at temperature 0, with the template's token limit.
 """
 
@@ -99,7 +100,8 @@ async def level(post, bodies: list[dict[str, Any]], concurrency: int) -> dict[st
 
 
 def measure(url: str, bodies_of, levels: list[int], requests_of, repeats: int, health: bool) -> list[dict]:
-    """Every level `repeats` times (fresh questions each time); medians per level."""
+    """Every level `repeats` times, the levels interleaved (1, 8, 32, 1, 8, 32, ...) so that a change in the
+    machine's load falls on all of them alike; medians per level."""
 
     async def run_all() -> list[dict]:
         async with httpx.AsyncClient(timeout=600, limits=httpx.Limits(max_connections=max(levels))) as http:
@@ -109,19 +111,20 @@ def measure(url: str, bodies_of, levels: list[int], requests_of, repeats: int, h
                 r.raise_for_status()
 
             await level(post, bodies_of(2), 2)  # warm-up (first batch, lazy imports)
-            rows = []
-            for c in levels:
-                runs = []
-                for _ in range(repeats):
+            runs: dict[int, list[dict]] = {c: [] for c in levels}
+            for _ in range(repeats):
+                for c in levels:
                     before = (await http.get(f"{url}/health")).json() if health else {}
-                    runs.append(await level(post, bodies_of(requests_of(c)), c))
-                    after = (await http.get(f"{url}/health")).json() if health else {}
+                    row = await level(post, bodies_of(requests_of(c)), c)
                     if health:
+                        after = (await http.get(f"{url}/health")).json()
                         calls = after["batches"] - before["batches"]
-                        runs[-1]["mean_batch"] = (after["answered"] - before["answered"]) / max(calls, 1)
-                rows.append({"concurrency": c, **{k: statistics.median(r[k] for r in runs) for k in runs[0]}})
-                print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-            return rows
+                        row["mean_batch"] = (after["answered"] - before["answered"]) / max(calls, 1)
+                    row["load_average"] = os.getloadavg()[0]
+                    runs[c].append(row)
+                    print(json.dumps({"concurrency": c, **row}), file=sys.stderr, flush=True)
+            medians = [{k: statistics.median(r[k] for r in rs) for k in rs[0]} for rs in runs.values()]
+            return [{"concurrency": c, **m} for c, m in zip(runs, medians)]
 
     return asyncio.run(run_all())
 
@@ -232,14 +235,14 @@ def main() -> int:
             stop(proc)
     info = machine_info(int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)))
     print(summary_line(info))
-    print("| server | concurrency | requests | req/s | p50 s | p95 s | mean batch |")
-    print("|---|---|---|---|---|---|---|")
+    print("| server | concurrency | requests | req/s | p50 s | p95 s | mean batch | load avg |")
+    print("|---|---|---|---|---|---|---|---|")
     for side, rows in sides.items():
         for r in rows:
             batch = f"{r['mean_batch']:.1f}" if "mean_batch" in r else "-"
             print(
                 f"| {side} | {r['concurrency']} | {r['requests']:.0f} | {r['rps']:.2f} | {r['p50_s']:.2f} | "
-                f"{r['p95_s']:.2f} | {batch} |"
+                f"{r['p95_s']:.2f} | {batch} | {r['load_average']:.1f} |"
             )
     hf = {r["concurrency"]: r["rps"] for r in sides["metaconf serve"]}
     if 1 in hf and max(hf) > 1:
