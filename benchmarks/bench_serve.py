@@ -156,10 +156,10 @@ def question_bodies(pool: list[Any], model: str, vllm_task: Any = None):
     return take
 
 
-def start_metaconf(run: Path, condition: str, max_batch: int, log: Path) -> tuple[subprocess.Popen, str]:
+def start_metaconf(run: Path, condition: str, max_batch: int, max_wait_ms: float, log: Path) -> tuple[Any, str]:
     port = free_port()
     cmd = [sys.executable, "-m", "metaconf", "serve", "--run", str(run), "--condition", condition]
-    cmd += ["--port", str(port), "--max-batch", str(max_batch), "--quiet"]
+    cmd += ["--port", str(port), "--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms), "--quiet"]
     env = {k: v for k, v in os.environ.items() if k != "METACONF_SERVE_TOKEN"}
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
@@ -207,6 +207,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=None, help="per level (default: max(16, 4 x concurrency))")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--max-batch", type=int, default=32, help="metaconf serve --max-batch")
+    parser.add_argument("--max-wait-ms", type=float, default=10.0, help="metaconf serve --max-wait-ms")
     parser.add_argument("--vllm", action="store_true", help="also `vllm serve` from .venv-vllm, same prompts")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -219,7 +220,8 @@ def main() -> int:
     pool = questions(args.run, needed)
     logs = Path(os.environ.get("TMPDIR", "/tmp"))
     sides: dict[str, list[dict]] = {}
-    proc, url = start_metaconf(args.run, args.condition, args.max_batch, logs / "bench_serve_metaconf.log")
+    log = logs / "bench_serve_metaconf.log"
+    proc, url = start_metaconf(args.run, args.condition, args.max_batch, args.max_wait_ms, log)
     try:
         take = question_bodies(pool, args.condition)
         sides["metaconf serve"] = measure(url, take, args.concurrency, requests_of, args.repeats, health=True)

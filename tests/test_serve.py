@@ -215,16 +215,18 @@ async def _client(url, client_id, rounds, client):
     return answers
 
 
-def test_load_every_request_answered_once_and_batched(run_dir):
-    """64 clients x 4 requests on loopback: 256 answers, each the right one; the engine saw batches."""
+@pytest.mark.parametrize("clients, rounds", [(64, 4), (256, 1)])
+def test_load_every_request_answered_once_and_batched(run_dir, clients, rounds):
+    """64 clients x 4 requests, and 256 at once, on loopback: 256 answers, each the right one; the engine saw
+    batches."""
     engine = scripted(delay=0.002)
     asker = Asker(run_dir, "base", engine=engine)
     with served(asker, max_batch=32, max_wait_ms=5) as (url, app):
 
         async def load():
-            limits = httpx.Limits(max_connections=64)
+            limits = httpx.Limits(max_connections=clients)
             async with httpx.AsyncClient(timeout=60, limits=limits) as client:
-                return await asyncio.gather(*(_client(url, c, 4, client) for c in range(64)))
+                return await asyncio.gather(*(_client(url, c, rounds, client) for c in range(clients)))
 
         results = [row for rows in asyncio.run(load()) for row in rows]
         sizes = app.state.batcher.batch_sizes
