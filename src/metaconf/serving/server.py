@@ -191,25 +191,12 @@ def check_token(request: Any, token: str | None) -> None:
         raise ServeError(401, "missing or wrong bearer token", "authentication_error", "invalid_api_key")
 
 
-def create_app(asker: Asker, options: ServeOptions, token: str | None = None) -> Any:
-    """The FastAPI app serving `asker`; its lifespan starts the engine's worker and, on shutdown, answers what is
-    queued before stopping. `app.state.batcher` is the batching queue (its `batch_sizes` show the batching)."""
-    from fastapi import FastAPI, Request
+def _answer_errors_as_openai(app: Any) -> None:
+    """Every refusal (ours, FastAPI's 404/405, a malformed request) as JSON in OpenAI's error shape."""
+    from fastapi import Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
     from starlette.exceptions import HTTPException
-
-    batcher = Batcher(asker.answer, options.max_batch, options.max_wait_ms / 1000, options.max_queue)
-    calibrated = asker.mapping is not None
-
-    @asynccontextmanager
-    async def lifespan(app: Any) -> AsyncIterator[None]:
-        batcher.start()
-        yield
-        await asyncio.to_thread(batcher.close)
-
-    app = FastAPI(title="metaconf serve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.batcher = batcher
 
     @app.exception_handler(ServeError)
     async def refused(_: Request, exc: ServeError) -> JSONResponse:
@@ -223,6 +210,26 @@ def create_app(asker: Asker, options: ServeOptions, token: str | None = None) ->
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(error_body(str(exc.errors()[0].get("msg")), "invalid_request_error"), status_code=400)
+
+
+def create_app(asker: Asker, options: ServeOptions, token: str | None = None) -> Any:
+    """The FastAPI app serving `asker`; its lifespan starts the engine's worker and, on shutdown, answers what is
+    queued before stopping. `app.state.batcher` is the batching queue (its `batch_sizes` show the batching)."""
+    from fastapi import FastAPI, Request
+
+    batcher = Batcher(asker.answer, options.max_batch, options.max_wait_ms / 1000, options.max_queue)
+    calibrated = asker.mapping is not None
+
+    @asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        batcher.start()
+        yield
+        await asyncio.to_thread(batcher.close)
+
+    app = FastAPI(title="metaconf serve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.batcher = batcher
+
+    _answer_errors_as_openai(app)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
