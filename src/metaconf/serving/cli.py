@@ -1,4 +1,5 @@
-"""`metaconf ask --run RUN --condition NAME "QUESTION"`: answer + stated confidence from a run's model."""
+"""`metaconf ask --run RUN --condition NAME "QUESTION"` (answer + stated confidence from a run's model) and
+`metaconf serve --run RUN --condition NAME` (the same over an OpenAI-compatible HTTP API)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from metaconf.flags import Command
+from metaconf.serving.server import ServeOptions
 
 
 class AskOptions(BaseModel):
@@ -46,9 +48,9 @@ def _mapping(pairs: list[str]) -> dict[str, str]:
 
 
 def _ask(args: AskOptions) -> int:
-    from metaconf.asking import ask
     from metaconf.errors import ConfigError
     from metaconf.io import write_jsonl
+    from metaconf.serving.ask import ask
 
     if (args.question is None) == (args.file is None):
         raise ConfigError("ask: give one QUESTION or --file, not both and not neither")
@@ -82,6 +84,12 @@ def _ask(args: AskOptions) -> int:
     return 0
 
 
+def _serve(args: ServeOptions) -> int:
+    from metaconf.serving.server import serve
+
+    return serve(args)
+
+
 COMMANDS = [
     Command(
         "ask",
@@ -92,5 +100,16 @@ COMMANDS = [
         options=AskOptions,
         positional=("question",),
         run=_ask,
+    ),
+    Command(
+        "serve",
+        help="serve a run's model (one condition) over an OpenAI-compatible API, with calibrated confidence",
+        description="Answer chat completion requests (POST /v1/chat/completions; GET /v1/models, GET /health) "
+        "with one condition of a run, through the run's engine and reply format. Each response carries a "
+        "`metaconf` object (confidence, stated_confidence, calibrated, abstained, condition). Requests that "
+        "arrive together are answered in one engine call. Listens on 127.0.0.1 unless --host says otherwise; "
+        "with METACONF_SERVE_TOKEN set, requests need `Authorization: Bearer <token>`. See docs/serve.md.",
+        options=ServeOptions,
+        run=_serve,
     ),
 ]

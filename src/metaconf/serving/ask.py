@@ -3,11 +3,13 @@ and get its answer and stated confidence, optionally mapped through the run's fi
 
 The engine, template, sampling settings and completion store are the run's own (RUN/config.yaml,
 RUN/completions.sqlite), so asking a question the run already answered costs nothing, and the reply format is
-guided wherever the evaluation guides it.
+guided wherever the evaluation guides it. `Asker` is a run's condition opened once (what `metaconf serve` holds);
+`ask` opens one and answers.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -89,6 +91,88 @@ def _check_condition(run_dir: Path, config: Any, condition: str) -> None:
             raise ConfigError(f"{folder}: condition {condition!r} has not been trained yet (run the train stage)")
 
 
+class Asker:
+    """One condition of a run, opened once: its engine, reply format (the run's single Task), the evaluation's
+    sampling settings and, with `calibrated`, the fitted recalibration map; `answer` answers a batch of questions.
+
+    The run's config, condition and map are checked on opening; the engine is built on first use (`warm_up`)."""
+
+    def __init__(
+        self,
+        run: str | Path,
+        condition: str,
+        *,
+        calibrated: bool = False,
+        calibration: str = "isotonic",
+        quiet: bool = True,
+        engine: Any = None,
+    ):
+        from metaconf.study.config import load_config
+        from metaconf.tasks.task import Tasks
+
+        self.run_dir = Path(run)
+        if not (self.run_dir / "config.yaml").is_file():
+            raise ConfigError(f"{self.run_dir}: not a run folder (no config.yaml)")
+        self.config = load_config(self.run_dir / "config.yaml")
+        _check_condition(self.run_dir, self.config, condition)
+        self.condition = condition
+        self.mapping = _recalibration(self.run_dir, condition, calibration) if calibrated else None
+        self.calibration = calibration if self.mapping is not None else None
+        self.quiet = quiet
+        self.task = Tasks.of(self.config.targets).single  # the evaluation's template: its stored answers are reused
+        if engine is not None:
+            self.__dict__["engine"] = engine
+
+    @functools.cached_property
+    def engine(self) -> Any:
+        """The run's engine for the condition (the base model, or base + the condition's adapter)."""
+        from metaconf.study.runner import Study
+
+        return Study(self.config, self.run_dir, quiet=self.quiet).engine(self.condition)
+
+    @functools.cached_property
+    def sampling(self) -> Any:
+        """The evaluation's settings (guided wherever the engine can guide)."""
+        from metaconf.tasks.sampling import Sampling
+
+        return Sampling.evaluation(self.config.evaluation, self.engine)
+
+    def warm_up(self) -> None:
+        """Build the engine and resolve the sampling now (a server does this before it listens)."""
+        _ = self.sampling
+
+    def calibrate(self, stated: float | None) -> float | None:
+        """The stated confidence through the fitted map (unchanged without one; None stays None)."""
+        if self.mapping is None or stated is None:
+            return stated
+        from metaconf.baselines.recalibration import apply_map
+
+        return apply_map(self.mapping, stated)
+
+    def answer(self, questions: Sequence[Question]) -> list[AskResult]:
+        """Answer + confidence for each question, in one `engine.generate` call (greedy, the single template)."""
+        from metaconf.evaluation import evaluate_single
+
+        if not questions:
+            return []
+        rows = evaluate_single(self.engine, self.condition, list(questions), self.sampling, self.task)
+        return [self._result(q, row) for q, row in zip(questions, rows, strict=True)]
+
+    def _result(self, q: Question, row: dict[str, Any]) -> AskResult:
+        stated = row["confidence"]
+        return AskResult(
+            id=q.id,
+            question=q.question,
+            answer=self.task.answer_text(row["raw"]).strip() or None,
+            confidence=self.calibrate(stated),
+            stated_confidence=stated,
+            condition=self.condition,
+            raw=row["raw"],
+            correct=bool(row["correct"]) if q.answers else None,
+            calibration=self.calibration,
+        )
+
+
 def ask(
     run: str | Path,
     condition: str,
@@ -105,46 +189,6 @@ def ask(
     "platt"; fitted on the base model's stated confidence on the training questions). `engine`: an Engine to
     answer instead of the run's own (e.g. a scripted one in tests); the run's store still caches.
     """
-    from metaconf.evaluation import evaluate_single
-    from metaconf.study.config import load_config
-    from metaconf.study.runner import Study
-    from metaconf.tasks.sampling import Sampling
-    from metaconf.tasks.task import Tasks
-
-    run_dir = Path(run)
-    if not (run_dir / "config.yaml").is_file():
-        raise ConfigError(f"{run_dir}: not a run folder (no config.yaml)")
-    config = load_config(run_dir / "config.yaml")
-    _check_condition(run_dir, config, condition)
-    mapping = _recalibration(run_dir, condition, calibration) if calibrated else None
+    asker = Asker(run, condition, calibrated=calibrated, calibration=calibration, quiet=quiet, engine=engine)
     items = [questions] if isinstance(questions, (str, Question)) else list(questions)
-    qs = [q if isinstance(q, Question) else as_question(q) for q in items]
-    if not qs:
-        return []
-    engine = engine if engine is not None else Study(config, run_dir, quiet=quiet).engine(condition)
-    # the evaluation's settings and single template, so a question the run evaluated is answered from its cache
-    task = Tasks.of(config.targets).single
-    rows = evaluate_single(engine, condition, qs, Sampling.evaluation(config.evaluation, engine), task)
-    results = []
-    for q, row in zip(qs, rows, strict=True):
-        written = task.answer_text(row["raw"]).strip() or None
-        stated = row["confidence"]
-        confidence = stated
-        if mapping is not None:
-            from metaconf.baselines.recalibration import apply_map
-
-            confidence = apply_map(mapping, stated)
-        results.append(
-            AskResult(
-                id=q.id,
-                question=q.question,
-                answer=written,
-                confidence=confidence,
-                stated_confidence=stated,
-                condition=condition,
-                raw=row["raw"],
-                correct=bool(row["correct"]) if q.answers else None,
-                calibration=calibration if mapping is not None else None,
-            )
-        )
-    return results
+    return asker.answer([q if isinstance(q, Question) else as_question(q) for q in items])
