@@ -8,6 +8,8 @@ import math
 
 import numpy as np
 import pytest
+
+from metaconf.records import ConsistencyRecord
 from scipy.optimize import minimize
 
 from helpers.questions import mc
@@ -124,6 +126,25 @@ def test_every_baseline_on_constructed_data_matches_a_hand_computation(tmp_path)
             for i, q in enumerate(evals)
         ],
     )
+    # the constant predictor's rate: the training questions' modal answers, 3 of 8 right
+    write_jsonl(
+        tmp_path / "consistency" / "train.jsonl",
+        [
+            ConsistencyRecord(
+                id=q.id,
+                dataset=q.dataset,
+                domain="general",
+                answer_type="mc",
+                samples=["A"],
+                answers=["A"],
+                modal_answer="A",
+                modal_text="A",
+                consistency=1.0,
+                modal_correct=j < 3,
+            ).to_row()
+            for j, q in enumerate(train)
+        ],
+    )
     stated = {0: 0.1, 1: 0.45, 2: 0.65, 3: None}
     write_jsonl(
         tmp_path / "predictions" / "base__single__toy.jsonl",
@@ -146,6 +167,12 @@ def test_every_baseline_on_constructed_data_matches_a_hand_computation(tmp_path)
     assert [c for c, _ in got["isotonic"]] == pytest.approx([0, 0.5, 2 / 3, None])
     assert [y for _, y in got["isotonic"]] == [True, True, False, True]
     assert got["platt"][3][0] is None and 0 < got["platt"][1][0] < 1
+    assert got["constant"] == [
+        (3 / len(train), True),
+        (3 / len(train), False),
+        (3 / len(train), False),
+        (3 / len(train), False),
+    ]
     recal = json.loads((tmp_path / "baselines" / "recalibration.json").read_text())
     assert recal["n_with_confidence"] == 8 and "x" in recal["maps"]["base"]["isotonic"]
 
@@ -205,9 +232,13 @@ def test_study_scores_baselines_reports_them_and_resumes(tmp_path):
     methods = {(r["method"], r["dataset"]) for r in metrics["baselines"]["rows"]}
     assert methods == {
         (m, d)
-        for m in ("consistency", "consistency_greedy", "token_probability", "p_true", "isotonic", "platt")
+        for m in ("consistency", "consistency_greedy", "token_probability", "p_true", "isotonic", "platt", "constant")
         for d in ("mmlu_pro", "gsm8k", "truthfulqa")
     }
+    constant = [r for r in metrics["baselines"]["rows"] if r["method"] == "constant"]
+    assert all(r["auroc"] is None and "constant" in r["undefined"]["auroc"] for r in constant)
+    assert all(r["profile"]["n_distinct"] == 1 and r["profile"]["collapsed"] for r in constant)
+    assert not any(c["method"] == "constant" and c["metric"] == "auroc" for c in metrics["baselines"]["comparisons"])
     assert {(r["condition"], r["dataset"]) for r in metrics["metacognition"]["rows"]} == {
         ("base", d) for d in ("mmlu_pro", "gsm8k", "truthfulqa")
     }

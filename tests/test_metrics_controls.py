@@ -90,7 +90,12 @@ def test_selective_metrics_are_undefined_without_items():
 
 def test_collapse_counts_distinct_values_top_share_and_entropy():
     out = collapse([0.1] * 9 + [0.5])
-    assert out == {"n_distinct": 2, "top_share": 0.9, "entropy": pytest.approx(-(0.9 * math.log2(0.9) + 0.1 * math.log2(0.1))), "collapsed": True}
+    assert out == {
+        "n_distinct": 2,
+        "top_share": 0.9,
+        "entropy": pytest.approx(-(0.9 * math.log2(0.9) + 0.1 * math.log2(0.1))),
+        "collapsed": True,
+    }
     varied = collapse([0.1, 0.2, 0.3, 0.4])
     assert varied["n_distinct"] == 4 and varied["entropy"] == pytest.approx(2.0) and not varied["collapsed"]
     assert collapse([0.3] * 5)["entropy"] == 0.0
@@ -108,7 +113,10 @@ def test_noise_floor_matches_the_binomial_closed_form_when_every_item_states_one
     assert draws.mean() == pytest.approx(_binomial_abs_deviation(n, p), abs=0.003)
     # the median of |X/n - p|: the smallest value whose cumulative probability reaches 1/2
     support = sorted({abs(k / n - p) for k in range(n + 1)})
-    pmf = {d: sum(math.comb(n, k) * p**k * (1 - p) ** (n - k) for k in range(n + 1) if abs(k / n - p) == d) for d in support}
+    pmf = {
+        d: sum(math.comb(n, k) * p**k * (1 - p) ** (n - k) for k in range(n + 1) if abs(k / n - p) == d)
+        for d in support
+    }
     cdf = np.cumsum([pmf[d] for d in support])
     assert np.median(draws) == pytest.approx(support[int(np.searchsorted(cdf, 0.5))])
     floor = ece_floor([p] * n)

@@ -171,9 +171,22 @@ class ConsistencyRecord(Record):
 
 
 # -------------------------------------------------------------------------------------------------- metrics.json
+class Profile(Record):
+    """What a single-task row's stated confidences look like (metaconf.metrics.controls; null without items):
+    collapse (distinct values, the most common one's share, entropy in bits, one value on >= 90% of the items)
+    and the ECE noise floor (median and middle 95% of a calibrated model's ECE with these confidences and n)."""
+
+    n_distinct: int | None = None
+    top_share: float | None = None
+    entropy: float | None = None
+    collapsed: bool | None = None
+    ece_floor: float | None = None
+    ece_floor_range: list[float] | None = None
+
+
 class MetricRow(Record):
     """One (condition, task, dataset) row, or a pooled group's row; each metric and `<metric>_ci` are extra keys
-    in the registry's order (metaconf.metrics.registry)."""
+    in the registry's order (metaconf.metrics.registry); single-task rows also hold a `profile`."""
 
     condition: str
     task: str
@@ -185,6 +198,7 @@ class MetricRow(Record):
     n: int | None = None
     n_parsed: int | None = None
     n_scored: int | None = None
+    profile: Profile | None = None  # single task: collapse and the ECE noise floor
 
 
 class Comparison(Record):
@@ -209,7 +223,8 @@ class Comparison(Record):
 
 
 class MethodRow(Record):
-    """One (baseline method, dataset) row with its single-task metrics (extra keys, as in MetricRow)."""
+    """One (baseline method, dataset) row with its single-task metrics (extra keys, as in MetricRow) and its
+    `profile`; `undefined`: metric -> why it is null for this method (the constant predictor's AUROC)."""
 
     method: str
     dataset: str
@@ -217,6 +232,8 @@ class MethodRow(Record):
     in_domain: bool | None = None
     n: int
     n_scored: int | None = None
+    profile: Profile | None = None
+    undefined: dict[str, str] | None = None
 
 
 class TeacherGap(Record):

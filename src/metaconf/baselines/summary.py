@@ -17,12 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from metaconf.baselines.stage import TEACHER
+from metaconf.baselines.stage import TEACHER, UNDEFINED
 from metaconf.metrics.bootstrap import resample_indices
 from metaconf.metrics.items import SingleItem, columns, method_items, single_items
 from metaconf.metrics.metad import RATING_EDGES, metacognition
 from metaconf.metrics.registry import method_metrics, task_functions
-from metaconf.metrics.summary import Resampling, _clean, paired_fields, row_metrics
+from metaconf.metrics.summary import Resampling, _clean, paired_fields, row_metrics, row_profile
 from metaconf.records import (
     BaselinePrediction,
     Comparison,
@@ -80,7 +80,10 @@ def _teacher_gap(teacher: Items, cond: Items, boot: Resampling) -> dict[str, Any
 
 
 def _method_row(method: str, dataset: str, items: Items, info: Mapping[str, Any], boot: Resampling) -> dict[str, Any]:
-    fns = {name: SINGLE_FNS[name] for name in METHOD_METRICS}
+    undefined = UNDEFINED.get(method, {})
+    fns = {name: SINGLE_FNS[name] for name in METHOD_METRICS if name not in undefined}
+    values = row_metrics(items, fns, boot)
+    values = {key: values.get(key) for name in METHOD_METRICS for key in (name, f"{name}_ci")}  # registry order
     return MethodRow(
         method=method,
         dataset=dataset,
@@ -88,7 +91,9 @@ def _method_row(method: str, dataset: str, items: Items, info: Mapping[str, Any]
         in_domain=bool(info.get("in_domain")),
         n=len(items),
         n_scored=int(sum(item.has_confidence for item in items.values())),
-        **row_metrics(items, fns, boot),
+        **row_profile(items, "single"),
+        **({"undefined": undefined} if undefined else {}),
+        **values,
     ).to_row()
 
 
@@ -112,6 +117,7 @@ def _method_comparisons(
         for condition in trained
         if (condition, dataset) in cond_items
         for metric in COMPARED
+        if metric not in UNDEFINED.get(method, {})
     ]
 
 

@@ -136,4 +136,3 @@ def ece_floor(confidence: Any, n_bins: int = 10, draws: int = FLOOR_DRAWS, seed:
         return {"ece_floor": None, "ece_floor_range": None}
     low, high = np.quantile(values, FLOOR_RANGE)
     return {"ece_floor": float(np.median(values)), "ece_floor_range": [float(low), float(high)]}
-

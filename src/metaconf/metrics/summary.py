@@ -16,7 +16,7 @@ from metaconf.errors import DataError
 from metaconf.io import write_json
 from metaconf.metrics.bootstrap import bootstrap_ci, paired_bootstrap
 from metaconf.metrics.items import ITEM, SCORED, Key, columns, pairwise_items, single_items
-from metaconf.metrics.registry import contrast_names, task_functions
+from metaconf.metrics.registry import contrast_names, describe, task_functions
 from metaconf.records import PREDICTION_MODELS, Comparison, MetricRow, Prediction, validate_rows
 
 POOLED_NAMES = {True: "pooled in-domain", False: "pooled new-domain"}
@@ -32,6 +32,7 @@ __all__ = [
     "paired_fields",
     "pairwise_items",
     "row_metrics",
+    "row_profile",
     "single_items",
     "summarize",
     "write_metrics",
@@ -71,6 +72,12 @@ def paired_fields(result: dict[str, Any], reference: str = "base") -> dict[str, 
         "diff_ci": result["ci"],
         "p_value": result["p_value"],
     }
+
+
+def row_profile(items: Mapping[Any, Any], task: str) -> dict[str, Any]:
+    """`{"profile": ...}` of a single-task row (collapse and the ECE noise floor; registry descriptors), else {}."""
+    described = describe(task, columns(items.values()))
+    return {"profile": described} if described else {}
 
 
 def row_metrics(items: Mapping[Any, Any], fns: Mapping[str, Callable[..., Any]], boot: Resampling) -> dict[str, Any]:
@@ -114,6 +121,7 @@ class Group:
             n=len(self.items),
             n_parsed=int(sum(item.parsed for item in items)),
             n_scored=int(sum(getattr(item, SCORED[self.task]) for item in items)),
+            **row_profile(self.items, self.task),
             **row_metrics(self.items, task_functions(self.task), boot),
         ).to_row()
 

@@ -198,11 +198,12 @@ class StudyConfig(_Strict):
         default_factory=GradingConfig,
         description="How answers are graded: rules (default) or an LLM judge for open-ended answers.",
     )
-    baselines: list[Literal["consistency", "token_probability", "p_true", "recalibration"]] = Field(
-        default_factory=lambda: ["consistency", "token_probability", "p_true", "recalibration"],
+    baselines: list[Literal["consistency", "token_probability", "p_true", "recalibration", "constant"]] = Field(
+        default_factory=lambda: ["consistency", "token_probability", "p_true", "recalibration", "constant"],
         description="Confidence methods without fine-tuning, scored on the evaluation questions next to the "
         "conditions (docs/baselines.md): consistency (the teacher), token_probability, p_true, recalibration "
-        "(isotonic and Platt on the base model's stated confidence; needs the base condition). [] turns them off.",
+        "(isotonic and Platt on the base model's stated confidence; needs the base condition), constant (the training "
+        "set's accuracy of the modal answers on every question). [] turns them off.",
     )
 
     @field_validator("baselines")
