@@ -8,8 +8,6 @@ import math
 
 import numpy as np
 import pytest
-
-from metaconf.records import ConsistencyRecord
 from scipy.optimize import minimize
 
 from helpers.questions import mc
@@ -22,6 +20,7 @@ from metaconf.engines import Completion
 from metaconf.engines.scripted import ScriptedEngine
 from metaconf.engines.types import TokenLogprob
 from metaconf.io import write_jsonl
+from metaconf.records import ConsistencyRecord
 from metaconf.study.config import parse_config
 
 

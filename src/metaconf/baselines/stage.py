@@ -5,7 +5,8 @@ Methods (docs/baselines.md): `consistency` (the teacher: the base model's modal-
 and `consistency_greedy` (the share agreeing with the greedy answer), `token_probability` (P of the greedy answer's
 tokens), `p_true` (Kadavath et al. 2022), `isotonic` and `platt` (the base model's stated confidence recalibrated
 on the training questions), `constant` (the training questions' accuracy of the modal answers, stated on every
-question: the base rate, with no per-question signal). Everything generated goes through the engine's store, so a rerun generates nothing.
+question: the base rate, with no per-question signal). Everything generated goes through the engine's store, so a
+rerun generates nothing.
 """
 
 from __future__ import annotations
