@@ -292,7 +292,7 @@ def test_findings_table_leads_with_a_verdict_per_claim(run_dir):
     assert by[("discrimination", "pairwise", "auc_a")].verdict == "supported"
     # transfer: single-task conditions do not help the other task (the same flat confidences / choices as base)
     assert by[("transfer", "single", "auc_c")].verdict == "no evidence"
-    assert by[("transfer", "pairwise", "auroc")].verdict == "no evidence"
+    assert by[("transfer", "pairwise", "auroc")].verdict == "collapsed"  # one stated value: nothing to rank
     assert ("transfer", "multitask", "ece") not in by
     # multitask vs each single-task condition on that condition's task: as good, so no evidence either way
     assert by[("multitask", "multitask − single", "ece")].verdict == "no evidence"
