@@ -3,7 +3,8 @@ predictor's rows and the shuffled-target contrast found from the config."""
 
 from __future__ import annotations
 
-from metaconf.report.findings import BELOW_FLOOR, COLLAPSED, finding_rows, row_verdict, shuffled_controls
+from metaconf.conditions import shuffled_controls
+from metaconf.report.findings import BELOW_FLOOR, COLLAPSED, finding_rows, row_verdict
 
 DATASETS = ("a", "b")
 CONFIG = {

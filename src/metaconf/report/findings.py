@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from metaconf.baselines.stage import CONSTANT
-from metaconf.conditions import BASE, conditions_of, paper_condition
+from metaconf.conditions import BASE, conditions_of, paper_condition, shuffled_controls
 from metaconf.metrics.registry import TASK_NAMES, better, headline_metrics, label
 
 # an accuracy change whose whole interval lies within +-EQUIVALENCE counts as "unchanged"
@@ -262,31 +262,14 @@ def _row(
     return row
 
 
-def shuffled_controls(config: dict[str, Any]) -> list[tuple[str, str]]:
-    """(condition, control) pairs: the control is trained on a set with `shuffle_targets` whose twin (the same
-    task, size, mix and domains, targets in place) the condition is trained on. Found from the config, not names."""
-    sets = [s for s in (config.get("targets") or {}).get("sets") or [] if isinstance(s, dict)]
-    same = ("task", "size", "single_share", "domains")
-    twins = {
-        s["name"]: [t["name"] for t in sets if not t.get("shuffle_targets") and all(t.get(k) == s.get(k) for k in same)]
-        for s in sets
-        if s.get("shuffle_targets")
-    }
-    records = [c for c in conditions_of(config) if c.training_set]
-    return [
-        (c.name, control.name)
-        for control in records
-        if control.training_set in twins
-        for c in records
-        if c.training_set in twins[control.training_set]
-    ]
-
-
 Plan = list[tuple[str, list[dict[str, Any]], str, str, str, str, Ref]]  # claim, entries, cond, label, task, metric
 
 
-def _base_plan(comparisons: list[dict[str, Any]], conditions: list[str], tasks: dict[str, set[str]]) -> Plan:
-    """Calibration, discrimination and transfer: every trained condition against the base model."""
+def _base_plan(
+    comparisons: list[dict[str, Any]], conditions: list[str], tasks: dict[str, set[str]], tested: list[str]
+) -> Plan:
+    """Calibration and discrimination: every trained condition against the base model; transfer: the `tested`
+    ones (not the shuffled-target controls)."""
     base: Ref = ("condition", BASE)
     single = [c for c in conditions if "single" in tasks[c]]
     pair = [c for c in conditions if "pairwise" in tasks[c]]
@@ -298,7 +281,7 @@ def _base_plan(comparisons: list[dict[str, Any]], conditions: list[str], tasks: 
     for own, other in (({"single"}, "pairwise"), ({"pairwise"}, "single")):
         plan += [
             ("transfer", comparisons, c, c, t, m, base)
-            for c in conditions
+            for c in tested
             if tasks[c] == own
             for t, m in headline_metrics(other)
         ]
@@ -345,10 +328,12 @@ def finding_rows(metrics: dict[str, Any], config: dict[str, Any] | None = None, 
     listed = [c.name for c in conditions_of(config) if c.name in found]
     conditions = listed + [c for c in found if c not in listed]  # the study's order
     tasks = {c: trained_tasks(c, config) for c in conditions}
-    plan = _base_plan(comparisons, conditions, tasks)
-    plan += _contrast_plan(metrics.get("contrasts") or [], tasks, shuffled_controls(config))
+    controls = shuffled_controls(config)
+    tested = [c for c in conditions if c not in {control for _, control in controls}]  # controls: fewer rows
+    plan = _base_plan(comparisons, conditions, tasks, tested)
+    plan += _contrast_plan(metrics.get("contrasts") or [], tasks, controls)
     plan += _constant_plan(metrics, [c for c in conditions if "single" in tasks[c]])
-    plan += [("accuracy", comparisons, c, c, "single", "accuracy", ("condition", base)) for c in conditions]
+    plan += [("accuracy", comparisons, c, c, "single", "accuracy", ("condition", base)) for c in tested]
     profiles = _profiles(metrics)
     rows = [
         _row(CLAIMS[key], entries, columns, cond, label, task, metric, ref, profiles)

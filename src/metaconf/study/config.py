@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from metaconf.conditions import CONDITIONS, Condition, as_condition, compact, with_default_set
+from metaconf.conditions import CONDITIONS, Condition, as_condition, compact, shuffled_controls, with_default_set
 from metaconf.configfile import read_config_file
 from metaconf.engines.kinds import EmbeddedModel, ModelConfig
 from metaconf.errors import ConfigError, field_location, validation_error
@@ -276,11 +276,13 @@ class StudyConfig(_Strict):
 
     def contrasts(self) -> list[tuple[str, str]]:
         """(multitask-trained, single-task-trained) condition pairs: does training on both tasks beat one? In the
-        study's order, single before pairwise: the paper's (multitask, single), (multitask, pairwise)."""
-        task = {s.name: s.task for s in self.targets.sets}
+        study's order, single before pairwise: the paper's (multitask, single), (multitask, pairwise). Then
+        (condition, its shuffled-target control) pairs (metaconf.conditions.shuffled_controls)."""
+        task = {s.name: s.task for s in self.targets.sets if not s.shuffle_targets}  # controls: below
         trained_on = {c.name: task.get(c.training_set or "") for c in self.conditions}
         mixed = [c for c, t in trained_on.items() if t == "multitask"]
-        return [(m, c) for m in mixed for one in ("single", "pairwise") for c, t in trained_on.items() if t == one]
+        pairs = [(m, c) for m in mixed for one in ("single", "pairwise") for c, t in trained_on.items() if t == one]
+        return pairs + shuffled_controls(self.model_dump(mode="json"))  # and each condition vs its shuffled control
 
     def lora_for(self, condition: str) -> LoraTrainConfig:
         """The LoRA settings of one condition: training.lora with the condition's own training options."""
