@@ -243,6 +243,10 @@ def test_study_scores_baselines_reports_them_and_resumes(tmp_path):
     }
     report = (run_dir / "report.md").read_text()
     assert "Methods on gsm8k" in report and "meta-d′" in report
+    assert "G. Controls" in report and "constant" in report and (run_dir / "plots" / "risk_coverage.png").is_file()
+    curves = {(c.get("condition") or c["method"], c["dataset"]) for c in metrics["selective"]["curves"]}
+    assert ("base", "gsm8k") in curves and ("constant", "gsm8k") in curves
+    assert all(r["aurc"] is not None and r["aurc_ci"] for r in metrics["rows"] if r["task"] == "single")
     assert (run_dir / "plots" / "baselines_auroc.png").is_file()
     assert "p_true" in json.loads((run_dir / "templates.json").read_text())
     stored = study.store.count()

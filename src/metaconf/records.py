@@ -278,6 +278,25 @@ class MetacognitionSection(Record):
     rows: list[MetacognitionRow]
 
 
+class SelectiveCurve(Record):
+    """The risk-coverage curve of one condition's or baseline method's stated confidence on one dataset."""
+
+    condition: str | None = None
+    method: str | None = None
+    dataset: str
+    n: int
+    risk: list[float | None]  # at SelectiveSection.coverage
+
+
+class SelectiveSection(Record):
+    """metrics.json `selective`: selective answering (answer only the most confident share): the error rate among
+    the answers kept at each coverage; AURC and accuracy at 50% / 80% coverage, with intervals, are in the rows."""
+
+    coverage: list[float]
+    ties: str | None = None
+    curves: list[SelectiveCurve] = Field(default_factory=list)
+
+
 class Metrics(Record):
     """metrics.json: the stable keys (docs/metrics.md); the study adds `format`, `baselines` and `metacognition`."""
 
@@ -291,6 +310,7 @@ class Metrics(Record):
     format: dict[str, Any] | None = None
     baselines: BaselinesSection | None = None
     metacognition: MetacognitionSection | None = None
+    selective: SelectiveSection | None = None
 
 
 # -------------------------------------------------------------------------------------------------- validating

@@ -19,6 +19,7 @@ import numpy as np
 
 from metaconf.baselines.stage import TEACHER, UNDEFINED
 from metaconf.metrics.bootstrap import resample_indices
+from metaconf.metrics.controls import selective_section
 from metaconf.metrics.items import SingleItem, columns, method_items, single_items
 from metaconf.metrics.metad import RATING_EDGES, metacognition
 from metaconf.metrics.registry import method_metrics, task_functions
@@ -132,6 +133,12 @@ def _metacognition_row(condition: str, dataset: str, items: Items, boot: Resampl
     ).to_row()
 
 
+def _read_items(items: Items) -> tuple[list[float], list[float]]:
+    """(confidence, correct) of the items whose confidence was read."""
+    read = [item for item in items.values() if item.has_confidence]
+    return [item.confidence for item in read], [item.correct for item in read]
+
+
 def baseline_metrics(
     predictions: Mapping[tuple[str, str, str], Sequence[Mapping[str, Any] | Prediction]],
     baselines: Mapping[tuple[str, str], Sequence[Mapping[str, Any] | BaselinePrediction]],
@@ -141,7 +148,8 @@ def baseline_metrics(
     seed: int = 0,
     alpha: float = 0.05,
 ) -> dict[str, Any]:
-    """{"baselines": {...}, "metacognition": {...}} for metrics.json (see the module docstring)."""
+    """{"selective": {...}, "baselines": {...}, "metacognition": {...}} for metrics.json (see the module
+    docstring; `selective`: the risk-coverage curves of every condition and method, metaconf.metrics.controls)."""
     boot = Resampling(n_boot, seed, alpha)
     by_method = {key: method_items(rows, ("baseline", *key)) for key, rows in baselines.items()}
     by_condition = {(c, d): single_items(rows, (c, t, d)) for (c, t, d), rows in predictions.items() if t == "single"}
@@ -161,6 +169,10 @@ def baseline_metrics(
         if (TEACHER, dataset) in by_method and (condition, dataset) in by_condition
     ]
     return {
+        "selective": selective_section(
+            {key: _read_items(items) for key, items in by_condition.items()},
+            {key: _read_items(items) for key, items in by_method.items()},
+        ),
         "baselines": {
             "methods": list(dict.fromkeys(m for m, _ in baselines)),
             "teacher": TEACHER,

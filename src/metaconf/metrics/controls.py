@@ -136,3 +136,23 @@ def ece_floor(confidence: Any, n_bins: int = 10, draws: int = FLOOR_DRAWS, seed:
         return {"ece_floor": None, "ece_floor_range": None}
     low, high = np.quantile(values, FLOOR_RANGE)
     return {"ece_floor": float(np.median(values)), "ece_floor_range": [float(low), float(high)]}
+
+
+COVERAGE_GRID = tuple(round(0.05 * k, 2) for k in range(1, 21))  # the risk-coverage curves' coverages
+
+
+def selective_section(
+    conditions: dict[tuple[str, str], tuple[Any, Any]], methods: dict[tuple[str, str], tuple[Any, Any]]
+) -> dict[str, Any]:
+    """metrics.json `selective` (metaconf.records.SelectiveSection): the risk-coverage curve of every (condition,
+    dataset) and (method, dataset), each given as (confidence, correct) of the items whose confidence was read."""
+    curves = [
+        {kind: name, "dataset": dataset, "n": len(conf), "risk": risk_coverage(conf, correct, COVERAGE_GRID)}
+        for kind, groups in (("condition", conditions), ("method", methods))
+        for (name, dataset), (conf, correct) in groups.items()
+    ]
+    return {
+        "coverage": list(COVERAGE_GRID),
+        "ties": "broken at random, in expectation (exact)",
+        "curves": curves,
+    }
