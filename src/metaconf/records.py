@@ -297,8 +297,34 @@ class SelectiveSection(Record):
     curves: list[SelectiveCurve] = Field(default_factory=list)
 
 
+class RelativeRow(Record):
+    """Bradley-Terry relative confidence of one (condition, dataset): the AUROC of the fitted strengths against
+    the condition's grades, beside the stated confidence's AUROC on the same questions."""
+
+    condition: str
+    dataset: str
+    n_questions: int
+    n_comparisons: int
+    penalty: float | None = None
+    auroc: float | None = None
+    auroc_ci: list[float] | None = None
+    stated_auroc: float | None = None
+    stated_auroc_ci: list[float] | None = None
+
+
+class RelativeSection(Record):
+    """metrics.json `relative` (metaconf.metrics.bradley_terry): how the strengths were fitted, and the rows."""
+
+    model: str | None = None
+    alpha: float | None = None
+    graded_by: str | None = None
+    interval: str | None = None
+    rows: list[RelativeRow] = Field(default_factory=list)
+
+
 class Metrics(Record):
-    """metrics.json: the stable keys (docs/metrics.md); the study adds `format`, `baselines` and `metacognition`."""
+    """metrics.json: the stable keys (docs/metrics.md) and `relative` (Bradley-Terry); the study adds `format`,
+    `baselines`, `metacognition` and `selective`."""
 
     model: Any = None
     config: dict[str, Any] = Field(default_factory=dict)
@@ -307,6 +333,7 @@ class Metrics(Record):
     comparisons: list[Comparison] = Field(default_factory=list)
     contrasts: list[Comparison] = Field(default_factory=list)
     bootstrap: dict[str, Any] = Field(default_factory=dict)
+    relative: RelativeSection | None = None
     format: dict[str, Any] | None = None
     baselines: BaselinesSection | None = None
     metacognition: MetacognitionSection | None = None

@@ -169,10 +169,6 @@ def baseline_metrics(
         if (TEACHER, dataset) in by_method and (condition, dataset) in by_condition
     ]
     return {
-        "selective": selective_section(
-            {key: _read_items(items) for key, items in by_condition.items()},
-            {key: _read_items(items) for key, items in by_method.items()},
-        ),
         "baselines": {
             "methods": list(dict.fromkeys(m for m, _ in baselines)),
             "teacher": TEACHER,
@@ -187,4 +183,8 @@ def baseline_metrics(
             "n_boot": min(n_boot, METAD_BOOT),
             "rows": [_metacognition_row(c, d, items, boot) for (c, d), items in by_condition.items()],
         },
+        "selective": selective_section(
+            {key: _read_items(items) for key, items in by_condition.items()},
+            {key: _read_items(items) for key, items in by_method.items()},
+        ),
     }

@@ -15,6 +15,7 @@ from metaconf.conditions import BASE, TRAINED_CONDITIONS
 from metaconf.errors import DataError
 from metaconf.io import write_json
 from metaconf.metrics.bootstrap import bootstrap_ci, paired_bootstrap
+from metaconf.metrics.bradley_terry import relative_section
 from metaconf.metrics.items import ITEM, SCORED, Key, columns, pairwise_items, single_items
 from metaconf.metrics.registry import contrast_names, describe, task_functions
 from metaconf.records import PREDICTION_MODELS, Comparison, MetricRow, Prediction, validate_rows
@@ -200,8 +201,9 @@ def summarize(
     base: str = BASE,
     contrasts: tuple[tuple[str, str], ...] = CONTRASTS,
 ) -> dict[str, Any]:
-    """metrics.json as a dict: {"model", "config", "rows", "pooled", "comparisons", "contrasts", "bootstrap"}
-    (the fields of metaconf.records.Metrics).
+    """metrics.json as a dict: {"model", "config", "rows", "pooled", "comparisons", "contrasts", "relative",
+    "bootstrap"} (the fields of metaconf.records.Metrics; `relative`: Bradley-Terry strengths of the pairwise
+    choices, metaconf.metrics.bradley_terry).
 
     `predictions`: (condition, task, dataset) -> prediction rows (dicts or metaconf.records predictions);
     `datasets_info`: dataset -> {"domain": str, "in_domain": bool}. Rows resample questions (single) or pairs
@@ -210,6 +212,10 @@ def summarize(
     """
     boot = Resampling(n_boot, seed, alpha)
     groups = _groups(predictions, datasets_info)
+    validated = {
+        key: validate_rows(PREDICTION_MODELS[key[1]], rows, f"predictions {'__'.join(key)}")
+        for key, rows in predictions.items()
+    }
     pooled = _pooled(groups)
     conditions = list(dict.fromkeys(g.condition for g in groups))
     every = groups + pooled
@@ -231,6 +237,7 @@ def summarize(
             "alpha": alpha,
             "unit": "question (single task), pair (pairwise task)",
         },
+        "relative": relative_section(validated, boot),
     }
 
 

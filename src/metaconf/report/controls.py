@@ -1,6 +1,7 @@
 """The report's controls appendix, from metrics.json: per dataset, how varied each condition's and method's stated
 confidence is (collapse), the ECE a calibrated model would show with the same confidences (the noise floor), and
-what selective answering gains (AURC, accuracy at 50% / 80% coverage), with the risk-coverage figure."""
+what selective answering gains (AURC, accuracy at 50% / 80% coverage), with the risk-coverage figure; then the
+Bradley-Terry relative confidence of each condition's pairwise choices."""
 
 from __future__ import annotations
 
@@ -89,8 +90,51 @@ def risk_coverage_figure(metrics: dict[str, Any], plots_dir: Path) -> tuple[Path
         return _save(fig, plots_dir, "risk_coverage")
 
 
-def control_blocks(metrics: dict[str, Any], plots_dir: Path) -> list[Block]:
-    """The appendix section of the controls (empty when metrics.json has none)."""
+def relative_table(metrics: dict[str, Any]) -> Table | None:
+    """Bradley-Terry AUROC per (dataset, condition) beside the stated confidence's and the teacher's AUROC."""
+    rows = (metrics.get("relative") or {}).get("rows") or []
+    if not rows:
+        return None
+    teacher = {
+        r["dataset"]: r for r in (metrics.get("baselines") or {}).get("rows") or [] if r["method"] == "consistency"
+    }
+    body = [
+        [
+            r["dataset"],
+            r["condition"],
+            f"{r['n_questions']} / {r['n_comparisons']}",
+            fmt_ci(r.get("auroc"), r.get("auroc_ci")),
+            fmt_ci(r.get("stated_auroc"), r.get("stated_auroc_ci")),
+            fmt_ci(teacher.get(r["dataset"], {}).get("auroc"), teacher.get(r["dataset"], {}).get("auroc_ci")),
+        ]
+        for dataset in dict.fromkeys(r["dataset"] for r in rows)
+        for r in rows
+        if r["dataset"] == dataset
+    ]
+    headers = ["dataset", "condition", "questions / choices", "Bradley-Terry AUROC", "stated AUROC", "teacher AUROC"]
+    return Table(headers, body)
+
+
+def _relative_blocks(metrics: dict[str, Any]) -> list[Block]:
+    table = relative_table(metrics)
+    if table is None:
+        return []
+    alpha = (metrics.get("relative") or {}).get("alpha")
+    return [
+        Heading(2, "H. Relative confidence (Bradley-Terry)"),
+        Paragraph(
+            "Each read pairwise choice counts as a win of the chosen question; Bradley-Terry strengths are "
+            f"fitted by penalised maximum likelihood (penalty {alpha} times the sum of squared strengths) and "
+            "each question's strength is scored like a confidence: AUROC against the condition's own "
+            "single-task grade, beside its stated confidence's AUROC on the same questions and the teacher's "
+            "(0.5 = chance; — = one grade only). Intervals: 95% bootstrap over questions, strengths fixed.",
+            note=True,
+        ),
+        table,
+    ]
+
+
+def _profile_blocks(metrics: dict[str, Any], plots_dir: Path) -> list[Block]:
     table = controls_table(metrics)
     if table is None:
         return []
@@ -121,3 +165,9 @@ def control_blocks(metrics: dict[str, Any], plots_dir: Path) -> list[Block]:
             )
         )
     return blocks
+
+
+def control_blocks(metrics: dict[str, Any], plots_dir: Path) -> list[Block]:
+    """The appendix sections of the controls (empty when metrics.json has none): G (collapse, noise floor,
+    selective answering, with the risk-coverage figure) and H (Bradley-Terry relative confidence)."""
+    return _profile_blocks(metrics, plots_dir) + _relative_blocks(metrics)

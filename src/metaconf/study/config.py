@@ -108,7 +108,19 @@ class TrainingConfig(_Strict):
 
 
 class EvaluationConfig(_Strict):
-    pairs_per_dataset: int = Field(24, ge=1, description="Pairs of held-out questions per dataset, pairwise task.")
+    pairs_per_question: int = Field(
+        4,
+        ge=1,
+        description="Pairs each evaluation question is put in, pairwise task (n x k / 2 pairs per dataset, a "
+        "connected design: the first 2 form a cycle through every question); the Bradley-Terry strengths are "
+        "fitted to the choices in these pairs.",
+    )
+    pairs_per_dataset: int | None = Field(
+        None,
+        ge=1,
+        description="Pairs of evaluation questions per dataset, pairwise task; null: from pairs_per_question. Set, "
+        "it wins (a config written before pairs_per_question keeps its pairs).",
+    )
     consistency_samples: int = Field(
         10, ge=2, description="Base-model samples per evaluation question, for the consistency ranking (AUC_c)."
     )
@@ -144,6 +156,12 @@ class EvaluationConfig(_Strict):
     )
     n_boot: int = Field(1000, ge=50, description="Bootstrap resamples for confidence intervals.")
     seed: int = Field(0, ge=0, description="Seed of pair draws and bootstrap.")
+
+    def n_pairs(self, n_questions: int) -> int:
+        """Pairs per dataset of `n_questions`: pairs_per_dataset when set, else ceil(n x pairs_per_question / 2)."""
+        if self.pairs_per_dataset is not None:
+            return self.pairs_per_dataset
+        return -(-n_questions * self.pairs_per_question // 2)
 
 
 class GradingConfig(_Strict):
