@@ -25,6 +25,7 @@ from metaconf.engines import Engine
 from metaconf.errors import DataError
 from metaconf.evaluation.stage import GREEDY, evaluate_single, prediction_path
 from metaconf.io import read_json, read_jsonl, write_json, write_jsonl
+from metaconf.metrics.controls import CONSTANT
 from metaconf.records import BaselinePrediction, read_baseline_predictions, read_consistency
 from metaconf.tasks.parsing import matches
 from metaconf.tasks.sampling import Sampling
@@ -40,7 +41,6 @@ GROUPS: dict[str, tuple[str, ...]] = {
 }
 BASELINES = tuple(GROUPS)
 TEACHER = "consistency"
-CONSTANT = "constant"
 # method -> metric -> why the metric is null for it (a constant confidence ranks nothing)
 UNDEFINED: dict[str, dict[str, str]] = {
     CONSTANT: {"auroc": "undefined: a constant confidence ranks no answer above another"}

@@ -15,6 +15,7 @@ from scipy.special import digamma
 
 from metaconf.metrics._weights import as_binary, as_values, as_weights, finish, ratio, same_length
 
+CONSTANT = "constant"  # the constant predictor's method name (metaconf.baselines; the findings compare with it)
 COLLAPSE_SHARE = 0.9  # a row that states one value on at least this share of its items is "collapsed"
 FLOOR_DRAWS = 1000  # simulated outcome sets per noise floor
 FLOOR_RANGE = (0.025, 0.975)  # the floor's shown range: the middle 95% of the simulated ECEs

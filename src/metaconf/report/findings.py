@@ -11,8 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from metaconf.baselines.stage import CONSTANT
 from metaconf.conditions import BASE, conditions_of, paper_condition, shuffled_controls
+from metaconf.metrics.controls import CONSTANT
 from metaconf.metrics.registry import TASK_NAMES, better, headline_metrics, label
 
 # an accuracy change whose whole interval lies within +-EQUIVALENCE counts as "unchanged"
