@@ -102,3 +102,40 @@ def test_collapse_takes_precedence_and_never_votes():
     assert row_verdict([COLLAPSED, COLLAPSED, "against"])[0] == COLLAPSED
     assert row_verdict([COLLAPSED, "for", "for"])[0] == "supported"
     assert row_verdict(["undefined"]) == ("no evidence", "all undefined")
+
+
+def test_a_study_with_a_shuffled_control_reports_it_against_its_twin(tmp_path):
+    import json
+
+    from helpers.study import SMALL, ScriptedStudy
+    from metaconf.study.config import parse_config
+
+    raw = {
+        **SMALL,
+        "targets": {
+            **SMALL["targets"],
+            "sets": [
+                {"name": "single", "task": "single"},
+                {"name": "single_shuffled", "task": "single", "shuffle_targets": True},
+            ],
+        },
+        "conditions": ["base", "single", {"name": "single_shuffled", "training_set": "single_shuffled"}],
+        "evaluation": {"pairs_per_question": 2, "consistency_samples": 4, "n_boot": 50},
+        "baselines": ["consistency", "constant"],
+    }
+    config = parse_config(raw)
+    run_dir = tmp_path / "run"
+    ScriptedStudy(config, run_dir, quiet=True).run(
+        ("data", "targets", "consistency", "evaluate", "baselines", "metrics", "report")
+    )
+    plain = [json.loads(line) for line in (run_dir / "training_sets" / "single" / "examples.jsonl").open()]
+    shuffled = [json.loads(line) for line in (run_dir / "training_sets" / "single_shuffled" / "examples.jsonl").open()]
+    assert [e["id"] for e in plain] == [e["id"] for e in shuffled]
+    assert sorted(e["target"] for e in plain) == sorted(e["target"] for e in shuffled)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert {(c["condition"], c["reference"]) for c in metrics["contrasts"]} == {("single", "single_shuffled")}
+    assert metrics["rows"][0]["n"] == 6 and {r["n_comparisons"] for r in metrics["relative"]["rows"]} == {6}
+    report = (run_dir / "report.md").read_text()
+    findings = report[: report.index("## Figures")]
+    assert "The gain comes from the targets" in findings and "single − single\\_shuffled" in findings
+    assert "Calibration beats the constant predictor" in findings
