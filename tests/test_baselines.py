@@ -20,6 +20,7 @@ from metaconf.engines import Completion
 from metaconf.engines.scripted import ScriptedEngine
 from metaconf.engines.types import TokenLogprob
 from metaconf.io import write_jsonl
+from metaconf.records import ConsistencyRecord
 from metaconf.study.config import parse_config
 
 
@@ -124,6 +125,25 @@ def test_every_baseline_on_constructed_data_matches_a_hand_computation(tmp_path)
             for i, q in enumerate(evals)
         ],
     )
+    # the constant predictor's rate: the training questions' modal answers, 3 of 8 right
+    write_jsonl(
+        tmp_path / "consistency" / "train.jsonl",
+        [
+            ConsistencyRecord(
+                id=q.id,
+                dataset=q.dataset,
+                domain="general",
+                answer_type="mc",
+                samples=["A"],
+                answers=["A"],
+                modal_answer="A",
+                modal_text="A",
+                consistency=1.0,
+                modal_correct=j < 3,
+            ).to_row()
+            for j, q in enumerate(train)
+        ],
+    )
     stated = {0: 0.1, 1: 0.45, 2: 0.65, 3: None}
     write_jsonl(
         tmp_path / "predictions" / "base__single__toy.jsonl",
@@ -146,6 +166,12 @@ def test_every_baseline_on_constructed_data_matches_a_hand_computation(tmp_path)
     assert [c for c, _ in got["isotonic"]] == pytest.approx([0, 0.5, 2 / 3, None])
     assert [y for _, y in got["isotonic"]] == [True, True, False, True]
     assert got["platt"][3][0] is None and 0 < got["platt"][1][0] < 1
+    assert got["constant"] == [
+        (3 / len(train), True),
+        (3 / len(train), False),
+        (3 / len(train), False),
+        (3 / len(train), False),
+    ]
     recal = json.loads((tmp_path / "baselines" / "recalibration.json").read_text())
     assert recal["n_with_confidence"] == 8 and "x" in recal["maps"]["base"]["isotonic"]
 
@@ -205,14 +231,22 @@ def test_study_scores_baselines_reports_them_and_resumes(tmp_path):
     methods = {(r["method"], r["dataset"]) for r in metrics["baselines"]["rows"]}
     assert methods == {
         (m, d)
-        for m in ("consistency", "consistency_greedy", "token_probability", "p_true", "isotonic", "platt")
+        for m in ("consistency", "consistency_greedy", "token_probability", "p_true", "isotonic", "platt", "constant")
         for d in ("mmlu_pro", "gsm8k", "truthfulqa")
     }
+    constant = [r for r in metrics["baselines"]["rows"] if r["method"] == "constant"]
+    assert all(r["auroc"] is None and "constant" in r["undefined"]["auroc"] for r in constant)
+    assert all(r["profile"]["n_distinct"] == 1 and r["profile"]["collapsed"] for r in constant)
+    assert not any(c["method"] == "constant" and c["metric"] == "auroc" for c in metrics["baselines"]["comparisons"])
     assert {(r["condition"], r["dataset"]) for r in metrics["metacognition"]["rows"]} == {
         ("base", d) for d in ("mmlu_pro", "gsm8k", "truthfulqa")
     }
     report = (run_dir / "report.md").read_text()
     assert "Methods on gsm8k" in report and "meta-d′" in report
+    assert "G. Controls" in report and "constant" in report and (run_dir / "plots" / "risk_coverage.png").is_file()
+    curves = {(c.get("condition") or c["method"], c["dataset"]) for c in metrics["selective"]["curves"]}
+    assert ("base", "gsm8k") in curves and ("constant", "gsm8k") in curves
+    assert all(r["aurc"] is not None and r["aurc_ci"] for r in metrics["rows"] if r["task"] == "single")
     assert (run_dir / "plots" / "baselines_auroc.png").is_file()
     assert "p_true" in json.loads((run_dir / "templates.json").read_text())
     stored = study.store.count()

@@ -174,12 +174,14 @@ def test_demo_config_is_the_papers_design():
     from metaconf.study.cli import demo_config_text
 
     config = parse_config(yaml.safe_load(demo_config_text()), source="demo")
-    assert config.condition_names == ["base", "single", "pairwise", "multitask"]
+    assert config.condition_names == ["base", "single", "single_shuffled", "pairwise", "multitask"]
+    assert ("single", "single_shuffled") in config.contrasts()  # the shuffled-target control, found from the flag
     assert [d.name for d in config.data.train] == ["mmlu_pro", "gsm8k", "triviaqa"]
     assert [d.name for d in config.data.eval] == ["metamedqa", "legalbench", "truthfulqa"]
     assert sum(d.train for d in config.data.train) >= 150
     assert all(d.held_out >= 24 for d in config.data.train) and all(d.n >= 24 for d in config.data.eval)
-    assert config.evaluation.pairs_per_dataset >= 24
+    assert config.evaluation.n_pairs(24) >= 24  # a connected design: every question in at least 2 pairs
+    assert config.evaluation.pairs_per_dataset is None and config.evaluation.pairs_per_question >= 2
     assert config.targets.n_samples == 10 and config.targets.temperature == 1.0
     from metaconf.training import LoraTrainConfig
 

@@ -197,3 +197,49 @@ def test_config_rejects_unknown_fields_and_duplicate_sets():
 )
 def test_open_answers_in_targets_are_short(text, short):
     assert short_answer(text) == short
+
+
+def test_shuffled_targets_keep_answers_format_and_size_and_permute_the_targets():
+    records, questions = make_data()
+    cmap = CalibrationMap.fit(records)
+    config = TargetsConfig(seed=1)
+    plain = build_training_set(TrainingSetSpec(name="s", task="single"), records, questions, cmap, config)
+    spec = TrainingSetSpec(name="s_shuffled", task="single", shuffle_targets=True)
+    shuffled = build_training_set(spec, records, questions, cmap, config)
+    assert [ex.meta["id"] for ex in shuffled] == [ex.meta["id"] for ex in plain]  # same questions, same order
+    for a, b in zip(plain, shuffled):
+        q = questions[a.meta["id"]]
+        pa, pb = parse_single(a.messages[-1]["content"], q), parse_single(b.messages[-1]["content"], q)
+        assert pb.parsed and pa.answer == pb.answer and a.messages[:-1] == b.messages[:-1]
+    targets = sorted(ex.meta["target"] for ex in plain)
+    assert sorted(ex.meta["target"] for ex in shuffled) == targets  # a permutation of the same targets
+    moved = sum(a.meta["target"] != b.meta["target"] for a, b in zip(plain, shuffled))
+    assert moved > len(plain) // 2
+
+    # the targets no longer follow the answers' correctness: the plain set's do (right exactly in high bins)
+    def gap(examples):
+        right = [ex.meta["target"] for ex in examples if ex.meta["modal_correct"]]
+        wrong = [ex.meta["target"] for ex in examples if not ex.meta["modal_correct"]]
+        return sum(right) / len(right) - sum(wrong) / len(wrong)
+
+    assert gap(plain) > 0.3 and abs(gap(shuffled)) < gap(plain) / 2
+    again = build_training_set(spec, records, questions, cmap, config)
+    assert [ex.messages for ex in again] == [ex.messages for ex in shuffled]  # seeded
+
+
+def test_shuffled_pairs_are_labelled_by_the_permuted_targets():
+    records, questions = make_data()
+    cmap = CalibrationMap.fit(records, min_bin_count=0)
+    spec = TrainingSetSpec(name="p_shuffled", task="pairwise", size=20, shuffle_targets=True)
+    examples = build_training_set(spec, records, questions, cmap, TargetsConfig(pair_gap=0.2))
+    assert len(examples) == 20
+    agree = sum(
+        (ex.meta["choice"] == 1) == (ex.meta["target1"] > ex.meta["target2"]) for ex in examples
+    )  # meta targets are the permuted ones, so the label follows them
+    assert agree == len(examples)
+    by_id = {r.id: r for r in records}
+    follows_own = sum(
+        (ex.meta["choice"] == 1) == (by_id[ex.meta["id1"]].consistency > by_id[ex.meta["id2"]].consistency)
+        for ex in examples
+    )
+    assert follows_own < len(examples)

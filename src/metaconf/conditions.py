@@ -105,6 +105,27 @@ def conditions_of(config: Mapping[str, Any] | None) -> list[Condition]:
     return found
 
 
+def shuffled_controls(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """(condition, control) pairs of a study config (a mapping): the control is trained on a set with
+    `shuffle_targets` whose twin (the same task, size, mix and domains, targets in place) the condition is trained
+    on. Found from the config, not from names."""
+    sets = [s for s in (config.get("targets") or {}).get("sets") or [] if isinstance(s, dict)]
+    same = ("task", "size", "single_share", "domains")
+    twins = {
+        s["name"]: [t["name"] for t in sets if not t.get("shuffle_targets") and all(t.get(k) == s.get(k) for k in same)]
+        for s in sets
+        if s.get("shuffle_targets")
+    }
+    records = [c for c in conditions_of(config) if c.training_set]
+    return [
+        (c.name, control.name)
+        for control in records
+        if control.training_set in twins
+        for c in records
+        if c.training_set in twins[control.training_set]
+    ]
+
+
 def condition_colors(names: Iterable[str], records: Iterable[Condition] = ()) -> dict[str, str]:
     """name -> colour: a record's own colour, else the paper's colour for its name, else the next unused extra."""
     own = {c.name: c.color for c in records if c.color}

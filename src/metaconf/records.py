@@ -175,9 +175,22 @@ class ConsistencyRecord(Record):
 
 
 # -------------------------------------------------------------------------------------------------- metrics.json
+class Profile(Record):
+    """What a single-task row's stated confidences look like (metaconf.metrics.controls; null without items):
+    collapse (distinct values, the most common one's share, entropy in bits, one value on >= 90% of the items)
+    and the ECE noise floor (median and middle 95% of a calibrated model's ECE with these confidences and n)."""
+
+    n_distinct: int | None = None
+    top_share: float | None = None
+    entropy: float | None = None
+    collapsed: bool | None = None
+    ece_floor: float | None = None
+    ece_floor_range: list[float] | None = None
+
+
 class MetricRow(Record):
     """One (condition, task, dataset) row, or a pooled group's row; each metric and `<metric>_ci` are extra keys
-    in the registry's order (metaconf.metrics.registry)."""
+    in the registry's order (metaconf.metrics.registry); single-task rows also hold a `profile`."""
 
     condition: str
     task: str
@@ -189,6 +202,7 @@ class MetricRow(Record):
     n: int = Field(ge=0)
     n_parsed: int | None = Field(None, ge=0)
     n_scored: int | None = Field(None, ge=0)
+    profile: Profile | None = None  # single task: collapse and the ECE noise floor
 
     @model_validator(mode="after")
     def _metric_values(self) -> MetricRow:
@@ -226,7 +240,8 @@ class Comparison(Record):
 
 
 class MethodRow(Record):
-    """One (baseline method, dataset) row with its single-task metrics (extra keys, as in MetricRow)."""
+    """One (baseline method, dataset) row with its single-task metrics (extra keys, as in MetricRow) and its
+    `profile`; `undefined`: metric -> why it is null for this method (the constant predictor's AUROC)."""
 
     method: str
     dataset: str
@@ -234,6 +249,8 @@ class MethodRow(Record):
     in_domain: bool | None = None
     n: int
     n_scored: int | None = None
+    profile: Profile | None = None
+    undefined: dict[str, str] | None = None
 
 
 class TeacherGap(Record):
@@ -278,8 +295,53 @@ class MetacognitionSection(Record):
     rows: list[MetacognitionRow]
 
 
+class SelectiveCurve(Record):
+    """The risk-coverage curve of one condition's or baseline method's stated confidence on one dataset."""
+
+    condition: str | None = None
+    method: str | None = None
+    dataset: str
+    n: int
+    risk: list[float | None]  # at SelectiveSection.coverage
+
+
+class SelectiveSection(Record):
+    """metrics.json `selective`: selective answering (answer only the most confident share): the error rate among
+    the answers kept at each coverage; AURC and accuracy at 50% / 80% coverage, with intervals, are in the rows."""
+
+    coverage: list[float]
+    ties: str | None = None
+    curves: list[SelectiveCurve] = Field(default_factory=list)
+
+
+class RelativeRow(Record):
+    """Bradley-Terry relative confidence of one (condition, dataset): the AUROC of the fitted strengths against
+    the condition's grades, beside the stated confidence's AUROC on the same questions."""
+
+    condition: str
+    dataset: str
+    n_questions: int
+    n_comparisons: int
+    penalty: float | None = None
+    auroc: float | None = None
+    auroc_ci: list[float] | None = None
+    stated_auroc: float | None = None
+    stated_auroc_ci: list[float] | None = None
+
+
+class RelativeSection(Record):
+    """metrics.json `relative` (metaconf.metrics.bradley_terry): how the strengths were fitted, and the rows."""
+
+    model: str | None = None
+    alpha: float | None = None
+    graded_by: str | None = None
+    interval: str | None = None
+    rows: list[RelativeRow] = Field(default_factory=list)
+
+
 class Metrics(Record):
-    """metrics.json: the stable keys (docs/metrics.md); the study adds `format`, `baselines` and `metacognition`."""
+    """metrics.json: the stable keys (docs/metrics.md) and `relative` (Bradley-Terry); the study adds `format`,
+    `baselines`, `metacognition` and `selective`."""
 
     model: Any = None
     config: dict[str, Any] = Field(default_factory=dict)
@@ -288,9 +350,11 @@ class Metrics(Record):
     comparisons: list[Comparison] = Field(default_factory=list)
     contrasts: list[Comparison] = Field(default_factory=list)
     bootstrap: dict[str, Any] = Field(default_factory=dict)
+    relative: RelativeSection | None = None
     format: dict[str, Any] | None = None
     baselines: BaselinesSection | None = None
     metacognition: MetacognitionSection | None = None
+    selective: SelectiveSection | None = None
 
 
 # -------------------------------------------------------------------------------------------------- validating

@@ -4,7 +4,9 @@ the conditions, one file per (method, dataset) in RUN/baselines/ (rows like sing
 Methods (docs/baselines.md): `consistency` (the teacher: the base model's modal-answer share, for the modal answer)
 and `consistency_greedy` (the share agreeing with the greedy answer), `token_probability` (P of the greedy answer's
 tokens), `p_true` (Kadavath et al. 2022), `isotonic` and `platt` (the base model's stated confidence recalibrated
-on the training questions). Everything generated goes through the engine's store, so a rerun generates nothing.
+on the training questions), `constant` (the training questions' accuracy of the modal answers, stated on every
+question: the base rate, with no per-question signal). Everything generated goes through the engine's store, so a
+rerun generates nothing.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from metaconf.engines import Engine
 from metaconf.errors import DataError
 from metaconf.evaluation.stage import GREEDY, evaluate_single, prediction_path
 from metaconf.io import read_jsonl, write_json, write_jsonl
+from metaconf.metrics.controls import CONSTANT
 from metaconf.names import inside
-from metaconf.records import BaselinePrediction, read_baseline_predictions, read_recalibration
+from metaconf.records import BaselinePrediction, read_baseline_predictions, read_consistency, read_recalibration
 from metaconf.tasks.parsing import matches
 from metaconf.tasks.sampling import Sampling
 from metaconf.tasks.task import AnswerTask, PTrueTask, Tasks, get_task
@@ -35,9 +38,14 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "token_probability": ("token_probability",),
     "p_true": ("p_true",),
     "recalibration": RECALIBRATIONS,
+    "constant": ("constant",),
 }
 BASELINES = tuple(GROUPS)
 TEACHER = "consistency"
+# method -> metric -> why the metric is null for it (a constant confidence ranks nothing)
+UNDEFINED: dict[str, dict[str, str]] = {
+    CONSTANT: {"auroc": "undefined: a constant confidence ranks no answer above another"}
+}
 P_TRUE_TOP = 20  # top log-probabilities read at the first P(True) reply token
 
 
@@ -212,6 +220,28 @@ def score_consistency(inputs: Inputs) -> list[Row]:
     ]
 
 
+def training_base_rate(run_dir: Path) -> tuple[float, int]:
+    """The accuracy of the base model's modal answers on the training questions (RUN/consistency/train.jsonl, the
+    targets stage's records) and their number."""
+    path = Path(run_dir) / "consistency" / "train.jsonl"
+    records = read_consistency(path) if path.is_file() else []
+    if not records:
+        raise DataError(f"{path}: missing or empty; the constant predictor needs it (run the targets stage first)")
+    return sum(r.modal_correct for r in records) / len(records), len(records)
+
+
+def score_constant(inputs: Inputs) -> list[Row]:
+    """The constant predictor: the teacher's answers (the modal answers), each stated with the training set's
+    accuracy of the modal answers: the base rate a model could learn without any per-question signal."""
+    rate, _ = training_base_rate(inputs.run_dir)
+    records = inputs.consistency
+    return [
+        _row(q, CONSTANT, r["modal_answer"], rate, bool(r["modal_correct"]))
+        for q in inputs.questions
+        for r in [records[q.id]]
+    ]
+
+
 def score_consistency_greedy(inputs: Inputs) -> list[Row]:
     """The share of the samples agreeing with the greedy answer."""
     records = inputs.consistency
@@ -260,6 +290,7 @@ SCORERS: dict[str, Callable[[Inputs], list[Row]]] = {
     "token_probability": score_token_probability,
     "p_true": score_p_true,
     **{m: recalibrated(m) for m in RECALIBRATIONS},
+    CONSTANT: score_constant,
 }
 
 
@@ -281,7 +312,7 @@ def run_baselines(
     if not todo:
         return f"{len(methods)} methods already stored"
     inputs = Inputs(run_dir, engine, train_questions, eval_sets, sampling, tasks or Tasks.of())
-    if {"consistency", "consistency_greedy"} & set(todo):
+    if {"consistency", "consistency_greedy", CONSTANT} & set(todo):
         inputs.consistency  # noqa: B018 -- a missing record is an error before anything is generated
     rows = {m: SCORERS[m](inputs) for m in todo}
     for method, method_rows in rows.items():

@@ -17,12 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from metaconf.baselines.stage import TEACHER
+from metaconf.baselines.stage import TEACHER, UNDEFINED
 from metaconf.metrics.bootstrap import resample_indices
+from metaconf.metrics.controls import selective_section
 from metaconf.metrics.items import SingleItem, columns, method_items, single_items
 from metaconf.metrics.metad import RATING_EDGES, metacognition
 from metaconf.metrics.registry import method_metrics, task_functions
-from metaconf.metrics.summary import Resampling, _clean, paired_fields, row_metrics
+from metaconf.metrics.summary import Resampling, _clean, paired_fields, row_metrics, row_profile
 from metaconf.records import (
     BaselinePrediction,
     Comparison,
@@ -80,7 +81,10 @@ def _teacher_gap(teacher: Items, cond: Items, boot: Resampling) -> dict[str, Any
 
 
 def _method_row(method: str, dataset: str, items: Items, info: Mapping[str, Any], boot: Resampling) -> dict[str, Any]:
-    fns = {name: SINGLE_FNS[name] for name in METHOD_METRICS}
+    undefined = UNDEFINED.get(method, {})
+    fns = {name: SINGLE_FNS[name] for name in METHOD_METRICS if name not in undefined}
+    values = row_metrics(items, fns, boot)
+    values = {key: values.get(key) for name in METHOD_METRICS for key in (name, f"{name}_ci")}  # registry order
     return MethodRow(
         method=method,
         dataset=dataset,
@@ -88,7 +92,9 @@ def _method_row(method: str, dataset: str, items: Items, info: Mapping[str, Any]
         in_domain=bool(info.get("in_domain")),
         n=len(items),
         n_scored=int(sum(item.has_confidence for item in items.values())),
-        **row_metrics(items, fns, boot),
+        **row_profile(items, "single"),
+        **({"undefined": undefined} if undefined else {}),
+        **values,
     ).to_row()
 
 
@@ -112,6 +118,7 @@ def _method_comparisons(
         for condition in trained
         if (condition, dataset) in cond_items
         for metric in COMPARED
+        if metric not in UNDEFINED.get(method, {})
     ]
 
 
@@ -126,6 +133,12 @@ def _metacognition_row(condition: str, dataset: str, items: Items, boot: Resampl
     ).to_row()
 
 
+def _read_items(items: Items) -> tuple[list[float], list[float]]:
+    """(confidence, correct) of the items whose confidence was read."""
+    read = [item for item in items.values() if item.has_confidence]
+    return [item.confidence for item in read], [item.correct for item in read]
+
+
 def baseline_metrics(
     predictions: Mapping[tuple[str, str, str], Sequence[Mapping[str, Any] | Prediction]],
     baselines: Mapping[tuple[str, str], Sequence[Mapping[str, Any] | BaselinePrediction]],
@@ -135,7 +148,8 @@ def baseline_metrics(
     seed: int = 0,
     alpha: float = 0.05,
 ) -> dict[str, Any]:
-    """{"baselines": {...}, "metacognition": {...}} for metrics.json (see the module docstring)."""
+    """{"selective": {...}, "baselines": {...}, "metacognition": {...}} for metrics.json (see the module
+    docstring; `selective`: the risk-coverage curves of every condition and method, metaconf.metrics.controls)."""
     boot = Resampling(n_boot, seed, alpha)
     by_method = {key: method_items(rows, ("baseline", *key)) for key, rows in baselines.items()}
     by_condition = {(c, d): single_items(rows, (c, t, d)) for (c, t, d), rows in predictions.items() if t == "single"}
@@ -169,4 +183,8 @@ def baseline_metrics(
             "n_boot": min(n_boot, METAD_BOOT),
             "rows": [_metacognition_row(c, d, items, boot) for (c, d), items in by_condition.items()],
         },
+        "selective": selective_section(
+            {key: _read_items(items) for key, items in by_condition.items()},
+            {key: _read_items(items) for key, items in by_method.items()},
+        ),
     }

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from metaconf.metrics.calibration import adaptive_ece, brier, ece, overconfidence, smooth_bandwidth, smooth_ece
+from metaconf.metrics.controls import accuracy_at_coverage, aurc, collapse, ece_floor
 from metaconf.metrics.discrimination import accuracy, auc_a, auc_c, auroc, pairwise_auc, parse_rate
 
 TASK_NAMES = ("single", "pairwise")
@@ -74,6 +75,15 @@ def _smooth(*, confidence: Any, correct: Any, has_confidence: Any, weights: Any 
     return smooth_ece(confidence, correct, sigma, weights=_mask(has_confidence, weights))
 
 
+def _at_coverage(coverage: float) -> Callable[..., Any]:
+    """Accuracy of the `coverage` share of answers stated with the highest confidence (selective answering)."""
+
+    def metric(confidence: Any, correct: Any, *, weights: Any = None) -> Any:
+        return accuracy_at_coverage(confidence, correct, coverage, weights=weights)
+
+    return _single(metric)
+
+
 # ---------------------------------------------------------------------------------------- pairwise-task columns
 def _pair_accuracy(*, correct1: Any, correct2: Any, weights: Any = None, **_: Any) -> Any:
     a1, a2 = accuracy(correct1, weights=weights), accuracy(correct2, weights=weights)
@@ -127,6 +137,9 @@ METRICS: tuple[Metric, ...] = (
     Metric("brier", "single", _single(brier), "Brier score", "lower", column=3, contrast=True, method=True),
     Metric("overconfidence", "single", _single(overconfidence), "overconfidence", column=6),
     _compared("auroc", auroc, "AUROC", "higher", chance=0.5, column=2, note="0.5 = chance"),
+    Metric("aurc", "single", _single(aurc), "AURC", "lower", method=True),
+    Metric("accuracy_at_50", "single", _at_coverage(0.5), "accuracy at 50% coverage", "higher", method=True),
+    Metric("accuracy_at_80", "single", _at_coverage(0.8), "accuracy at 80% coverage", "higher", method=True),
     Metric("accuracy", "pairwise", _pair_accuracy, "accuracy", column=0, headline=True, contrast=True),
     Metric("parse_rate", "pairwise", _parse_rate, "parse rate"),
     _headline("auc_c", "pairwise", _auc_c, "AUC_c", "higher", chance=0.5, column=1, note="agreement with consistency"),
@@ -134,6 +147,50 @@ METRICS: tuple[Metric, ...] = (
     Metric("pairwise_auc", "pairwise", _pairwise_auc, "pairwise AUC", "higher", 0.5, column=3),
 )
 _BY_NAME = {m.name: m for m in METRICS}  # label, direction and chance agree across the tasks a name is in
+
+
+SELECTIVE = ("aurc", "accuracy_at_50", "accuracy_at_80")  # selective answering: metaconf.metrics.controls
+
+
+# ------------------------------------------------------------------------------------------ descriptors
+@dataclass(frozen=True)
+class Descriptor:
+    """Values of a row without a bootstrap interval: what the stated confidences look like (collapse) or what a
+    calibrated model stating them would show (the ECE noise floor). `fn` takes the item columns by name and
+    returns the row's keys `keys`."""
+
+    name: str
+    task: str
+    fn: Callable[..., dict[str, Any]]
+    keys: tuple[str, ...]
+    label: str
+
+
+def _read(confidence: Any, has_confidence: Any) -> np.ndarray:
+    return np.asarray(confidence, dtype=float)[np.asarray(has_confidence, dtype=float) > 0]
+
+
+def _collapse(*, confidence: Any, has_confidence: Any, **_: Any) -> dict[str, Any]:
+    return collapse(_read(confidence, has_confidence))
+
+
+def _floor(*, confidence: Any, has_confidence: Any, **_: Any) -> dict[str, Any]:
+    return ece_floor(_read(confidence, has_confidence))
+
+
+DESCRIPTORS: tuple[Descriptor, ...] = (
+    Descriptor("collapse", "single", _collapse, ("n_distinct", "top_share", "entropy", "collapsed"), "collapse"),
+    Descriptor("ece_floor", "single", _floor, ("ece_floor", "ece_floor_range"), "ECE noise floor"),
+)
+
+
+def describe(task: str, cols: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Every descriptor of a task over the items' columns (their keys with None for no items)."""
+    out: dict[str, Any] = {}
+    for d in DESCRIPTORS:
+        if d.task == task:
+            out.update(d.fn(**cols) if cols else dict.fromkeys(d.keys))
+    return out
 
 
 def task_metrics(task: str) -> dict[str, Metric]:

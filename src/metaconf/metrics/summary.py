@@ -15,8 +15,9 @@ from metaconf.conditions import BASE, TRAINED_CONDITIONS
 from metaconf.errors import DataError
 from metaconf.io import write_json
 from metaconf.metrics.bootstrap import bootstrap_ci, paired_bootstrap
+from metaconf.metrics.bradley_terry import relative_section
 from metaconf.metrics.items import ITEM, SCORED, Key, columns, pairwise_items, single_items
-from metaconf.metrics.registry import contrast_names, task_functions
+from metaconf.metrics.registry import contrast_names, describe, task_functions
 from metaconf.records import PREDICTION_MODELS, Comparison, MetricRow, Prediction, validate_rows
 
 POOLED_NAMES = {True: "pooled in-domain", False: "pooled new-domain"}
@@ -32,6 +33,7 @@ __all__ = [
     "paired_fields",
     "pairwise_items",
     "row_metrics",
+    "row_profile",
     "single_items",
     "summarize",
     "write_metrics",
@@ -71,6 +73,12 @@ def paired_fields(result: dict[str, Any], reference: str = "base") -> dict[str, 
         "diff_ci": result["ci"],
         "p_value": result["p_value"],
     }
+
+
+def row_profile(items: Mapping[Any, Any], task: str) -> dict[str, Any]:
+    """`{"profile": ...}` of a single-task row (collapse and the ECE noise floor; registry descriptors), else {}."""
+    described = describe(task, columns(items.values()))
+    return {"profile": described} if described else {}
 
 
 def row_metrics(items: Mapping[Any, Any], fns: Mapping[str, Callable[..., Any]], boot: Resampling) -> dict[str, Any]:
@@ -114,6 +122,7 @@ class Group:
             n=len(self.items),
             n_parsed=int(sum(item.parsed for item in items)),
             n_scored=int(sum(getattr(item, SCORED[self.task]) for item in items)),
+            **row_profile(self.items, self.task),
             **row_metrics(self.items, task_functions(self.task), boot),
         ).to_row()
 
@@ -192,8 +201,9 @@ def summarize(
     base: str = BASE,
     contrasts: tuple[tuple[str, str], ...] = CONTRASTS,
 ) -> dict[str, Any]:
-    """metrics.json as a dict: {"model", "config", "rows", "pooled", "comparisons", "contrasts", "bootstrap"}
-    (the fields of metaconf.records.Metrics).
+    """metrics.json as a dict: {"model", "config", "rows", "pooled", "comparisons", "contrasts", "relative",
+    "bootstrap"} (the fields of metaconf.records.Metrics; `relative`: Bradley-Terry strengths of the pairwise
+    choices, metaconf.metrics.bradley_terry).
 
     `predictions`: (condition, task, dataset) -> prediction rows (dicts or metaconf.records predictions);
     `datasets_info`: dataset -> {"domain": str, "in_domain": bool}. Rows resample questions (single) or pairs
@@ -202,6 +212,10 @@ def summarize(
     """
     boot = Resampling(n_boot, seed, alpha)
     groups = _groups(predictions, datasets_info)
+    validated = {
+        key: validate_rows(PREDICTION_MODELS[key[1]], rows, f"predictions {'__'.join(key)}")
+        for key, rows in predictions.items()
+    }
     pooled = _pooled(groups)
     conditions = list(dict.fromkeys(g.condition for g in groups))
     every = groups + pooled
@@ -223,6 +237,7 @@ def summarize(
             "alpha": alpha,
             "unit": "question (single task), pair (pairwise task)",
         },
+        "relative": relative_section(validated, boot),
     }
 
 

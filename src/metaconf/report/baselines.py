@@ -23,6 +23,7 @@ METHOD_LABELS = {
     "p_true": "P(True)",
     "isotonic": "isotonic recalibration",
     "platt": "Platt recalibration",
+    "constant": "constant predictor (training base rate)",
 }
 
 

@@ -11,12 +11,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from metaconf.conditions import BASE, conditions_of, paper_condition
+from metaconf.conditions import BASE, conditions_of, paper_condition, shuffled_controls
+from metaconf.metrics.controls import CONSTANT
 from metaconf.metrics.registry import TASK_NAMES, better, headline_metrics, label
 
 # an accuracy change whose whole interval lies within +-EQUIVALENCE counts as "unchanged"
 EQUIVALENCE = 0.05
 SUPPORTED, CONTRADICTED, NO_EVIDENCE = "supported", "contradicted", "no evidence"
+COLLAPSED = "collapsed"  # a discrimination row whose condition states one value on most datasets' items
+BELOW_FLOOR = "smaller than the noise floor"  # an ECE change within what calibration itself shows at this n
 
 
 def fmt(value: Any, signed: bool = False) -> str:
@@ -89,6 +92,20 @@ CLAIMS = {
         "better",
         "all",
     ),
+    "targets": Claim(
+        "targets",
+        "The gain comes from the targets (condition − its shuffled-target control)",
+        "not tested (a control added here)",
+        "better",
+        "all",
+    ),
+    "constant": Claim(
+        "constant",
+        "Calibration beats the constant predictor (condition − the training base rate stated everywhere)",
+        "not tested (a control added here)",
+        "better",
+        "all",
+    ),
     "accuracy": Claim(
         "accuracy",
         "Answer accuracy is unchanged",
@@ -105,7 +122,8 @@ class Cell:
 
     diff: float | None
     ci: list[float] | None
-    reading: str  # "for", "against", "unclear", "undefined"
+    reading: str  # "for", "against", "unclear", "undefined", or COLLAPSED (does not vote)
+    note: str = ""  # BELOW_FLOOR: an ECE change smaller than the noise floor (labelled; still votes)
 
 
 @dataclass
@@ -134,18 +152,22 @@ def reading(diff: float | None, ci: list[float] | None, metric: str, expect: str
 
 
 def row_verdict(readings: Iterable[str]) -> tuple[str, str]:
-    """The rule: among datasets with a defined change, *supported* when at least half read for the claim and none
-    against; *contradicted* when at least half read against and none for; otherwise *no evidence*."""
-    votes = [r for r in readings if r != "undefined"]
+    """The rule: *collapsed* when the condition states one value on at least 90% of the items of at least half of
+    the row's datasets (a collapsed cell never votes); else, among datasets with a defined change, *supported*
+    when at least half read for the claim and none against; *contradicted* when at least half read against and
+    none for; otherwise *no evidence*."""
+    readings = list(readings)
+    n_collapsed = readings.count(COLLAPSED)
+    votes = [r for r in readings if r not in ("undefined", COLLAPSED)]
     n_for, n_against = votes.count("for"), votes.count("against")
-    if not votes:
-        return NO_EVIDENCE, "all undefined"
-    tally = f"✓{n_for} ✗{n_against} of {len(votes)}"
+    tally = f"✓{n_for} ✗{n_against} of {len(votes)}" + (f", collapsed on {n_collapsed}" if n_collapsed else "")
+    if n_collapsed and 2 * n_collapsed >= len(readings):
+        return COLLAPSED, tally
     if n_for and not n_against and 2 * n_for >= len(votes):
         return SUPPORTED, tally
     if n_against and not n_for and 2 * n_against >= len(votes):
         return CONTRADICTED, tally
-    return NO_EVIDENCE, tally
+    return NO_EVIDENCE, tally if votes or n_collapsed else "all undefined"
 
 
 def claim_verdict(rows: list[FindingRow]) -> str:
@@ -180,6 +202,40 @@ def dataset_columns(metrics: dict[str, Any]) -> list[tuple[str, bool, bool]]:
     )
 
 
+Ref = tuple[str, str]  # ("condition", name) or ("method", name): whose row a change is measured against
+Profiles = dict[tuple[str, str, str], dict[str, Any]]  # (kind, name, dataset) -> the row's profile
+
+
+def _profiles(metrics: dict[str, Any]) -> Profiles:
+    """Every single-task row's profile (collapse, noise floor), conditions' and baseline methods' alike."""
+    found: Profiles = {}
+    for r in (metrics.get("rows") or []) + (metrics.get("pooled") or []):
+        if r.get("task") == "single" and r.get("profile"):
+            found[("condition", r["condition"], r["dataset"])] = r["profile"]
+    for r in (metrics.get("baselines") or {}).get("rows") or []:
+        if r.get("profile"):
+            found[("method", r["method"], r["dataset"])] = r["profile"]
+    return found
+
+
+def _floor_note(diff: float | None, floors: list[Any]) -> str:
+    """BELOW_FLOOR when |diff| is smaller than the larger noise floor of the two compared rows."""
+    known = [f for f in floors if isinstance(f, (int, float))]
+    return BELOW_FLOOR if diff is not None and known and abs(diff) < max(known) else ""
+
+
+def _cell(claim: Claim, c: dict[str, Any], metric: str, own: dict[str, Any], ref: dict[str, Any]) -> Cell:
+    """One dataset's cell: its reading, COLLAPSED for an AUROC of a condition collapsed there, and the floor note
+    for an ECE change (`own`, `ref`: the profiles of the condition's and the reference's rows)."""
+    diff, ci = c.get("diff"), c.get("diff_ci")
+    cell = Cell(diff, ci, reading(diff, ci, metric, claim.expect))
+    if metric == "auroc" and own.get("collapsed"):
+        cell.reading = COLLAPSED
+    if metric == "ece":
+        cell.note = _floor_note(diff, [own.get("ece_floor"), ref.get("ece_floor")])
+    return cell
+
+
 def _row(
     claim: Claim,
     entries: list[dict[str, Any]],
@@ -188,77 +244,103 @@ def _row(
     label: str,
     task: str,
     metric: str,
+    ref: Ref = ("condition", BASE),
+    profiles: Profiles | None = None,
 ) -> FindingRow | None:
     found = {c["dataset"]: c for c in entries if (c["condition"], c["task"], c["metric"]) == (condition, task, metric)}
     if not found:
         return None
-    row = FindingRow(claim, label, task, metric)
+    row, profiles = FindingRow(claim, label, task, metric), profiles or {}
     for dataset, in_domain, _ in columns:
         wanted = claim.domains == "all" or (claim.domains == "in") == in_domain
         if wanted and dataset in found:
-            c = found[dataset]
-            row.cells[dataset] = Cell(
-                c.get("diff"), c.get("diff_ci"), reading(c.get("diff"), c.get("diff_ci"), metric, claim.expect)
-            )
+            own = profiles.get(("condition", condition, dataset), {})
+            row.cells[dataset] = _cell(claim, found[dataset], metric, own, profiles.get((*ref, dataset), {}))
     row.verdict, row.reason = row_verdict(
         cell.reading for name, cell in row.cells.items() if not any(p and name == d for d, _, p in columns)
     )
     return row
 
 
+Plan = list[tuple[str, list[dict[str, Any]], str, str, str, str, Ref]]  # claim, entries, cond, label, task, metric
+
+
+def _base_plan(
+    comparisons: list[dict[str, Any]], conditions: list[str], tasks: dict[str, set[str]], tested: list[str]
+) -> Plan:
+    """Calibration and discrimination: every trained condition against the base model; transfer: the `tested`
+    ones (not the shuffled-target controls)."""
+    base: Ref = ("condition", BASE)
+    single = [c for c in conditions if "single" in tasks[c]]
+    pair = [c for c in conditions if "pairwise" in tasks[c]]
+    plan: Plan = []
+    for key in ("calibration_in", "calibration_new"):
+        plan += [(key, comparisons, c, c, "single", "ece", base) for c in single]
+    plan += [("discrimination", comparisons, c, c, "single", "auroc", base) for c in single]
+    plan += [("discrimination", comparisons, c, c, t, m, base) for t, m in headline_metrics("pairwise") for c in pair]
+    for own, other in (({"single"}, "pairwise"), ({"pairwise"}, "single")):
+        plan += [
+            ("transfer", comparisons, c, c, t, m, base)
+            for c in tested
+            if tasks[c] == own
+            for t, m in headline_metrics(other)
+        ]
+    return plan
+
+
+def _contrast_plan(
+    contrasts: list[dict[str, Any]], tasks: dict[str, set[str]], controls: list[tuple[str, str]]
+) -> Plan:
+    """Multitask against each single-task condition, and each condition against its shuffled-target control, on
+    the tasks the reference was trained on."""
+    plan: Plan = []
+    for condition, reference in dict.fromkeys((c["condition"], c.get("reference")) for c in contrasts):
+        own = tasks.get(reference, set()) if reference else set()
+        key = "targets" if (condition, reference) in controls else "multitask"
+        if key == "multitask" and own == set(TASK_NAMES):
+            continue
+        entries = [c for c in contrasts if c.get("reference") == reference]
+        plan += [
+            (key, entries, condition, f"{condition} − {reference}", task, m, ("condition", reference))
+            for task in TASK_NAMES
+            if task in own
+            for _, m in headline_metrics(task)
+        ]
+    return plan
+
+
+def _constant_plan(metrics: dict[str, Any], conditions: list[str]) -> Plan:
+    """ECE of each trained condition against the constant predictor (metrics.json baselines.comparisons)."""
+    entries = [
+        {**c, "task": "single"}
+        for c in (metrics.get("baselines") or {}).get("comparisons") or []
+        if c.get("method") == CONSTANT and c.get("metric") == "ece"
+    ]
+    return [("constant", entries, c, f"{c} − constant", "single", "ece", ("method", CONSTANT)) for c in conditions]
+
+
 def finding_rows(metrics: dict[str, Any], config: dict[str, Any] | None = None, base: str = BASE) -> list[FindingRow]:
     """Every row of the findings table, in the order of the study's questions; claims without data are absent."""
     config = config if config is not None else (metrics.get("config") or {})
     comparisons = metrics.get("comparisons") or []
-    contrasts = metrics.get("contrasts") or []
     columns = dataset_columns(metrics)
     found = [c for c in dict.fromkeys(r["condition"] for r in metrics.get("rows", [])) if c != base]
     listed = [c.name for c in conditions_of(config) if c.name in found]
     conditions = listed + [c for c in found if c not in listed]  # the study's order
     tasks = {c: trained_tasks(c, config) for c in conditions}
-    single_trained = [c for c in conditions if "single" in tasks[c]]
-    pair_trained = [c for c in conditions if "pairwise" in tasks[c]]
-    plan: list[tuple[str, list[dict[str, Any]], str, str, str, str]] = []  # claim, entries, cond, label, task, metric
-    for key in ("calibration_in", "calibration_new"):
-        plan += [(key, comparisons, c, c, "single", "ece") for c in single_trained]
-    plan += [("discrimination", comparisons, c, c, "single", "auroc") for c in single_trained]
-    plan += [
-        ("discrimination", comparisons, c, c, task, m) for task, m in headline_metrics("pairwise") for c in pair_trained
-    ]
-    plan += [
-        ("transfer", comparisons, c, c, task, m)
-        for c in conditions
-        if tasks[c] == {"single"}
-        for task, m in headline_metrics("pairwise")
-    ]
-    plan += [
-        ("transfer", comparisons, c, c, task, m)
-        for c in conditions
-        if tasks[c] == {"pairwise"}
-        for task, m in headline_metrics("single")
-    ]
-    for entry in dict.fromkeys((c["condition"], c.get("reference")) for c in contrasts):
-        condition, reference = entry
-        own = tasks.get(reference, set()) if reference else set()
-        for task in TASK_NAMES:
-            if task in own and own != set(TASK_NAMES):
-                plan += [
-                    (
-                        "multitask",
-                        [c for c in contrasts if c.get("reference") == reference],
-                        condition,
-                        f"{condition} − {reference}",
-                        task,
-                        m,
-                    )
-                    for _, m in headline_metrics(task)
-                ]
-    plan += [("accuracy", comparisons, c, c, "single", "accuracy") for c in conditions]
+    controls = shuffled_controls(config)
+    tested = [c for c in conditions if c not in {control for _, control in controls}]  # controls: fewer rows
+    plan = _base_plan(comparisons, conditions, tasks, tested)
+    plan += _contrast_plan(metrics.get("contrasts") or [], tasks, controls)
+    plan += _constant_plan(metrics, [c for c in conditions if "single" in tasks[c]])
+    plan += [("accuracy", comparisons, c, c, "single", "accuracy", ("condition", base)) for c in tested]
+    profiles = _profiles(metrics)
     rows = [
-        _row(CLAIMS[key], entries, columns, cond, label, task, metric)
-        for key, entries, cond, label, task, metric in plan
+        _row(CLAIMS[key], entries, columns, cond, label, task, metric, ref, profiles)
+        for key, entries, cond, label, task, metric, ref in plan
     ]
-    return [r for r in rows if r is not None]
+    order = list(CLAIMS)
+    return sorted((r for r in rows if r is not None), key=lambda r: order.index(r.claim.key))
 
 
 def format_summary(metrics: dict[str, Any]) -> str | None:
@@ -299,7 +381,7 @@ def read_rate_summary(metrics: dict[str, Any], threshold: float = 0.99) -> str |
 
 
 # --------------------------------------------------------------------------------------------- as a table
-MARKS = {"for": " ✓", "against": " ✗", "unclear": "", "undefined": ""}
+MARKS = {"for": " ✓", "against": " ✗", "unclear": "", "undefined": "", COLLAPSED: " (collapsed)"}
 
 
 def _cell_text(cell: Cell | None) -> str:
@@ -308,7 +390,8 @@ def _cell_text(cell: Cell | None) -> str:
     if cell.diff is None:
         return "—"
     interval = f"\n({fmt(cell.ci[0], True)}, {fmt(cell.ci[1], True)})" if cell.ci else ""
-    return f"{fmt(cell.diff, True)}{MARKS[cell.reading]}{interval}"
+    floor = " < floor" if cell.note == BELOW_FLOOR else ""
+    return f"{fmt(cell.diff, True)}{MARKS[cell.reading]}{floor}{interval}"
 
 
 def findings_table(rows: list[FindingRow], columns: list[tuple[str, bool, bool]]) -> Any:

@@ -483,6 +483,9 @@ def build_blocks(data: RunData) -> list[Block]:
             ),
             examples,
         ]
+    from metaconf.report.controls import control_blocks  # collapse, noise floor, selective answering (own module)
+
+    blocks += control_blocks(metrics, data.run_dir / "plots")
     return blocks
 
 

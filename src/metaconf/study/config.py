@@ -21,7 +21,7 @@ from pydantic import (
 )
 
 from metaconf.bounds import SEED_MAX
-from metaconf.conditions import CONDITIONS, Condition, as_condition, compact, with_default_set
+from metaconf.conditions import CONDITIONS, Condition, as_condition, compact, shuffled_controls, with_default_set
 from metaconf.configfile import read_config_file, read_mapping
 from metaconf.engines.kinds import EmbeddedModel, ModelConfig
 from metaconf.errors import ConfigError, field_location, validation_error
@@ -112,8 +112,20 @@ class TrainingConfig(_Strict):
 
 
 class EvaluationConfig(_Strict):
-    pairs_per_dataset: int = Field(
-        24, le=100_000, ge=1, description="Pairs of held-out questions per dataset, pairwise task."
+    pairs_per_question: int = Field(
+        4,
+        le=1000,
+        ge=1,
+        description="Pairs each evaluation question is put in, pairwise task (n x k / 2 pairs per dataset, a "
+        "connected design: the first 2 form a cycle through every question); the Bradley-Terry strengths are "
+        "fitted to the choices in these pairs.",
+    )
+    pairs_per_dataset: int | None = Field(
+        None,
+        le=100_000,
+        ge=1,
+        description="Pairs of evaluation questions per dataset, pairwise task; null: from pairs_per_question. Set, "
+        "it wins (a config written before pairs_per_question keeps its pairs).",
     )
     consistency_samples: int = Field(
         10,
@@ -154,6 +166,12 @@ class EvaluationConfig(_Strict):
     )
     n_boot: int = Field(1000, le=100_000, ge=50, description="Bootstrap resamples for confidence intervals.")
     seed: int = Field(0, le=SEED_MAX, ge=0, description="Seed of pair draws and bootstrap.")
+
+    def n_pairs(self, n_questions: int) -> int:
+        """Pairs per dataset of `n_questions`: pairs_per_dataset when set, else ceil(n x pairs_per_question / 2)."""
+        if self.pairs_per_dataset is not None:
+            return self.pairs_per_dataset
+        return -(-n_questions * self.pairs_per_question // 2)
 
 
 class GradingConfig(_Strict):
@@ -208,11 +226,12 @@ class StudyConfig(_Strict):
         default_factory=GradingConfig,
         description="How answers are graded: rules (default) or an LLM judge for open-ended answers.",
     )
-    baselines: list[Literal["consistency", "token_probability", "p_true", "recalibration"]] = Field(
-        default_factory=lambda: ["consistency", "token_probability", "p_true", "recalibration"],
+    baselines: list[Literal["consistency", "token_probability", "p_true", "recalibration", "constant"]] = Field(
+        default_factory=lambda: ["consistency", "token_probability", "p_true", "recalibration", "constant"],
         description="Confidence methods without fine-tuning, scored on the evaluation questions next to the "
         "conditions (docs/baselines.md): consistency (the teacher), token_probability, p_true, recalibration "
-        "(isotonic and Platt on the base model's stated confidence; needs the base condition). [] turns them off.",
+        "(isotonic and Platt on the base model's stated confidence; needs the base condition), constant (the training "
+        "set's accuracy of the modal answers on every question). [] turns them off.",
     )
 
     @field_validator("baselines")
@@ -285,11 +304,13 @@ class StudyConfig(_Strict):
 
     def contrasts(self) -> list[tuple[str, str]]:
         """(multitask-trained, single-task-trained) condition pairs: does training on both tasks beat one? In the
-        study's order, single before pairwise: the paper's (multitask, single), (multitask, pairwise)."""
-        task = {s.name: s.task for s in self.targets.sets}
+        study's order, single before pairwise: the paper's (multitask, single), (multitask, pairwise). Then
+        (condition, its shuffled-target control) pairs (metaconf.conditions.shuffled_controls)."""
+        task = {s.name: s.task for s in self.targets.sets if not s.shuffle_targets}  # controls: below
         trained_on = {c.name: task.get(c.training_set or "") for c in self.conditions}
         mixed = [c for c, t in trained_on.items() if t == "multitask"]
-        return [(m, c) for m in mixed for one in ("single", "pairwise") for c, t in trained_on.items() if t == one]
+        pairs = [(m, c) for m in mixed for one in ("single", "pairwise") for c, t in trained_on.items() if t == one]
+        return pairs + shuffled_controls(self.model_dump(mode="json"))  # and each condition vs its shuffled control
 
     def lora_for(self, condition: str) -> LoraTrainConfig:
         """The LoRA settings of one condition: training.lora with the condition's own training options."""

@@ -247,7 +247,7 @@ class Study:
 
     def pairs(self) -> dict[str, list]:
         ev = self.config.evaluation
-        return {name: make_pairs(qs, ev.pairs_per_dataset, ev.seed) for name, qs in self.eval_sets.items()}
+        return {name: make_pairs(qs, ev.n_pairs(len(qs)), ev.seed) for name, qs in self.eval_sets.items()}
 
     def shared_prefill(self):
         """Lower-layer prefill shared by the base model and adapters that only change upper layers (where the base

@@ -39,6 +39,16 @@ class TrainingSetSpec(BaseModel):
             "fitted on all training questions."
         ),
     )
+    shuffle_targets: bool = Field(
+        default=False,
+        description=(
+            "A control: permute the confidence targets across the set's questions (seeded by targets.seed and the "
+            "set's name), keeping each question's answer, the format and the size; pairs are chosen and labelled "
+            "by the permuted targets. A condition trained on it can learn the format and the base rate, not which "
+            "answers to doubt; the findings compare it with the condition trained on its twin (same task, size, "
+            "mix and domains, unshuffled)."
+        ),
+    )
 
 
 def default_sets() -> list[TrainingSetSpec]:

@@ -196,6 +196,30 @@ def pairwise_examples(
     return out
 
 
+class ShuffledTargets:
+    """A calibration map whose targets are permuted across `records` (seeded): question r gets the target, the
+    calibrated accuracy and the bin of its partner record, while its answer stays its own. The shuffled-target
+    control's map (TrainingSetSpec.shuffle_targets)."""
+
+    def __init__(self, cmap: CalibrationMap, records: Sequence[ConsistencyRecord], rng: random.Random):
+        partners = list(records)
+        rng.shuffle(partners)
+        self.cmap = cmap
+        self.partner = {r.id: p for r, p in zip(records, partners)}
+
+    def _of(self, record: ConsistencyRecord) -> ConsistencyRecord:
+        return self.partner.get(record.id, record)
+
+    def bin_of(self, record: ConsistencyRecord) -> int:
+        return self.cmap.bin_of(self._of(record))
+
+    def accuracy(self, record: ConsistencyRecord) -> float:
+        return self.cmap.accuracy(self._of(record))
+
+    def target(self, record: ConsistencyRecord, noise: float = 0.05, seed: int = 0) -> float:
+        return self.cmap.target(self._of(record), noise=noise, seed=seed)
+
+
 def build_training_set(
     spec: TrainingSetSpec,
     records: Sequence[ConsistencyRecord],
@@ -209,6 +233,8 @@ def build_training_set(
     tasks = tasks or Tasks.of(config)
     pool = subsample_bins(eligible(records, spec.domains), cmap, config.subsample_max_per_bin, config.seed)
     seed = config.seed
+    if spec.shuffle_targets:  # the control: every question keeps its answer and takes another's target
+        cmap = ShuffledTargets(cmap, sorted(pool, key=lambda r: r.id), _rng(seed, spec.name, "shuffle"))  # type: ignore[assignment]
 
     def singles(n: int | None) -> list[Example]:
         chosen = pool if n is None or n >= len(pool) else _rng(seed, spec.name, "single").sample(pool, n)
