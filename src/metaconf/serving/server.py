@@ -49,12 +49,18 @@ class ServeOptions(BaseModel):
     )
     host: str = Field("127.0.0.1", description="Address to listen on (loopback by default).")
     port: int = Field(8000, ge=0, le=65535, description="Port to listen on (0: any free port).")
-    max_batch: int = Field(32, ge=1, description="Most requests answered in one engine call.")
-    max_wait_ms: float = Field(10.0, ge=0, description="How long a batch waits for more requests after its first.")
-    max_queue: int = Field(256, ge=1, description="Most requests waiting; more are refused with 429.")
-    max_body_bytes: int = Field(65536, ge=1024, description="Largest request body, in bytes (413 above).")
-    max_message_chars: int = Field(8000, ge=1, description="Longest message content, in characters (400 above).")
-    timeout: float = Field(120.0, gt=0, description="Seconds a request may wait for its answer (504 after).")
+    max_batch: int = Field(32, ge=1, le=4096, description="Most requests answered in one engine call.")
+    max_wait_ms: float = Field(
+        10.0, ge=0, le=60_000, description="How long a batch waits for more requests after its first."
+    )
+    max_queue: int = Field(256, ge=1, le=1_000_000, description="Most requests waiting; more are refused with 429.")
+    max_body_bytes: int = Field(
+        65536, ge=1024, le=64 * 1024 * 1024, description="Largest request body, in bytes (413 above)."
+    )
+    max_message_chars: int = Field(
+        8000, ge=1, le=1_000_000, description="Longest message content, in characters (400 above)."
+    )
+    timeout: float = Field(120.0, gt=0, le=86_400, description="Seconds a request may wait for its answer (504 after).")
     cache: bool = Field(
         False, description="Use the run's completion store: repeated questions cost nothing, new answers are kept."
     )
