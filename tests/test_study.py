@@ -261,7 +261,7 @@ def test_whole_study_on_a_tiny_model_trains_every_condition(tmp_path, tiny_model
     assert len(adapters) == 4  # "" for the base model + one identity per adapter
     # baselines next to the conditions, the teacher gap of each trained condition, meta-d′ of every condition
     methods = {(r["method"], r["dataset"]) for r in metrics["baselines"]["rows"]}
-    assert len(methods) == 6 * 3
+    assert len(methods) == 7 * 3  # the six methods and the constant predictor
     assert len(metrics["baselines"]["teacher_gap"]) == 3 * 3 and len(metrics["metacognition"]["rows"]) == 4 * 3
     # `metaconf ask` on every condition: the run's engine (HF + that adapter), template and store answer, so a
     # question the evaluation answered comes back exactly as stored

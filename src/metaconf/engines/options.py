@@ -73,7 +73,7 @@ class OpenAIOptions(EngineOptions):
     """Options of the openai engine."""
 
     concurrency: int = Field(8, le=1024, ge=1, description="openai: requests in flight at once.")
-    max_retries: int = Field(6, le=100, ge=0, description="openai: retries of a failed request.")
+    max_retries: int = Field(6, le=1000, ge=0, description="openai: retries of a failed request.")
     timeout: float = Field(60.0, le=86_400, gt=0, description="openai: seconds to wait for a reply.")
     backoff_base: float = Field(0.5, le=3600, ge=0, description="openai: first wait between retries, in seconds.")
     backoff_max: float = Field(30.0, le=86_400, ge=0, description="openai: longest wait between retries, in seconds.")
