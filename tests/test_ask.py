@@ -7,7 +7,7 @@ import json
 import pytest
 
 import metaconf
-from helpers.study import SMALL, ScriptedStudy, scripted_answer
+from helpers.study import SMALL, ScriptedStudy, scripted_answer, scripted_run
 from metaconf.baselines import apply_map
 from metaconf.cli import main
 from metaconf.engines.scripted import ScriptedEngine
@@ -18,11 +18,7 @@ from metaconf.study.runner import Study
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    run = tmp_path_factory.mktemp("ask") / "run"
-    ScriptedStudy(parse_config({**SMALL, "conditions": ["base"]}), run, quiet=True).run(
-        ("data", "targets", "consistency", "evaluate", "baselines", "metrics")
-    )
-    return run
+    return scripted_run(tmp_path_factory.mktemp("ask"))
 
 
 def scripted(run, condition="base"):

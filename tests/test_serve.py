@@ -18,8 +18,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn  # the `serve` extra (installed by `make install`): missing, the tests fail, not skip
 
-from helpers.study import SMALL, ScriptedStudy
+from helpers.study import SMALL, ScriptedStudy, scripted_run
 from metaconf.baselines import apply_map
 from metaconf.cli import main
 from metaconf.engines.scripted import ScriptedEngine
@@ -28,19 +29,12 @@ from metaconf.serving.ask import Asker
 from metaconf.serving.server import ServeOptions, create_app
 from metaconf.study.config import parse_config
 
-pytest.importorskip("fastapi")  # the `serve` extra (installed by `make install`)
-import uvicorn  # noqa: E402
-
 TESTS = Path(__file__).parent
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    run = tmp_path_factory.mktemp("serve") / "run"
-    ScriptedStudy(parse_config({**SMALL, "conditions": ["base"]}), run, quiet=True).run(
-        ("data", "targets", "consistency", "evaluate", "baselines", "metrics")
-    )
-    return run
+    return scripted_run(tmp_path_factory.mktemp("serve"))
 
 
 def echo(messages, sample_index):

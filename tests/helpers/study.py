@@ -56,3 +56,14 @@ class CountingStudy(ScriptedStudy):
     def generated(self) -> int:
         """How many completions the engines were asked for (a stored completion is never asked for)."""
         return sum(len(e.calls) for e in self.engines)
+
+
+def scripted_run(folder: Any) -> Any:
+    """A base-only run folder made by the scripted model through metrics (for `ask` and `serve` tests)."""
+    from metaconf.study.config import parse_config
+
+    run = folder / "run"
+    ScriptedStudy(parse_config({**SMALL, "conditions": ["base"]}), run, quiet=True).run(
+        ("data", "targets", "consistency", "evaluate", "baselines", "metrics")
+    )
+    return run
