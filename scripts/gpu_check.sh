@@ -35,12 +35,19 @@ done
 
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
-if [[ $DRY_RUN -eq 1 ]]; then PY=$CHECK_PYTHON; else PY="$REPO/$VENV/bin/python"; fi
+PY="$REPO/$VENV/bin/python"
 ROWS=()
 FAILED=0
 
 say() { printf '%s\n' "$*" >&2; }
-show() { printf '+ %s\n' "$(printf '%q ' "$@")"; }
+# show CMD...: print a command as it can be pasted into a shell (arguments with other characters single-quoted)
+show() {
+    local out="" a
+    for a in "$@"; do
+        if [[ $a =~ ^[A-Za-z0-9_./=:,@%+-]+$ ]]; then out+="$a "; else out+="'${a//\'/\'\\\'\'}' "; fi
+    done
+    printf '+ %s\n' "${out% }"
+}
 
 # step NAME CMD...: run CMD with its output in $OUT/NAME.log, record ok/FAILED and seconds (dry run: print it)
 step() {
@@ -75,7 +82,7 @@ DEMO_ARGS=(-m metaconf demo --model.engine vllm --model.name embedded --out "$OU
 VLLM_TESTS=(-m pytest -q tests/test_vllm.py tests/test_engine_vllm.py)
 GEN_ARGS=(benchmarks/bench_generation.py --questions 64 --repeats 3 --dtypes auto --skip-naive --vllm-python "$PY"
     --json "$OUT/generation.json")
-TRAIN_ARGS=(benchmarks/bench_training.py throughput --steps 8 --repeats 3 --variants bf16-weights,trl
+TRAIN_ARGS=(benchmarks/bench_training.py throughput --steps 8 --repeats 3 --variants bf16-weights,trl-plain
     --json "$OUT/training.json")
 
 mkdir -p "$OUT"
@@ -83,9 +90,9 @@ if [[ $DRY_RUN -eq 1 ]]; then
     say "gpu_check: dry run: the commands below are printed, not run; then the checks that need no GPU"
     show nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
     if command -v uv >/dev/null 2>&1; then
-        show uv venv --python python3 "$VENV"; show uv pip install --python "$REPO/$VENV/bin/python" -e ".[vllm,train,hub,dev]"
+        show uv venv --python python3 "$VENV"; show uv pip install --python "$PY" -e ".[vllm,train,hub,dev]"
     else
-        show python3 -m venv "$VENV"; show "$REPO/$VENV/bin/python" -m pip install -e ".[vllm,train,hub,dev]"
+        show python3 -m venv "$VENV"; show "$PY" -m pip install -e ".[vllm,train,hub,dev]"
     fi
 fi
 
@@ -107,21 +114,21 @@ step bench_generation "$PY" "${GEN_ARGS[@]}"
 step bench_training "$PY" "${TRAIN_ARGS[@]}"
 
 if [[ $DRY_RUN -eq 1 ]]; then
-    check "pyproject.toml has the extras vllm, train, hub, dev" "$PY" -c "
+    check "pyproject.toml has the extras vllm, train, hub, dev" "$CHECK_PYTHON" -c "
 import sys, tomllib
 extras = tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']
 sys.exit(0 if {'vllm', 'train', 'hub', 'dev'} <= set(extras) else 1)"
-    check "the demo config with model.engine: vllm parses" "$PY" -m metaconf demo --model.engine vllm \
+    check "the demo config with model.engine: vllm parses" "$CHECK_PYTHON" -m metaconf demo --model.engine vllm \
         --model.name embedded --out "$OUT/demo-vllm" --show-config
-    check "the accelerate launch configs parse" "$PY" -c "
+    check "the accelerate launch configs parse" "$CHECK_PYTHON" -c "
 import yaml
 from metaconf.training.launch import launch_configs
 for path in launch_configs().values():
     assert isinstance(yaml.safe_load(path.read_text()), dict), path"
-    check "metaconf demo --help" "$PY" -m metaconf demo --help
-    check "pytest collects the vLLM tests" "$PY" -m pytest -q --collect-only tests/test_vllm.py tests/test_engine_vllm.py
-    check "bench_generation.py --help" "$PY" benchmarks/bench_generation.py --help
-    check "bench_training.py throughput --help" "$PY" benchmarks/bench_training.py throughput --help
+    check "metaconf demo --help" "$CHECK_PYTHON" -m metaconf demo --help
+    check "pytest collects the vLLM tests" "$CHECK_PYTHON" -m pytest -q --collect-only tests/test_vllm.py tests/test_engine_vllm.py
+    check "bench_generation.py --help" "$CHECK_PYTHON" benchmarks/bench_generation.py --help
+    check "bench_training.py throughput --help" "$CHECK_PYTHON" benchmarks/bench_training.py throughput --help
     rm -f "$OUT/dry-run-check.err"
     say "gpu_check: dry run done"
     exit 0
