@@ -1,9 +1,11 @@
 """Training speed on the embedded model (SmolLM2-135M-Instruct) on this machine's CPU.
 
-    python benchmarks/bench_training.py throughput [--steps 4 --repeats 3] [--variants fp32,bf16-weights,...]
-        training tokens/s of our CPU defaults (LoraTrainConfig.for_cpu_demo()) in fp32, bf16 with bf16 base weights
-        and bf16 autocast, side by side, and optionally (variant `trl`) TRL's defaults (bf16 autocast, gradient
-        checkpointing, LoRA on every layer, TRL's own loss); a few optimizer steps each, median of repeats. Each
+    python benchmarks/bench_training.py throughput [--steps 4 --repeats 3] [--variants fp32,bf16-weights,...] [--json F]
+        training steps/s and tokens/s of our CPU defaults (LoraTrainConfig.for_cpu_demo()) in fp32, bf16 with bf16
+        base weights and bf16 autocast, side by side, and optionally (variant `trl`) TRL's defaults through our trainer
+        (bf16 autocast, gradient checkpointing, LoRA on every layer, TRL's own loss) or (variant `trl-plain`) a plain
+        TRL SFTTrainer with its own defaults on the same data and the same LoRA adapter; a few optimizer steps each,
+        the variants interleaved, median of repeats, and each one's speed relative to the last variant's. Each
         variant's fraction of this machine's matmul rate in its dtype is reached on the minimal work:
             2 x non-embedding params x tokens (forward) + 2 x params of the LoRA layers x tokens (backward to the
             lowest LoRA layer; the LM head and attention are not counted, so the fraction is conservative).
@@ -99,6 +101,7 @@ VARIANTS = {
     "bf16-weights": ("ours, bf16 base weights (fp32 LoRA + AdamW)", lambda steps: ours(steps, "bf16", "weights")),
     "bf16-autocast": ("ours, bf16 autocast (fp32 weights)", lambda steps: ours(steps, "bf16", "autocast")),
     "trl": ("TRL defaults (bf16 + grad ckpt)", trl_defaults),
+    "trl-plain": ("plain TRL SFTTrainer, its defaults, same LoRA adapter", None),
 }
 
 
@@ -120,60 +123,114 @@ def minimal_flops_per_token(model) -> int:
     return 2 * sum(counts.values()) + 2 * sum(n for layer, n in counts.items() if layer >= lowest)
 
 
-def throughput(args: argparse.Namespace) -> None:
+def plain_trl_trainer(train: Path, out: Path, steps: int):
+    """TRL's SFTTrainer with its own defaults (bf16 autocast, gradient checkpointing, its own loss over every position,
+    the model's own dtype) given only what makes it the same job as `ours`: the model, the data (prompt/completion),
+    the batch size, the number of steps and the same LoRA adapter (rank, alpha, dropout, layers, modules)."""
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    from metaconf.engines.embedded import resolve_model
+    from metaconf.training.data import load_chat_examples, to_prompt_completion
+    from metaconf.training.lora import _lora_placement
+
+    path, config = resolve_model("embedded"), ours(steps)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    layers, targets = _lora_placement(config, model)
+    adapter = LoraConfig(
+        r=config.rank,
+        lora_alpha=config.alpha,
+        lora_dropout=config.dropout,
+        target_modules=targets,
+        layers_to_transform=layers,
+        task_type="CAUSAL_LM",
+    )
+    data = Dataset.from_list([to_prompt_completion(m) for m in load_chat_examples(train)])
+    args = SFTConfig(
+        output_dir=str(out),
+        per_device_train_batch_size=config.batch_size,
+        max_steps=steps,
+        seed=config.seed,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=not torch.cuda.is_available(),
+    )
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    return SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer, peft_config=adapter)
+
+
+def time_variant(key: str, train: Path, out: Path, steps: int, rates: dict[str, float]) -> dict:
+    """Train `steps` steps of variant `key`; its training tokens/s, steps/s and fraction of the matmul rate in its
+    dtype (measured once per dtype into `rates`)."""
     import torch
 
     from metaconf.training.lora import LoraJob, build_trainer
 
-    threads = torch.get_num_threads()
-    info = machine_info(threads)
+    if key == "trl-plain":
+        trainer, dtype = plain_trl_trainer(train, out, steps), "bfloat16"  # TRL's default: bf16 autocast
+    else:
+        config = VARIANTS[key][1](steps)
+        trainer = build_trainer(LoraJob(train, out, "embedded", config))
+        dtype = "bfloat16" if config.precision == "bf16" else "float32"
+    if dtype not in rates:
+        rates[dtype] = matmul_gflops(torch.get_num_threads(), dtype)
+    trainer.args.include_num_input_tokens_seen = "non_padding"
+    per_token = minimal_flops_per_token(trainer.model)
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    tokens = trainer.state.num_input_tokens_seen
+    return {
+        "tokens_per_s": tokens / seconds,
+        "steps_per_s": trainer.state.global_step / seconds,
+        "fraction": per_token * tokens / seconds / 1e9 / rates[dtype],
+        "dtype": dtype,
+    }
+
+
+def throughput(args: argparse.Namespace) -> None:
+    """The variants interleaved (a repeat of each in turn, so a change in the machine's load hits all of them), medians
+    over repeats; with several variants, each one's steps/s relative to the last one's in the same round."""
+    import torch
+
+    info = machine_info(torch.get_num_threads())
     print(summary_line(info), flush=True)
     rng = random.Random(0)
     qs = questions(60)
     rows = [single_row(q, rng) for q in qs[:120]] + [pair_row(a, b, rng) for a, b in zip(qs[120:160], qs[140:180])]
-    results, rates_by_dtype = {}, {}
+    keys, rates = args.variants.split(","), {}
+    runs: dict[str, list[dict]] = {key: [] for key in keys}
     with tempfile.TemporaryDirectory() as tmp:
         train = write_jsonl(Path(tmp) / "train.jsonl", rows)
-        for key in args.variants.split(","):
-            name, make = VARIANTS[key]
-            config = make(args.steps)
-            dtype = "bfloat16" if config.precision == "bf16" else "float32"
-            if dtype not in rates_by_dtype:
-                rates_by_dtype[dtype] = matmul_gflops(threads, dtype)
-            rates, fractions = [], []
-            for r in range(args.repeats):
-                trainer = build_trainer(LoraJob(train, Path(tmp) / f"{key}{r}", "embedded", config))
-                trainer.args.include_num_input_tokens_seen = "non_padding"
-                per_token = minimal_flops_per_token(trainer.model)
-                start = time.perf_counter()
-                trainer.train()
-                seconds = time.perf_counter() - start
-                tokens = trainer.state.num_input_tokens_seen
-                rates.append(tokens / seconds)
-                fractions.append(per_token * tokens / seconds / 1e9 / rates_by_dtype[dtype])
+        for r in range(args.repeats):
+            for key in keys:
+                runs[key].append(time_variant(key, train, Path(tmp) / f"{key}{r}", args.steps, rates))
+                m = runs[key][-1]
                 print(
-                    f"{name} repeat {r}: {tokens} tokens in {seconds:.1f}s = {rates[-1]:.0f} tokens/s, "
-                    f"{fractions[-1]:.1%} of the {dtype} matmul rate",
+                    f"{VARIANTS[key][0]} repeat {r}: {m['steps_per_s']:.3f} steps/s, {m['tokens_per_s']:.0f} tokens/s, "
+                    f"{m['fraction']:.1%} of the {m['dtype']} matmul rate",
                     flush=True,
                 )
-            results[key] = {
-                "name": name,
-                "tokens_per_s": round(statistics.median(rates), 1),
-                "fraction_of_matmul_rate": round(statistics.median(fractions), 3),
-            }
-    summary = {
-        "machine": info,
-        "steps": args.steps,
-        "repeats": args.repeats,
-        "matmul_gflops": {d: round(r, 1) for d, r in rates_by_dtype.items()},
-        "variants": results,
-    }
-    for r in results.values():
-        print(
-            f"{r['name']}: median {r['tokens_per_s']:.0f} training tokens/s, {r['fraction_of_matmul_rate']:.1%} "
-            f"of the matmul rate, over {args.repeats} repeats of {args.steps} steps"
-        )
+    results = {}
+    for key in keys:
+        ratios = [a["steps_per_s"] / b["steps_per_s"] for a, b in zip(runs[key], runs[keys[-1]])]
+        results[key] = {
+            "name": VARIANTS[key][0],
+            "steps_per_s": round(statistics.median(m["steps_per_s"] for m in runs[key]), 4),
+            "tokens_per_s": round(statistics.median(m["tokens_per_s"] for m in runs[key]), 1),
+            "fraction_of_matmul_rate": round(statistics.median(m["fraction"] for m in runs[key]), 3),
+            f"speed_vs_{keys[-1]}": round(statistics.median(ratios), 2),
+        }
+        print(f"{results[key]['name']}: median {results[key]}", flush=True)
+    summary = {"machine": info, "steps": args.steps, "repeats": args.repeats, "variants": results}
+    summary["matmul_gflops"] = {d: round(r, 1) for d, r in rates.items()}
     print(json.dumps(summary, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=2) + "\n")
 
 
 def stage(args: argparse.Namespace) -> None:
@@ -255,8 +312,10 @@ def main() -> None:
     t.add_argument(
         "--variants",
         default="fp32,bf16-weights,bf16-autocast",
-        help=f"comma-separated, from {', '.join(VARIANTS)} (trl: ~14 min a repeat on 2 AVX2 cores)",
+        help=f"comma-separated, from {', '.join(VARIANTS)} (trl: ~14 min a repeat on 2 AVX2 cores); run "
+        "interleaved; the last is the one the others are compared with",
     )
+    t.add_argument("--json", type=Path, default=None, help="also write the summary here")
     d = sub.add_parser("stage")
     d.add_argument("--run", required=True, help="a run folder with training_sets/ (e.g. from `metaconf demo`)")
     d.add_argument("--cache", choices=("both", "on", "off"), default="both", help="which settings to time")

@@ -39,6 +39,7 @@ from metaconf.names import inside
 from metaconf.precision import DtypeChoice, resolve_dtype
 from metaconf.training.config import LoraTrainConfig
 from metaconf.training.data import filter_by_length, load_chat_examples, to_prompt_completion
+from metaconf.training.distributed import enable_cpu_fsdp
 from metaconf.training.progress import quiet_libraries, use_own_progress
 
 
@@ -384,6 +385,7 @@ def build_trainer(job: LoraJob, callbacks: Sequence[Any] = ()) -> Any:
         processing_class=tokenizer,
         callbacks=list(callbacks),
     )
+    enable_cpu_fsdp(trainer)  # FSDP from `accelerate launch` on CPU processes too (accelerate does it on GPUs)
     use_own_progress(trainer, job.output_dir.name)
     _feed_cached_states(trainer, frozen)
     return trainer
