@@ -2,9 +2,18 @@
 
 The HTTP side is async and many requests wait at once; the engine is not thread-safe (one torch model) and is
 fastest on a batch. So every request goes into one bounded queue, and one worker thread takes what is there (up to
-`max_batch` items, waiting at most `max_wait` seconds for more after the first), answers them in one call, and
-hands each result back to the event loop of the request that asked. A full queue refuses at once (`QueueFull`,
-HTTP 429) rather than letting latency grow without bound; `close` answers everything already queued, then stops.
+`max_batch` items), answers them in one call, and hands each result back to the event loop of the request that
+asked.
+
+How long a batch waits for more: clients that were just answered send their next request over the following tens of
+milliseconds, so a fixed wait after the *first* arrival cuts their batch in pieces. The worker instead expects as
+many requests as were in the server when it last answered (the batch it answered plus those queued meanwhile) and
+keeps collecting while fewer are there and each next one arrives within `max_wait` of the last (never longer than
+`max_hold` in all). Once that many are there it goes at once, with whatever else is already queued: one client
+alone (expecting 1) never waits, and 32 clients that resubmit together form one batch of 32.
+
+A full queue refuses at once (`QueueFull`, HTTP 429) rather than letting latency grow without bound; `close`
+answers everything already queued, then stops.
 """
 
 from __future__ import annotations
@@ -44,7 +53,9 @@ _STOP = object()
 class Batcher(Generic[Item, Result]):
     """Answers items through `answer(items) -> results` (same length, same order) in one worker thread.
 
-    `batch_sizes` counts the batches by size (what a test or a benchmark reads to see batching happen)."""
+    `max_wait`: the longest gap between arrivals while a batch is still short of what the worker expects;
+    `max_hold` (default 20 x `max_wait`): the longest any batch waits in all. `batch_sizes` counts the batches by size
+    (what a test or a benchmark reads to see batching happen)."""
 
     def __init__(
         self,
@@ -52,12 +63,15 @@ class Batcher(Generic[Item, Result]):
         max_batch: int = 32,
         max_wait: float = 0.01,
         max_queue: int = 256,
+        max_hold: float | None = None,
     ):
-        if max_batch < 1 or max_queue < 1 or max_wait < 0:
-            raise ValueError("batcher: max_batch and max_queue must be >= 1, max_wait >= 0")
+        if max_batch < 1 or max_queue < 1 or max_wait < 0 or (max_hold is not None and max_hold < 0):
+            raise ValueError("batcher: max_batch and max_queue must be >= 1, max_wait and max_hold >= 0")
         self.answer = answer
         self.max_batch = max_batch
         self.max_wait = max_wait
+        self.max_hold = 20 * max_wait if max_hold is None else max_hold
+        self.expected = max_batch  # requests in the server when it last answered (before any: as many as allowed)
         self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
         self._thread = threading.Thread(target=self._work, name="metaconf-engine", daemon=True)
         self._closed = False
@@ -93,9 +107,11 @@ class Batcher(Generic[Item, Result]):
         if first is _STOP:
             return [], True
         batch = [first]
-        deadline = time.monotonic() + self.max_wait
+        now = time.monotonic()
+        hold_until, gap_until = now + self.max_hold, now + self.max_wait
         while len(batch) < self.max_batch:
-            left = deadline - time.monotonic()
+            # short of the expected batch: wait for the next arrival (within the gap); else take only what is queued
+            left = min(gap_until, hold_until) - time.monotonic() if len(batch) < self.expected else 0.0
             try:
                 got = self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
             except queue.Empty:
@@ -103,6 +119,7 @@ class Batcher(Generic[Item, Result]):
             if got is _STOP:
                 return batch, True
             batch.append(got)
+            gap_until = time.monotonic() + self.max_wait
         return batch, False
 
     def _work(self) -> None:
@@ -113,16 +130,22 @@ class Batcher(Generic[Item, Result]):
             if not live:
                 continue
             self.batch_sizes[len(live)] += 1
-            try:
-                results = list(self.answer([p.item for p in live]))
-                if len(results) != len(live):
-                    raise RuntimeError(f"batcher: {len(live)} items, {len(results)} results")
-            except Exception as exc:  # every request of the batch gets the error (the HTTP side answers 500)
-                for p in live:
-                    _hand_back(p, None, exc)
-                continue
-            for p, result in zip(live, results, strict=True):
-                _hand_back(p, result, None)
+            self._answer(live)
+            # the clients just answered are likely to come back, and so are those that queued meanwhile
+            self.expected = max(1, min(self.max_batch, len(live) + self._queue.qsize()))
+
+    def _answer(self, live: list[_Pending]) -> None:
+        """Answer one batch and settle each request's future (every request gets the error if `answer` raised)."""
+        try:
+            results = list(self.answer([p.item for p in live]))
+            if len(results) != len(live):
+                raise RuntimeError(f"batcher: {len(live)} items, {len(results)} results")
+        except Exception as exc:  # every request of the batch gets the error (the HTTP side answers 500)
+            for p in live:
+                _hand_back(p, None, exc)
+            return
+        for p, result in zip(live, results, strict=True):
+            _hand_back(p, result, None)
 
 
 def _hand_back(p: _Pending, result: Any, error: BaseException | None) -> None:
