@@ -45,6 +45,7 @@ class _Pending:
     item: Any
     future: asyncio.Future
     loop: asyncio.AbstractEventLoop
+    arrived: float = 0.0  # time.monotonic() when queued
 
 
 _STOP = object()
@@ -71,7 +72,9 @@ class Batcher(Generic[Item, Result]):
         self.max_batch = max_batch
         self.max_wait = max_wait
         self.max_hold = 20 * max_wait if max_hold is None else max_hold
-        self.expected = max_batch  # requests in the server when it last answered (before any: as many as allowed)
+        self.last_batch = max_batch  # the size of the batch last answered (before any: as many as allowed)
+        self.answered_at = float("-inf")  # when it was answered
+        self.expected = max_batch  # the batch the worker collects for now
         self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
         self._thread = threading.Thread(target=self._work, name="metaconf-engine", daemon=True)
         self._closed = False
@@ -86,7 +89,7 @@ class Batcher(Generic[Item, Result]):
         if self._closed:
             raise Closed("the server is shutting down")
         loop = asyncio.get_running_loop()
-        pending = _Pending(item, loop.create_future(), loop)
+        pending = _Pending(item, loop.create_future(), loop, time.monotonic())
         try:
             self._queue.put_nowait(pending)
         except queue.Full:
@@ -107,6 +110,7 @@ class Batcher(Generic[Item, Result]):
         if first is _STOP:
             return [], True
         batch = [first]
+        self.expected = self._expect(first)
         now = time.monotonic()
         hold_until, gap_until = now + self.max_hold, now + self.max_wait
         while len(batch) < self.max_batch:
@@ -131,13 +135,21 @@ class Batcher(Generic[Item, Result]):
                 continue
             self.batch_sizes[len(live)] += 1
             self._answer(live)
-            # the clients just answered are likely to come back, and so are those that queued meanwhile
-            self.expected = max(1, min(self.max_batch, len(live) + self._queue.qsize()))
+
+    def _expect(self, first: _Pending) -> int:
+        """How many requests to collect: the clients last answered (likely to ask again) plus the requests that were
+        already waiting before they were answered (other clients). A request that arrived after the last answer
+        may be one of those clients coming back, so it is not counted twice: a lone client expects itself only."""
+        with self._queue.mutex:
+            waiting = [p for p in self._queue.queue if p is not _STOP]
+        earlier = sum(1 for p in [first, *waiting] if p.arrived < self.answered_at)
+        return max(1, min(self.max_batch, self.last_batch + earlier))
 
     def _answer(self, live: list[_Pending]) -> None:
         """Answer one batch and settle each request's future (every request gets the error if `answer` raised)."""
         try:
             results = list(self.answer([p.item for p in live]))
+            self.last_batch, self.answered_at = len(live), time.monotonic()  # before any client hears back
             if len(results) != len(live):
                 raise RuntimeError(f"batcher: {len(live)} items, {len(results)} results")
         except Exception as exc:  # every request of the batch gets the error (the HTTP side answers 500)
