@@ -6,11 +6,11 @@ fastest on a batch. So every request goes into one bounded queue, and one worker
 asked.
 
 How long a batch waits for more: clients that were just answered send their next request over the following tens of
-milliseconds, so a fixed wait after the *first* arrival cuts their batch in pieces. The worker instead expects as
-many requests as were in the server when it last answered (the batch it answered plus those queued meanwhile) and
-keeps collecting while fewer are there and each next one arrives within `max_wait` of the last (never longer than
-`max_hold` in all). Once that many are there it goes at once, with whatever else is already queued: one client
-alone (expecting 1) never waits, and 32 clients that resubmit together form one batch of 32.
+milliseconds (longer on a loaded machine), so a fixed wait after the *first* arrival cuts their batch in pieces. The
+worker instead expects the clients it last answered plus the requests that were already waiting before it answered
+them, and keeps collecting while fewer are there, for at most `max_hold` (20 x `max_wait` unless given). Once that
+many are there it goes at once, with whatever else is already queued: one client alone (expecting itself) never
+waits, and 32 clients that resubmit together form one batch of 32.
 
 A full queue refuses at once (`QueueFull`, HTTP 429) rather than letting latency grow without bound; `close`
 answers everything already queued, then stops.
@@ -54,9 +54,8 @@ _STOP = object()
 class Batcher(Generic[Item, Result]):
     """Answers items through `answer(items) -> results` (same length, same order) in one worker thread.
 
-    `max_wait`: the longest gap between arrivals while a batch is still short of what the worker expects;
-    `max_hold` (default 20 x `max_wait`): the longest any batch waits in all. `batch_sizes` counts the batches by size
-    (what a test or a benchmark reads to see batching happen)."""
+    `max_hold` (default 20 x `max_wait`): the longest a batch waits for the requests the worker expects.
+    `batch_sizes` counts the batches by size (what a test or a benchmark reads to see batching happen)."""
 
     def __init__(
         self,
@@ -72,7 +71,7 @@ class Batcher(Generic[Item, Result]):
         self.max_batch = max_batch
         self.max_wait = max_wait
         self.max_hold = 20 * max_wait if max_hold is None else max_hold
-        self.last_batch = max_batch  # the size of the batch last answered (before any: as many as allowed)
+        self.last_batch = 1  # the size of the batch last answered (before any: one, so nothing waits without cause)
         self.answered_at = float("-inf")  # when it was answered
         self.expected = max_batch  # the batch the worker collects for now
         self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
@@ -111,11 +110,10 @@ class Batcher(Generic[Item, Result]):
             return [], True
         batch = [first]
         self.expected = self._expect(first)
-        now = time.monotonic()
-        hold_until, gap_until = now + self.max_hold, now + self.max_wait
+        hold_until = time.monotonic() + self.max_hold
         while len(batch) < self.max_batch:
-            # short of the expected batch: wait for the next arrival (within the gap); else take only what is queued
-            left = min(gap_until, hold_until) - time.monotonic() if len(batch) < self.expected else 0.0
+            # short of the expected batch: wait for the next arrival (up to the hold); else take only what is queued
+            left = hold_until - time.monotonic() if len(batch) < self.expected else 0.0
             try:
                 got = self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
             except queue.Empty:
@@ -123,7 +121,6 @@ class Batcher(Generic[Item, Result]):
             if got is _STOP:
                 return batch, True
             batch.append(got)
-            gap_until = time.monotonic() + self.max_wait
         return batch, False
 
     def _work(self) -> None:

@@ -54,8 +54,8 @@ class ServeOptions(BaseModel):
         10.0,
         ge=0,
         le=60_000,
-        description="Longest gap between arrivals while a batch is short of the requests last in flight "
-        "(at most 20x this in all; a lone client never waits).",
+        description="A batch short of the requests it expects (the clients last answered and those waiting) "
+        "waits for them at most 20x this; a lone client never waits.",
     )
     max_queue: int = Field(256, ge=1, le=1_000_000, description="Most requests waiting; more are refused with 429.")
     max_body_bytes: int = Field(
