@@ -9,8 +9,8 @@ How long a batch waits for more: clients that were just answered send their next
 milliseconds (longer on a loaded machine), so a fixed wait after the *first* arrival cuts their batch in pieces. The
 worker instead expects the clients it last answered plus the requests that were already waiting before it answered
 them, and keeps collecting while fewer are there, for at most `max_hold` (20 x `max_wait` unless given). Once that
-many are there it goes at once, with whatever else is already queued: one client alone (expecting itself) never
-waits, and 32 clients that resubmit together form one batch of 32.
+many are there it goes at once, with whatever else is already queued: one client alone (expecting itself) waits
+only for its very first answer, and 32 clients that resubmit together form one batch of 32.
 
 A full queue refuses at once (`QueueFull`, HTTP 429) rather than letting latency grow without bound; `close`
 answers everything already queued, then stops.
@@ -71,7 +71,7 @@ class Batcher(Generic[Item, Result]):
         self.max_batch = max_batch
         self.max_wait = max_wait
         self.max_hold = 20 * max_wait if max_hold is None else max_hold
-        self.last_batch = 1  # the size of the batch last answered (before any: one, so nothing waits without cause)
+        self.last_batch = max_batch  # the size of the batch last answered (before any: a full one is expected)
         self.answered_at = float("-inf")  # when it was answered
         self.expected = max_batch  # the batch the worker collects for now
         self._queue: queue.Queue = queue.Queue(maxsize=max_queue)

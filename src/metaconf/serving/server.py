@@ -55,7 +55,7 @@ class ServeOptions(BaseModel):
         ge=0,
         le=60_000,
         description="A batch short of the requests it expects (the clients last answered and those waiting) "
-        "waits for them at most 20x this; a lone client never waits.",
+        "waits for them at most 20x this; a lone client waits only for its first answer.",
     )
     max_queue: int = Field(256, ge=1, le=1_000_000, description="Most requests waiting; more are refused with 429.")
     max_body_bytes: int = Field(
