@@ -51,7 +51,11 @@ class ServeOptions(BaseModel):
     port: int = Field(8000, ge=0, le=65535, description="Port to listen on (0: any free port).")
     max_batch: int = Field(32, ge=1, le=4096, description="Most requests answered in one engine call.")
     max_wait_ms: float = Field(
-        10.0, ge=0, le=60_000, description="How long a batch waits for more requests after its first."
+        10.0,
+        ge=0,
+        le=60_000,
+        description="A batch short of the requests it expects (the clients last answered and those waiting) "
+        "waits for them at most 20x this; a lone client waits only for its first answer.",
     )
     max_queue: int = Field(256, ge=1, le=1_000_000, description="Most requests waiting; more are refused with 429.")
     max_body_bytes: int = Field(
