@@ -1,0 +1,148 @@
+"""The grpo objective: its rewards on scripted replies, its prompts from a training set, guided generation, and a
+short GRPO run on the tiny model."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from helpers.training_data import grpo_question, write_grpo_set
+from metaconf.data.schema import Question
+from metaconf.errors import DataError
+from metaconf.tasks.task import Tasks, get_task
+from metaconf.training.grpo import dataset_rows, load_grpo_prompts, reply_limit, reward_functions
+from metaconf.training.rewards import brier_reward, better_question, pairwise_reward, single_reward
+
+SINGLE, PAIRWISE = get_task("single"), get_task("pairwise")
+Q = Question.from_dict(grpo_question(0))  # gold: B
+Q1, Q2 = Question.from_dict(grpo_question(1)), Question.from_dict(grpo_question(2))
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        ("Answer: B\nConfidence: 80%", 1 - (0.8 - 1) ** 2),  # right and sure: 0.96
+        ("Answer: B\nConfidence: 20%", 1 - (0.2 - 1) ** 2),  # right but unsure: 0.36
+        ("Answer: A\nConfidence: 80%", 0 - (0.8 - 0) ** 2),  # wrong and sure: -0.64
+        ("Answer: A\nConfidence: 0%", 0.0),  # wrong and says so: 0
+        ("Answer: B\nConfidence: 100%", 1.0),
+        ("Answer: B", 0.0),  # no confidence: unreadable
+        ("I think it is 8.", 0.0),  # no answer, no confidence
+        ("", 0.0),
+    ],
+)
+def test_single_reward_is_correct_minus_brier(reply, expected):
+    assert single_reward(reply, Q, SINGLE) == pytest.approx(expected)
+
+
+def test_brier_reward_orders_right_above_wrong_and_is_proper():
+    assert min(brier_reward(True, p / 10) for p in range(11)) >= max(brier_reward(False, p / 10) for p in range(11))
+    # the expected reward of stating p when the answer is right with probability 0.7 peaks at p = 0.7
+    expected = {p / 100: 0.7 * brier_reward(True, p / 100) + 0.3 * brier_reward(False, p / 100) for p in range(101)}
+    assert max(expected, key=expected.get) == pytest.approx(0.7)
+
+
+def test_pairwise_reward_pays_for_the_better_question_only():
+    right = "Choice: Question 1\nAnswer 1: B\nAnswer 2: A"
+    wrong = "Choice: Question 2\nAnswer 1: B\nAnswer 2: A"
+    assert PAIRWISE.parse(right, Q1, Q2).parsed  # the scripted replies are in the bundled template's format
+    assert pairwise_reward(right, (Q1, Q2), better=1, task=PAIRWISE) == 1.0
+    assert pairwise_reward(wrong, (Q1, Q2), better=1, task=PAIRWISE) == 0.0
+    assert pairwise_reward(wrong, (Q1, Q2), better=2, task=PAIRWISE) == 1.0
+    assert pairwise_reward("Choice: Question 1", (Q1, Q2), better=1, task=PAIRWISE) == 0.0  # answers missing
+    assert pairwise_reward("no idea", (Q1, Q2), better=1, task=PAIRWISE) == 0.0
+
+
+def test_better_question_from_sampled_accuracy():
+    assert better_question(0.9, 0.2) == 1
+    assert better_question(0.1, 0.4) == 2
+    assert better_question(0.5, 0.5) is None
+
+
+def test_prompts_pair_train_and_examples_lines(tmp_path):
+    train = write_grpo_set(tmp_path / "set", n_single=3, n_pairs=2)
+    prompts = load_grpo_prompts(train)
+    assert [p.task for p in prompts] == ["single"] * 3 + ["pairwise"] * 2
+    chats = [json.loads(line)["messages"] for line in train.read_text().splitlines()]
+    assert [p.messages for p in prompts] == [c[:-1] for c in chats]  # the reply is not in the prompt
+    assert prompts[0].questions[0].answers == ["B"] and prompts[3].better == 1
+
+    # a tied pair has no right choice: left out
+    lines = (tmp_path / "set" / "examples.jsonl").read_text().splitlines()
+    tied = json.loads(lines[3]) | {"accuracy1": 0.5, "accuracy2": 0.5}
+    (tmp_path / "set" / "examples.jsonl").write_text("\n".join([*lines[:3], json.dumps(tied), lines[4]]) + "\n")
+    assert [p.task for p in load_grpo_prompts(train)] == ["single"] * 3 + ["pairwise"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda lines: lines[:-1], "4 lines for 5 examples"),
+        (lambda lines: [json.dumps(json.loads(lines[0]) | {"question": "x"}), *lines[1:]], ":1: field 'question'"),
+        (lambda lines: [*lines[:4], json.dumps(json.loads(lines[4]) | {"accuracy2": None})], ":5: fields 'accuracy1'"),
+        (lambda lines: [json.dumps(json.loads(lines[0]) | {"task": "x"}), *lines[1:]], ":1: field 'task'"),
+    ],
+)
+def test_bad_examples_file_is_one_line_naming_it(tmp_path, change, message):
+    train = write_grpo_set(tmp_path / "set", n_single=3, n_pairs=2)
+    examples = tmp_path / "set" / "examples.jsonl"
+    examples.write_text("\n".join(change(examples.read_text().splitlines())) + "\n")
+    with pytest.raises(DataError, match=re.escape(message)) as info:
+        load_grpo_prompts(train)
+    assert str(examples) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_missing_examples_file_is_refused(tmp_path):
+    train = write_grpo_set(tmp_path / "set")
+    (tmp_path / "set" / "examples.jsonl").unlink()
+    with pytest.raises(DataError, match="examples.jsonl: not found"):
+        load_grpo_prompts(train)
+
+
+def test_reward_functions_score_each_task_and_skip_the_other(tmp_path):
+    tasks = Tasks.of()
+    prompts = load_grpo_prompts(write_grpo_set(tmp_path / "set", n_single=1, n_pairs=1))
+    rows = dataset_rows(prompts, tasks, reply_limit(tasks, prompts))
+    assert re.fullmatch(rows[0]["guide"], "Answer: B\nConfidence: 80%")
+    single_fn, pair_fn = reward_functions(tasks)
+    completions = [
+        [{"role": "assistant", "content": "Answer: B\nConfidence: 80%"}],
+        [{"role": "assistant", "content": "Choice: Question 2\nAnswer 1: B\nAnswer 2: B"}],
+    ]
+    columns = {k: [r[k] for r in rows] for k in ("task", "questions", "better")}
+    assert single_fn(completions, **columns) == [pytest.approx(0.96), None]
+    assert pair_fn(completions, **columns) == [None, 0.0]  # the pair's better question is 1
+
+
+def test_guide_processor_keeps_generate_inside_each_rows_guide(tiny_model):
+    """Random weights would never write the format by themselves: every reply matches its row's guide."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessorList
+
+    from metaconf.engines.guidance import Guidance
+    from metaconf.training.grpo import guide_processor
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    limit = max(SINGLE.token_limit(guided=True), PAIRWISE.token_limit(guided=True))
+    guides = [SINGLE.guide(Q, max_new_tokens=limit), PAIRWISE.guide(Q1, Q2, max_new_tokens=limit)]
+    prompts = [SINGLE.messages(Q), PAIRWISE.messages(Q1, Q2)]
+    texts = [tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in prompts]
+    batch = tokenizer(texts, return_tensors="pt", padding=True, padding_side="left")
+    eos = [tokenizer.eos_token_id]
+    rows = Guidance(tokenizer, model.get_output_embeddings().weight.shape[0], eos).matchers(guides)
+    torch.manual_seed(0)
+    out = model.generate(
+        **batch,
+        do_sample=True,
+        max_new_tokens=limit + 1,
+        logits_processor=LogitsProcessorList([guide_processor(rows, eos)]),
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=eos,
+    )
+    replies = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+    assert all(re.fullmatch(g, r) for g, r in zip(guides, replies)), replies
+    assert SINGLE.parse(replies[0], Q).parsed
+    assert PAIRWISE.parse(replies[1], Q1, Q2).parsed
