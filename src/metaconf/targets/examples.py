@@ -13,6 +13,7 @@ import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from metaconf.data.schema import Question
@@ -21,7 +22,8 @@ from metaconf.errors import DataError
 from metaconf.targets.calibration import CalibrationMap
 from metaconf.targets.config import TargetsConfig, TrainingSetSpec
 from metaconf.targets.consistency import ConsistencyRecord
-from metaconf.tasks.task import PairwiseTask, SingleTask, Tasks, get_task
+from metaconf.tasks.task import PairwiseTask, SingleTask, Task, Tasks, get_task
+from metaconf.tasks.templates import TEMPLATE_DIR
 
 MAX_CANDIDATE_PAIRS = 200_000
 MAX_OPEN_ANSWER_WORDS = 8
@@ -245,11 +247,30 @@ def build_training_set(
         return pairwise_examples(picked, questions, cmap, tasks.pairwise)
 
     if spec.task == "single":
-        return singles(spec.size)
+        return with_prompt_inputs(singles(spec.size), questions, tasks)
     if spec.task == "pairwise":
-        return pairs(spec.size or len(pool))
+        return with_prompt_inputs(pairs(spec.size or len(pool)), questions, tasks)
     size = spec.size or len(pool)
     n_single = round(size * spec.single_share)
     mixed = singles(n_single) + pairs(size - n_single)
     _rng(seed, spec.name, "mix").shuffle(mixed)
-    return mixed
+    return with_prompt_inputs(mixed, questions, tasks)
+
+
+def template_ref(task: Task) -> str:
+    """How examples.jsonl names a task's template: the bundled template's name, else the file it was read from."""
+    path = task.template.path
+    return task.name if not path or Path(path).parent == TEMPLATE_DIR else path
+
+
+def with_prompt_inputs(examples: list[Example], questions: dict[str, Question], tasks: Tasks) -> list[Example]:
+    """The examples with what re-asking their prompt needs in their meta (the grpo objective samples replies to
+    each prompt and grades them): the question(s) with their gold answers, and the template they are written in."""
+    for e in examples:
+        if e.task == "single":
+            e.meta["question"] = questions[e.meta["id"]].to_dict()
+        else:
+            e.meta["question1"] = questions[e.meta["id1"]].to_dict()
+            e.meta["question2"] = questions[e.meta["id2"]].to_dict()
+        e.meta["template"] = template_ref(tasks.single if e.task == "single" else tasks.pairwise)
+    return examples
