@@ -91,6 +91,11 @@ class LoraTrainConfig(BaseModel):
     gradient_checkpointing: bool | Literal["auto"] = Field(
         "auto", description="Recompute activations in backward to save memory; 'auto': on for GPUs, off on CPU."
     )
+    brier_soft_labels: bool = Field(
+        False,
+        description="Objective brier only: score the stated confidence against the answer's sampled accuracy (the "
+        "share of the targets stage's samples graded correct) instead of whether the modal answer is correct.",
+    )
 
     @classmethod
     def for_cpu_demo(cls) -> LoraTrainConfig:
@@ -109,8 +114,9 @@ class LoraTrainConfig(BaseModel):
 
     def fingerprint(self) -> str:
         """A hash of every setting: a finished adapter is reused only when this matches. `bf16_mode` counts only
-        where bf16 actually runs (train_lora adds the resolved precision), so fp32 fingerprints predate it."""
-        settings = self.model_dump(exclude={"bf16_mode"})
+        where bf16 actually runs (train_lora adds the resolved precision), so fp32 fingerprints predate it;
+        `brier_soft_labels` only under objective brier (its fingerprint inputs, training/objectives.py)."""
+        settings = self.model_dump(exclude={"bf16_mode", "brier_soft_labels"})
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
     def lora_layers(self, num_layers: int) -> list[int] | None:
