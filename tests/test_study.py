@@ -67,6 +67,13 @@ def test_conditions_are_records_checked_before_any_work():
         ({"conditions": ["base", {"name": "a/b", "training_set": "single"}]}, r"conditions\.1\.name"),
         ({"conditions": ["base", {"name": "x", "objective": "dpo"}]}, r"conditions\.1\.objective"),
         ({"conditions": ["base", fast], "training": {"backend": "hosted"}}, "hosted fine-tuning takes no"),
+        (
+            {
+                "conditions": ["base", {"name": "b", "training_set": "single", "objective": "brier"}],
+                "training": {"backend": "hosted"},
+            },
+            r"field 'conditions\.1\.objective': hosted fine-tuning trains sft only, not brier",
+        ),
     ]
     for change, error in cases:
         with pytest.raises(ConfigError, match=error):

@@ -20,7 +20,9 @@ BASE = "base"
 TRAINED_CONDITIONS = ("single", "pairwise", "multitask")  # the paper's: each trained on the training set of its name
 CONDITIONS = (BASE, *TRAINED_CONDITIONS)
 NAME_PATTERN = r"^[A-Za-z0-9_.+-]+$"
-OBJECTIVES = ("sft",)
+OBJECTIVES = ("sft", "brier", "grpo")  # docs/training.md, "Objectives"
+Objective = Literal["sft", "brier", "grpo"]
+LOCAL_ONLY_OBJECTIVES = ("brier", "grpo")  # need the model's probabilities or its samples: LoRA, not a hosted job
 
 # one colour per condition in every plot (Okabe-Ito): base is grey, the reference; a condition without a colour of
 # its own takes the first unused one of EXTRA_COLORS, in the study's order
@@ -42,8 +44,14 @@ class Condition(BaseModel):
         description="The training set (a targets.sets name) it is fine-tuned on; null: not fine-tuned (the base "
         "model).",
     )
-    objective: Literal["sft"] = Field(
-        "sft", description="The training objective: sft (supervised fine-tuning on the training set's replies)."
+    objective: Objective = Field(
+        "sft",
+        description="The training objective (docs/training.md, 'Objectives'): sft: supervised fine-tuning on the "
+        "training set's replies (the paper's recipe); brier: the answer by cross-entropy, the stated confidence by "
+        "the expected Brier score of the model's distribution over the confidence values against whether the "
+        "answer is correct, the pairwise choice by log loss on the question answered correctly more often; grpo: "
+        "reinforcement learning (TRL's GRPOTrainer) with the reward correct - (confidence - correct)^2 (single) "
+        "or choosing the better question (pairwise). brier and grpo train LoRA only (not training.backend hosted).",
     )
     training: dict[str, Any] = Field(
         default_factory=dict,

@@ -21,7 +21,15 @@ from pydantic import (
 )
 
 from metaconf.bounds import SEED_MAX
-from metaconf.conditions import CONDITIONS, Condition, as_condition, compact, shuffled_controls, with_default_set
+from metaconf.conditions import (
+    CONDITIONS,
+    LOCAL_ONLY_OBJECTIVES,
+    Condition,
+    as_condition,
+    compact,
+    shuffled_controls,
+    with_default_set,
+)
 from metaconf.configfile import read_config_file, read_mapping
 from metaconf.engines.kinds import EmbeddedModel, ModelConfig
 from metaconf.errors import ConfigError, field_location, validation_error
@@ -394,6 +402,11 @@ def _check_conditions(config: StudyConfig, source: str) -> None:
             raise ConfigError(
                 f"{source}: field 'conditions.{i}.training_set': '{condition.name}' is trained on the training set "
                 f"'{condition.training_set}', but targets.sets has only {', '.join(sets) or 'none'}"
+            )
+        if condition.objective in LOCAL_ONLY_OBJECTIVES and config.training.backend == "hosted":
+            raise ConfigError(
+                f"{source}: field 'conditions.{i}.objective': hosted fine-tuning trains sft only, not "
+                f"{condition.objective} ('{condition.name}'); use training.backend lora"
             )
         if condition.training and config.training.backend == "hosted":
             raise ConfigError(

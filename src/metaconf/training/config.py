@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from metaconf.bounds import SEED_MAX
 
 
-GRPO_FIELDS = ("grpo_generations", "grpo_beta", "grpo_guided")
+GRPO_FIELDS = ("grpo_generations", "grpo_beta", "grpo_guided")  # objective grpo only: its fingerprint inputs
 
 
 class LoraTrainConfig(BaseModel):
@@ -94,6 +94,11 @@ class LoraTrainConfig(BaseModel):
     gradient_checkpointing: bool | Literal["auto"] = Field(
         "auto", description="Recompute activations in backward to save memory; 'auto': on for GPUs, off on CPU."
     )
+    brier_soft_labels: bool = Field(
+        False,
+        description="Objective brier only: score the stated confidence against the answer's sampled accuracy (the "
+        "share of the targets stage's samples graded correct) instead of whether the modal answer is correct.",
+    )
     grpo_generations: int = Field(
         4,
         le=256,
@@ -127,11 +132,10 @@ class LoraTrainConfig(BaseModel):
 
     def fingerprint(self) -> str:
         """A hash of every setting: a finished adapter is reused only when this matches. `bf16_mode` counts only
-        where bf16 actually runs (train_lora adds the resolved precision), so fp32 fingerprints predate it."""
-        settings = self.model_dump(exclude={"bf16_mode"})
-        for name in GRPO_FIELDS:  # grpo settings count only where changed, so older fingerprints stay
-            if settings[name] == type(self).model_fields[name].default:
-                del settings[name]
+        where bf16 actually runs (train_lora adds the resolved precision), so fp32 fingerprints predate it;
+        `brier_soft_labels` and the grpo settings only under their objective (its fingerprint inputs,
+        training/objectives.py)."""
+        settings = self.model_dump(exclude={"bf16_mode", "brier_soft_labels", *GRPO_FIELDS})
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
     def lora_layers(self, num_layers: int) -> list[int] | None:
