@@ -11,9 +11,15 @@ import pytest
 from helpers.training_data import grpo_question, write_grpo_set
 from metaconf.data.schema import Question
 from metaconf.errors import DataError
-from metaconf.tasks.task import Tasks, get_task
-from metaconf.training.grpo import dataset_rows, load_grpo_prompts, reply_limit, reward_functions
-from metaconf.training.rewards import brier_reward, better_question, pairwise_reward, single_reward
+from metaconf.tasks.task import get_task
+from metaconf.training.grpo import (
+    dataset_rows,
+    load_grpo_prompts,
+    pairwise_choice_reward,
+    reply_limit,
+    single_calibration_reward,
+)
+from metaconf.training.rewards import brier_reward, pairwise_reward, single_reward
 
 SINGLE, PAIRWISE = get_task("single"), get_task("pairwise")
 Q = Question.from_dict(grpo_question(0))  # gold: B
@@ -55,12 +61,6 @@ def test_pairwise_reward_pays_for_the_better_question_only():
     assert pairwise_reward("no idea", (Q1, Q2), better=1, task=PAIRWISE) == 0.0
 
 
-def test_better_question_from_sampled_accuracy():
-    assert better_question(0.9, 0.2) == 1
-    assert better_question(0.1, 0.4) == 2
-    assert better_question(0.5, 0.5) is None
-
-
 def test_prompts_pair_train_and_examples_lines(tmp_path):
     train = write_grpo_set(tmp_path / "set", n_single=3, n_pairs=2)
     prompts = load_grpo_prompts(train)
@@ -71,7 +71,7 @@ def test_prompts_pair_train_and_examples_lines(tmp_path):
 
     # a tied pair has no right choice: left out
     lines = (tmp_path / "set" / "examples.jsonl").read_text().splitlines()
-    tied = json.loads(lines[3]) | {"accuracy1": 0.5, "accuracy2": 0.5}
+    tied = json.loads(lines[3]) | {"better": None}
     (tmp_path / "set" / "examples.jsonl").write_text("\n".join([*lines[:3], json.dumps(tied), lines[4]]) + "\n")
     assert [p.task for p in load_grpo_prompts(train)] == ["single"] * 3 + ["pairwise"]
 
@@ -81,7 +81,8 @@ def test_prompts_pair_train_and_examples_lines(tmp_path):
     [
         (lambda lines: lines[:-1], "4 lines for 5 examples"),
         (lambda lines: [json.dumps(json.loads(lines[0]) | {"question": "x"}), *lines[1:]], ":1: field 'question'"),
-        (lambda lines: [*lines[:4], json.dumps(json.loads(lines[4]) | {"accuracy2": None})], ":5: fields 'accuracy1'"),
+        (lambda lines: [*lines[:4], json.dumps(json.loads(lines[4]) | {"better": 3})], ":5: field 'better'"),
+        (lambda lines: [json.dumps(json.loads(lines[0]) | {"template": None}), *lines[1:]], ":1: field 'template'"),
         (lambda lines: [json.dumps(json.loads(lines[0]) | {"task": "x"}), *lines[1:]], ":1: field 'task'"),
     ],
 )
@@ -102,18 +103,16 @@ def test_missing_examples_file_is_refused(tmp_path):
 
 
 def test_reward_functions_score_each_task_and_skip_the_other(tmp_path):
-    tasks = Tasks.of()
     prompts = load_grpo_prompts(write_grpo_set(tmp_path / "set", n_single=1, n_pairs=1))
-    rows = dataset_rows(prompts, tasks, reply_limit(tasks, prompts))
+    rows = dataset_rows(prompts, reply_limit(prompts))
     assert re.fullmatch(rows[0]["guide"], "Answer: B\nConfidence: 80%")
-    single_fn, pair_fn = reward_functions(tasks)
     completions = [
         [{"role": "assistant", "content": "Answer: B\nConfidence: 80%"}],
         [{"role": "assistant", "content": "Choice: Question 2\nAnswer 1: B\nAnswer 2: B"}],
     ]
-    columns = {k: [r[k] for r in rows] for k in ("task", "questions", "better")}
-    assert single_fn(completions, **columns) == [pytest.approx(0.96), None]
-    assert pair_fn(completions, **columns) == [None, 0.0]  # the pair's better question is 1
+    columns = {k: [r[k] for r in rows] for k in ("task", "template", "questions", "better")}
+    assert single_calibration_reward(completions, **columns) == [pytest.approx(0.96), None]
+    assert pairwise_choice_reward(completions, **columns) == [None, 0.0]  # the pair's better question is 1
 
 
 def test_guide_processor_keeps_generate_inside_each_rows_guide(tiny_model):
@@ -146,3 +145,62 @@ def test_guide_processor_keeps_generate_inside_each_rows_guide(tiny_model):
     assert all(re.fullmatch(g, r) for g, r in zip(guides, replies)), replies
     assert SINGLE.parse(replies[0], Q).parsed
     assert PAIRWISE.parse(replies[1], Q1, Q2).parsed
+
+
+FAST = dict(rank=4, alpha=8.0, dropout=0.0, batch_size=2, logging_steps=1, learning_rate=2e-2, max_length=512)
+
+
+def _lora_b(adapter_dir):
+    from safetensors.torch import load_file
+
+    return {k: v for k, v in load_file(adapter_dir / "adapter_model.safetensors").items() if "lora_B" in k}
+
+
+def test_grpo_condition_trains_changes_the_adapter_and_records_its_objective(tiny_model, tmp_path):
+    from metaconf.conditions import Condition
+    from metaconf.training import LoraTrainConfig, train_conditions
+
+    run = tmp_path / "run"
+    write_grpo_set(run / "training_sets" / "multitask", n_single=2, n_pairs=2)
+    record = Condition(name="rl", training_set="multitask", objective="grpo")
+    config = LoraTrainConfig(**FAST, max_steps=2, grpo_generations=2)
+    (adapter,) = train_conditions(run, tiny_model, config, [record]).values()
+    assert any(v.abs().sum() > 0 for v in _lora_b(adapter).values())  # LoRA B starts at zero: GRPO moved it
+    info = json.loads((run / "training" / "rl" / "train_config.json").read_text())
+    assert info["objective"] == "grpo" and info["result"]["global_step"] == 2
+    assert info["objective_inputs"]["generations"] == 2 and len(info["objective_inputs"]["examples_sha256"]) == 64
+    assert json.loads((adapter / "metaconf.json").read_text())["objective"] == "grpo"
+    rows = [json.loads(line) for line in (run / "training" / "rl" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2] and all(-1 <= r["reward"] <= 1 for r in rows)
+
+
+def test_interrupted_grpo_resumes_from_its_checkpoint(tiny_model, tmp_path):
+    from transformers import TrainerCallback
+
+    from metaconf.training import LoraTrainConfig, train_lora
+
+    class Crash(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 2:
+                raise KeyboardInterrupt
+
+    train = write_grpo_set(tmp_path / "set", n_single=4, n_pairs=0)
+    config = LoraTrainConfig(**FAST, max_steps=3, save_steps=1, grpo_generations=2)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        train_lora(train, out, tiny_model, config, callbacks=[Crash()], objective="grpo")
+    assert (out / "checkpoints" / "checkpoint-1").is_dir() and not (out / "DONE").exists()
+    train_lora(train, out, tiny_model, config, objective="grpo")
+    info = json.loads((out / "train_config.json").read_text())
+    assert info["result"]["resumed_from_step"] == 1 and info["result"]["global_step"] == 3
+    assert [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()] == [1, 2, 3]
+    # finished: the same settings reuse it, another k retrains (the grpo settings are in its fingerprint)
+    done = (out / "DONE").read_text()
+    train_lora(train, out, tiny_model, config, objective="grpo")
+    assert (out / "DONE").read_text() == done
+    from metaconf.training.lora import LoraJob
+    from metaconf.training.objectives import objective_inputs
+
+    other = config.model_copy(update={"grpo_generations": 3})
+    inputs = [objective_inputs(LoraJob(train, out, tiny_model, c, objective="grpo")) for c in (config, other)]
+    assert inputs[0]["name"] == "grpo" and inputs[0] != inputs[1]

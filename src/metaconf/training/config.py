@@ -10,7 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from metaconf.bounds import SEED_MAX
 
-
 GRPO_FIELDS = ("grpo_generations", "grpo_beta", "grpo_guided")  # objective grpo only: its fingerprint inputs
 
 

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 from metaconf.data.schema import Question
 from metaconf.errors import DataError, MetaconfError
-from metaconf.io import iter_jsonl_objects
-from metaconf.tasks.task import Tasks
+from metaconf.io import file_sha256, iter_jsonl_objects
+from metaconf.tasks.task import Task, get_task
 from metaconf.training.data import load_chat_examples
-from metaconf.training.rewards import better_question, pairwise_reward, single_reward
+from metaconf.training.rewards import pairwise_reward, single_reward
 
 if TYPE_CHECKING:
     from metaconf.engines.guidance import Guidance, RowGuides
@@ -32,13 +32,19 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class GrpoPrompt:
-    """One training prompt: its chat messages (no reply), the task, the question(s) it asks and, for a pair, which
-    question the model answers correctly more often (1 or 2; 0 for a single question)."""
+    """One training prompt: its chat messages (no reply), the task and template it is written in, the question(s) it
+    asks and, for a pair, which question the model answers correctly more often (1 or 2; 0 for a single question)."""
 
     task: str  # "single" | "pairwise"
+    template: str  # a bundled template's name or a template file (targets.examples.template_ref)
     messages: list[dict[str, str]]
     questions: tuple[Question, ...]
     better: int = 0
+
+    @property
+    def reply_format(self) -> Task:
+        """The Task that guides and parses this prompt's replies."""
+        return get_task(self.task, self.template)
 
 
 def _question(meta: dict[str, Any], key: str, where: str) -> Question:
@@ -54,17 +60,20 @@ def _question(meta: dict[str, Any], key: str, where: str) -> Question:
 
 def _prompt(messages: list[dict[str, str]], meta: dict[str, Any], where: str) -> GrpoPrompt | None:
     """The GrpoPrompt of one example (None for a pair the model answers equally often: no right choice)."""
-    task = meta.get("task")
-    if task == "single":
-        return GrpoPrompt("single", messages[:-1], (_question(meta, "question", where),))
-    if task != "pairwise":
+    task, template = meta.get("task"), meta.get("template")
+    if task not in ("single", "pairwise"):
         raise DataError(f"{where}: field 'task' must be single or pairwise, got {task!r}")
+    if not isinstance(template, str) or not template:
+        raise DataError(f"{where}: field 'template' (the reply format) is missing; rebuild the training set")
+    if task == "single":
+        return GrpoPrompt("single", template, messages[:-1], (_question(meta, "question", where),))
     q1, q2 = _question(meta, "question1", where), _question(meta, "question2", where)
-    accuracies = (meta.get("accuracy1"), meta.get("accuracy2"))
-    if not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in accuracies):
-        raise DataError(f"{where}: fields 'accuracy1' / 'accuracy2' (sampled accuracy) must be numbers")
-    better = better_question(float(accuracies[0]), float(accuracies[1]))  # type: ignore[arg-type]
-    return None if better is None else GrpoPrompt("pairwise", messages[:-1], (q1, q2), better)
+    better = meta.get("better")
+    if better is None:  # a tie in the sampled accuracies: no right choice
+        return None
+    if better not in (1, 2) or isinstance(better, bool):
+        raise DataError(f"{where}: field 'better' (the question answered correctly more often) must be 1, 2 or null")
+    return GrpoPrompt("pairwise", template, messages[:-1], (q1, q2), better)
 
 
 def load_grpo_prompts(train_file: str | Path) -> list[GrpoPrompt]:
@@ -100,28 +109,26 @@ def _fits(prompts: list[GrpoPrompt], tokenizer: Any, max_length: int, completion
     return kept
 
 
-def reply_limit(tasks: Tasks, prompts: Sequence[GrpoPrompt]) -> int:
-    """The longest guided reply of the prompts' tasks, in tokens (the guides bound every reply by it)."""
-    kinds = {p.task for p in prompts}
-    return max(getattr(tasks, kind).token_limit(guided=True) for kind in kinds)
+def reply_limit(prompts: Sequence[GrpoPrompt]) -> int:
+    """The longest guided reply of the prompts' reply formats, in tokens (their guides bound every reply by it)."""
+    formats = {(p.task, p.template) for p in prompts}
+    return max(get_task(kind, template).token_limit(guided=True) for kind, template in formats)
 
 
-def dataset_rows(prompts: Sequence[GrpoPrompt], tasks: Tasks, limit: int) -> list[dict[str, Any]]:
+def dataset_rows(prompts: Sequence[GrpoPrompt], limit: int) -> list[dict[str, Any]]:
     """TRL rows: the conversational `prompt` plus the columns the rewards and the guide read (`questions` as JSON,
     so rows of both tasks share one Arrow schema)."""
-    rows = []
-    for p in prompts:
-        task = getattr(tasks, p.task)
-        rows.append(
-            {
-                "prompt": p.messages,
-                "task": p.task,
-                "questions": json.dumps([q.to_dict() for q in p.questions]),
-                "better": p.better,
-                "guide": task.guide(*p.questions, max_new_tokens=limit),
-            }
-        )
-    return rows
+    return [
+        {
+            "prompt": p.messages,
+            "task": p.task,
+            "template": p.template,
+            "questions": json.dumps([q.to_dict() for q in p.questions]),
+            "better": p.better,
+            "guide": p.reply_format.guide(*p.questions, max_new_tokens=limit),
+        }
+        for p in prompts
+    ]
 
 
 def _reply_text(completion: Any) -> str:
@@ -131,25 +138,28 @@ def _reply_text(completion: Any) -> str:
     return str(completion)
 
 
-def reward_functions(tasks: Tasks) -> list[Any]:
-    """The two TRL reward functions: each scores the rows of its task and returns None for the other's (TRL sums
-    the functions per reply, leaving out None)."""
+def single_calibration_reward(completions, task, template, questions, **_) -> list[float | None]:  # noqa: ANN001
+    """TRL reward function: `single_reward` for the single-question rows, None for the others (TRL sums the
+    functions per reply, leaving out None)."""
+    return [
+        single_reward(_reply_text(c), Question.from_dict(json.loads(q)[0]), get_task("single", tp))
+        if t == "single"
+        else None
+        for c, t, tp, q in zip(completions, task, template, questions)
+    ]
 
-    def single_calibration_reward(completions, task, questions, **_) -> list[float | None]:  # noqa: ANN001
-        return [
-            single_reward(_reply_text(c), Question.from_dict(json.loads(q)[0]), tasks.single) if t == "single" else None
-            for c, t, q in zip(completions, task, questions)
-        ]
 
-    def pairwise_choice_reward(completions, task, questions, better, **_) -> list[float | None]:  # noqa: ANN001
-        return [
-            pairwise_reward(_reply_text(c), [Question.from_dict(d) for d in json.loads(q)], b, tasks.pairwise)
-            if t == "pairwise"
-            else None
-            for c, t, q, b in zip(completions, task, questions, better)
-        ]
+def pairwise_choice_reward(completions, task, template, questions, better, **_) -> list[float | None]:  # noqa: ANN001
+    """TRL reward function: `pairwise_reward` for the pairwise rows, None for the others."""
+    return [
+        pairwise_reward(_reply_text(c), [Question.from_dict(d) for d in json.loads(q)], b, get_task("pairwise", tp))
+        if t == "pairwise"
+        else None
+        for c, t, tp, q, b in zip(completions, task, template, questions, better)
+    ]
 
-    return [single_calibration_reward, pairwise_choice_reward]
+
+REWARD_FUNCTIONS = (single_calibration_reward, pairwise_choice_reward)
 
 
 def guide_processor(rows: RowGuides, eos_ids: Sequence[int]) -> Any:
@@ -250,7 +260,7 @@ def _grpo_config(job: LoraJob, completion: int) -> Any:
     )
 
 
-def build_grpo_trainer(job: LoraJob, callbacks: Sequence[Any] = (), tasks: Tasks | None = None) -> Any:
+def build_grpo_trainer(job: LoraJob, callbacks: Sequence[Any] = ()) -> Any:
     """A GRPOTrainer on a fresh LoRA adapter (the SFT stack: `_load_base`, `_lora_placement`, `_with_adapter`)
     whose rewards are `training.rewards`' and whose replies follow their template's guide (`config.grpo_guided`).
 
@@ -263,21 +273,20 @@ def build_grpo_trainer(job: LoraJob, callbacks: Sequence[Any] = (), tasks: Tasks
     from metaconf.training.lora import _load_base, _lora_placement, _with_adapter
     from metaconf.training.progress import use_own_progress
 
-    tasks = tasks or Tasks.of()
     tokenizer = AutoTokenizer.from_pretrained(job.model_path)
     if tokenizer.chat_template is None:
         raise MetaconfError(f"{job.model_path}: the tokenizer has no chat template; use an instruction-tuned model")
     prompts = load_grpo_prompts(job.train_file)
-    limit = reply_limit(tasks, prompts)
+    limit = reply_limit(prompts)
     prompts = _fits(prompts, tokenizer, job.config.max_length, limit + 1)
     base = _load_base(job)
     layers, targets = _lora_placement(job.config, base)
     peft_model = _with_adapter(job.config, base, layers, targets)
     trainer = _guided_trainer_class()(
         model=peft_model,
-        reward_funcs=reward_functions(tasks),
+        reward_funcs=list(REWARD_FUNCTIONS),
         args=_grpo_config(job, limit + 1),  # one token past the longest guided reply: its EOS
-        train_dataset=Dataset.from_list(dataset_rows(prompts, tasks, limit)),
+        train_dataset=Dataset.from_list(dataset_rows(prompts, limit)),
         processing_class=tokenizer,
         callbacks=list(callbacks),
     )
@@ -288,3 +297,18 @@ def build_grpo_trainer(job: LoraJob, callbacks: Sequence[Any] = (), tasks: Tasks
     use_own_progress(trainer, job.output_dir.name)
     trainer.frozen_split = None
     return trainer
+
+
+def grpo_inputs(job: LoraJob) -> dict[str, Any]:
+    """What a grpo run depends on besides train.jsonl, the LoRA settings and the model (its fingerprint inputs):
+    the examples.jsonl its rewards read, and the grpo settings."""
+    examples = Path(job.train_file).with_name("examples.jsonl")
+    if not examples.is_file():
+        raise DataError(f"{examples}: not found; the grpo objective reads each example's questions from it")
+    config = job.config
+    return {
+        "examples_sha256": file_sha256(examples),
+        "generations": config.grpo_generations,
+        "beta": config.grpo_beta,
+        "guided": config.grpo_guided,
+    }

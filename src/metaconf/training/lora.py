@@ -105,6 +105,7 @@ def _log_callback(log_path: Path, resumed_step: int) -> Any:
                     "epoch": round(float(state.epoch or 0.0), 4),
                     "loss": float(logs["loss"]),
                     "learning_rate": float(logs.get("learning_rate", 0.0)),
+                    **({"reward": float(logs["reward"])} if "reward" in logs else {}),  # objective grpo
                 }
             )
             write_jsonl(log_path, self.rows)

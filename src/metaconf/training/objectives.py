@@ -41,8 +41,15 @@ def _sft(job: LoraJob, callbacks: Sequence[Any]) -> Any:
 
 
 def _grpo(job: LoraJob, callbacks: Sequence[Any]) -> Any:
-    # Plugs in here: `metaconf.training.grpo.build_grpo_trainer(job: LoraJob, callbacks: Sequence[Any]) -> Trainer`
-    raise MetaconfError(f"{job.train_file}: objective 'grpo': its trainer is not part of this build yet")
+    from metaconf.training.grpo import build_grpo_trainer
+
+    return build_grpo_trainer(job, callbacks)
+
+
+def _grpo_inputs(job: LoraJob) -> dict[str, Any]:
+    from metaconf.training.grpo import grpo_inputs
+
+    return grpo_inputs(job)
 
 
 def _brier(job: LoraJob, callbacks: Sequence[Any]) -> Any:
@@ -52,7 +59,7 @@ def _brier(job: LoraJob, callbacks: Sequence[Any]) -> Any:
 TRAINERS: dict[str, ObjectiveTrainer] = {
     "sft": ObjectiveTrainer(_sft),
     "brier": ObjectiveTrainer(_brier),
-    "grpo": ObjectiveTrainer(_grpo),
+    "grpo": ObjectiveTrainer(_grpo, _grpo_inputs),
 }
 assert set(TRAINERS) == set(OBJECTIVES), "every objective has its trainer"
 

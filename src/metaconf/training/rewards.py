@@ -35,17 +35,9 @@ def single_reward(reply: str, question: Question, task: SingleTask) -> float:
     return brier_reward(parsed.correct, parsed.confidence)
 
 
-def better_question(accuracy1: float, accuracy2: float) -> int | None:
-    """1 or 2: the question of a pair the model answers correctly more often (its sampled accuracy in the targets
-    stage); None for a tie (no right choice: such pairs are left out of training)."""
-    if accuracy1 == accuracy2:
-        return None
-    return 1 if accuracy1 > accuracy2 else 2
-
-
 def pairwise_reward(reply: str, questions: Sequence[Question], better: int, task: PairwiseTask) -> float:
-    """Pairwise reward: 1 when the reply's choice is `better` (the question it answers correctly more often), else
-    0; 0 when the reply cannot be read (choice or an answer line missing)."""
+    """Pairwise reward: 1 when the reply's choice is `better` (1 or 2: the question the model answers correctly more
+    often in the targets stage's samples), else 0; 0 when the reply cannot be read (choice or an answer missing)."""
     q1, q2 = questions
     parsed = task.parse(reply, q1, q2)
     if not parsed.parsed:
