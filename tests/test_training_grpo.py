@@ -204,3 +204,36 @@ def test_interrupted_grpo_resumes_from_its_checkpoint(tiny_model, tmp_path):
     other = config.model_copy(update={"grpo_generations": 3})
     inputs = [objective_inputs(LoraJob(train, out, tiny_model, c, objective="grpo")) for c in (config, other)]
     assert inputs[0]["name"] == "grpo" and inputs[0] != inputs[1]
+
+
+@pytest.mark.slow  # two fresh interpreters importing torch + transformers + TRL, then sampling and training
+def test_grpo_trains_on_two_processes(tmp_path, tiny_model):
+    """torchrun, two CPU ranks (gloo DDP): each rank samples its own prompts' replies, gradients are all-reduced,
+    the adapter is written once."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    worker = Path(__file__).parent / "fixtures" / "training" / "ddp_worker.py"
+    train = write_grpo_set(tmp_path / "set", n_single=6, n_pairs=2)
+    out, dump = tmp_path / "out", tmp_path / "dump"
+    dump.mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    run = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(worker)]
+    proc = subprocess.run(
+        [*run, str(tiny_model), str(train), str(out), str(dump), "grpo"], env=env, capture_output=True, text=True
+    )
+    errors = [line for line in proc.stderr.splitlines() if "Error" in line or "error" in line]
+    assert proc.returncode == 0, "\n".join(errors[:20]) + proc.stderr[-2000:]
+    infos = [json.loads((dump / f"info-rank{r}.json").read_text()) for r in (0, 1)]
+    # 8 prompts, 2 per rank and step (4 replies each): 2 steps, every rank on its own share
+    assert [(i["world_size"], i["global_step"], i["backend"]) for i in infos] == [(2, 2, "gloo")] * 2
+    w0, w1 = (torch.load(dump / f"weights-rank{r}.pt") for r in (0, 1))
+    assert w0.keys() == w1.keys() and all(torch.equal(w0[k], w1[k]) for k in w0)  # synchronised
+    assert any(k.endswith("lora_B.default.weight") and w0[k].abs().sum() > 0 for k in w0)  # and trained
+    assert not (dump / "saves-rank1.txt").exists()  # written by rank 0 only
+    info = json.loads((out / "train_config.json").read_text())
+    assert info["world_size"] == 2 and info["objective"] == "grpo" and (out / "DONE").is_file()
