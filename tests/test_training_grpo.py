@@ -237,3 +237,21 @@ def test_grpo_trains_on_two_processes(tmp_path, tiny_model):
     assert not (dump / "saves-rank1.txt").exists()  # written by rank 0 only
     info = json.loads((out / "train_config.json").read_text())
     assert info["world_size"] == 2 and info["objective"] == "grpo" and (out / "DONE").is_file()
+
+
+@pytest.mark.slow  # the embedded 135M model samples 2 replies to each of 2 prompts: 1-3 minutes on 2 loaded cores
+def test_a_few_grpo_steps_on_the_embedded_model(tmp_path):
+    """The real model under guidance: every reply is readable (a reward of exactly 0 would be an unreadable one or
+    a wrong answer at 0%), the rewards are RLCR's, and the adapter moves."""
+    from metaconf.training import LoraTrainConfig, train_lora
+
+    train = write_grpo_set(tmp_path / "set", n_single=1, n_pairs=1)
+    config = LoraTrainConfig(
+        rank=8, alpha=16.0, top_layers=4, batch_size=1, max_steps=3, logging_steps=1, grpo_generations=2
+    )
+    adapter = train_lora(train, tmp_path / "out", "embedded", config, objective="grpo")
+    assert any(v.abs().sum() > 0 for v in _lora_b(adapter).values())
+    rows = [json.loads(line) for line in (tmp_path / "out" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3] and all(-1 <= r["reward"] <= 1 for r in rows)
+    info = json.loads((tmp_path / "out" / "train_config.json").read_text())
+    assert info["objective"] == "grpo" and info["result"]["global_step"] == 3
