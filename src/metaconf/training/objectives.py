@@ -46,12 +46,20 @@ def _grpo(job: LoraJob, callbacks: Sequence[Any]) -> Any:
 
 
 def _brier(job: LoraJob, callbacks: Sequence[Any]) -> Any:
-    raise MetaconfError(f"{job.train_file}: objective 'brier': its trainer is not part of this build yet")
+    from metaconf.training.brier import build_brier_trainer
+
+    return build_brier_trainer(job, callbacks)
+
+
+def _brier_inputs(job: LoraJob) -> dict[str, Any]:
+    from metaconf.training.brier import brier_inputs
+
+    return brier_inputs(job)
 
 
 TRAINERS: dict[str, ObjectiveTrainer] = {
     "sft": ObjectiveTrainer(_sft),
-    "brier": ObjectiveTrainer(_brier),
+    "brier": ObjectiveTrainer(_brier, _brier_inputs),
     "grpo": ObjectiveTrainer(_grpo),
 }
 assert set(TRAINERS) == set(OBJECTIVES), "every objective has its trainer"
