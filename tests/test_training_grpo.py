@@ -255,3 +255,29 @@ def test_a_few_grpo_steps_on_the_embedded_model(tmp_path):
     assert [r["step"] for r in rows] == [1, 2, 3] and all(-1 <= r["reward"] <= 1 for r in rows)
     info = json.loads((tmp_path / "out" / "train_config.json").read_text())
     assert info["objective"] == "grpo" and info["result"]["global_step"] == 3
+
+
+def test_a_built_training_set_gives_grpo_prompts_whose_guides_accept_its_replies(tmp_path):
+    """build-data's examples.jsonl carries what re-asking each prompt needs: the questions, the template and, for
+    pairs, the better question; each training reply (written in that template) fits the prompt's guide."""
+    from test_targets_examples import make_data
+
+    from metaconf.targets import CalibrationMap, TargetsConfig, TrainingSetSpec, build_training_set
+    from metaconf.targets.export import write_training_set
+
+    records, questions = make_data()
+    for r in records:  # samples: the modal answer 3 times in 4, so every question's sampled accuracy is 3/4 or 0
+        r.answers = [r.modal_answer] * 3 + [None]
+    spec = TrainingSetSpec(name="multi", task="multitask", size=12, single_share=0.5)
+    examples = build_training_set(spec, records, questions, CalibrationMap.fit(records), TargetsConfig(seed=1))
+    write_training_set(tmp_path / "multi", "multi", examples)
+    prompts = load_grpo_prompts(tmp_path / "multi" / "train.jsonl")
+    kept = [e for e in examples if e.task == "single" or e.meta["better"] is not None]
+    assert len(prompts) == len(kept) and {p.task for p in prompts} == {"single", "pairwise"}
+    rows = dataset_rows(prompts, reply_limit(prompts))
+    for example, prompt, row in zip(kept, prompts, rows):
+        assert prompt.messages == example.messages[:-1] and prompt.template == example.task
+        ids = [q.id for q in prompt.questions]
+        assert ids == ([example.meta["id"]] if example.task == "single" else [example.meta["id1"], example.meta["id2"]])
+        assert prompt.questions[0] == questions[ids[0]]  # gold answers included
+        assert re.fullmatch(row["guide"], example.messages[-1]["content"]), example.messages[-1]["content"]

@@ -134,6 +134,19 @@ def shuffled_controls(config: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
+def objective_pairs(config: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(condition, its sft twin) pairs of a study config (a mapping): each condition trained with another objective
+    than sft, against each sft condition trained on the same training set (the "which objective" claim)."""
+    records = [c for c in conditions_of(config) if c.trained]
+    return [
+        (c.name, twin.name)
+        for c in records
+        if c.objective != "sft"
+        for twin in records
+        if twin.objective == "sft" and twin.training_set == c.training_set
+    ]
+
+
 def condition_colors(names: Iterable[str], records: Iterable[Condition] = ()) -> dict[str, str]:
     """name -> colour: a record's own colour, else the paper's colour for its name, else the next unused extra."""
     own = {c.name: c.color for c in records if c.color}

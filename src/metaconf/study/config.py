@@ -27,6 +27,7 @@ from metaconf.conditions import (
     Condition,
     as_condition,
     compact,
+    objective_pairs,
     shuffled_controls,
     with_default_set,
 )
@@ -311,14 +312,23 @@ class StudyConfig(_Strict):
         raise ConfigError(f"conditions: no condition {name!r} in this study ({', '.join(self.condition_names)})")
 
     def contrasts(self) -> list[tuple[str, str]]:
-        """(multitask-trained, single-task-trained) condition pairs: does training on both tasks beat one? In the
-        study's order, single before pairwise: the paper's (multitask, single), (multitask, pairwise). Then
-        (condition, its shuffled-target control) pairs (metaconf.conditions.shuffled_controls)."""
+        """(multitask-trained, single-task-trained) condition pairs of the same objective: does training on both
+        tasks beat one? In the study's order, single before pairwise: the paper's (multitask, single), (multitask,
+        pairwise). Then (condition, its shuffled-target control) pairs (metaconf.conditions.shuffled_controls),
+        then (condition, its sft twin on the same set) for the other objectives (conditions.objective_pairs)."""
         task = {s.name: s.task for s in self.targets.sets if not s.shuffle_targets}  # controls: below
         trained_on = {c.name: task.get(c.training_set or "") for c in self.conditions}
+        objective = {c.name: c.objective for c in self.conditions}
         mixed = [c for c, t in trained_on.items() if t == "multitask"]
-        pairs = [(m, c) for m in mixed for one in ("single", "pairwise") for c, t in trained_on.items() if t == one]
-        return pairs + shuffled_controls(self.model_dump(mode="json"))  # and each condition vs its shuffled control
+        pairs = [
+            (m, c)
+            for m in mixed
+            for one in ("single", "pairwise")
+            for c, t in trained_on.items()
+            if t == one and objective[c] == objective[m]
+        ]
+        stored = self.model_dump(mode="json")
+        return pairs + shuffled_controls(stored) + objective_pairs(stored)
 
     def lora_for(self, condition: str) -> LoraTrainConfig:
         """The LoRA settings of one condition: training.lora with the condition's own training options."""

@@ -21,7 +21,7 @@ from metaconf.engines.base import stable_hash
 from metaconf.errors import DataError
 from metaconf.targets.calibration import CalibrationMap
 from metaconf.targets.config import TargetsConfig, TrainingSetSpec
-from metaconf.targets.consistency import ConsistencyRecord
+from metaconf.targets.consistency import ConsistencyRecord, better_question, sampled_accuracy
 from metaconf.tasks.task import PairwiseTask, SingleTask, Task, Tasks, get_task
 from metaconf.tasks.templates import TEMPLATE_DIR
 
@@ -106,7 +106,8 @@ def single_examples(
     for r in records:
         q = _question(questions, r.id)
         target = cmap.target(r, noise=noise, seed=seed)
-        reply = task.format_target(display_answer(r), target, q)
+        answer = display_answer(r)
+        reply = task.format_target(answer, target, q)
         out.append(
             Example(
                 "single",
@@ -119,6 +120,10 @@ def single_examples(
                     "consistency": r.consistency,
                     "target": round(target, 2),
                     "modal_correct": r.modal_correct,
+                    # labels of the brier objective (training/brier.py): the answer's sampled accuracy, and where
+                    # the confidence starts in the reply
+                    "sampled_accuracy": round(sampled_accuracy(r, q), 4),
+                    "score_at": task.value_at("confidence", answer=answer),
                 },
             )
         )
@@ -175,7 +180,9 @@ def pairwise_examples(
         first, second = (high, low) if k % 2 == 0 else (low, high)
         choice = 1 if k % 2 == 0 else 2
         q1, q2 = _question(questions, first.id), _question(questions, second.id)
-        reply = task.format_target(choice, display_answer(first), display_answer(second), q1, q2)
+        answer1, answer2 = display_answer(first), display_answer(second)
+        reply = task.format_target(choice, answer1, answer2, q1, q2)
+        accuracy1, accuracy2 = sampled_accuracy(first, q1), sampled_accuracy(second, q2)
         out.append(
             Example(
                 "pairwise",
@@ -192,6 +199,12 @@ def pairwise_examples(
                     "target2": round(cmap.accuracy(second), 4),
                     "bin1": cmap.bin_of(first),
                     "bin2": cmap.bin_of(second),
+                    # labels of the brier objective: the question answered correctly more often in the samples
+                    # (null on a tie: left out of its loss), and where the choice starts in the reply
+                    "sampled_accuracy1": round(accuracy1, 4),
+                    "sampled_accuracy2": round(accuracy2, 4),
+                    "better": better_question(accuracy1, accuracy2),
+                    "score_at": task.value_at("choice", answer1=answer1, answer2=answer2),
                 },
             )
         )

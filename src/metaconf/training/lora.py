@@ -88,6 +88,10 @@ def _last_checkpoint(checkpoints: Path) -> Path | None:
     return max(complete, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
+# an objective's own terms, logged next to the loss (brier: its two terms; grpo: the mean reward)
+OBJECTIVE_LOG_KEYS = ("confidence_brier", "choice_log_loss", "reward")
+
+
 def _log_callback(log_path: Path, resumed_step: int) -> Any:
     """A TrainerCallback that rewrites log.jsonl (atomically) at every logging step, on the main process."""
     from transformers import TrainerCallback
@@ -105,7 +109,7 @@ def _log_callback(log_path: Path, resumed_step: int) -> Any:
                     "epoch": round(float(state.epoch or 0.0), 4),
                     "loss": float(logs["loss"]),
                     "learning_rate": float(logs.get("learning_rate", 0.0)),
-                    **({"reward": float(logs["reward"])} if "reward" in logs else {}),  # objective grpo
+                    **{k: float(logs[k]) for k in OBJECTIVE_LOG_KEYS if k in logs},
                 }
             )
             write_jsonl(log_path, self.rows)
@@ -370,6 +374,27 @@ def _feed_cached_states(trainer: Any, frozen: Any) -> None:
         frozen.precompute(trainer.train_dataset["input_ids"], progress=sys.stderr.isatty())
 
 
+def load_tokenizer(job: LoraJob) -> Any:
+    """The model's tokenizer, which must have a chat template (the training files are chats)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(job.model_path)
+    if tokenizer.chat_template is None:
+        raise MetaconfError(f"{job.model_path}: the tokenizer has no chat template; use an instruction-tuned model")
+    return tokenizer
+
+
+def lora_model(job: LoraJob, tokenizer: Any, probe: list[dict[str, str]]) -> tuple[Any, Any]:
+    """(PEFT model with a fresh adapter, FrozenLowerLayers or None): the base model, or with
+    `cache_frozen_layers` its upper layers (checked against the full model on the example `probe`)."""
+    base = _load_base(job)
+    layers, targets = _lora_placement(job.config, base)
+    frozen = None
+    if job.config.cache_frozen_layers:
+        base, frozen, layers = _cache_lower_layers(job, base, tokenizer, probe, layers)
+    return _with_adapter(job.config, base, layers, targets), frozen
+
+
 def build_trainer(job: LoraJob, callbacks: Sequence[Any] = ()) -> Any:
     """An SFTTrainer with a fresh LoRA adapter, ready to train (also lets tests inspect the tokenised labels).
 
@@ -377,20 +402,12 @@ def build_trainer(job: LoraJob, callbacks: Sequence[Any] = ()) -> Any:
     cached lower-layer states (`trainer.frozen_split` is then the first trained layer).
     """
     from datasets import Dataset
-    from transformers import AutoTokenizer
     from trl import SFTTrainer
 
-    tokenizer = AutoTokenizer.from_pretrained(job.model_path)
-    if tokenizer.chat_template is None:
-        raise MetaconfError(f"{job.model_path}: the tokenizer has no chat template; use an instruction-tuned model")
+    tokenizer = load_tokenizer(job)
     examples = _training_examples(job, tokenizer)
     dataset = Dataset.from_list([to_prompt_completion(m) for m in examples])
-    base = _load_base(job)
-    layers, targets = _lora_placement(job.config, base)
-    frozen = None
-    if job.config.cache_frozen_layers:
-        base, frozen, layers = _cache_lower_layers(job, base, tokenizer, examples[0], layers)
-    peft_model = _with_adapter(job.config, base, layers, targets)
+    peft_model, frozen = lora_model(job, tokenizer, examples[0])
     # With cached states the batch has inputs_embeds instead of input_ids; our loss is the one tested with them
     trainer_class = _completion_loss_trainer_class() if job.config.fast_loss or frozen else SFTTrainer
     trainer = trainer_class(

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from metaconf.conditions import OBJECTIVES
-from metaconf.errors import ConfigError, MetaconfError
+from metaconf.errors import ConfigError
 
 if TYPE_CHECKING:
     from metaconf.training.lora import LoraJob
@@ -53,12 +53,20 @@ def _grpo_inputs(job: LoraJob) -> dict[str, Any]:
 
 
 def _brier(job: LoraJob, callbacks: Sequence[Any]) -> Any:
-    raise MetaconfError(f"{job.train_file}: objective 'brier': its trainer is not part of this build yet")
+    from metaconf.training.brier import build_brier_trainer
+
+    return build_brier_trainer(job, callbacks)
+
+
+def _brier_inputs(job: LoraJob) -> dict[str, Any]:
+    from metaconf.training.brier import brier_inputs
+
+    return brier_inputs(job)
 
 
 TRAINERS: dict[str, ObjectiveTrainer] = {
     "sft": ObjectiveTrainer(_sft),
-    "brier": ObjectiveTrainer(_brier),
+    "brier": ObjectiveTrainer(_brier, _brier_inputs),
     "grpo": ObjectiveTrainer(_grpo, _grpo_inputs),
 }
 assert set(TRAINERS) == set(OBJECTIVES), "every objective has its trainer"
