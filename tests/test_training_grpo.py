@@ -260,10 +260,9 @@ def test_a_few_grpo_steps_on_the_embedded_model(tmp_path):
 def test_a_built_training_set_gives_grpo_prompts_whose_guides_accept_its_replies(tmp_path):
     """build-data's examples.jsonl carries what re-asking each prompt needs: the questions, the template and, for
     pairs, the better question; each training reply (written in that template) fits the prompt's guide."""
-    from test_targets_examples import make_data
-
     from metaconf.targets import CalibrationMap, TargetsConfig, TrainingSetSpec, build_training_set
     from metaconf.targets.export import write_training_set
+    from test_targets_examples import make_data
 
     records, questions = make_data()
     for r in records:  # samples: the modal answer 3 times in 4, so every question's sampled accuracy is 3/4 or 0
@@ -281,3 +280,52 @@ def test_a_built_training_set_gives_grpo_prompts_whose_guides_accept_its_replies
         assert ids == ([example.meta["id"]] if example.task == "single" else [example.meta["id1"], example.meta["id2"]])
         assert prompt.questions[0] == questions[ids[0]]  # gold answers included
         assert re.fullmatch(row["guide"], example.messages[-1]["content"]), example.messages[-1]["content"]
+
+
+@pytest.mark.slow  # trains one sft and one grpo adapter on the tiny model and evaluates three conditions
+def test_a_grpo_condition_lands_in_a_study(tmp_path, tiny_model):
+    """`objective: grpo` in a study config: trained by GRPO (its record says so), evaluated on every task and dataset,
+    in metrics.json with its objective, and compared with the sft condition on the same training set."""
+    from metaconf.study.config import parse_config
+    from test_study import SMALL, TinyModelStudy
+
+    raw = {
+        **SMALL,
+        "model": {"engine": "hf", "name": str(tiny_model)},
+        "targets": {"n_samples": 3, "max_new_tokens": 24, "sets": [{"name": "multitask", "task": "multitask"}]},
+        "conditions": [
+            "base",
+            "multitask",
+            {"name": "multitask_grpo", "training_set": "multitask", "objective": "grpo"},
+        ],
+        "training": {
+            "lora": {"rank": 2, "alpha": 4, "max_steps": 2, "batch_size": 2, "top_layers": 1, "max_length": 1024}
+        },
+        "evaluation": {"pairs_per_dataset": 3, "consistency_samples": 2, "n_boot": 50},
+        "baselines": [],
+    }
+    run_dir = tmp_path / "run"
+    TinyModelStudy(parse_config(raw), run_dir, quiet=True).run()
+    info = json.loads((run_dir / "training" / "multitask_grpo" / "train_config.json").read_text())
+    assert info["objective"] == "grpo" and info["result"]["global_step"] == 2
+    assert all("reward" in json.loads(line) for line in (run_dir / "training" / "multitask_grpo" / "log.jsonl").open())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["objectives"] == {"multitask": "sft", "multitask_grpo": "grpo"}
+    assert {(r["task"], r["dataset"]) for r in metrics["rows"] if r["condition"] == "multitask_grpo"} == {
+        (t, d) for t in ("single", "pairwise") for d in ("mmlu_pro", "gsm8k", "truthfulqa")
+    }
+    assert any(c["condition"] == "multitask_grpo" for c in metrics["comparisons"])  # against the base model
+    assert "multitask\\_grpo" in (run_dir / "report.md").read_text()
+
+
+def test_the_objectives_example_compares_each_objective_with_sft_on_the_same_set():
+    from pathlib import Path
+
+    from metaconf.study.config import load_config
+
+    config = load_config(Path(__file__).parents[1] / "examples" / "objectives.yaml")
+    assert {(c.training_set, c.objective) for c in config.conditions if c.trained} == {
+        (s, o) for s in ("single", "multitask") for o in ("sft", "brier", "grpo")
+    }
+    contrasts = set(config.contrasts())
+    assert {("single_grpo", "single"), ("multitask_grpo", "multitask"), ("single_brier", "single")} <= contrasts

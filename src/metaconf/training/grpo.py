@@ -279,6 +279,9 @@ def build_grpo_trainer(job: LoraJob, callbacks: Sequence[Any] = ()) -> Any:
     prompts = load_grpo_prompts(job.train_file)
     limit = reply_limit(prompts)
     prompts = _fits(prompts, tokenizer, job.config.max_length, limit + 1)
+    if job.config.cache_frozen_layers:
+        note = "cache_frozen_layers does not apply (replies are sampled with the whole model)"
+        print(f"metaconf: {job.output_dir.name}: grpo: {note}", file=sys.stderr)
     base = _load_base(job)
     layers, targets = _lora_placement(job.config, base)
     peft_model = _with_adapter(job.config, base, layers, targets)
