@@ -299,7 +299,15 @@ def test_a_grpo_condition_lands_in_a_study(tmp_path, tiny_model):
             {"name": "multitask_grpo", "training_set": "multitask", "objective": "grpo"},
         ],
         "training": {
-            "lora": {"rank": 2, "alpha": 4, "max_steps": 2, "batch_size": 2, "top_layers": 1, "max_length": 1024}
+            "lora": {
+                "rank": 2,
+                "alpha": 4,
+                "max_steps": 2,
+                "batch_size": 2,
+                "top_layers": 1,
+                "max_length": 1024,
+                "logging_steps": 1,
+            }
         },
         "evaluation": {"pairs_per_dataset": 3, "consistency_samples": 2, "n_boot": 50},
         "baselines": [],
