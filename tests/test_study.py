@@ -181,8 +181,10 @@ def test_demo_config_is_the_papers_design():
     from metaconf.study.cli import demo_config_text
 
     config = parse_config(yaml.safe_load(demo_config_text()), source="demo")
-    assert config.condition_names == ["base", "single", "single_shuffled", "pairwise", "multitask"]
+    assert config.condition_names == ["base", "single", "single_shuffled", "pairwise", "multitask", "multitask_brier"]
     assert ("single", "single_shuffled") in config.contrasts()  # the shuffled-target control, found from the flag
+    assert config.condition("multitask_brier").objective == "brier"
+    assert ("multitask_brier", "multitask") in config.contrasts()  # "which objective": against its sft twin
     assert [d.name for d in config.data.train] == ["mmlu_pro", "gsm8k", "triviaqa"]
     assert [d.name for d in config.data.eval] == ["metamedqa", "legalbench", "truthfulqa"]
     assert sum(d.train for d in config.data.train) >= 150
