@@ -239,7 +239,7 @@ def test_grpo_trains_on_two_processes(tmp_path, tiny_model):
     assert info["world_size"] == 2 and info["objective"] == "grpo" and (out / "DONE").is_file()
 
 
-@pytest.mark.slow  # the embedded 135M model samples 2 replies to each of 2 prompts: 1-3 minutes on 2 loaded cores
+@pytest.mark.slow  # the embedded 135M model samples 2 replies to each of 2 prompts: 5.6 min at load 14 on 2 cores
 def test_a_few_grpo_steps_on_the_embedded_model(tmp_path):
     """The real model under guidance: every reply is readable (a reward of exactly 0 would be an unreadable one or
     a wrong answer at 0%), the rewards are RLCR's, and the adapter moves."""
