@@ -47,7 +47,7 @@ ALLOWED: dict[str, set[str]] = {
     "tasks": SHARED | {"data", "engines", "grading"},
     "metrics": SHARED,
     "targets": SHARED | {"data", "engines", "grading", "tasks"},
-    "training": SHARED | {"data", "engines", "targets"},
+    "training": SHARED | {"data", "engines", "targets", "tasks"},  # tasks: the grpo rewards parse and guide
     "evaluation": SHARED | {"data", "engines", "grading", "tasks"},
     "baselines": SHARED | {"data", "engines", "grading", "tasks", "evaluation", "metrics"},
     "report": SHARED | {"metrics", "evaluation", "tasks"},

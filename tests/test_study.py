@@ -67,6 +67,13 @@ def test_conditions_are_records_checked_before_any_work():
         ({"conditions": ["base", {"name": "a/b", "training_set": "single"}]}, r"conditions\.1\.name"),
         ({"conditions": ["base", {"name": "x", "objective": "dpo"}]}, r"conditions\.1\.objective"),
         ({"conditions": ["base", fast], "training": {"backend": "hosted"}}, "hosted fine-tuning takes no"),
+        (
+            {
+                "conditions": ["base", {"name": "b", "training_set": "single", "objective": "brier"}],
+                "training": {"backend": "hosted"},
+            },
+            r"field 'conditions\.1\.objective': hosted fine-tuning trains sft only, not brier",
+        ),
     ]
     for change, error in cases:
         with pytest.raises(ConfigError, match=error):
@@ -174,8 +181,10 @@ def test_demo_config_is_the_papers_design():
     from metaconf.study.cli import demo_config_text
 
     config = parse_config(yaml.safe_load(demo_config_text()), source="demo")
-    assert config.condition_names == ["base", "single", "single_shuffled", "pairwise", "multitask"]
+    assert config.condition_names == ["base", "single", "single_shuffled", "pairwise", "multitask", "multitask_brier"]
     assert ("single", "single_shuffled") in config.contrasts()  # the shuffled-target control, found from the flag
+    assert config.condition("multitask_brier").objective == "brier"
+    assert ("multitask_brier", "multitask") in config.contrasts()  # "which objective": against its sft twin
     assert [d.name for d in config.data.train] == ["mmlu_pro", "gsm8k", "triviaqa"]
     assert [d.name for d in config.data.eval] == ["metamedqa", "legalbench", "truthfulqa"]
     assert sum(d.train for d in config.data.train) >= 150

@@ -20,7 +20,9 @@ BASE = "base"
 TRAINED_CONDITIONS = ("single", "pairwise", "multitask")  # the paper's: each trained on the training set of its name
 CONDITIONS = (BASE, *TRAINED_CONDITIONS)
 NAME_PATTERN = r"^[A-Za-z0-9_.+-]+$"
-OBJECTIVES = ("sft",)
+OBJECTIVES = ("sft", "brier", "grpo")  # docs/training.md, "Objectives"
+Objective = Literal["sft", "brier", "grpo"]
+LOCAL_ONLY_OBJECTIVES = ("brier", "grpo")  # need the model's probabilities or its samples: LoRA, not a hosted job
 
 # one colour per condition in every plot (Okabe-Ito): base is grey, the reference; a condition without a colour of
 # its own takes the first unused one of EXTRA_COLORS, in the study's order
@@ -42,8 +44,14 @@ class Condition(BaseModel):
         description="The training set (a targets.sets name) it is fine-tuned on; null: not fine-tuned (the base "
         "model).",
     )
-    objective: Literal["sft"] = Field(
-        "sft", description="The training objective: sft (supervised fine-tuning on the training set's replies)."
+    objective: Objective = Field(
+        "sft",
+        description="The training objective (docs/training.md, 'Objectives'): sft: supervised fine-tuning on the "
+        "training set's replies (the paper's recipe); brier: the answer by cross-entropy, the stated confidence by "
+        "the expected Brier score of the model's distribution over the confidence values against whether the "
+        "answer is correct, the pairwise choice by log loss on the question answered correctly more often; grpo: "
+        "reinforcement learning (TRL's GRPOTrainer) with the reward correct - (confidence - correct)^2 (single) "
+        "or choosing the better question (pairwise). brier and grpo train LoRA only (not training.backend hosted).",
     )
     training: dict[str, Any] = Field(
         default_factory=dict,
@@ -123,6 +131,19 @@ def shuffled_controls(config: dict[str, Any]) -> list[tuple[str, str]]:
         if control.training_set in twins
         for c in records
         if c.training_set in twins[control.training_set]
+    ]
+
+
+def objective_pairs(config: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(condition, its sft twin) pairs of a study config (a mapping): each condition trained with another objective
+    than sft, against each sft condition trained on the same training set (the "which objective" claim)."""
+    records = [c for c in conditions_of(config) if c.trained]
+    return [
+        (c.name, twin.name)
+        for c in records
+        if c.objective != "sft"
+        for twin in records
+        if twin.objective == "sft" and twin.training_set == c.training_set
     ]
 
 

@@ -352,6 +352,7 @@ class Metrics(Record):
     bootstrap: dict[str, Any] = Field(default_factory=dict)
     relative: RelativeSection | None = None
     format: dict[str, Any] | None = None
+    objectives: dict[str, str] | None = None  # trained condition -> its training objective (sft, brier, grpo)
     baselines: BaselinesSection | None = None
     metacognition: MetacognitionSection | None = None
     selective: SelectiveSection | None = None

@@ -7,11 +7,11 @@ with its 95% bootstrap interval from metrics.json, and a verdict computed from t
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from metaconf.conditions import BASE, conditions_of, paper_condition, shuffled_controls
+from metaconf.conditions import BASE, conditions_of, objective_pairs, paper_condition, shuffled_controls
 from metaconf.metrics.controls import CONSTANT
 from metaconf.metrics.registry import TASK_NAMES, better, headline_metrics, label
 
@@ -89,6 +89,13 @@ CLAIMS = {
         "multitask",
         "Multitask beats training on one task, on that task",
         "multitask gives the broadest gains",
+        "better",
+        "all",
+    ),
+    "objective": Claim(
+        "objective",
+        "Another objective beats SFT on the same training set (condition − its sft twin)",
+        "not tested (objectives added here: docs/training.md)",
         "better",
         "all",
     ),
@@ -289,14 +296,18 @@ def _base_plan(
 
 
 def _contrast_plan(
-    contrasts: list[dict[str, Any]], tasks: dict[str, set[str]], controls: list[tuple[str, str]]
+    contrasts: list[dict[str, Any]],
+    tasks: dict[str, set[str]],
+    controls: list[tuple[str, str]],
+    twins: Sequence[tuple[str, str]] = (),
 ) -> Plan:
-    """Multitask against each single-task condition, and each condition against its shuffled-target control, on
-    the tasks the reference was trained on."""
+    """Multitask against each single-task condition, each condition against its shuffled-target control, and each
+    other objective against its sft twin (`twins`), on the tasks the reference was trained on."""
     plan: Plan = []
     for condition, reference in dict.fromkeys((c["condition"], c.get("reference")) for c in contrasts):
         own = tasks.get(reference, set()) if reference else set()
-        key = "targets" if (condition, reference) in controls else "multitask"
+        pair = (condition, reference)
+        key = "targets" if pair in controls else "objective" if pair in twins else "multitask"
         if key == "multitask" and own == set(TASK_NAMES):
             continue
         entries = [c for c in contrasts if c.get("reference") == reference]
@@ -331,7 +342,7 @@ def finding_rows(metrics: dict[str, Any], config: dict[str, Any] | None = None, 
     controls = shuffled_controls(config)
     tested = [c for c in conditions if c not in {control for _, control in controls}]  # controls: fewer rows
     plan = _base_plan(comparisons, conditions, tasks, tested)
-    plan += _contrast_plan(metrics.get("contrasts") or [], tasks, controls)
+    plan += _contrast_plan(metrics.get("contrasts") or [], tasks, controls, objective_pairs(config))
     plan += _constant_plan(metrics, [c for c in conditions if "single" in tasks[c]])
     plan += [("accuracy", comparisons, c, c, "single", "accuracy", ("condition", base)) for c in tested]
     profiles = _profiles(metrics)

@@ -21,7 +21,16 @@ from pydantic import (
 )
 
 from metaconf.bounds import SEED_MAX
-from metaconf.conditions import CONDITIONS, Condition, as_condition, compact, shuffled_controls, with_default_set
+from metaconf.conditions import (
+    CONDITIONS,
+    LOCAL_ONLY_OBJECTIVES,
+    Condition,
+    as_condition,
+    compact,
+    objective_pairs,
+    shuffled_controls,
+    with_default_set,
+)
 from metaconf.configfile import read_config_file, read_mapping
 from metaconf.engines.kinds import EmbeddedModel, ModelConfig
 from metaconf.errors import ConfigError, field_location, validation_error
@@ -303,14 +312,23 @@ class StudyConfig(_Strict):
         raise ConfigError(f"conditions: no condition {name!r} in this study ({', '.join(self.condition_names)})")
 
     def contrasts(self) -> list[tuple[str, str]]:
-        """(multitask-trained, single-task-trained) condition pairs: does training on both tasks beat one? In the
-        study's order, single before pairwise: the paper's (multitask, single), (multitask, pairwise). Then
-        (condition, its shuffled-target control) pairs (metaconf.conditions.shuffled_controls)."""
+        """(multitask-trained, single-task-trained) condition pairs of the same objective: does training on both
+        tasks beat one? In the study's order, single before pairwise: the paper's (multitask, single), (multitask,
+        pairwise). Then (condition, its shuffled-target control) pairs (metaconf.conditions.shuffled_controls),
+        then (condition, its sft twin on the same set) for the other objectives (conditions.objective_pairs)."""
         task = {s.name: s.task for s in self.targets.sets if not s.shuffle_targets}  # controls: below
         trained_on = {c.name: task.get(c.training_set or "") for c in self.conditions}
+        objective = {c.name: c.objective for c in self.conditions}
         mixed = [c for c, t in trained_on.items() if t == "multitask"]
-        pairs = [(m, c) for m in mixed for one in ("single", "pairwise") for c, t in trained_on.items() if t == one]
-        return pairs + shuffled_controls(self.model_dump(mode="json"))  # and each condition vs its shuffled control
+        pairs = [
+            (m, c)
+            for m in mixed
+            for one in ("single", "pairwise")
+            for c, t in trained_on.items()
+            if t == one and objective[c] == objective[m]
+        ]
+        stored = self.model_dump(mode="json")
+        return pairs + shuffled_controls(stored) + objective_pairs(stored)
 
     def lora_for(self, condition: str) -> LoraTrainConfig:
         """The LoRA settings of one condition: training.lora with the condition's own training options."""
@@ -394,6 +412,11 @@ def _check_conditions(config: StudyConfig, source: str) -> None:
             raise ConfigError(
                 f"{source}: field 'conditions.{i}.training_set': '{condition.name}' is trained on the training set "
                 f"'{condition.training_set}', but targets.sets has only {', '.join(sets) or 'none'}"
+            )
+        if condition.objective in LOCAL_ONLY_OBJECTIVES and config.training.backend == "hosted":
+            raise ConfigError(
+                f"{source}: field 'conditions.{i}.objective': hosted fine-tuning trains sft only, not "
+                f"{condition.objective} ('{condition.name}'); use training.backend lora"
             )
         if condition.training and config.training.backend == "hosted":
             raise ConfigError(

@@ -220,10 +220,9 @@ class Study:
                 self.run_dir,
                 self.model_path(),
                 self.config.training.lora,
-                conditions,
+                [self.config.condition(c) for c in conditions],  # records: training set and objective
                 configs={c: self.config.lora_for(c) for c in conditions},
                 dtype=self.dtype() or self.config.model.dtype,  # resolved once: training keeps its reason
-                training_sets=sets,
             )
         return f"adapters ready: {', '.join(conditions)}"
 
@@ -330,6 +329,7 @@ class Study:
         metrics["model"] = self.model_label()
         metrics["format"] = self.formats()
         metrics["config"] = self.config.model_dump(mode="json")
+        metrics["objectives"] = {c.name: c.objective for c in self.config.conditions if c.trained}
         # baselines, teacher gap (when configured) and meta-d′ of every condition: metaconf.baselines.summary
         from metaconf.baselines import load_baselines, methods_of
         from metaconf.baselines.summary import baseline_metrics

@@ -60,6 +60,27 @@ def consistency_record(q: Question, samples: Sequence[str], task: AnswerTask | N
     )
 
 
+def sampled_accuracy(record: ConsistencyRecord, q: Question) -> float:
+    """The share of a question's samples whose answer is correct (unparseable ones count as wrong): the soft label
+    of the brier objective, next to whether the modal answer is correct."""
+    if not record.answers:
+        return 0.0
+    right = 0
+    for answer in record.answers:
+        try:
+            right += answer is not None and bool(grading.answer_matches(answer, q))
+        except Exception:
+            continue
+    return right / len(record.answers)
+
+
+def better_question(accuracy1: float, accuracy2: float) -> int | None:
+    """Which of two questions (1 or 2) the model answers correctly more often in its samples; None on a tie."""
+    if accuracy1 == accuracy2:
+        return None
+    return 1 if accuracy1 > accuracy2 else 2
+
+
 def sample_consistency(
     engine: Engine,
     questions: Sequence[Question],

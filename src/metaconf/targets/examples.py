@@ -13,6 +13,7 @@ import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from metaconf.data.schema import Question
@@ -20,8 +21,9 @@ from metaconf.engines.base import stable_hash
 from metaconf.errors import DataError
 from metaconf.targets.calibration import CalibrationMap
 from metaconf.targets.config import TargetsConfig, TrainingSetSpec
-from metaconf.targets.consistency import ConsistencyRecord
-from metaconf.tasks.task import PairwiseTask, SingleTask, Tasks, get_task
+from metaconf.targets.consistency import ConsistencyRecord, better_question, sampled_accuracy
+from metaconf.tasks.task import PairwiseTask, SingleTask, Task, Tasks, get_task
+from metaconf.tasks.templates import TEMPLATE_DIR
 
 MAX_CANDIDATE_PAIRS = 200_000
 MAX_OPEN_ANSWER_WORDS = 8
@@ -104,7 +106,8 @@ def single_examples(
     for r in records:
         q = _question(questions, r.id)
         target = cmap.target(r, noise=noise, seed=seed)
-        reply = task.format_target(display_answer(r), target, q)
+        answer = display_answer(r)
+        reply = task.format_target(answer, target, q)
         out.append(
             Example(
                 "single",
@@ -117,6 +120,10 @@ def single_examples(
                     "consistency": r.consistency,
                     "target": round(target, 2),
                     "modal_correct": r.modal_correct,
+                    # labels of the brier objective (training/brier.py): the answer's sampled accuracy, and where
+                    # the confidence starts in the reply
+                    "sampled_accuracy": round(sampled_accuracy(r, q), 4),
+                    "score_at": task.value_at("confidence", answer=answer),
                 },
             )
         )
@@ -173,7 +180,9 @@ def pairwise_examples(
         first, second = (high, low) if k % 2 == 0 else (low, high)
         choice = 1 if k % 2 == 0 else 2
         q1, q2 = _question(questions, first.id), _question(questions, second.id)
-        reply = task.format_target(choice, display_answer(first), display_answer(second), q1, q2)
+        answer1, answer2 = display_answer(first), display_answer(second)
+        reply = task.format_target(choice, answer1, answer2, q1, q2)
+        accuracy1, accuracy2 = sampled_accuracy(first, q1), sampled_accuracy(second, q2)
         out.append(
             Example(
                 "pairwise",
@@ -190,6 +199,12 @@ def pairwise_examples(
                     "target2": round(cmap.accuracy(second), 4),
                     "bin1": cmap.bin_of(first),
                     "bin2": cmap.bin_of(second),
+                    # labels of the brier objective: the question answered correctly more often in the samples
+                    # (null on a tie: left out of its loss), and where the choice starts in the reply
+                    "sampled_accuracy1": round(accuracy1, 4),
+                    "sampled_accuracy2": round(accuracy2, 4),
+                    "better": better_question(accuracy1, accuracy2),
+                    "score_at": task.value_at("choice", answer1=answer1, answer2=answer2),
                 },
             )
         )
@@ -245,11 +260,30 @@ def build_training_set(
         return pairwise_examples(picked, questions, cmap, tasks.pairwise)
 
     if spec.task == "single":
-        return singles(spec.size)
+        return with_prompt_inputs(singles(spec.size), questions, tasks)
     if spec.task == "pairwise":
-        return pairs(spec.size or len(pool))
+        return with_prompt_inputs(pairs(spec.size or len(pool)), questions, tasks)
     size = spec.size or len(pool)
     n_single = round(size * spec.single_share)
     mixed = singles(n_single) + pairs(size - n_single)
     _rng(seed, spec.name, "mix").shuffle(mixed)
-    return mixed
+    return with_prompt_inputs(mixed, questions, tasks)
+
+
+def template_ref(task: Task) -> str:
+    """How examples.jsonl names a task's template: the bundled template's name, else the file it was read from."""
+    path = task.template.path
+    return task.name if not path or Path(path).parent == TEMPLATE_DIR else path
+
+
+def with_prompt_inputs(examples: list[Example], questions: dict[str, Question], tasks: Tasks) -> list[Example]:
+    """The examples with what re-asking their prompt needs in their meta (the grpo objective samples replies to
+    each prompt and grades them): the question(s) with their gold answers, and the template they are written in."""
+    for e in examples:
+        if e.task == "single":
+            e.meta["question"] = questions[e.meta["id"]].to_dict()
+        else:
+            e.meta["question1"] = questions[e.meta["id1"]].to_dict()
+            e.meta["question2"] = questions[e.meta["id2"]].to_dict()
+        e.meta["template"] = template_ref(tasks.single if e.task == "single" else tasks.pairwise)
+    return examples

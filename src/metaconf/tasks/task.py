@@ -75,6 +75,13 @@ class Task:
         """`max_new_tokens` and `stop` for `Engine.generate` (`max_new_tokens` overrides the template's)."""
         return {"max_new_tokens": self.token_limit(guided, max_new_tokens), "stop": list(self.template.stop)}
 
+    def value_at(self, field: str, **values: Any) -> int:
+        """Where `field`'s value starts in the reply `output` writes from `values` (the other fields; answers as
+        `format_target` writes them, stripped): the position a loss on that field scores (training/brier.py)."""
+        marker = "\x00"
+        clean = {k: v.strip() if isinstance(v, str) else v for k, v in values.items()}
+        return self.template.output.format(**{**clean, field: marker}).index(marker)
+
     def check(self, max_new_tokens: int | None = None) -> None:
         """Refuse (one-line ConfigError) a template whose output cannot be guided, before any sampling."""
         _guides.check_template(self.template, self.kind, max_new_tokens)

@@ -7,7 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from metaconf.conditions import TRAINED_CONDITIONS
+from metaconf.conditions import TRAINED_CONDITIONS, Condition, Objective
+from metaconf.errors import ConfigError
 from metaconf.flags import Command, moved_under
 from metaconf.names import Name
 from metaconf.training.config import LoraTrainConfig
@@ -36,6 +37,11 @@ class TrainConfig(BaseModel):
 
     conditions: list[Name] = Field(list(TRAINED_CONDITIONS), description="Conditions to train (their training sets).")
     model: str = Field("embedded", description="'embedded' (SmolLM2-135M-Instruct) or a model folder / hub id.")
+    objective: Objective = Field(
+        "sft",
+        description="The training objective of every condition trained (sft, brier, grpo; docs/training.md, "
+        "'Objectives'); hosted jobs train sft only.",
+    )
     lora: LoraTrainConfig = Field(default_factory=LoraTrainConfig, description="LoRA settings.")
     hosted: HostedTrainConfig | None = Field(
         None, description="Fine-tune a provider's model through its API instead (set hosted.base_model)."
@@ -51,6 +57,10 @@ def _preset(options: TrainOptions) -> tuple[dict[str, Any], str]:
 def _train(options: TrainOptions, config: TrainConfig, source: str) -> int:
 
     if config.hosted is not None:
+        if config.objective != "sft":
+            raise ConfigError(
+                f"{source}: field 'objective': hosted fine-tuning trains sft only, not {config.objective}"
+            )
         from metaconf.training.hosted import hosted_conditions
 
         for cond, model in hosted_conditions(options.run, config.hosted, config.conditions).items():
@@ -58,9 +68,8 @@ def _train(options: TrainOptions, config: TrainConfig, source: str) -> int:
         return 0
     from metaconf.training.lora import train_conditions
 
-    for cond, adapter in train_conditions(
-        options.run, config.model, config.lora, config.conditions, redo=options.redo
-    ).items():
+    records = [Condition(name=c, training_set=c, objective=config.objective) for c in config.conditions]
+    for cond, adapter in train_conditions(options.run, config.model, config.lora, records, redo=options.redo).items():
         print(f"{cond}: {adapter}")
     return 0
 

@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from metaconf.bounds import SEED_MAX
 
+GRPO_FIELDS = ("grpo_generations", "grpo_beta", "grpo_guided")  # objective grpo only: its fingerprint inputs
+
 
 class LoraTrainConfig(BaseModel):
     """How to fine-tune a LoRA adapter with TRL's SFTTrainer (loss on the assistant's reply only)."""
@@ -91,6 +93,26 @@ class LoraTrainConfig(BaseModel):
     gradient_checkpointing: bool | Literal["auto"] = Field(
         "auto", description="Recompute activations in backward to save memory; 'auto': on for GPUs, off on CPU."
     )
+    brier_soft_labels: bool = Field(
+        False,
+        description="Objective brier only: score the stated confidence against the answer's sampled accuracy (the "
+        "share of the targets stage's samples graded correct) instead of whether the modal answer is correct.",
+    )
+    grpo_generations: int = Field(
+        4,
+        le=256,
+        ge=2,
+        description="objective grpo: replies sampled per training prompt (GRPO's group; rewards are compared "
+        "within it). batch_size counts prompts, so a step generates batch_size x this many replies.",
+    )
+    grpo_beta: float = Field(
+        0.0, le=10, ge=0, description="objective grpo: weight of the KL penalty towards the base model (0: none)."
+    )
+    grpo_guided: bool = Field(
+        True,
+        description="objective grpo: sample the replies under their template's guide (always readable); false: "
+        "free text, an unreadable reply gets reward 0.",
+    )
 
     @classmethod
     def for_cpu_demo(cls) -> LoraTrainConfig:
@@ -109,8 +131,10 @@ class LoraTrainConfig(BaseModel):
 
     def fingerprint(self) -> str:
         """A hash of every setting: a finished adapter is reused only when this matches. `bf16_mode` counts only
-        where bf16 actually runs (train_lora adds the resolved precision), so fp32 fingerprints predate it."""
-        settings = self.model_dump(exclude={"bf16_mode"})
+        where bf16 actually runs (train_lora adds the resolved precision), so fp32 fingerprints predate it;
+        `brier_soft_labels` and the grpo settings only under their objective (its fingerprint inputs,
+        training/objectives.py)."""
+        settings = self.model_dump(exclude={"bf16_mode", "brier_soft_labels", *GRPO_FIELDS})
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
     def lora_layers(self, num_layers: int) -> list[int] | None:

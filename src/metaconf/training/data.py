@@ -47,11 +47,17 @@ def filter_by_length(
     examples: list[list[dict[str, str]]], tokenizer: Any, max_length: int
 ) -> tuple[list[list[dict[str, str]]], int]:
     """Examples whose chat-templated length fits `max_length`, and how many were left out."""
-    kept = []
+    fits = fits_length(examples, tokenizer, max_length)
+    kept = [messages for messages, ok in zip(examples, fits) if ok]
+    return kept, len(examples) - len(kept)
+
+
+def fits_length(examples: list[list[dict[str, str]]], tokenizer: Any, max_length: int) -> list[bool]:
+    """Per example: does its chat-templated length fit `max_length` tokens?"""
+    fits = []
     for messages in examples:
         ids = tokenizer.apply_chat_template(messages, tokenize=True)
         if hasattr(ids, "keys"):  # some tokenizers return a BatchEncoding
             ids = ids["input_ids"]
-        if len(ids) <= max_length:
-            kept.append(messages)
-    return kept, len(examples) - len(kept)
+        fits.append(len(ids) <= max_length)
+    return fits

@@ -1,8 +1,11 @@
-"""LoRA fine-tuning with TRL's SFTTrainer + PEFT, on one process or many (torchrun / accelerate launch).
+"""LoRA fine-tuning with TRL + PEFT, on one process or many (torchrun / accelerate launch).
+
+The trainer comes from the run's objective (`training/objectives.py`): sft is TRL's SFTTrainer, built here by
+`build_trainer`; the other objectives build theirs on the same LoRA stack and frozen-layer cache.
 
 Output folder of `train_lora`:
-    adapter/            PEFT adapter + tokenizer (written once, by the main process)
-    train_config.json   settings, model, training file hash, and the result once finished
+    adapter/            PEFT adapter + tokenizer (written once, by the main process), metaconf.json (objective)
+    train_config.json   settings, objective, model, training file hash, and the result once finished
     log.jsonl           one row per logging step: step, epoch, loss, learning_rate
     loss.png            the loss curve
     checkpoints/        resumable checkpoints while training (removed once DONE)
@@ -22,7 +25,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from metaconf.conditions import TRAINED_CONDITIONS
+from metaconf.conditions import TRAINED_CONDITIONS, Condition
 from metaconf.engines.embedded import resolve_model
 from metaconf.errors import ConfigError, DataError, MetaconfError
 from metaconf.io import (
@@ -63,10 +66,20 @@ def _device_settings(config: LoraTrainConfig, dtype: str | DtypeChoice = "auto")
     return settings
 
 
-def _fingerprint(config: LoraTrainConfig, model: str, train_sha: str, device: Mapping[str, Any]) -> str:
-    parts = {"config": config.fingerprint(), "model": model, "train": train_sha}
+def _fingerprint(
+    config: LoraTrainConfig,
+    model: str,
+    train_sha: str,
+    device: Mapping[str, Any],
+    objective: Mapping[str, Any] | None = None,
+) -> str:
+    """The run's identity: settings, model, data, precision and (other objectives than sft) the objective's inputs;
+    sft runs keep the fingerprints they had before objectives counted."""
+    parts: dict[str, Any] = {"config": config.fingerprint(), "model": model, "train": train_sha}
     if device["precision"] != "fp32":  # fp32 runs keep the fingerprints they had before precision counted
         parts["precision"] = f"{device['precision']}/{device.get('bf16_mode', '')}"
+    if objective:
+        parts["objective"] = dict(objective)
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -74,6 +87,10 @@ def _last_checkpoint(checkpoints: Path) -> Path | None:
     found = [p for p in checkpoints.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
     complete = [p for p in found if (p / "trainer_state.json").is_file()]
     return max(complete, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+# an objective's own terms, logged next to the loss (brier: its two terms; grpo: the mean reward)
+OBJECTIVE_LOG_KEYS = ("confidence_brier", "choice_log_loss", "reward")
 
 
 def _log_callback(log_path: Path, resumed_step: int) -> Any:
@@ -93,6 +110,7 @@ def _log_callback(log_path: Path, resumed_step: int) -> Any:
                     "epoch": round(float(state.epoch or 0.0), 4),
                     "loss": float(logs["loss"]),
                     "learning_rate": float(logs.get("learning_rate", 0.0)),
+                    **{k: float(logs[k]) for k in OBJECTIVE_LOG_KEYS if k in logs},
                 }
             )
             write_jsonl(log_path, self.rows)
@@ -214,8 +232,9 @@ def _split_for_cache(
 @dataclass
 class LoraJob:
     """One training run's inputs, said once: the chat JSONL file, the output folder, the model (a name or path,
-    resolved on creation), the settings, the study's model.dtype (followed where `config.precision` is 'auto')
-    and `frozen_states`, a dict shared between trainings of the same model that keeps cached lower-layer states."""
+    resolved on creation), the settings, the study's model.dtype (followed where `config.precision` is 'auto'),
+    `frozen_states`, a dict shared between trainings of the same model that keeps cached lower-layer states, and
+    the training objective (metaconf.conditions.OBJECTIVES; its trainer: training/objectives.py)."""
 
     train_file: str | Path
     output_dir: Path
@@ -223,6 +242,7 @@ class LoraJob:
     config: LoraTrainConfig = field(default_factory=LoraTrainConfig)
     dtype: str | DtypeChoice = "auto"
     frozen_states: dict | None = None
+    objective: str = "sft"
 
     def __post_init__(self) -> None:
         self.output_dir = Path(self.output_dir)
@@ -355,6 +375,27 @@ def _feed_cached_states(trainer: Any, frozen: Any) -> None:
         frozen.precompute(trainer.train_dataset["input_ids"], progress=sys.stderr.isatty())
 
 
+def load_tokenizer(job: LoraJob) -> Any:
+    """The model's tokenizer, which must have a chat template (the training files are chats)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(job.model_path)
+    if tokenizer.chat_template is None:
+        raise MetaconfError(f"{job.model_path}: the tokenizer has no chat template; use an instruction-tuned model")
+    return tokenizer
+
+
+def lora_model(job: LoraJob, tokenizer: Any, probe: list[dict[str, str]]) -> tuple[Any, Any]:
+    """(PEFT model with a fresh adapter, FrozenLowerLayers or None): the base model, or with
+    `cache_frozen_layers` its upper layers (checked against the full model on the example `probe`)."""
+    base = _load_base(job)
+    layers, targets = _lora_placement(job.config, base)
+    frozen = None
+    if job.config.cache_frozen_layers:
+        base, frozen, layers = _cache_lower_layers(job, base, tokenizer, probe, layers)
+    return _with_adapter(job.config, base, layers, targets), frozen
+
+
 def build_trainer(job: LoraJob, callbacks: Sequence[Any] = ()) -> Any:
     """An SFTTrainer with a fresh LoRA adapter, ready to train (also lets tests inspect the tokenised labels).
 
@@ -362,20 +403,12 @@ def build_trainer(job: LoraJob, callbacks: Sequence[Any] = ()) -> Any:
     cached lower-layer states (`trainer.frozen_split` is then the first trained layer).
     """
     from datasets import Dataset
-    from transformers import AutoTokenizer
     from trl import SFTTrainer
 
-    tokenizer = AutoTokenizer.from_pretrained(job.model_path)
-    if tokenizer.chat_template is None:
-        raise MetaconfError(f"{job.model_path}: the tokenizer has no chat template; use an instruction-tuned model")
+    tokenizer = load_tokenizer(job)
     examples = _training_examples(job, tokenizer)
     dataset = Dataset.from_list([to_prompt_completion(m) for m in examples])
-    base = _load_base(job)
-    layers, targets = _lora_placement(job.config, base)
-    frozen = None
-    if job.config.cache_frozen_layers:
-        base, frozen, layers = _cache_lower_layers(job, base, tokenizer, examples[0], layers)
-    peft_model = _with_adapter(job.config, base, layers, targets)
+    peft_model, frozen = lora_model(job, tokenizer, examples[0])
     # With cached states the batch has inputs_embeds instead of input_ids; our loss is the one tested with them
     trainer_class = _completion_loss_trainer_class() if job.config.fast_loss or frozen else SFTTrainer
     trainer = trainer_class(
@@ -391,6 +424,9 @@ def build_trainer(job: LoraJob, callbacks: Sequence[Any] = ()) -> Any:
     return trainer
 
 
+ADAPTER_METADATA = "metaconf.json"  # in the adapter folder: how it was trained (objective, fingerprint)
+
+
 def stable_adapter_config(adapter_dir: str | Path) -> None:
     """Rewrite adapter_config.json with `target_modules` sorted: PEFT writes them from a set, in a different order
     on every run, which would give identical adapters different bytes."""
@@ -401,7 +437,7 @@ def stable_adapter_config(adapter_dir: str | Path) -> None:
         write_json(path, config, sort_keys=True)
 
 
-def _start_record(job: LoraJob, fingerprint: str, train_sha: str, world_size: int) -> None:
+def _start_record(job: LoraJob, fingerprint: str, train_sha: str, world_size: int, inputs: Mapping[str, Any]) -> None:
     """Write train_config.json (main process); other settings or data than last time start from scratch."""
     config_path = job.output_dir / "train_config.json"
     old = read_json(config_path) if config_path.is_file() else {}
@@ -412,6 +448,8 @@ def _start_record(job: LoraJob, fingerprint: str, train_sha: str, world_size: in
             (job.output_dir / name).unlink(missing_ok=True)
     record = {
         "fingerprint": fingerprint,
+        "objective": job.objective,
+        **({"objective_inputs": dict(inputs)} if inputs else {}),
         "model": job.model_path,
         "train_file": str(job.train_file),
         "train_file_sha256": train_sha,
@@ -428,8 +466,10 @@ def _train(job: LoraJob, callbacks: Sequence[Any]) -> tuple[Any, Any, int, Path]
     checkpoint = _last_checkpoint(job.output_dir / "checkpoints")
     resumed_step = int(checkpoint.name.split("-")[-1]) if checkpoint else 0
     log_path = job.output_dir / "log.jsonl"
+    from metaconf.training.objectives import build_objective_trainer
+
     with quiet_libraries():
-        trainer = build_trainer(job, [_log_callback(log_path, resumed_step), *callbacks])
+        trainer = build_objective_trainer(job, [_log_callback(log_path, resumed_step), *callbacks])
         result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         split = trainer.frozen_split
         trained_dir = job.output_dir / "adapter" if split is None else job.output_dir / "adapter.upper-layers"
@@ -448,6 +488,7 @@ def _finish(job: LoraJob, fingerprint: str, trainer: Any, result: Any, resumed_s
         shutil.rmtree(trained_dir, ignore_errors=True)
     trainer.processing_class.save_pretrained(str(adapter_dir))
     stable_adapter_config(adapter_dir)
+    write_json(adapter_dir / ADAPTER_METADATA, {"objective": job.objective, "fingerprint": fingerprint}, sort_keys=True)
     if (out / "log.jsonl").is_file():
         plot_loss(out / "log.jsonl", out / "loss.png", title=f"{out.name}: loss")
     info = read_json(out / "train_config.json")
@@ -472,22 +513,29 @@ def train_lora(
     frozen_states: dict | None = None,
     dtype: str | DtypeChoice = "auto",
     redo: bool = True,
+    objective: str = "sft",
 ) -> Path:
     """Fine-tune a LoRA adapter on a chat JSONL file; returns the adapter folder (`output_dir/adapter`).
 
-    Reuses a finished run with the same settings, model and data; resumes an interrupted one. Safe under
+    Reuses a finished run with the same settings, model, data and objective; resumes an interrupted one. Safe under
     `torchrun` / `accelerate launch`: every rank trains, only the main process writes files. `dtype`: the study's
     model.dtype (auto | float32 | bfloat16 | float16), followed where `config.precision` is 'auto'. A finished
     adapter of other settings or data is replaced, or with `redo=False` refused before anything is deleted.
+    `objective`: sft (default), brier or grpo (docs/training.md, 'Objectives').
     """
     import torch
     from accelerate import PartialState
 
-    job = LoraJob(Path(train_file), Path(output_dir), model, config or LoraTrainConfig(), dtype, frozen_states)
+    from metaconf.training.objectives import objective_inputs
+
+    job = LoraJob(
+        Path(train_file), Path(output_dir), model, config or LoraTrainConfig(), dtype, frozen_states, objective
+    )
     adapter_dir, done = job.output_dir / "adapter", job.output_dir / "DONE"
     train_sha = file_sha256(train_file) if Path(train_file).is_file() else ""
     load_chat_examples(train_file)  # fail early with a clear line
-    fingerprint = _fingerprint(job.config, job.model_path, train_sha, job.device)
+    inputs = objective_inputs(job)  # also refuses an unknown objective, or one whose inputs are missing
+    fingerprint = _fingerprint(job.config, job.model_path, train_sha, job.device, inputs)
     if done.is_file() and done.read_text().strip() == fingerprint and (adapter_dir / "adapter_config.json").is_file():
         return adapter_dir
     if done.is_file() and not redo:
@@ -498,7 +546,7 @@ def train_lora(
     # Joins the process group under torchrun / accelerate launch (gloo on CPU); one process otherwise
     state = PartialState(cpu=not torch.cuda.is_available())
     if state.is_main_process:
-        _start_record(job, fingerprint, train_sha, state.num_processes)
+        _start_record(job, fingerprint, train_sha, state.num_processes, inputs)
     state.wait_for_everyone()
     trainer, result, resumed_step, trained_dir = _train(job, callbacks)
     state.wait_for_everyone()
@@ -512,20 +560,24 @@ def train_conditions(
     run_dir: str | Path,
     model: str | Path = "embedded",
     config: LoraTrainConfig | None = None,
-    conditions: Sequence[str] = TRAINED_CONDITIONS,
+    conditions: Sequence[str | Condition] = TRAINED_CONDITIONS,
     configs: Mapping[str, LoraTrainConfig] | None = None,
     dtype: str | DtypeChoice = "auto",
     training_sets: Mapping[str, str] | None = None,
     redo: bool = True,
 ) -> dict[str, Path]:
-    """Train each condition on `RUN/training_sets/<set>/train.jsonl` into `RUN/training/<condition>/`: the set is
-    `training_sets[condition]` (default: the set of the condition's name), the settings `configs[condition]` where
+    """Train each condition on `RUN/training_sets/<set>/train.jsonl` into `RUN/training/<condition>/`. A condition
+    is a record (metaconf.conditions.Condition: its training set and objective) or a name (the set
+    `training_sets[name]`, default the set of its name; objective sft); the settings are `configs[name]` where
     given, else `config`; `dtype` and `redo` as in `train_lora`."""
     run_dir = Path(run_dir)
     adapters = {}
     frozen_states: dict = {}  # lower-layer states shared by the conditions (their prompts overlap)
-    for cond in conditions:
-        train_file = inside(run_dir, "training_sets", (training_sets or {}).get(cond, cond), "train.jsonl")
+    for entry in conditions:
+        record = entry if isinstance(entry, Condition) else None
+        cond = record.name if record else str(entry)
+        training_set = record.training_set if record else (training_sets or {}).get(cond, cond)
+        train_file = inside(run_dir, "training_sets", training_set or cond, "train.jsonl")
         if not train_file.is_file():
             raise DataError(f"{train_file}: training set for condition '{cond}' not found (run build-data first)")
         settings = (configs or {}).get(cond, config)
@@ -537,6 +589,7 @@ def train_conditions(
             frozen_states=frozen_states,
             dtype=dtype,
             redo=redo,
+            objective=record.objective if record else "sft",
         )
     return adapters
 
