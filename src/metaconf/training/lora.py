@@ -35,6 +35,7 @@ from metaconf.io import (
     write_jsonl,
     write_text_atomic,
 )
+from metaconf.memory import release_free_memory
 from metaconf.names import inside
 from metaconf.precision import DtypeChoice, resolve_dtype
 from metaconf.training.config import LoraTrainConfig
@@ -536,6 +537,7 @@ def train_conditions(
             dtype=dtype,
             redo=redo,
         )
+        release_free_memory()  # the trainer and its model copy, before the next condition loads another
     return adapters
 
 
