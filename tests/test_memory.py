@@ -127,3 +127,19 @@ def test_a_shared_prefill_on_disk_gives_the_adapter_the_same_completions(tiny_mo
         assert [c.text for c in got] == [c.text for c in want]
         for a, b in zip(got, want):
             assert [t.logprob for t in a.logprobs] == pytest.approx([t.logprob for t in b.logprobs], abs=1e-4)
+
+
+def test_the_cpu_batch_budget_bounds_the_kv_cache_of_larger_models():
+    import torch
+    from transformers import LlamaConfig
+
+    from metaconf.engines.hf import CPU_BATCH_TOKENS, CPU_KV_BYTES, batch_tokens, kv_bytes_per_token
+
+    small = LlamaConfig(hidden_size=576, num_attention_heads=9, num_key_value_heads=3, num_hidden_layers=30)
+    large = LlamaConfig(hidden_size=2048, num_attention_heads=32, num_key_value_heads=32, num_hidden_layers=24)
+    assert kv_bytes_per_token(small, torch.bfloat16) == 30 * 2 * 3 * 64 * 2  # SmolLM2-135M: 22.5 KiB a token
+    assert batch_tokens(small, torch.bfloat16, "cpu") == batch_tokens(small, torch.float32, "cpu") == CPU_BATCH_TOKENS
+    for dtype in (torch.bfloat16, torch.float32):  # SmolLM2-1.7B: 192 KiB a token in bf16
+        tokens = batch_tokens(large, dtype, "cpu")
+        assert tokens < CPU_BATCH_TOKENS and tokens * kv_bytes_per_token(large, dtype) <= CPU_KV_BYTES
+    assert batch_tokens(large, torch.bfloat16, "cuda") == 1 << 18
