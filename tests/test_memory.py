@@ -143,3 +143,33 @@ def test_the_cpu_batch_budget_bounds_the_kv_cache_of_larger_models():
         tokens = batch_tokens(large, dtype, "cpu")
         assert tokens < CPU_BATCH_TOKENS and tokens * kv_bytes_per_token(large, dtype) <= CPU_KV_BYTES
     assert batch_tokens(large, torch.bfloat16, "cuda") == 1 << 18
+
+
+def test_dropping_finished_rows_compacts_the_kv_cache_in_place():
+    """Dropping rows (ascending indices) moves the kept rows down in the same buffer, with exactly the keys and
+    values transformers' DynamicLayer keeps; other selections still copy."""
+    import torch
+    from transformers.cache_utils import DynamicLayer
+
+    from metaconf.engines.kv_cache import ReservedLayer
+
+    torch.manual_seed(0)
+    ref, fast = DynamicLayer(), ReservedLayer(reserve=4)
+
+    def step(b, t):
+        k, v = torch.randn(b, 2, t, 4), torch.randn(b, 2, t, 4)
+        for a, c in zip(ref.update(k, v), fast.update(k.clone(), v.clone())):
+            assert torch.equal(a, c)
+
+    step(5, 3)
+    buffer = fast._kbuf.data_ptr()
+    for keep in ([0, 2, 3, 4], [1, 2], [0]):
+        idx = torch.tensor(keep)
+        ref.batch_select_indices(idx), fast.batch_select_indices(idx)
+        assert fast._kbuf.data_ptr() == buffer  # no second buffer
+        step(len(keep), 1)
+        assert torch.equal(fast.keys, ref.keys) and torch.equal(fast.values, ref.values)
+    idx = torch.tensor([0, 0])  # an expansion is not a compaction
+    ref.batch_select_indices(idx), fast.batch_select_indices(idx)
+    step(2, 1)
+    assert fast._kbuf.data_ptr() != buffer and torch.equal(fast.keys, ref.keys)
