@@ -25,6 +25,7 @@ SHARED = {
     "text",
     "bounds",
     "lock",
+    "memory",
 }
 
 # unit -> the units it may import (besides itself); shared modules only import each other as listed
@@ -39,6 +40,7 @@ ALLOWED: dict[str, set[str]] = {
     "retry": {"errors"},
     "configfile": {"errors", "io", "text"},
     "precision": {"errors"},
+    "memory": set(),
     "flags": {"errors", "configfile", "names", "text", "lock"},
     "records": {"errors", "io"},
     "data": SHARED,

@@ -51,8 +51,6 @@ class HFEngine(LocalEngine):
         self.dtype_choice = resolve_dtype(dtype, self.device.type, engine="hf")
         self.dtype = torch_dtype(self.dtype_choice.dtype)
         announce(self.dtype_choice, quiet)
-        # A token budget per batch: rows x (prompt + new tokens). Bounds KV-cache memory.
-        self.max_batch_tokens = max_batch_tokens or (1 << 18 if self.device.type == "cuda" else 1 << 15)
         self.share_prefix = share_prefix
         local = Path(self.model_name).is_dir()
         if not local and Path(self.model_name).exists():
@@ -71,6 +69,8 @@ class HFEngine(LocalEngine):
             peft_model = PeftModel.from_pretrained(self.model, str(adapter))
             self.model = peft_model.merge_and_unload() if merge_adapter else peft_model.get_base_model()
         self.model.to(self.device).eval()
+        # A token budget per batch: rows x (prompt + new tokens). Bounds KV-cache (and activation) memory.
+        self.max_batch_tokens = max_batch_tokens or batch_tokens(self.model.config, self.dtype, self.device.type)
         self.eos_ids = _eos_ids(self.model, self.tokenizer)
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else (min(self.eos_ids) if self.eos_ids else 0)
@@ -178,6 +178,29 @@ class HFEngine(LocalEngine):
                 self.tokenizer, self.model.get_output_embeddings().weight.shape[0], sorted(self.eos_ids)
             )
         return self._guidance
+
+
+CPU_BATCH_TOKENS = 1 << 15  # the most tokens per batch on a CPU (a GPU takes 1 << 18)
+CPU_KV_BYTES = 3 << 29  # and at most this much KV cache (1.5 GiB): fewer tokens per batch for a larger model
+
+
+def kv_bytes_per_token(config: Any, dtype: Any) -> int:
+    """Bytes of KV cache one token takes in `config`'s model: layers x (keys + values) x KV heads x head size."""
+    import torch
+
+    heads = getattr(config, "num_attention_heads", 1) or 1
+    head_dim = getattr(config, "head_dim", None) or getattr(config, "hidden_size", 64) // heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    layers = getattr(config, "num_hidden_layers", 1) or 1
+    return int(layers * 2 * kv_heads * head_dim * torch.empty((), dtype=dtype).element_size())
+
+
+def batch_tokens(config: Any, dtype: Any, device_type: str) -> int:
+    """The default token budget per batch: on a CPU the KV cache of a batch stays within CPU_KV_BYTES (the budget
+    of 32768 tokens is ~0.75 GB for the 135M demo model in bf16 but would be ~6 GB for a 1.7B model)."""
+    if device_type == "cuda":
+        return 1 << 18
+    return max(1024, min(CPU_BATCH_TOKENS, CPU_KV_BYTES // kv_bytes_per_token(config, dtype)))
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> set[int]:

@@ -65,8 +65,22 @@ class ReservedLayer(DynamicLayer):
         self._kbuf, self._vbuf = pick(self._kbuf), pick(self._vbuf)
         self.keys, self.values = self._kbuf[:, :, :n], self._vbuf[:, :, :n]
 
+    def _compact(self, keep: list[int]) -> None:
+        """Keep rows `keep` (ascending) by moving them down within the buffer: no second buffer, whose copy
+        would briefly double the cache's memory when finished rows are dropped."""
+        n = self.keys.shape[-2]
+        for buf in (self._kbuf, self._vbuf):
+            for j, src in enumerate(keep):
+                if src != j:
+                    buf[j].copy_(buf[src])
+        self._kbuf, self._vbuf = self._kbuf[: len(keep)], self._vbuf[: len(keep)]
+        self.keys, self.values = self._kbuf[:, :, :n], self._vbuf[:, :, :n]
+
     def batch_select_indices(self, indices) -> None:
-        if self._owns_view():
+        keep = indices.tolist() if self._owns_view() else None
+        if keep is not None and len(keep) < self._kbuf.shape[0] and all(a < b for a, b in zip(keep, keep[1:])):
+            self._compact(keep)  # finished rows dropped: in place
+        elif self._owns_view():
             self._reselect(lambda t: t.index_select(0, indices))
         else:
             super().batch_select_indices(indices)

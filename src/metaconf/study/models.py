@@ -17,8 +17,11 @@ from metaconf.engines import Adapter, CompletionStore, Engine
 from metaconf.errors import ConfigError
 from metaconf.grading import DEFAULT_JUDGE_TEMPLATE, Grader, JudgeGrader
 from metaconf.io import read_json, write_json
+from metaconf.memory import release_free_memory
 from metaconf.precision import DtypeChoice, announce, run_record
 from metaconf.study.config import ModelConfig, StudyConfig
+
+SHARED_PREFILL_DIR = ".shared-prefill"  # RUN/.shared-prefill/: the evaluation's shared prefill, removed after it
 
 
 class StudyModels:
@@ -89,6 +92,13 @@ class StudyModels:
         self.record_determinism(condition, engine)
         return engine
 
+    def release(self) -> None:
+        """Drop the base engine (and a judge built on it) and hand the freed memory back: a stage that loads a model
+        of its own (training) then does not hold two copies. The next `engine()` loads it again."""
+        self.base_engine = None
+        self._grader = None
+        release_free_memory()
+
     def build(self, condition: str, spec: ModelConfig | None = None) -> Engine:
         """A new engine of `spec` (default: the model under study) for a condition."""
         m = spec or self.config.model
@@ -134,14 +144,20 @@ class StudyModels:
         if not base.capabilities.shared_prefill:
             return None
         from metaconf.engines.prefill import SharedPrefill
+        from metaconf.engines.spill import SpilledEntries
 
         adapters = [self.run_dir / "training" / c / "adapter" for c in self.config.trained_conditions]
-        return SharedPrefill.for_adapters(adapters)
+        shared = SharedPrefill.for_adapters(adapters)
+        if shared is not None:  # on disk, not in memory: it grows with every evaluation prompt (engines/spill.py)
+            shared.entries = SpilledEntries(self.run_dir / SHARED_PREFILL_DIR)
+        return shared
 
     def end_shared_prefill(self, shared: Any) -> None:
-        """Drop a shared prefill's entries and detach it from the base engine."""
+        """Drop a shared prefill's entries (and their folder) and detach it from the base engine."""
         if shared is None:
             return
         shared.clear()
+        if hasattr(shared.entries, "close"):
+            shared.entries.close()
         if self.base_engine is not None:
             self.base_engine.shared_prefill = None

@@ -26,6 +26,7 @@ from metaconf.evaluation import evaluate_condition, load_predictions, make_pairs
 from metaconf.grading import Grader
 from metaconf.io import read_json, write_json, write_jsonl, write_text_atomic
 from metaconf.lock import RunLock
+from metaconf.memory import PeakMeter, release_free_memory
 from metaconf.precision import DtypeChoice
 from metaconf.records import read_consistency
 from metaconf.study.config import ModelConfig, StudyConfig, dataset_entries, dataset_label
@@ -209,6 +210,7 @@ class Study:
                     f"conditions: the '{training_set}' training set is empty ({reason}), so '{condition}' cannot be "
                     "trained; add training questions, relax the targets settings, or drop the condition"
                 )
+        self.models.release()  # training loads its own copy of the model: the base engine is not needed meanwhile
         if self.config.training.backend == "hosted":
             from metaconf.training.hosted import run_hosted_conditions
 
@@ -281,6 +283,8 @@ class Study:
                     self.tasks,
                 )
                 done += 1
+                del engine  # one adapter's model at a time: freed before the next condition's loads
+                release_free_memory()
         self.models.end_shared_prefill(shared)
         n_pairs = sum(len(p) for p in pairs.values())
         n_items = sum(len(q) for q in self.eval_sets.values())
@@ -401,15 +405,20 @@ class Study:
         write_json(self.run_dir / "run_info.json", self.run_info())
         started = time.perf_counter()
         timings: dict[str, float] = {}
+        memory = PeakMeter()
         for stage in select(stages):
             step = f"[{STAGES.index(stage) + 1}/{len(STAGES)}] {stage.name}"
             t0 = time.perf_counter()
             self.say(f"{step} ...")
+            memory.start(stage.name)
             summary = stage.run(self)
+            memory.stop(stage.name)
             timings[stage.name] = round(time.perf_counter() - t0, 1)
-            self.say(f"{step}: {summary} ({timings[stage.name]:.0f} s)")
+            self.say(f"{step}: {summary} ({timings[stage.name]:.0f} s, peak {memory.stages[stage.name]:.0f} MiB)")
+            release_free_memory()
         timings["total"] = round(time.perf_counter() - started, 1)
         write_json(self.run_dir / "timings.json", timings)  # this invocation's stage times (a resume is fast)
+        write_json(self.run_dir / "memory.json", memory.record())  # and its peak resident memory per stage
         self.say(f"study finished in {timings['total']:.0f} s; report: {self.run_dir / 'report.html'}")
         return self.run_dir
 

@@ -38,6 +38,7 @@ from metaconf.io import (
     write_jsonl,
     write_text_atomic,
 )
+from metaconf.memory import release_free_memory
 from metaconf.names import inside
 from metaconf.precision import DtypeChoice, resolve_dtype
 from metaconf.training.config import LoraTrainConfig
@@ -591,6 +592,7 @@ def train_conditions(
             redo=redo,
             objective=record.objective if record else "sft",
         )
+        release_free_memory()  # the trainer and its model copy, before the next condition loads another
     return adapters
 
 
