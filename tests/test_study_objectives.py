@@ -30,7 +30,9 @@ def test_a_brier_condition_lands_in_the_study_next_to_its_sft_twin(tmp_path, tin
         **yaml.safe_load(OBJECTIVES),
         "model": {"engine": "hf", "name": str(tiny_model)},
         "targets": {"n_samples": 3, "max_new_tokens": 24, "sets": [{"name": "single", "task": "single"}]},
-        "training": {"lora": {"rank": 2, "alpha": 4, "max_steps": 2, "batch_size": 4, "top_layers": 1}},
+        "training": {
+            "lora": {"rank": 2, "alpha": 4, "max_steps": 2, "batch_size": 4, "top_layers": 1, "logging_steps": 1}
+        },
         "evaluation": {"pairs_per_dataset": 3, "consistency_samples": 2, "n_boot": 50},
         "baselines": [],
     }
