@@ -299,8 +299,7 @@ def build_brier_trainer(job: Any, callbacks: Sequence[Any] = ()) -> Any:
     settings, frozen-layer cache and progress line)."""
     import torch
 
-    from metaconf.training.lora import _feed_cached_states, _sft_config, load_tokenizer, lora_model
-    from metaconf.training.progress import use_own_progress
+    from metaconf.training.lora import _sft_config, finish_trainer, load_tokenizer, lora_model
 
     tokenizer = load_tokenizer(job)
     examples = scored_examples(job.train_file, job.config.brier_soft_labels)
@@ -321,6 +320,4 @@ def build_brier_trainer(job: Any, callbacks: Sequence[Any] = ()) -> Any:
     trainer.level_values = torch.tensor([v / 100 for v in LEVELS])
     trainer.choice_ids = torch.tensor(tokens.get(PAIRWISE, [0, 0]))
     trainer.data_collator = ScoreCollator(trainer.data_collator)
-    use_own_progress(trainer, job.output_dir.name)
-    _feed_cached_states(trainer, frozen)
-    return trainer
+    return finish_trainer(trainer, job, frozen)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from metaconf.data.schema import Question
-from metaconf.errors import DataError, MetaconfError
+from metaconf.errors import DataError
 from metaconf.io import file_sha256, iter_jsonl_objects
 from metaconf.tasks.task import Task, get_task
 from metaconf.training.data import load_chat_examples
@@ -267,15 +267,11 @@ def build_grpo_trainer(job: LoraJob, callbacks: Sequence[Any] = ()) -> Any:
     The frozen-layer cache does not apply (generation runs the whole model), so `trainer.frozen_split` is None.
     """
     from datasets import Dataset
-    from transformers import AutoTokenizer
 
     from metaconf.engines.guidance import Guidance
-    from metaconf.training.lora import _load_base, _lora_placement, _with_adapter
-    from metaconf.training.progress import use_own_progress
+    from metaconf.training.lora import _load_base, _lora_placement, _with_adapter, finish_trainer, load_tokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(job.model_path)
-    if tokenizer.chat_template is None:
-        raise MetaconfError(f"{job.model_path}: the tokenizer has no chat template; use an instruction-tuned model")
+    tokenizer = load_tokenizer(job)
     prompts = load_grpo_prompts(job.train_file)
     limit = reply_limit(prompts)
     prompts = _fits(prompts, tokenizer, job.config.max_length, limit + 1)
@@ -297,9 +293,7 @@ def build_grpo_trainer(job: LoraJob, callbacks: Sequence[Any] = ()) -> Any:
     if trainer.guided:
         vocab = peft_model.get_output_embeddings().weight.shape[0]
         _guided_generate(trainer, Guidance(tokenizer, vocab, sorted(trainer.eos_token_ids)))
-    use_own_progress(trainer, job.output_dir.name)
-    trainer.frozen_split = None
-    return trainer
+    return finish_trainer(trainer, job)
 
 
 def grpo_inputs(job: LoraJob) -> dict[str, Any]:

@@ -363,6 +363,15 @@ def _sft_config(job: LoraJob) -> Any:
     )
 
 
+def finish_trainer(trainer: Any, job: LoraJob, frozen: Any = None) -> Any:
+    """What every objective's trainer gets once built: FSDP from `accelerate launch` on CPU processes too
+    (accelerate does it on GPUs only), the project's progress line, and the cached lower-layer states if any."""
+    enable_cpu_fsdp(trainer)
+    use_own_progress(trainer, job.output_dir.name)
+    _feed_cached_states(trainer, frozen)
+    return trainer
+
+
 def _feed_cached_states(trainer: Any, frozen: Any) -> None:
     """Make the trainer's batches carry the cached lower-layer states; `trainer.frozen_split` names the split."""
     trainer.frozen_split = None
@@ -419,10 +428,7 @@ def build_trainer(job: LoraJob, callbacks: Sequence[Any] = ()) -> Any:
         processing_class=tokenizer,
         callbacks=list(callbacks),
     )
-    enable_cpu_fsdp(trainer)  # FSDP from `accelerate launch` on CPU processes too (accelerate does it on GPUs)
-    use_own_progress(trainer, job.output_dir.name)
-    _feed_cached_states(trainer, frozen)
-    return trainer
+    return finish_trainer(trainer, job, frozen)
 
 
 ADAPTER_METADATA = "metaconf.json"  # in the adapter folder: how it was trained (objective, fingerprint)
