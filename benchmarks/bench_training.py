@@ -129,25 +129,17 @@ def plain_trl_trainer(train: Path, out: Path, steps: int):
     the batch size, the number of steps and the same LoRA adapter (rank, alpha, dropout, layers, modules)."""
     import torch
     from datasets import Dataset
-    from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
     from metaconf.engines.embedded import resolve_model
     from metaconf.training.data import load_chat_examples, to_prompt_completion
-    from metaconf.training.lora import _lora_placement
+    from metaconf.training.lora import _lora_placement, lora_config
 
     path, config = resolve_model("embedded"), ours(steps)
     model = AutoModelForCausalLM.from_pretrained(path)
     layers, targets = _lora_placement(config, model)
-    adapter = LoraConfig(
-        r=config.rank,
-        lora_alpha=config.alpha,
-        lora_dropout=config.dropout,
-        target_modules=targets,
-        layers_to_transform=layers,
-        task_type="CAUSAL_LM",
-    )
+    adapter = lora_config(config, layers, targets)
     data = Dataset.from_list([to_prompt_completion(m) for m in load_chat_examples(train)])
     args = SFTConfig(
         output_dir=str(out),

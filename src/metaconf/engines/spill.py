@@ -21,9 +21,16 @@ _KEY = re.compile(r"^[0-9a-f]{8,128}$")  # entries are keyed by hex digests (`st
 
 class SpilledEntries(MutableMapping[str, Any]):
     """Values (nested dicts, lists and tuples of tensors) stored one file per key in `folder`, which this object
-    owns: it is emptied on creation and removed by `close()`. Reads load a fresh copy; exact round trip."""
+    owns: it is emptied on creation and removed by `close()`. Reads load a fresh copy; exact round trip. Values are
+    read back with torch's weights-only loader: `types` are the classes besides tensors and containers they may hold
+    (by default the prefill's `Layout`)."""
 
-    def __init__(self, folder: str | Path):
+    def __init__(self, folder: str | Path, types: tuple[type, ...] | None = None):
+        if types is None:
+            from metaconf.engines.prefill import Layout
+
+            types = (Layout,)
+        self.types = list(types)
         self.folder = Path(folder)
         shutil.rmtree(self.folder, ignore_errors=True)  # what a crashed run left behind
         self.folder.mkdir(parents=True)
@@ -48,7 +55,8 @@ class SpilledEntries(MutableMapping[str, Any]):
 
         if key not in self._keys:
             raise KeyError(key)
-        return torch.load(self._path(key), weights_only=True)
+        with torch.serialization.safe_globals(self.types):
+            return torch.load(self._path(key), weights_only=True)
 
     def __delitem__(self, key: str) -> None:
         if key not in self._keys:

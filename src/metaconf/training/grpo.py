@@ -226,37 +226,17 @@ def _guided_trainer_class() -> type:
 
 def _grpo_config(job: LoraJob, completion: int) -> Any:
     """GRPOConfig from the job's settings: `batch_size` prompts per device and step, each with k replies."""
-    import torch
     from trl import GRPOConfig
 
-    config, precision, k = job.config, job.device["precision"], job.config.grpo_generations
+    from metaconf.training.lora import trainer_arguments
+
+    config, k = job.config, job.config.grpo_generations
     return GRPOConfig(
-        output_dir=str(job.output_dir / "checkpoints"),
-        num_train_epochs=config.epochs,
-        max_steps=config.max_steps or -1,
-        per_device_train_batch_size=config.batch_size * k,
-        gradient_accumulation_steps=config.grad_accum,
-        learning_rate=config.learning_rate,
-        lr_scheduler_type=config.lr_scheduler,
-        warmup_steps=config.warmup,
-        weight_decay=config.weight_decay,
-        logging_steps=config.logging_steps,
-        save_steps=config.save_steps,
-        save_total_limit=2,
-        seed=config.seed,
-        data_seed=config.seed,
-        bf16=precision == "bf16" and job.device["bf16_mode"] != "weights",
-        fp16=precision == "fp16",
-        activation_checkpointing=job.device["gradient_checkpointing"],
-        activation_checkpointing_kwargs={"use_reentrant": False},
+        **{**trainer_arguments(job), "per_device_train_batch_size": config.batch_size * k},
         num_generations=k,
         max_completion_length=completion,
         temperature=1.0,  # RLCR samples at T=1
         beta=config.grpo_beta,
-        use_cpu=not torch.cuda.is_available(),
-        report_to="none",
-        disable_tqdm=True,
-        dataloader_num_workers=0,
     )
 
 

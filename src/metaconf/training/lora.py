@@ -311,13 +311,11 @@ def _cache_lower_layers(
     return upper, frozen, [i - split for i in layers]
 
 
-def _with_adapter(config: LoraTrainConfig, base: Any, layers: list[int] | None, targets: Any) -> Any:
-    """`base` with a fresh LoRA adapter, initialised from `config.seed`."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import set_seed
+def lora_config(config: LoraTrainConfig, layers: list[int] | None, targets: Any) -> Any:
+    """PEFT's LoraConfig for `config` on these layers and modules (from `_lora_placement`)."""
+    from peft import LoraConfig
 
-    set_seed(config.seed)  # LoRA initialisation is drawn here, before the trainer exists
-    lora = LoraConfig(
+    return LoraConfig(
         r=config.rank,
         lora_alpha=config.alpha,
         lora_dropout=config.dropout,
@@ -325,16 +323,24 @@ def _with_adapter(config: LoraTrainConfig, base: Any, layers: list[int] | None, 
         layers_to_transform=layers,
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(base, lora)
 
 
-def _sft_config(job: LoraJob) -> Any:
-    """The trainer's arguments: the settings of `job.config` and the precision chosen for this hardware."""
+def _with_adapter(config: LoraTrainConfig, base: Any, layers: list[int] | None, targets: Any) -> Any:
+    """`base` with a fresh LoRA adapter, initialised from `config.seed`."""
+    from peft import get_peft_model
+    from transformers import set_seed
+
+    set_seed(config.seed)  # LoRA initialisation is drawn here, before the trainer exists
+    return get_peft_model(base, lora_config(config, layers, targets))
+
+
+def trainer_arguments(job: LoraJob) -> dict[str, Any]:
+    """The HF Trainer arguments every objective shares: the settings of `job.config` and the precision chosen for
+    this hardware (each objective's config class adds its own)."""
     import torch
-    from trl import SFTConfig
 
     config, precision = job.config, job.device["precision"]
-    return SFTConfig(
+    return dict(
         output_dir=str(job.output_dir / "checkpoints"),
         num_train_epochs=config.epochs,
         max_steps=config.max_steps or -1,
@@ -353,13 +359,23 @@ def _sft_config(job: LoraJob) -> Any:
         fp16=precision == "fp16",
         activation_checkpointing=job.device["gradient_checkpointing"],
         activation_checkpointing_kwargs={"use_reentrant": False},
-        max_length=config.max_length,
-        completion_only_loss=True,
-        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
         use_cpu=not torch.cuda.is_available(),  # also makes torchrun on CPU use DDP over gloo
         report_to="none",
         disable_tqdm=True,  # the project's own progress line instead (training/progress.py)
         dataloader_num_workers=0,
+    )
+
+
+def _sft_config(job: LoraJob) -> Any:
+    """The SFT trainer's arguments (shared ones, completion-only loss, length grouping)."""
+    from trl import SFTConfig
+
+    config = job.config
+    return SFTConfig(
+        **trainer_arguments(job),
+        max_length=config.max_length,
+        completion_only_loss=True,
+        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
     )
 
 
