@@ -282,7 +282,8 @@ def test_findings_table_leads_with_a_verdict_per_claim(run_dir):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     rows = finding_rows(metrics, {"conditions": list(GOOD)})
     by = {(r.claim.key, r.condition, r.metric): r for r in rows}
-    controls = ("targets", "constant")  # no shuffled-target condition, no constant predictor in this study
+    # no shuffled-target condition, no constant predictor, no objective but sft in this study
+    controls = ("targets", "constant", "objective")
     assert list(dict.fromkeys(r.claim.key for r in rows)) == [k for k in CLAIMS if k not in controls]  # in order
     # calibration and discrimination: trained conditions improve on every dataset, per domain group
     ece_in = by[("calibration_in", "single", "ece")]
