@@ -9,6 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from helpers.adapters import save_upper_adapter  # noqa: E402
 from metaconf.engines import get_engine  # noqa: E402
 from metaconf.engines.hf import HFEngine  # noqa: E402
 from metaconf.engines.prefill import common_prefix  # noqa: E402
@@ -315,16 +316,7 @@ def test_shared_prefill_reuses_lower_layers_for_upper_layer_adapters(tiny_model,
 
     from metaconf.engines.hf import SharedPrefill
 
-    peft_model = get_peft_model(
-        AutoModelForCausalLM.from_pretrained(tiny_model),
-        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"], layers_to_transform=[1]),
-    )
-    torch.manual_seed(2)
-    with torch.no_grad():
-        for name, p in peft_model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 1.0)
-    peft_model.save_pretrained(tmp_path / "top")
+    save_upper_adapter(tiny_model, tmp_path / "top", modules=["q_proj", "v_proj", "down_proj"])
     prompts = PROMPTS + [[{"role": "user", "content": "A much longer question " * 5 + "?"}]]
     settings = dict(n=2, temperature=1.0, max_new_tokens=5, seed=3, logprobs=3)
 

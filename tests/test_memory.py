@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+from helpers.adapters import save_upper_adapter
 from helpers.study import SMALL, ScriptedStudy
 from metaconf import memory
 from metaconf.memory import MIB, PeakMeter, current_rss, peak_rss
@@ -96,23 +97,11 @@ def test_spilled_entries_round_trip_exactly_and_own_their_folder(tmp_path):
 def test_a_shared_prefill_on_disk_gives_the_adapter_the_same_completions(tiny_model, tmp_path):
     """The evaluation's shared prefill kept on disk: an upper-layer adapter reuses every stored batch and answers
     exactly as when it prefills every layer itself."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
 
     from metaconf.engines.hf import HFEngine, SharedPrefill
     from metaconf.engines.spill import SpilledEntries
 
-    peft_model = get_peft_model(
-        AutoModelForCausalLM.from_pretrained(tiny_model),
-        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], layers_to_transform=[1]),
-    )
-    torch.manual_seed(2)
-    with torch.no_grad():
-        for name, p in peft_model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 1.0)
-    peft_model.save_pretrained(tmp_path / "top")
+    save_upper_adapter(tiny_model, tmp_path / "top")
     prompts = [[{"role": "user", "content": f"Question {i}: " + "words " * (3 * i) + "?"}] for i in range(4)]
     settings = dict(n=2, temperature=1.0, max_new_tokens=5, seed=3, logprobs=2)
     alone = HFEngine(tiny_model, adapter=tmp_path / "top", quiet=True).generate(prompts, **settings)

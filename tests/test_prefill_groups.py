@@ -8,6 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from helpers.adapters import save_upper_adapter  # noqa: E402
 from metaconf.engines import prefill  # noqa: E402
 from metaconf.engines.hf import HFEngine, SharedPrefill  # noqa: E402
 from metaconf.engines.prefill import suffix_groups  # noqa: E402
@@ -57,19 +58,8 @@ def test_grouped_prefill_gives_the_same_completions(tiny_model, monkeypatch, sha
 def test_grouped_prefill_through_shared_lower_layers(tiny_model, tmp_path, monkeypatch):
     """The base engine stores grouped lower-layer states; an upper-layer adapter reuses them group by group and
     gets what it gets alone."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
 
-    peft_model = get_peft_model(
-        AutoModelForCausalLM.from_pretrained(tiny_model),
-        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], layers_to_transform=[1]),
-    )
-    torch.manual_seed(2)
-    with torch.no_grad():
-        for name, p in peft_model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 1.0)
-    peft_model.save_pretrained(tmp_path / "top")
+    save_upper_adapter(tiny_model, tmp_path / "top")
     settings = dict(n=2, temperature=1.0, max_new_tokens=5, seed=3, logprobs=3)
     alone, _ = _generate(HFEngine(tiny_model, adapter=tmp_path / "top", quiet=True), monkeypatch, 10**9, **settings)
     shared = SharedPrefill(split=1)
