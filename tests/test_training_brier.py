@@ -20,6 +20,7 @@ from metaconf.training.brier import (  # noqa: E402
     build_brier_trainer,
     choice_log_loss,
     expected_brier,
+    nearest_level,
 )
 from metaconf.training.lora import LoraJob  # noqa: E402
 
@@ -91,8 +92,9 @@ def test_single_replies_state_the_level_nearest_the_label_and_ties_are_not_score
     trainer = _trainer(tiny_model, tmp_path, single / "train.jsonl")
     labels = _rows(single / "examples.jsonl")
     decoded = [trainer.processing_class.decode(r["input_ids"]) for r in trainer.train_dataset]
-    for row, text in zip(labels, decoded):
-        assert f"Confidence: {95 if row['modal_correct'] else 0}%" in text
+    for row, text in zip(labels, decoded):  # the level of the sft target, so that its continuation is trained
+        assert f"Confidence: {nearest_level(row['target'])}%" in text
+    assert len({nearest_level(r["target"]) for r in labels} - {0, 95}) >= 2  # levels besides the labels' 0 / 95
     assert trainer.train_dataset["score_target"] == [float(r["modal_correct"]) for r in labels]
     soft = _trainer(tiny_model, tmp_path, single / "train.jsonl", brier_soft_labels=True)
     assert soft.train_dataset["score_target"] == pytest.approx([r["sampled_accuracy"] for r in labels])

@@ -11,9 +11,12 @@ Per example of a training set (`train.jsonl`, with its labels in `examples.jsonl
   out (no loss at the choice).
 
 The confidence levels are whole percentages whose first token differs (`LEVELS`: 0, 15, 25, ..., 95), so the
-distribution at one position is the distribution over the levels (ConfTuner's "tokenized Brier score"); the reply
-states the level nearest to y, and the tokens after its first one are trained by cross-entropy, which teaches the
-model to complete each level's first token into that level. Each scored position counts as one loss item in
+distribution at one position is the distribution over the levels (ConfTuner's "tokenized Brier score"). The reply
+states the level nearest to the example's SFT target (`target`, the confidence the sft condition writes), and the
+tokens after its first one are trained by cross-entropy, which teaches the model to complete each level's first
+token into that level. Not the level nearest y: with 1 / 0 labels the replies would state only 0 and 95, while
+the Brier-optimal first token of a model that cannot tell its answers apart is the base rate's level (15 at a 15%
+accuracy); its continuation would never be trained and the base model's own ("1" -> "100%") would be stated. Each scored position counts as one loss item in
 place of its token, so the loss is normalised as SFT's is (per trained token, across devices and accumulation).
 
 The trainer is TRL's SFTTrainer with its own `compute_loss`, on the same LoRA stack and frozen-layer cache as SFT.
@@ -76,7 +79,7 @@ def _field(row: dict[str, Any], name: str, where: str, kinds: tuple[type, ...]) 
 
 
 def _scored(messages: list[dict[str, str]], row: dict[str, Any], where: str, soft: bool) -> ScoredExample:
-    """The example with its label; a single example's confidence rewritten to the level nearest its label."""
+    """The example with its label; a single example's confidence rewritten to the level nearest its SFT target."""
     reply = messages[-1]["content"]
     if row.get("task") not in ("single", "pairwise"):
         return ScoredExample(messages)
@@ -91,10 +94,11 @@ def _scored(messages: list[dict[str, str]], row: dict[str, Any], where: str, sof
     y = float(_field(row, "sampled_accuracy", where, (float, int))) if soft else None
     if y is None:
         y = float(_field(row, "modal_correct", where, (bool,)))
+    stated = float(_field(row, "target", where, (float, int)))
     digits = re.match(r"\d+", reply[at:])
     if digits is None or not 0.0 <= y <= 1.0:
         raise DataError(f"{where}: field 'score_at': no confidence at character {at} of the reply")
-    rewritten = reply[:at] + str(nearest_level(y)) + reply[at + digits.end() :]
+    rewritten = reply[:at] + str(nearest_level(stated)) + reply[at + digits.end() :]
     return ScoredExample([*messages[:-1], {"role": "assistant", "content": rewritten}], SINGLE, y, at)
 
 
