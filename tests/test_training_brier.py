@@ -201,6 +201,7 @@ def test_interrupted_brier_training_resumes_and_records_its_objective(tiny_model
     info = json.loads((out / "train_config.json").read_text())
     assert info["result"]["resumed_from_step"] == 2 and info["result"]["global_step"] == 4
     assert info["objective"] == "brier" and info["objective_inputs"]["soft_labels"] is False
+    assert info["objective_inputs"]["stated"] == "nearest the sft target"  # brier adapters of the old rule retrain
     assert json.loads((out / "adapter" / "metaconf.json").read_text())["objective"] == "brier"
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3, 4] and all("confidence_brier" in r for r in log)

@@ -16,8 +16,9 @@ states the level nearest to the example's SFT target (`target`, the confidence t
 tokens after its first one are trained by cross-entropy, which teaches the model to complete each level's first
 token into that level. Not the level nearest y: with 1 / 0 labels the replies would state only 0 and 95, while
 the Brier-optimal first token of a model that cannot tell its answers apart is the base rate's level (15 at a 15%
-accuracy); its continuation would never be trained and the base model's own ("1" -> "100%") would be stated. Each scored position counts as one loss item in
-place of its token, so the loss is normalised as SFT's is (per trained token, across devices and accumulation).
+accuracy); its continuation would never be trained and the base model's own ("1" -> "100%") would be stated.
+Each scored position counts as one loss item in place of its token, so the loss is normalised as SFT's is (per
+trained token, across devices and accumulation).
 
 The trainer is TRL's SFTTrainer with its own `compute_loss`, on the same LoRA stack and frozen-layer cache as SFT.
 """
@@ -39,6 +40,7 @@ LEVELS = (0, 15, 25, 35, 45, 55, 65, 75, 85, 95)  # stated confidences (%), each
 CHOICES = (1, 2)
 UNSCORED, SINGLE, PAIRWISE = 0, 1, 2
 LABELS_FILE = "examples.jsonl"  # next to train.jsonl: one row of labels per line (targets/export.py)
+STATED_LEVEL = "nearest the sft target"  # the level a training reply states; a fingerprint input (a change retrains)
 
 
 @dataclass(frozen=True)
@@ -59,12 +61,12 @@ def labels_path(train_file: str | Path) -> Path:
 
 def brier_inputs(job: Any) -> dict[str, Any]:
     """What a brier run depends on besides its training file: the labels file (checked here, before anything is
-    written) and the soft-label option."""
+    written), the soft-label option and the rule for the level a reply states."""
     path = labels_path(job.train_file)
     if not path.is_file():
         raise DataError(f"{path}: the labels of objective brier not found (run build-data first)")
     scored_examples(job.train_file, job.config.brier_soft_labels)
-    return {"labels_sha256": file_sha256(path), "soft_labels": job.config.brier_soft_labels}
+    return {"labels_sha256": file_sha256(path), "soft_labels": job.config.brier_soft_labels, "stated": STATED_LEVEL}
 
 
 def nearest_level(y: float) -> int:
