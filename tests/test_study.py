@@ -409,3 +409,26 @@ def test_conditions_from_flags_are_names_or_records(tmp_path, capsys):
         assert yaml.safe_load(capsys.readouterr().out)["conditions"] == expected
     assert main(["demo", "--show-config", "--conditions", "base", "{name: x, training_set: nope}"]) == 2
     assert "conditions.1.training_set" in capsys.readouterr().err
+
+
+def test_a_retrained_adapter_is_evaluated_again(tmp_path):
+    """Predictions are kept for the adapter they were made with: a condition whose adapter was retrained (another
+    DONE fingerprint) is evaluated again, the others are not."""
+    config = parse_config({**SMALL, "conditions": ["base", "single", "pairwise"]})
+    run_dir = tmp_path / "run"
+    for condition in ("single", "pairwise"):
+        (run_dir / "training" / condition).mkdir(parents=True)
+        (run_dir / "training" / condition / "DONE").write_text("fingerprint-1\n")
+    ScriptedStudy(config, run_dir, quiet=True).run(("data", "targets", "consistency", "evaluate"))
+    stamps = json.loads((run_dir / "predictions" / "adapters.json").read_text())
+    assert stamps == {"base": None, "single": "fingerprint-1", "pairwise": "fingerprint-1"}
+
+    (run_dir / "training" / "single" / "DONE").write_text("fingerprint-2\n")  # retrained with other settings
+    rerun = CountingStudy(config, run_dir, quiet=True)
+    rerun.run(("evaluate",))
+    adapters = [e.name for e in rerun.engines if e.name != "scripted-base"]  # base: sampling and the shared prefill
+    assert adapters == ["scripted-single"]
+    assert json.loads((run_dir / "predictions" / "adapters.json").read_text())["single"] == "fingerprint-2"
+    again = CountingStudy(config, run_dir, quiet=True)
+    again.run(("evaluate",))
+    assert {e.name for e in again.engines} == {"scripted-base"}  # everything stored is current now

@@ -255,6 +255,12 @@ class Study:
         engine can share it)."""
         return self.models.shared_prefill(self.engine(BASE))
 
+    def adapter_stamp(self, condition: str) -> str | None:
+        """The fingerprint of the adapter a condition answers with (its DONE file), None for the base model or an
+        adapter without one."""
+        done = self.run_dir / "training" / condition / "DONE"
+        return done.read_text().strip() if condition != BASE and done.is_file() else None
+
     def stage_evaluate(self) -> str:
         consistency, pairs = self.consistency(), self.pairs()
         shared = self.shared_prefill()
@@ -262,11 +268,18 @@ class Study:
         sampling = self.evaluation_sampling
         stale = self.formats()["evaluation"] not in (None, sampling.format)  # stored predictions: the other format
         self.record_format("evaluation", sampling.format)
+        stamps_path = self.run_dir / "predictions" / "adapters.json"  # condition -> the adapter it answered with
+        stamps = read_json(stamps_path) if stamps_path.is_file() else {}
         for condition in self.config.condition_names:
-            complete = not stale and all(
-                prediction_path(self.run_dir, condition, task, name).is_file()
-                for task in ("single", "pairwise")
-                for name in self.eval_sets
+            stamp = self.adapter_stamp(condition)
+            complete = (
+                not stale
+                and stamps.get(condition, stamp) == stamp  # a retrained adapter's predictions are made again
+                and all(
+                    prediction_path(self.run_dir, condition, task, name).is_file()
+                    for task in ("single", "pairwise")
+                    for name in self.eval_sets
+                )
             )
             if not complete:
                 engine = self.engine(condition)
@@ -282,6 +295,8 @@ class Study:
                     sampling.but(grader=self.grader()),
                     self.tasks,
                 )
+                stamps[condition] = stamp
+                write_json(stamps_path, stamps)
                 done += 1
                 del engine  # one adapter's model at a time: freed before the next condition's loads
                 release_free_memory()
