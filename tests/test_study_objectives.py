@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -10,7 +16,7 @@ import yaml
 pytest.importorskip("trl")
 
 from helpers.study import SMALL  # noqa: E402
-from metaconf.study.config import parse_config  # noqa: E402
+from metaconf.study.config import load_config, parse_config  # noqa: E402
 from test_study import TinyModelStudy  # noqa: E402
 
 OBJECTIVES = """
@@ -61,3 +67,102 @@ def test_a_brier_condition_lands_in_the_study_next_to_its_sft_twin(tmp_path, tin
     stamp = (run_dir / "training" / "single_brier" / "DONE").stat().st_mtime_ns
     TinyModelStudy(parse_config(raw), run_dir, quiet=True).run()
     assert (run_dir / "training" / "single_brier" / "DONE").stat().st_mtime_ns == stamp
+
+
+# -------------------------------------------------------------------------- kill -9 during each kind of training
+SRC = str(Path(__file__).parents[1] / "src")
+MAX_STEPS = 4
+KILLED = """
+conditions:
+  - base
+  - single
+  - {name: single_brier, training_set: single, objective: brier}
+  - {name: single_grpo, training_set: single, objective: grpo}
+"""
+
+
+def _checkpoint_step(folder: Path) -> int:
+    """The step of a training folder's last complete checkpoint (0: none), the one `train_lora` resumes from."""
+    complete = [p for p in folder.glob("checkpoints/checkpoint-*") if (p / "trainer_state.json").is_file()]
+    return max((int(p.name.split("-")[-1]) for p in complete), default=0)
+
+
+def _kill_once_checkpointed(cmd: list[str], env: dict[str, str], folder: Path, log: Path) -> int:
+    """Start `metaconf run`, SIGKILL it as soon as `folder` holds a complete checkpoint but no DONE; the step seen."""
+    with log.open("wb") as err:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        deadline = time.monotonic() + 1800  # a hang guard only: the poll ends when the checkpoint appears
+        while proc.poll() is None and not _checkpoint_step(folder) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert _checkpoint_step(folder) or proc.poll() is not None, f"no checkpoint in {folder} after 30 minutes"
+        assert proc.poll() is None, f"metaconf run ended (rc {proc.returncode}) first:\n{log.read_text()[-3000:]}"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (folder / "DONE").exists(), "killed too late: the condition finished before the kill"
+    return _checkpoint_step(folder)
+
+
+@pytest.mark.slow  # four `metaconf run` processes (each importing torch) training sft, brier and grpo adapters
+def test_a_study_killed_during_each_kind_of_training_resumes_each_without_redoing_finished_ones(tmp_path, tiny_model):
+    """kill -9 of a real `metaconf run` while an sft condition trains, then while a brier one does, then a grpo one:
+    each rerun resumes the killed condition from its checkpoint, retrains no finished one, and the fourth run ends."""
+    raw = {
+        **SMALL,
+        **yaml.safe_load(KILLED),
+        "model": {"engine": "hf", "name": str(tiny_model)},
+        "targets": {"n_samples": 3, "max_new_tokens": 24, "sets": [{"name": "single", "task": "single"}]},
+        "training": {
+            "lora": {
+                "rank": 2,
+                "alpha": 4,
+                "batch_size": 4,
+                "top_layers": 1,
+                "logging_steps": 1,
+                "max_steps": MAX_STEPS,
+                "save_steps": 1,  # a resumable checkpoint after every step
+                "grpo_generations": 2,
+            }
+        },
+        "evaluation": {"pairs_per_dataset": 3, "consistency_samples": 2, "n_boot": 50},
+        "baselines": [],
+    }
+    config, run_dir = tmp_path / "study.yaml", tmp_path / "run"
+    config.write_text(yaml.safe_dump(raw))
+    # the training sets from the scripted model (the random model's answers never parse: no examples); the CLI
+    # then runs every later stage, as `metaconf run` does after its targets stage
+    TinyModelStudy(load_config(config), run_dir, quiet=True).run(("data", "targets"))
+    cmd = [sys.executable, "-m", "metaconf", "run", str(config), "--out", str(run_dir), "--quiet", "--stages"]
+    cmd += ["train", "consistency", "evaluate", "baselines", "metrics", "report"]
+    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    training = run_dir / "training"
+
+    seen = {"single": _kill_once_checkpointed(cmd, env, training / "single", tmp_path / "run1.err")}
+    assert not (training / "single_brier").exists()
+    seen["single_brier"] = _kill_once_checkpointed(cmd, env, training / "single_brier", tmp_path / "run2.err")
+    stamp = (training / "single" / "DONE").stat().st_mtime_ns  # the second run finished sft before brier started
+    assert not (training / "single_grpo").exists()
+    seen["single_grpo"] = _kill_once_checkpointed(cmd, env, training / "single_grpo", tmp_path / "run3.err")
+    assert (training / "single_brier" / "DONE").is_file()  # the third run finished the killed brier condition
+    brier_done = (training / "single_brier" / "DONE").stat().st_mtime_ns
+    finished = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+
+    assert (training / "single" / "DONE").stat().st_mtime_ns == stamp  # never retrained
+    assert (training / "single_brier" / "DONE").stat().st_mtime_ns == brier_done
+    for name, step in seen.items():
+        result = json.loads((training / name / "train_config.json").read_text())["result"]
+        assert result["resumed_from_step"] >= max(step, 1), (name, step, result)  # resumed, not restarted
+        assert result["global_step"] == MAX_STEPS
+        steps = [json.loads(line)["step"] for line in (training / name / "log.jsonl").read_text().splitlines()]
+        assert steps == list(range(1, MAX_STEPS + 1)), (name, steps)  # each step logged once, none lost
+        assert (training / name / "DONE").is_file() and not (training / name / "checkpoints").exists()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["objectives"] == {"single": "sft", "single_brier": "brier", "single_grpo": "grpo"}
+    assert {r["condition"] for r in metrics["rows"]} == {"base", "single", "single_brier", "single_grpo"}
+    assert (run_dir / "report.md").is_file()
