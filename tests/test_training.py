@@ -155,6 +155,20 @@ def test_interrupted_training_resumes_from_last_checkpoint(tiny_model, tmp_path,
         assert json.loads((out / "adapter" / "adapter_config.json").read_text())["layers_to_transform"] == [1]
 
 
+def test_resume_skips_a_checkpoint_whose_state_was_cut_short(tmp_path):
+    """A kill while transformers writes trainer_state.json (last, not atomically) leaves a checkpoint that must not
+    be resumed from: the last one written to the end is taken."""
+    from metaconf.training.lora import _last_checkpoint
+
+    for step, state in ((2, '{"global_step": 2}'), (4, '{"global_step": 4, "log_hi'), (6, None), (8, "")):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        if state is not None:
+            (folder / "trainer_state.json").write_text(state)
+    assert _last_checkpoint(tmp_path) == tmp_path / "checkpoint-2"
+    assert _last_checkpoint(tmp_path / "none") is None
+
+
 def test_adapter_reloads_with_peft_and_merges(tiny_model, tmp_path):
     import torch
     from peft import PeftModel

@@ -84,9 +84,19 @@ def _fingerprint(
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _complete_checkpoint(folder: Path) -> bool:
+    """Whether a checkpoint was written to the end: transformers writes its trainer_state.json last, and not
+    atomically, so a kill while writing it leaves a file that does not parse."""
+    try:
+        json.loads((folder / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def _last_checkpoint(checkpoints: Path) -> Path | None:
     found = [p for p in checkpoints.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
-    complete = [p for p in found if (p / "trainer_state.json").is_file()]
+    complete = [p for p in found if _complete_checkpoint(p)]
     return max(complete, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
