@@ -2,17 +2,15 @@
 mid-run, rerun to completion, and compared with an uninterrupted run in a fresh store."""
 
 import json
-import os
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from helpers import resume_worker
+from helpers.processes import kill_when
 from metaconf.engines.base import prompt_text
 
 WORKER = Path(__file__).parent / "helpers" / "resume_worker.py"
@@ -40,19 +38,10 @@ def kill_mid_run(args: list[str], store: Path) -> int:
     """Start the worker, SIGKILL it as soon as the store holds some rows; returns how many rows it held then."""
     proc = subprocess.Popen([sys.executable, str(WORKER), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        while not stored_rows(store):
-            if proc.poll() is not None:
-                raise AssertionError(f"worker ended before it could be killed: {proc.stderr.read().decode()}")
-            time.sleep(0.01)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+        kill_when(proc, lambda: stored_rows(store), lambda: proc.stderr.read().decode())
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
         proc.stdout.close()
         proc.stderr.close()
-    assert proc.returncode == -signal.SIGKILL
     return len(stored_rows(store))
 
 

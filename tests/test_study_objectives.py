@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ import yaml
 
 pytest.importorskip("trl")
 
+from helpers.processes import kill_when  # noqa: E402
 from helpers.study import SMALL  # noqa: E402
 from metaconf.study.config import load_config, parse_config  # noqa: E402
 from test_study import TinyModelStudy  # noqa: E402
@@ -91,19 +90,7 @@ def _kill_once_checkpointed(cmd: list[str], env: dict[str, str], folder: Path, l
     """Start `metaconf run`, SIGKILL it as soon as `folder` holds a complete checkpoint but no DONE; the step seen."""
     with log.open("wb") as err:
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
-    try:
-        deadline = time.monotonic() + 1800  # a hang guard only: the poll ends when the checkpoint appears
-        while proc.poll() is None and not _checkpoint_step(folder) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert _checkpoint_step(folder) or proc.poll() is not None, f"no checkpoint in {folder} after 30 minutes"
-        assert proc.poll() is None, f"metaconf run ended (rc {proc.returncode}) first:\n{log.read_text()[-3000:]}"
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    kill_when(proc, lambda: _checkpoint_step(folder), lambda: log.read_text()[-3000:], poll=0.02)
     assert not (folder / "DONE").exists(), "killed too late: the condition finished before the kill"
     return _checkpoint_step(folder)
 
