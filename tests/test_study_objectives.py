@@ -82,8 +82,10 @@ conditions:
 
 def _checkpoint_step(folder: Path) -> int:
     """The step of a training folder's last complete checkpoint (0: none), the one `train_lora` resumes from."""
-    complete = [p for p in folder.glob("checkpoints/checkpoint-*") if (p / "trainer_state.json").is_file()]
-    return max((int(p.name.split("-")[-1]) for p in complete), default=0)
+    from metaconf.training.lora import _last_checkpoint
+
+    last = _last_checkpoint(folder / "checkpoints")
+    return int(last.name.split("-")[-1]) if last else 0
 
 
 def _kill_once_checkpointed(cmd: list[str], env: dict[str, str], folder: Path, log: Path) -> int:
