@@ -26,6 +26,7 @@ SHARED = {
     "bounds",
     "lock",
     "memory",
+    "processes",
 }
 
 # unit -> the units it may import (besides itself); shared modules only import each other as listed
@@ -41,6 +42,7 @@ ALLOWED: dict[str, set[str]] = {
     "configfile": {"errors", "io", "text"},
     "precision": {"errors"},
     "memory": set(),
+    "processes": {"errors", "memory"},
     "flags": {"errors", "configfile", "names", "text", "lock"},
     "records": {"errors", "io"},
     "data": SHARED,

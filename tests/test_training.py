@@ -345,3 +345,36 @@ def test_cache_checks_the_split_model_against_the_full_one(tiny_model, tmp_path,
         build_trainer(LoraJob(train, tmp_path / "out", tiny_model, config))
     with pytest.raises(ConfigError, match="upper layers only"):
         build_trainer(LoraJob(train, tmp_path / "out", tiny_model, config.model_copy(update={"top_layers": None})))
+
+
+def test_isolated_conditions_train_the_same_adapters_and_share_their_lower_layer_states(tiny_model, tmp_path):
+    """train_conditions(isolate=True): each condition in a child process, the same adapters as in this process; the
+    states the first child cached reach the second (which then computes none) and the shared file goes at the end."""
+    import torch
+
+    from metaconf.training.lora import FROZEN_STATES, _train_in_child
+
+    config = LoraTrainConfig(**FAST, top_layers=1, max_steps=2, cache_frozen_layers=True)
+    adapters = {}
+    for name, isolate in (("here", False), ("apart", True)):
+        run = tmp_path / name
+        write_train_file(run / "training_sets" / "single" / "train.jsonl", n=6)
+        sets = {"single": "single", "again": "single"}  # two conditions, one set: the same prompts
+        adapters[name] = train_conditions(
+            run, tiny_model, config, ["single", "again"], training_sets=sets, isolate=isolate
+        )
+        assert not (run / "training" / FROZEN_STATES).exists()
+    for cond in ("single", "again"):
+        want, got = _adapter_weights(adapters["here"][cond]), _adapter_weights(adapters["apart"][cond])
+        assert sorted(got) == sorted(want)
+        assert all(torch.allclose(got[k], want[k], atol=1e-6) for k in want), cond
+    # the hand-over itself, in this process: the second training of the same prompts adds no state, so no rewrite
+    run, shared = tmp_path / "apart", tmp_path / "states.pt"
+    options = {"dtype": "auto", "redo": True, "objective": "sft"}
+    train = run / "training_sets" / "single" / "train.jsonl"
+    _train_in_child((train, tmp_path / "one", tiny_model, config), options, shared)
+    written = shared.stat().st_mtime_ns
+    states = torch.load(shared, weights_only=True)
+    assert len(states) == 1 and len(next(iter(states.values()))) > 0
+    _train_in_child((train, tmp_path / "two", tiny_model, config), options, shared)
+    assert shared.stat().st_mtime_ns == written

@@ -5,7 +5,9 @@ process reset it to the current resident size (writing "5" to /proc/self/clear_r
 exact: reset at its start, read at its end. Elsewhere only `resource.getrusage`'s peak since the process started is
 available; a stage's figure is then the run's peak so far, and `PeakMeter.method` says so.
 
-`PeakMeter.run_peak` keeps the whole run's peak (the largest of the stages' and of the time before the first).
+`PeakMeter.run_peak` keeps the whole run's peak (the largest of the stages' and of the time before the first). A
+stage run in a child process (metaconf.processes) counts the child's own peak plus what the parent held meanwhile,
+since both were resident at once; GNU time reports only the larger process of the two.
 The resets do not lower what the kernel reports at exit: on the demo, GNU time's "Maximum resident set size"
 equalled `memory.json`'s `peak` (4,677,156 kB = 4567.6 MiB, 2026-12-03).
 """
@@ -78,6 +80,9 @@ def release_free_memory() -> None:
         return
 
 
+CHILD_PEAKS: list[float] = []  # the peak (MiB) of each child process this process ran (metaconf.processes)
+
+
 class PeakMeter:
     """Peak resident memory of each stage of one run, in MiB: `start(stage)` before it, `stop(stage)` after it."""
 
@@ -90,15 +95,24 @@ class PeakMeter:
             else "getrusage ru_maxrss: the process's peak so far (this system cannot reset it per stage)"
         )
         self.stages: dict[str, float] = {}
+        self.children: dict[str, float] = {}  # stages that ran work in child processes: the largest child's peak
+        self._children_before = 0
 
     def start(self, stage: str) -> None:
         """A stage begins: its peak counts from the resident size now."""
         if self.resets:
             reset_peak()
+        self._children_before = len(CHILD_PEAKS)
 
     def stop(self, stage: str) -> float:
-        """A stage ended: its peak resident memory in MiB (recorded under its name)."""
-        self.stages[stage] = round(peak_rss() / MIB, 1)
+        """A stage ended: its peak resident memory in MiB (recorded under its name). Where it ran work in child
+        processes, the largest child's peak plus what this process holds now counts too (both were resident)."""
+        own = peak_rss() / MIB
+        children = CHILD_PEAKS[self._children_before :]
+        if children:
+            self.children[stage] = round(max(children), 1)
+            own = max(own, max(children) + (current_rss() or 0) / MIB)
+        self.stages[stage] = round(own, 1)
         return self.stages[stage]
 
     @property
@@ -112,6 +126,7 @@ class PeakMeter:
             "unit": "MiB",
             "method": self.method,
             "stages": dict(self.stages),
+            **({"child_processes": dict(self.children)} if self.children else {}),
             "before_stages": round(self.before / MIB, 1),
             "peak": self.run_peak,
         }

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from metaconf.engines.scripted import ScriptedEngine
+from metaconf.errors import DataError
 from metaconf.study.runner import Study
 
 SMALL = {
@@ -67,3 +68,10 @@ def scripted_run(folder: Any) -> Any:
         ("data", "targets", "consistency", "evaluate", "baselines", "metrics")
     )
     return run
+
+
+class FailingStudy(ScriptedStudy):
+    """A ScriptedStudy whose consistency stage fails with a DataError (the stages before it store their work)."""
+
+    def stage_consistency(self) -> str:
+        raise DataError(f"{self.run_dir / 'consistency'}: no room left")

@@ -25,6 +25,11 @@ class RunOptions(BaseModel):
     out: Path | None = Field(None, description="The run folder (default: runs/<study name>); rerunning resumes it.")
     stages: list[Stage] | None = Field(None, description="Run only these stages (the data stage always runs).")
     quiet: bool = Field(False, description="No progress bars or stage lines.")
+    in_process: bool = Field(
+        False,
+        description="Run every stage in this process. By default each stage that loads a local model runs in a "
+        "child process of its own, which hands all the memory it held back to the system when it ends.",
+    )
 
 
 class DemoOptions(RunOptions):
@@ -37,6 +42,11 @@ class EvaluateOptions(BaseModel):
     run: Path = Field(description="A run folder made by `metaconf run` or `metaconf demo`.")
     no_report: bool = Field(False, description="Stop after metrics.json.")
     quiet: bool = Field(False, description="No progress bars or stage lines.")
+    in_process: bool = Field(
+        False,
+        description="Run every stage in this process. By default each stage that loads a local model runs in a "
+        "child process of its own, which hands all the memory it held back to the system when it ends.",
+    )
 
 
 def demo_config_text() -> str:
@@ -59,7 +69,8 @@ def run_study(options: RunOptions, config: StudyConfig, source: str) -> int:
             f"the default run folder runs/<name> cannot be used; pass --out"
         )
     run_dir = check_folder(options.out, "--out") if options.out else Path("runs") / config.name
-    Study(config, run_dir, quiet=options.quiet, source=source).run(tuple(options.stages or STAGE_NAMES))
+    study = Study(config, run_dir, quiet=options.quiet, source=source, isolate=not options.in_process)
+    study.run(tuple(options.stages or STAGE_NAMES))
     print(f"report: {run_dir / 'report.html'} (also {run_dir / 'report.md'}, {run_dir / 'metrics.json'})")
     return 0
 
@@ -80,7 +91,7 @@ def _evaluate(options: EvaluateOptions, config: StudyConfig, source: str) -> int
     from metaconf.study.runner import Study
 
     stages = tuple(s for s in EVALUATION_STAGES if not (options.no_report and s == "report"))
-    Study(config, options.run, quiet=options.quiet, source=source).run(stages)
+    Study(config, options.run, quiet=options.quiet, source=source, isolate=not options.in_process).run(stages)
     return 0
 
 

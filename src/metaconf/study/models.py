@@ -61,6 +61,11 @@ class StudyModels:
                 announce(self._dtype, self.quiet)
         return self._dtype
 
+    def use_dtype(self, choice: DtypeChoice | None) -> None:
+        """Take a number format already resolved (and printed) elsewhere: a stage's child process gets its
+        parent's."""
+        self._dtype = choice
+
     def run_info(self) -> dict[str, Any]:
         """What this invocation resolved on this machine (rewritten by every run): the model's number format."""
         return {"dtype": run_record(self.dtype())}

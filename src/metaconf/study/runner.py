@@ -28,10 +28,11 @@ from metaconf.io import read_json, write_json, write_jsonl, write_text_atomic
 from metaconf.lock import RunLock
 from metaconf.memory import PeakMeter, release_free_memory
 from metaconf.precision import DtypeChoice
+from metaconf.processes import call_in_child
 from metaconf.records import read_consistency
 from metaconf.study.config import ModelConfig, StudyConfig, dataset_entries, dataset_label
 from metaconf.study.models import StudyModels
-from metaconf.study.stages import STAGE_NAMES, STAGES, select
+from metaconf.study.stages import BY_NAME, STAGE_NAMES, STAGES, Stage, select
 from metaconf.tasks.sampling import Sampling
 from metaconf.tasks.task import Tasks
 
@@ -41,15 +42,25 @@ def _rank(seed: int, qid: str) -> str:
 
 
 class Study:
-    """One study in one run folder. `source` (the config file) is named in errors about the config's values.
+    """One study in one run folder. `source` (the config file) is named in errors about the config's values;
+    `isolate` runs each stage that loads a local model in a fresh child process, so the memory it held goes back to
+    the system when it ends (the CLI's default; `--in-process` turns it off).
 
     The run folder is created only once the data loaded, so a config error found then leaves nothing behind."""
 
-    def __init__(self, config: StudyConfig, run_dir: str | Path, quiet: bool = False, source: str = "config"):
+    def __init__(
+        self,
+        config: StudyConfig,
+        run_dir: str | Path,
+        quiet: bool = False,
+        source: str = "config",
+        isolate: bool = False,
+    ):
         self.config = config
         self.run_dir = Path(run_dir)
         self.quiet = quiet
         self.source = source
+        self.isolate = isolate  # each stage that loads a local model runs in a child process (metaconf.processes)
         self._store: CompletionStore | None = None
         self.train_questions: list[Question] = []
         self.eval_sets: dict[str, list[Question]] = {}  # dataset -> held-out / new-domain questions
@@ -225,6 +236,7 @@ class Study:
                 [self.config.condition(c) for c in conditions],  # records: training set and objective
                 configs={c: self.config.lora_for(c) for c in conditions},
                 dtype=self.dtype() or self.config.model.dtype,  # resolved once: training keeps its reason
+                isolate=self.isolate,  # each condition in a child process of its own
             )
         return f"adapters ready: {', '.join(conditions)}"
 
@@ -400,9 +412,8 @@ class Study:
         try:
             return self._run_locked(stages)
         except MetaconfError:
-            if created and (self._store is None or self._store.count() == 0):
-                if self._store is not None:
-                    self._store.close()
+            if created and self.store.count() == 0:  # a stage's child may have stored completions: ask the file
+                self.store.close()
                 lock.release()
                 shutil.rmtree(self.run_dir, ignore_errors=True)
             raise
@@ -425,9 +436,7 @@ class Study:
             step = f"[{STAGES.index(stage) + 1}/{len(STAGES)}] {stage.name}"
             t0 = time.perf_counter()
             self.say(f"{step} ...")
-            memory.start(stage.name)
-            summary = stage.run(self)
-            memory.stop(stage.name)
+            summary = self._run_stage(stage, memory)
             timings[stage.name] = round(time.perf_counter() - t0, 1)
             self.say(f"{step}: {summary} ({timings[stage.name]:.0f} s, peak {memory.stages[stage.name]:.0f} MiB)")
             release_free_memory()
@@ -436,6 +445,39 @@ class Study:
         write_json(self.run_dir / "memory.json", memory.record())  # and its peak resident memory per stage
         self.say(f"study finished in {timings['total']:.0f} s; report: {self.run_dir / 'report.html'}")
         return self.run_dir
+
+    def _run_stage(self, stage: Stage, memory: PeakMeter) -> str:
+        """Run one stage, here or (a stage loading a local model, when isolating) in a child process of its own;
+        its peak resident memory goes to `memory`."""
+        memory.start(stage.name)
+        if self.isolate and stage.own_process and self.local_model():
+            args = (type(self), self.config, self.run_dir, self.quiet, self.source, self.dtype(), stage.name)
+            summary, _ = call_in_child(_stage_in_child, *args, name=f"metaconf {stage.name}")
+        else:
+            summary = stage.run(self)
+        memory.stop(stage.name)
+        return summary
+
+
+def _stage_in_child(
+    kind: type[Study],
+    config: StudyConfig,
+    run_dir: Path,
+    quiet: bool,
+    source: str,
+    dtype: DtypeChoice | None,
+    stage: str,
+) -> str:
+    """One stage of a study (of class `kind`), in a child process (`Study._run_stage`): the parent holds the run's
+    lock and has resolved (and printed) the number format."""
+    study = kind(config, run_dir, quiet=quiet, source=source)
+    study.models.use_dtype(dtype)
+    study.load_data()
+    try:
+        return BY_NAME[stage].run(study)
+    finally:
+        if study._store is not None:
+            study._store.close()
 
 
 def _load(entry: Any) -> list[Question]:

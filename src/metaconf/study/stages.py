@@ -23,6 +23,7 @@ class Stage:
     writes: tuple[str, ...]
     run: Callable[[Study], str]
     evaluation: bool = False  # part of `metaconf evaluate` (re-scoring a run whose conditions are trained)
+    own_process: bool = False  # loads the model: runs in a child process when the study isolates (a local model)
 
 
 def _method(name: str) -> Callable[[Study], str]:
@@ -36,15 +37,25 @@ STAGES: tuple[Stage, ...] = (
         ("data/splits.json",),
         ("completions.sqlite", "targets/", "training_sets/<set>/"),
         _method("targets"),
+        own_process=True,
     ),
+    # train isolates each condition instead (train_conditions), so one child never holds two trainings' leftovers
     Stage("train", ("training_sets/<set>/",), ("training/<condition>/",), _method("train")),
-    Stage("consistency", ("data/splits.json",), ("consistency/eval.jsonl",), _method("consistency"), True),
+    Stage(
+        "consistency",
+        ("data/splits.json",),
+        ("consistency/eval.jsonl",),
+        _method("consistency"),
+        True,
+        own_process=True,
+    ),
     Stage(
         "evaluate",
         ("training/<condition>/", "consistency/eval.jsonl"),
         ("predictions/<condition>__<task>__<dataset>.jsonl",),
         _method("evaluate"),
         True,
+        own_process=True,
     ),
     Stage(
         "baselines",
@@ -52,6 +63,7 @@ STAGES: tuple[Stage, ...] = (
         ("baselines/<method>__<dataset>.jsonl", "baselines/recalibration.json"),
         _method("baselines"),
         True,
+        own_process=True,
     ),
     Stage("metrics", ("predictions/", "baselines/"), ("metrics.json",), _method("metrics"), True),
     Stage(
@@ -64,6 +76,7 @@ STAGES: tuple[Stage, ...] = (
 )
 STAGE_NAMES = tuple(stage.name for stage in STAGES)
 EVALUATION_STAGES = tuple(stage.name for stage in STAGES if stage.evaluation)
+BY_NAME = {stage.name: stage for stage in STAGES}
 
 
 def select(names: Iterable[str]) -> list[Stage]:

@@ -41,6 +41,7 @@ from metaconf.io import (
 from metaconf.memory import release_free_memory
 from metaconf.names import inside
 from metaconf.precision import DtypeChoice, resolve_dtype
+from metaconf.processes import call_in_child
 from metaconf.training.config import LoraTrainConfig
 from metaconf.training.data import filter_by_length, load_chat_examples, to_prompt_completion
 from metaconf.training.distributed import enable_cpu_fsdp
@@ -536,6 +537,20 @@ def _finish(job: LoraJob, fingerprint: str, trainer: Any, result: Any, resumed_s
     write_text_atomic(out / "DONE", fingerprint + "\n")
 
 
+def _check(job: LoraJob) -> tuple[str, str, dict, bool]:
+    """A job's fingerprint, its training file's hash and its objective's inputs, after checking the file and the
+    objective (a clear line where either is wrong); and whether its folder already holds that finished adapter."""
+    from metaconf.training.objectives import objective_inputs
+
+    train_sha = file_sha256(job.train_file) if job.train_file.is_file() else ""
+    load_chat_examples(job.train_file)  # fail early with a clear line
+    inputs = objective_inputs(job)  # also refuses an unknown objective, or one whose inputs are missing
+    fingerprint = _fingerprint(job.config, job.model_path, train_sha, job.device, inputs)
+    done, adapter = job.output_dir / "DONE", job.output_dir / "adapter" / "adapter_config.json"
+    finished = done.is_file() and done.read_text().strip() == fingerprint and adapter.is_file()
+    return fingerprint, train_sha, inputs, finished
+
+
 def train_lora(
     train_file: str | Path,
     output_dir: str | Path,
@@ -559,17 +574,12 @@ def train_lora(
     import torch
     from accelerate import PartialState
 
-    from metaconf.training.objectives import objective_inputs
-
     job = LoraJob(
         Path(train_file), Path(output_dir), model, config or LoraTrainConfig(), dtype, frozen_states, objective
     )
     adapter_dir, done = job.output_dir / "adapter", job.output_dir / "DONE"
-    train_sha = file_sha256(train_file) if Path(train_file).is_file() else ""
-    load_chat_examples(train_file)  # fail early with a clear line
-    inputs = objective_inputs(job)  # also refuses an unknown objective, or one whose inputs are missing
-    fingerprint = _fingerprint(job.config, job.model_path, train_sha, job.device, inputs)
-    if done.is_file() and done.read_text().strip() == fingerprint and (adapter_dir / "adapter_config.json").is_file():
+    fingerprint, train_sha, inputs, finished = _check(job)
+    if finished:
         return adapter_dir
     if done.is_file() and not redo:
         raise MetaconfError(
@@ -598,34 +608,55 @@ def train_conditions(
     dtype: str | DtypeChoice = "auto",
     training_sets: Mapping[str, str] | None = None,
     redo: bool = True,
+    isolate: bool = False,
 ) -> dict[str, Path]:
     """Train each condition on `RUN/training_sets/<set>/train.jsonl` into `RUN/training/<condition>/`. A condition
     is a record (metaconf.conditions.Condition: its training set and objective) or a name (the set
     `training_sets[name]`, default the set of its name; objective sft); the settings are `configs[name]` where
-    given, else `config`; `dtype` and `redo` as in `train_lora`."""
+    given, else `config`; `dtype` and `redo` as in `train_lora`. `isolate`: each condition that is not trained yet
+    trains in a child process of its own (metaconf.processes), the lower-layer states they share passed on in
+    `RUN/training/.frozen-states.pt` (removed at the end)."""
     run_dir = Path(run_dir)
     adapters = {}
     frozen_states: dict = {}  # lower-layer states shared by the conditions (their prompts overlap)
-    for entry in conditions:
-        record = entry if isinstance(entry, Condition) else None
-        cond = record.name if record else str(entry)
-        training_set = record.training_set if record else (training_sets or {}).get(cond, cond)
-        train_file = inside(run_dir, "training_sets", training_set or cond, "train.jsonl")
-        if not train_file.is_file():
-            raise DataError(f"{train_file}: training set for condition '{cond}' not found (run build-data first)")
-        settings = (configs or {}).get(cond, config)
-        adapters[cond] = train_lora(
-            train_file,
-            inside(run_dir, "training", cond),
-            model,
-            settings,
-            frozen_states=frozen_states,
-            dtype=dtype,
-            redo=redo,
-            objective=record.objective if record else "sft",
-        )
-        release_free_memory()  # the trainer and its model copy, before the next condition loads another
+    shared = inside(run_dir, "training", FROZEN_STATES)
+    shared.unlink(missing_ok=True)  # states a crashed run left: the model at its path may have changed since
+    try:
+        for entry in conditions:
+            record = entry if isinstance(entry, Condition) else None
+            cond = record.name if record else str(entry)
+            training_set = record.training_set if record else (training_sets or {}).get(cond, cond)
+            train_file = inside(run_dir, "training_sets", training_set or cond, "train.jsonl")
+            if not train_file.is_file():
+                raise DataError(f"{train_file}: training set for condition '{cond}' not found (run build-data first)")
+            settings = (configs or {}).get(cond, config) or LoraTrainConfig()
+            out, objective = inside(run_dir, "training", cond), record.objective if record else "sft"
+            job, options = (train_file, out, model, settings), {"dtype": dtype, "redo": redo, "objective": objective}
+            if isolate and not _check(LoraJob(*job, dtype, None, objective))[3]:  # a trained one: nothing to start
+                adapters[cond], _ = call_in_child(_train_in_child, job, options, shared, name=f"metaconf train {cond}")
+            else:
+                adapters[cond] = train_lora(*job, frozen_states=frozen_states, **options)
+            release_free_memory()  # the trainer and its model copy, before the next condition loads another
+    finally:
+        shared.unlink(missing_ok=True)
     return adapters
+
+
+FROZEN_STATES = ".frozen-states.pt"  # RUN/training/.frozen-states.pt: the lower-layer states isolated trainings share
+
+
+def _train_in_child(job: tuple, options: dict, shared: Path) -> Path:
+    """`train_lora` in a child process (`train_conditions(isolate=True)`): the lower-layer states of the conditions
+    trained before come from `shared`, and go back there with this one's added."""
+    import torch
+
+    states = torch.load(shared, weights_only=True) if shared.is_file() else {}
+    known = sum(len(v) for v in states.values())
+    adapter = train_lora(*job, frozen_states=states, **options)
+    if sum(len(v) for v in states.values()) > known:
+        with atomic_path(shared) as tmp:
+            torch.save(states, tmp)
+    return adapter
 
 
 def merge_adapter(model: str | Path, adapter: str | Path, out_dir: str | Path) -> Path:
