@@ -107,3 +107,36 @@ def test_an_error_in_an_isolated_stage_is_raised_as_itself_and_stored_work_stays
     with pytest.raises(DataError):  # failing before anything is stored: the run folder it created goes
         FailingStudy(config, tmp_path / "fresh", quiet=True, isolate=True).run(("data", "consistency"))
     assert not (tmp_path / "fresh").exists()
+
+
+def test_the_parent_of_an_isolated_study_never_imports_torch(tmp_path):
+    """The stages' children load the model; the process that runs them keeps only the orchestration (the number
+    format is resolved in a child too), so it stays small."""
+    code = (
+        "import sys, json\n"
+        "from helpers.study import SMALL, ScriptedStudy\n"
+        "from metaconf.study.config import parse_config\n"
+        "config = parse_config({**SMALL, 'conditions': ['base']})\n"
+        f"ScriptedStudy(config, {str(tmp_path / 'run')!r}, quiet=True, isolate=True).run(\n"
+        "    ('data', 'targets', 'consistency', 'evaluate', 'metrics'))\n"
+        "print(json.dumps(sorted(m for m in ('torch', 'transformers') if m in sys.modules)))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), *sys.path])}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout.splitlines()[-1]) == []
+    assert (tmp_path / "run" / "metrics.json").is_file()
+    assert json.loads((tmp_path / "run" / "run_info.json").read_text())["dtype"]["dtype"] in ("bfloat16", "float32")
+
+
+def test_metaconf_caps_onednn_primitive_cache_unless_the_user_chose():
+    code = "import os, metaconf; print(os.environ['ONEDNN_PRIMITIVE_CACHE_CAPACITY'])"
+    env = {k: v for k, v in os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"}
+    ours = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    theirs = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**env, "ONEDNN_PRIMITIVE_CACHE_CAPACITY": "64"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert (ours.stdout.strip(), theirs.stdout.strip()) == ("8", "64")

@@ -19,17 +19,19 @@ DEMO_CONFIG = "demo.yaml"
 Stage = Literal[STAGE_NAMES]  # type: ignore[valid-type]
 
 
+IN_PROCESS = (
+    "Run every stage in this process. By default each stage that loads a local model runs in a child process of its "
+    "own, which hands all the memory it held back to the system when it ends."
+)
+
+
 class RunOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     out: Path | None = Field(None, description="The run folder (default: runs/<study name>); rerunning resumes it.")
     stages: list[Stage] | None = Field(None, description="Run only these stages (the data stage always runs).")
     quiet: bool = Field(False, description="No progress bars or stage lines.")
-    in_process: bool = Field(
-        False,
-        description="Run every stage in this process. By default each stage that loads a local model runs in a "
-        "child process of its own, which hands all the memory it held back to the system when it ends.",
-    )
+    in_process: bool = Field(False, description=IN_PROCESS)
 
 
 class DemoOptions(RunOptions):
@@ -42,11 +44,7 @@ class EvaluateOptions(BaseModel):
     run: Path = Field(description="A run folder made by `metaconf run` or `metaconf demo`.")
     no_report: bool = Field(False, description="Stop after metrics.json.")
     quiet: bool = Field(False, description="No progress bars or stage lines.")
-    in_process: bool = Field(
-        False,
-        description="Run every stage in this process. By default each stage that loads a local model runs in a "
-        "child process of its own, which hands all the memory it held back to the system when it ends.",
-    )
+    in_process: bool = Field(False, description=IN_PROCESS)
 
 
 def demo_config_text() -> str:

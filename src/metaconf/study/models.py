@@ -19,13 +19,16 @@ from metaconf.grading import DEFAULT_JUDGE_TEMPLATE, Grader, JudgeGrader
 from metaconf.io import read_json, write_json
 from metaconf.memory import release_free_memory
 from metaconf.precision import DtypeChoice, announce, run_record
+from metaconf.processes import call_in_child
 from metaconf.study.config import ModelConfig, StudyConfig
 
 SHARED_PREFILL_DIR = ".shared-prefill"  # RUN/.shared-prefill/: the evaluation's shared prefill, removed after it
 
 
 class StudyModels:
-    """The engines of one study in one run folder. `store` opens the run's completion cache when first needed."""
+    """The engines of one study in one run folder. `store` opens the run's completion cache when first needed;
+    `isolate`: the number format is resolved in a child process (torch is then never imported by this one, which
+    only orchestrates the stages' child processes)."""
 
     def __init__(
         self,
@@ -34,12 +37,14 @@ class StudyModels:
         store: Callable[[], CompletionStore],
         quiet: bool = False,
         source: str = "config",
+        isolate: bool = False,
     ):
         self.config = config
         self.run_dir = Path(run_dir)
         self.store = store
         self.quiet = quiet
         self.source = source
+        self.isolate = isolate
         self.base_engine: Engine | None = None
         self._grader: JudgeGrader | None = None
         self._dtype: DtypeChoice | None = None
@@ -56,7 +61,9 @@ class StudyModels:
     def dtype(self) -> DtypeChoice | None:
         """model.dtype resolved for this machine (None for a remote model); printed the first time."""
         if self._dtype is None:
-            self._dtype = self.config.model.dtype_choice()
+            m = self.config.model
+            apart = self.isolate and m.runs_locally
+            self._dtype = call_in_child(m.dtype_choice, name="metaconf dtype")[0] if apart else m.dtype_choice()
             if self._dtype is not None:
                 announce(self._dtype, self.quiet)
         return self._dtype

@@ -66,7 +66,7 @@ class Study:
         self.eval_sets: dict[str, list[Question]] = {}  # dataset -> held-out / new-domain questions
         self.in_domain: dict[str, bool] = {}
         self._loaded = False
-        self.models = StudyModels(config, self.run_dir, lambda: self.store, quiet, source)
+        self.models = StudyModels(config, self.run_dir, lambda: self.store, quiet, source, isolate)
 
     @property
     def store(self) -> CompletionStore:

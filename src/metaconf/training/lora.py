@@ -614,32 +614,44 @@ def train_conditions(
     is a record (metaconf.conditions.Condition: its training set and objective) or a name (the set
     `training_sets[name]`, default the set of its name; objective sft); the settings are `configs[name]` where
     given, else `config`; `dtype` and `redo` as in `train_lora`. `isolate`: each condition that is not trained yet
-    trains in a child process of its own (metaconf.processes), the lower-layer states they share passed on in
-    `RUN/training/.frozen-states.pt` (removed at the end)."""
+    trains in a child process of its own (metaconf.processes; one more child first tells which are trained, so this
+    process never imports torch), the lower-layer states they share passed on in `RUN/training/.frozen-states.pt`
+    (removed at the end)."""
     run_dir = Path(run_dir)
-    adapters = {}
-    frozen_states: dict = {}  # lower-layer states shared by the conditions (their prompts overlap)
+    jobs = {}  # condition -> (train_lora's positional arguments, its keyword arguments)
+    for entry in conditions:
+        record = entry if isinstance(entry, Condition) else None
+        cond = record.name if record else str(entry)
+        training_set = record.training_set if record else (training_sets or {}).get(cond, cond)
+        train_file = inside(run_dir, "training_sets", training_set or cond, "train.jsonl")
+        if not train_file.is_file():
+            raise DataError(f"{train_file}: training set for condition '{cond}' not found (run build-data first)")
+        settings = (configs or {}).get(cond, config) or LoraTrainConfig()
+        options = {"dtype": dtype, "redo": redo, "objective": record.objective if record else "sft"}
+        jobs[cond] = ((train_file, inside(run_dir, "training", cond), model, settings), options)
+    if not isolate:
+        frozen_states: dict = {}  # lower-layer states shared by the conditions (their prompts overlap)
+        adapters = {}
+        for cond, (job, options) in jobs.items():
+            adapters[cond] = train_lora(*job, frozen_states=frozen_states, **options)
+            release_free_memory()  # the trainer and its model copy, before the next condition loads another
+        return adapters
+    trained, _ = call_in_child(_trained, list(jobs.values()), name="metaconf train (check)")
     shared = inside(run_dir, "training", FROZEN_STATES)
     shared.unlink(missing_ok=True)  # states a crashed run left: the model at its path may have changed since
     try:
-        for entry in conditions:
-            record = entry if isinstance(entry, Condition) else None
-            cond = record.name if record else str(entry)
-            training_set = record.training_set if record else (training_sets or {}).get(cond, cond)
-            train_file = inside(run_dir, "training_sets", training_set or cond, "train.jsonl")
-            if not train_file.is_file():
-                raise DataError(f"{train_file}: training set for condition '{cond}' not found (run build-data first)")
-            settings = (configs or {}).get(cond, config) or LoraTrainConfig()
-            out, objective = inside(run_dir, "training", cond), record.objective if record else "sft"
-            job, options = (train_file, out, model, settings), {"dtype": dtype, "redo": redo, "objective": objective}
-            if isolate and not _check(LoraJob(*job, dtype, None, objective))[3]:  # a trained one: nothing to start
-                adapters[cond], _ = call_in_child(_train_in_child, job, options, shared, name=f"metaconf train {cond}")
-            else:
-                adapters[cond] = train_lora(*job, frozen_states=frozen_states, **options)
-            release_free_memory()  # the trainer and its model copy, before the next condition loads another
+        for (cond, (job, options)), done in zip(jobs.items(), trained, strict=True):
+            if not done:
+                call_in_child(_train_in_child, job, options, shared, name=f"metaconf train {cond}")
     finally:
         shared.unlink(missing_ok=True)
-    return adapters
+    return {cond: job[1] / "adapter" for cond, (job, _) in jobs.items()}
+
+
+def _trained(jobs: list[tuple[tuple, dict]]) -> list[bool]:
+    """Whether each (train_lora arguments, keyword arguments) job's folder holds its finished adapter (after the
+    checks `train_lora` makes first: a clear line for a bad training file or objective)."""
+    return [_check(LoraJob(*job[:4], options["dtype"], None, options["objective"]))[3] for job, options in jobs]
 
 
 FROZEN_STATES = ".frozen-states.pt"  # RUN/training/.frozen-states.pt: the lower-layer states isolated trainings share
