@@ -180,7 +180,9 @@ class HFEngine(LocalEngine):
         return self._guidance
 
 
-CPU_BATCH_TOKENS = 1 << 15  # the most tokens per batch on a CPU (a GPU takes 1 << 18)
+# the most tokens per batch on a CPU (a GPU takes 1 << 18): 32768 held 0.6 GB more in the demo's baselines for a
+# few percent of speed (BENCHMARKS.md, "Memory")
+CPU_BATCH_TOKENS = 1 << 14
 CPU_KV_BYTES = 3 << 29  # and at most this much KV cache (1.5 GiB): fewer tokens per batch for a larger model
 
 
@@ -197,7 +199,7 @@ def kv_bytes_per_token(config: Any, dtype: Any) -> int:
 
 def batch_tokens(config: Any, dtype: Any, device_type: str) -> int:
     """The default token budget per batch: on a CPU the KV cache of a batch stays within CPU_KV_BYTES (the budget
-    of 32768 tokens is ~0.75 GB for the 135M demo model in bf16 but would be ~6 GB for a 1.7B model)."""
+    of 16384 tokens is ~0.37 GB for the 135M demo model in bf16 but would be ~3 GB for a 1.7B model)."""
     if device_type == "cuda":
         return 1 << 18
     return max(1024, min(CPU_BATCH_TOKENS, CPU_KV_BYTES // kv_bytes_per_token(config, dtype)))
