@@ -140,3 +140,14 @@ def test_metaconf_caps_onednn_primitive_cache_unless_the_user_chose():
         check=True,
     )
     assert (ours.stdout.strip(), theirs.stdout.strip()) == ("8", "64")
+
+
+def test_a_stage_child_takes_its_parents_number_format_without_printing_it_again(capsys):
+    from metaconf.precision import DtypeChoice, announce
+    from metaconf.study.models import StudyModels
+
+    choice = DtypeChoice("float16", "auto", "stage-child-test", "auto: a test's device")  # a key no test printed
+    models = StudyModels(parse_config(SMALL), Path("unused"), store=lambda: None)
+    models.use_dtype(choice)
+    announce(choice)  # what the engine does when it loads
+    assert models.dtype() is choice and capsys.readouterr().err == ""

@@ -163,6 +163,11 @@ def announce(choice: DtypeChoice, quiet: bool = False) -> None:
     print(f"metaconf: {choice.describe()}", file=sys.stderr, flush=True)
 
 
+def announced(choice: DtypeChoice) -> None:
+    """Take `choice` as printed already (by the parent of this process): `announce` then stays silent about it."""
+    _announced.add((choice.dtype, choice.device))
+
+
 def torch_dtype(name: str):
     """torch.float32 / bfloat16 / float16 for a resolved dtype name."""
     import torch

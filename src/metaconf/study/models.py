@@ -18,7 +18,7 @@ from metaconf.errors import ConfigError
 from metaconf.grading import DEFAULT_JUDGE_TEMPLATE, Grader, JudgeGrader
 from metaconf.io import read_json, write_json
 from metaconf.memory import release_free_memory
-from metaconf.precision import DtypeChoice, announce, run_record
+from metaconf.precision import DtypeChoice, announce, announced, run_record
 from metaconf.processes import call_in_child
 from metaconf.study.config import ModelConfig, StudyConfig
 
@@ -70,8 +70,10 @@ class StudyModels:
 
     def use_dtype(self, choice: DtypeChoice | None) -> None:
         """Take a number format already resolved (and printed) elsewhere: a stage's child process gets its
-        parent's."""
+        parent's (which printed it)."""
         self._dtype = choice
+        if choice is not None:
+            announced(choice)
 
     def run_info(self) -> dict[str, Any]:
         """What this invocation resolved on this machine (rewritten by every run): the model's number format."""
